@@ -1,0 +1,234 @@
+/* pack(): PACK_N items into PACK_M packs of PACK_K each, the parallel-
+ * candidates way (SPEC.md): noisy sort keys, greedy fill, heaviest-lightest
+ * swaps, best candidate. lib/pack.c computes the same bits on the host.
+ *
+ * Built with: PACK_N, PACK_M (compile-time, so pack weights live in
+ * registers), WG (work-group size), SCRATCH_LOCAL (1: a work-group's state
+ * in local memory, 0: in a slice of a global buffer), and the scratch
+ * layout the host computed: PACK_SCRATCH_N, PACK_SCRATCH_C (elements),
+ * ROW_OFF_BYTES and WG_SCRATCH_BYTES. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#define PACK_K (PACK_N / PACK_M)
+
+#if SCRATCH_LOCAL
+#define SCR __local
+#else
+#define SCR __global
+#endif
+
+/* Per-row scratch: sort keys, visiting orders, pack contents and each
+ * candidate's largest pack weight. */
+typedef struct pack_scratch_ptrs {
+    SCR float *keys;
+    SCR float *cmax;
+    SCR ushort *order;
+    SCR ushort *contents;
+} pack_scratch_ptrs;
+
+inline pack_scratch_ptrs pack_scratch_at(SCR uchar *base)
+{
+    pack_scratch_ptrs s;
+    s.keys = (SCR float *)base;
+    s.cmax = s.keys + PACK_SCRATCH_N;
+    s.order = (SCR ushort *)(s.cmax + PACK_SCRATCH_C);
+    s.contents = s.order + PACK_SCRATCH_N;
+    return s;
+}
+
+/* A work-group's state: local memory, or its slice of the global buffer. */
+#if SCRATCH_LOCAL
+#define WG_MEMORY(gscratch)                                 \
+    __local uint wg_words_[WG_SCRATCH_BYTES / 4];           \
+    __local uchar *wg_mem = (__local uchar *)wg_words_;     \
+    (void)(gscratch)
+#else
+#define WG_MEMORY(gscratch)                                 \
+    __global uchar *wg_mem =                                \
+        (gscratch) + (size_t)get_group_id(0) * WG_SCRATCH_BYTES
+#endif
+
+inline float cand_scale(float noise, int c, int cands)
+{
+    if (cands <= 1)
+        return 0.0f;
+    return noise * (float)c / (float)(cands - 1);
+}
+
+/* Candidate c's greedy fill and swap refinement, by one work-item. */
+inline float pack_one_candidate(SCR const float *w, int c, int rounds,
+                                SCR const ushort *order, SCR ushort *cont)
+{
+    float pw[PACK_M];
+    int pn[PACK_M];
+    for (int p = 0; p < PACK_M; p++) {
+        pw[p] = 0.0f;
+        pn[p] = 0;
+    }
+    for (int r = 0; r < PACK_N; r++) {
+        int item = order[r];
+        float wi = w[item];
+        int best = -1;
+        float bw = 0.0f;
+        for (int p = 0; p < PACK_M; p++)
+            if (pn[p] < PACK_K && (best < 0 || pw[p] < bw)) {
+                best = p;
+                bw = pw[p];
+            }
+        for (int p = 0; p < PACK_M; p++)
+            if (p == best) {
+                cont[p * PACK_K + pn[p]] = (ushort)item;
+                pw[p] += wi;
+                pn[p]++;
+            }
+    }
+    for (int t = 0; t < rounds; t++) {
+        int h = 0, l = 0;
+        float hv = pw[0], lv = pw[0];
+        for (int p = 1; p < PACK_M; p++) {
+            if (pw[p] > hv) {
+                h = p;
+                hv = pw[p];
+            }
+            if (pw[p] < lv) {
+                l = p;
+                lv = pw[p];
+            }
+        }
+        float gap = hv - lv;
+        if (!(gap > 0.0f))
+            break;
+        float mid = gap * 0.5f, bestd = 0.0f;
+        int ba = -1, bb = -1;
+        SCR ushort *hc = cont + h * PACK_K;
+        SCR ushort *lc = cont + l * PACK_K;
+        for (int a = 0; a < PACK_K; a++) {
+            float wa = w[hc[a]];
+            for (int b = 0; b < PACK_K; b++) {
+                float diff = wa - w[lc[b]];
+                if (diff > 0.0f && diff < gap) {
+                    float dist = fabs(diff - mid);
+                    if (ba < 0 || dist < bestd) {
+                        bestd = dist;
+                        ba = a;
+                        bb = b;
+                    }
+                }
+            }
+        }
+        if (ba < 0)
+            break;
+        ushort tmp = hc[ba];
+        hc[ba] = lc[bb];
+        lc[bb] = tmp;
+        float sh = 0.0f, sl = 0.0f;
+        for (int r = 0; r < PACK_K; r++) {
+            sh += w[hc[r]];
+            sl += w[lc[r]];
+        }
+        for (int p = 0; p < PACK_M; p++) {
+            if (p == h)
+                pw[p] = sh;
+            if (p == l)
+                pw[p] = sl;
+        }
+    }
+    float mx = pw[0];
+    for (int p = 1; p < PACK_M; p++)
+        if (pw[p] > mx)
+            mx = pw[p];
+    return mx;
+}
+
+/* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
+ * out_max get the chosen candidate. cands 1 with rounds 0 is SPEC's
+ * deterministic pack(). Must be reached by every work-item. */
+void pack_row(SCR const float *w, uint step, uint row, int cands,
+              int rounds, float noise, uint seed_lo, uint seed_hi,
+              pack_scratch_ptrs s, SCR int *best_c, SCR int *out_pack,
+              SCR int *out_rank, SCR float *out_max)
+{
+    int lid = get_local_id(0);
+#if PACK_K == 1 || PACK_M == 1
+    {
+        /* One item per pack: item i in pack i. One pack: by weight
+         * descending, equal weights by index. No candidate can differ. */
+        for (int i = lid; i < PACK_N; i += WG) {
+            if (PACK_K == 1) {
+                out_pack[i] = i;
+                out_rank[i] = 0;
+            } else {
+                float wi = w[i];
+                int r = 0;
+                for (int j = 0; j < PACK_N; j++)
+                    r += (w[j] > wi) || (w[j] == wi && j < i);
+                out_pack[i] = 0;
+                out_rank[i] = r;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        if (lid == 0) {
+            float mx = 0.0f;
+            if (PACK_K == 1) {
+                for (int i = 0; i < PACK_N; i++)
+                    if (w[i] > mx)
+                        mx = w[i];
+            } else {
+                /* the one pack's sum, in rank order */
+                for (int r = 0; r < PACK_N; r++)
+                    for (int i = 0; i < PACK_N; i++)
+                        if (out_rank[i] == r)
+                            mx += w[i];
+            }
+            *out_max = mx;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    }
+#else
+    /* 1. noisy sort keys */
+    for (int idx = lid; idx < cands * PACK_N; idx += WG) {
+        int c = idx / PACK_N, i = idx - c * PACK_N;
+        float u = eplb_uniform(seed_lo, seed_hi, step, row, (uint)c, (uint)i);
+        float jitter = u * w[i];
+        jitter = jitter * cand_scale(noise, c, cands);
+        s.keys[idx] = w[i] + jitter;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    /* 2. visiting order: rank of each key, descending, ties by index */
+    for (int idx = lid; idx < cands * PACK_N; idx += WG) {
+        int c = idx / PACK_N, i = idx - c * PACK_N;
+        SCR const float *kc = s.keys + c * PACK_N;
+        float k = kc[i];
+        int r = 0;
+        for (int j = 0; j < PACK_N; j++) {
+            float kj = kc[j];
+            r += (kj > k) || (kj == k && j < i);
+        }
+        s.order[c * PACK_N + r] = (ushort)i;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    /* 3. each candidate filled and refined by one work-item */
+    for (int c = lid; c < cands; c += WG)
+        s.cmax[c] = pack_one_candidate(w, c, rounds, s.order + c * PACK_N,
+                                       s.contents + c * PACK_N);
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    /* 4. the least largest pack wins, ties to the lower candidate */
+    if (lid == 0) {
+        int b = 0;
+        for (int c = 1; c < cands; c++)
+            if (s.cmax[c] < s.cmax[b])
+                b = c;
+        *best_c = b;
+        *out_max = s.cmax[b];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    SCR const ushort *cont = s.contents + *best_c * PACK_N;
+    for (int idx = lid; idx < PACK_N; idx += WG) {
+        int item = cont[idx];
+        out_pack[item] = idx / PACK_K;
+        out_rank[item] = idx % PACK_K;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+#endif
+}
+

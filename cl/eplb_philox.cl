@@ -1,0 +1,34 @@
+/* Philox4x32-10, the kernel-side twin of lib/philox.h: the same counter and
+ * key give the same bits here and on the host. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+inline uint philox4x32_10_first(uint c0, uint c1, uint c2, uint c3, uint k0,
+                                uint k1)
+{
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        uint hi0 = mul_hi(PHILOX_M0, c0), lo0 = PHILOX_M0 * c0;
+        uint hi1 = mul_hi(PHILOX_M1, c2), lo1 = PHILOX_M1 * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+    }
+    return c0;
+}
+
+/* u in [0, 1) with 24 random bits, counted by (step, row, cand, item). */
+inline float eplb_uniform(uint seed_lo, uint seed_hi, uint step, uint row,
+                          uint cand, uint item)
+{
+    uint x = philox4x32_10_first(item, cand, row, step, seed_lo, seed_hi);
+    return (float)(x >> 8) * (1.0f / 16777216.0f);
+}

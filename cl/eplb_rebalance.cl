@@ -1,0 +1,200 @@
+/* The rebalance as three kernels (SPEC.md's hierarchical pipeline):
+ *   eplb_groups  - one work-group per layer: group loads, groups to nodes
+ *   eplb_slots   - one work-group per (variant, layer, node): replicate the
+ *                  node's experts into its slots, pack slots onto its GPUs
+ *   eplb_finish  - one work-group per layer: the guard picks the variant,
+ *                  then phy2log, log2phy and logcnt are written
+ * Variant 0 is the deterministic reference (1 candidate, no swaps), variant
+ * 1 the candidate search; the guard keeps the candidate plan unless the
+ * reference has a strictly lower largest GPU load.
+ *
+ * The groups program is built with PACK_N = G_, PACK_M = N_; the slots
+ * program (EPLB_SLOTS_PROGRAM) with PACK_N = PPN_, PACK_M = GN_. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#define STEP_GROUPS 0u
+#define STEP_SLOTS 1u
+#define VARIANTS 2
+
+#ifndef EPLB_SLOTS_PROGRAM
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void eplb_groups(__global const float *w, int layers, int cands, int rounds,
+                 float noise, uint seed_lo, uint seed_hi,
+                 __global int *gplace, __global uchar *gscratch)
+{
+    WG_MEMORY(gscratch);
+    pack_scratch_ptrs s = pack_scratch_at(wg_mem);
+    SCR float *gw = (SCR float *)(wg_mem + ROW_OFF_BYTES);
+    SCR int *pk = (SCR int *)(gw + G_);
+    SCR int *rk = pk + G_;
+    SCR int *best_c = rk + G_;
+    SCR float *mx = (SCR float *)(best_c + 1);
+    int l = get_group_id(0), lid = get_local_id(0);
+    __global const float *wl = w + (size_t)l * E_;
+    for (int g = lid; g < G_; g += WG) {
+        float sum = 0.0f;
+        for (int j = 0; j < GS_; j++)
+            sum += wl[g * GS_ + j];
+        gw[g] = sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    for (int v = 0; v < VARIANTS; v++) {
+        pack_row(gw, STEP_GROUPS, (uint)l, v ? cands : 1, v ? rounds : 0,
+                 noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
+        __global int *out = gplace + ((size_t)v * layers + l) * G_ * 2;
+        for (int g = lid; g < G_; g += WG) {
+            out[2 * g] = pk[g];
+            out[2 * g + 1] = rk[g];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    }
+}
+
+#else /* EPLB_SLOTS_PROGRAM */
+
+/* Max-heap order of experts by load per replica, ties to the lower one. */
+inline int rep_ahead(SCR const float *ratio, int a, int b)
+{
+    return ratio[a] > ratio[b] || (ratio[a] == ratio[b] && a < b);
+}
+
+inline void rep_sift_down(SCR int *heap, int len, SCR const float *ratio,
+                          int at)
+{
+    for (;;) {
+        int l = 2 * at + 1, r = l + 1, m = at;
+        if (l < len && rep_ahead(ratio, heap[l], heap[m]))
+            m = l;
+        if (r < len && rep_ahead(ratio, heap[r], heap[m]))
+            m = r;
+        if (m == at)
+            return;
+        int t = heap[at];
+        heap[at] = heap[m];
+        heap[m] = t;
+        at = m;
+    }
+}
+
+/* SPEC's replicate(): LPN_ experts into PPN_ slots, by one work-item. */
+inline void replicate_node(SCR const float *wn, SCR int *sitem,
+                           SCR int *srank, SCR int *cnt, SCR float *ratio,
+                           SCR int *heap)
+{
+    for (int e = 0; e < LPN_; e++) {
+        sitem[e] = e;
+        srank[e] = 0;
+        cnt[e] = 1;
+        ratio[e] = wn[e];
+        heap[e] = e;
+    }
+    for (int at = LPN_ / 2 - 1; at >= 0; at--)
+        rep_sift_down(heap, LPN_, ratio, at);
+    for (int slot = LPN_; slot < PPN_; slot++) {
+        int e = heap[0];
+        sitem[slot] = e;
+        srank[slot] = cnt[e];
+        cnt[e]++;
+        ratio[e] = wn[e] / (float)cnt[e];
+        rep_sift_down(heap, LPN_, ratio, 0);
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void eplb_slots(__global const float *w, int layers, int cands, int rounds,
+                float noise, uint seed_lo, uint seed_hi,
+                __global const int *gplace, __global int *slot_expert,
+                __global int *slot_rank, __global int *cnt_out,
+                __global float *rowmax, __global uchar *gscratch)
+{
+    WG_MEMORY(gscratch);
+    pack_scratch_ptrs s = pack_scratch_at(wg_mem);
+    SCR int *grp_at = (SCR int *)(wg_mem + ROW_OFF_BYTES);
+    SCR int *ids = grp_at + GPN_;
+    SCR float *wn = (SCR float *)(ids + LPN_);
+    SCR float *ratio = wn + LPN_;
+    SCR int *heap = (SCR int *)(ratio + LPN_);
+    SCR int *cnt = heap + LPN_;
+    SCR int *sitem = cnt + LPN_;
+    SCR int *srank = sitem + PPN_;
+    SCR float *tw = (SCR float *)(srank + PPN_);
+    SCR int *pk = (SCR int *)(tw + PPN_);
+    SCR int *rk = pk + PPN_;
+    SCR int *best_c = rk + PPN_;
+    SCR float *mx = (SCR float *)(best_c + 1);
+
+    int gid = get_group_id(0), lid = get_local_id(0);
+    int n = gid % N_, vl = gid / N_;
+    int l = vl % layers, v = vl / layers;
+    __global const int *place = gplace + (size_t)vl * G_ * 2;
+    for (int g = lid; g < G_; g += WG)
+        if (place[2 * g] == n)
+            grp_at[place[2 * g + 1]] = g;
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    for (int i = lid; i < LPN_; i += WG) {
+        int e = grp_at[i / GS_] * GS_ + i % GS_;
+        ids[i] = e;
+        wn[i] = w[(size_t)l * E_ + e];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    if (lid == 0)
+        replicate_node(wn, sitem, srank, cnt, ratio, heap);
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    for (int p = lid; p < PPN_; p += WG) {
+        int e = sitem[p];
+        tw[p] = wn[e] / (float)cnt[e];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    pack_row(tw, STEP_SLOTS, (uint)(l * N_ + n), v ? cands : 1,
+             v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
+    size_t base = (size_t)vl * P_;
+    for (int p = lid; p < PPN_; p += WG) {
+        int slot = n * PPN_ + pk[p] * PPG_ + rk[p];
+        slot_expert[base + slot] = ids[sitem[p]];
+        slot_rank[base + slot] = srank[p];
+    }
+    for (int i = lid; i < LPN_; i += WG)
+        cnt_out[(size_t)vl * E_ + ids[i]] = cnt[i];
+    if (lid == 0)
+        rowmax[(size_t)vl * N_ + n] = *mx;
+}
+
+/* out = phy2log [layers][P_] ++ log2phy [layers][E_][MAXREP_] ++
+ * logcnt [layers][E_]: one buffer, one download. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void eplb_finish(int layers, __global const int *slot_expert,
+                 __global const int *slot_rank, __global const int *cnt_in,
+                 __global const float *rowmax, __global int *out)
+{
+    __local int pick;
+    int l = get_group_id(0), lid = get_local_id(0);
+    if (lid == 0) {
+        float ref = 0.0f, cand = 0.0f;
+        for (int n = 0; n < N_; n++) {
+            ref = fmax(ref, rowmax[(size_t)l * N_ + n]);
+            cand = fmax(cand, rowmax[((size_t)layers + l) * N_ + n]);
+        }
+        pick = ref < cand ? 0 : 1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    size_t vl = (size_t)pick * layers + l;
+    __global int *phy2log = out + (size_t)l * P_;
+    __global int *log2phy =
+        out + (size_t)layers * P_ + (size_t)l * E_ * MAXREP_;
+    __global int *logcnt =
+        out + (size_t)layers * P_ + (size_t)layers * E_ * MAXREP_ +
+        (size_t)l * E_;
+    for (int i = lid; i < E_ * MAXREP_; i += WG)
+        log2phy[i] = -1;
+    for (int e = lid; e < E_; e += WG)
+        logcnt[e] = cnt_in[vl * E_ + e];
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (int slot = lid; slot < P_; slot += WG) {
+        int e = slot_expert[vl * P_ + slot];
+        phy2log[slot] = e;
+        log2phy[e * MAXREP_ + slot_rank[vl * P_ + slot]] = slot;
+    }
+}
+
+#endif /* EPLB_SLOTS_PROGRAM */

@@ -1,0 +1,517 @@
+/* eplb-bench: speed against the OpenCL floor, balance against the bound.
+ *
+ *   eplb-bench [--quick] [--json FILE] [--workloads DIR] [--device-types L]
+ *
+ * For the host reference backend and each OpenCL device type found (gpu,
+ * accelerator, cpu) it measures, on the same job: the round-trip floor,
+ * the warm time per rebalance (median, p99), the cold first call; then the
+ * plans' quality on the real loads (when present), out of sample, the
+ * migration between near-identical inputs, and a scaling sweep. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "eplb_cl.h"
+#include "loadfile.h"
+#include "workload.h"
+
+typedef struct bench {
+    int quick;
+    int floor_runs, warm_runs;
+    const char *workloads;
+    FILE *json;
+    int json_first;
+} bench;
+
+typedef struct engine {
+    const char *label; /* "reference", "opencl-gpu", ... */
+    eplb_options opts;
+    char device[600];
+} engine;
+
+static const int configs[3][4] = {{288, 8, 4, 32}, {320, 8, 8, 64},
+                                  {288, 8, 18, 144}};
+static const char *const files[] = {
+    "decode_in1000out1000.json", "decode_in1800out100.json",
+    "decode_in2000out100.json",  "decode_in500out1500.json",
+    "prefill_in1000out1000.json", "prefill_in1024.json",
+    "prefill_in1800out100.json", "prefill_in2000out100.json",
+    "prefill_in2048.json",       "prefill_in4096.json",
+    "prefill_in500out1500.json", "prefill_in512.json"};
+#define NFILES 12
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void json_record(bench *b, const char *fmt, ...)
+{
+    if (!b->json)
+        return;
+    fputs(b->json_first ? "\n  " : ",\n  ", b->json);
+    b->json_first = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(b->json, fmt, ap);
+    va_end(ap);
+}
+
+typedef struct plan_buf {
+    int32_t *phy2log, *log2phy, *logcnt;
+} plan_buf;
+
+static int plan_alloc(plan_buf *p, const eplb_shape *s)
+{
+    size_t a, b, c;
+    if (eplb_plan_sizes(s, &a, &b, &c))
+        return -1;
+    p->phy2log = malloc(a * 4);
+    p->log2phy = malloc(b * 4);
+    p->logcnt = malloc(c * 4);
+    return p->phy2log && p->log2phy && p->logcnt ? 0 : -1;
+}
+
+static void plan_free(plan_buf *p)
+{
+    free(p->phy2log);
+    free(p->log2phy);
+    free(p->logcnt);
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "eplb-bench: %s: %s\n", what, eplb_last_error());
+    exit(1);
+}
+
+/* ---- speed ----------------------------------------------------------- */
+
+typedef struct timing {
+    double floor_us, floor_p99, warm_us, warm_p99, cold_us;
+} timing;
+
+static void time_engine(bench *b, const engine *en, const eplb_shape *s,
+                        const float *w, timing *t)
+{
+    plan_buf p;
+    if (plan_alloc(&p, s))
+        die("plan sizes");
+    eplb_context *ctx;
+    double t0 = now_us();
+    if (eplb_context_create(&ctx, &en->opts))
+        die("context");
+    if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
+        die("rebalance");
+    t->cold_us = now_us() - t0;
+    int runs = b->warm_runs;
+    double *v = malloc(sizeof(double) * runs);
+    for (int i = 0; i < runs; i++) {
+        t0 = now_us();
+        if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
+            die("rebalance");
+        v[i] = now_us() - t0;
+    }
+    qsort(v, runs, sizeof *v, cmp_double);
+    t->warm_us = v[runs / 2];
+    t->warm_p99 = v[(int)((runs - 1) * 0.99)];
+    t->floor_us = t->floor_p99 = 0.0;
+    if (strcmp(eplb_context_backend(ctx), "opencl") == 0 &&
+        eplb_context_floor(ctx, s, b->floor_runs, &t->floor_us,
+                           &t->floor_p99))
+        die("floor");
+    free(v);
+    eplb_context_destroy(ctx);
+    plan_free(&p);
+}
+
+static void print_timing_row(bench *b, const engine *en, const char *config,
+                             const char *workload, const eplb_shape *s,
+                             const timing *t)
+{
+    char ratio[32] = "-", floor_s[32] = "-";
+    if (t->floor_us > 0) {
+        snprintf(ratio, sizeof ratio, "%.2f", t->warm_us / t->floor_us);
+        snprintf(floor_s, sizeof floor_s, "%.1f", t->floor_us);
+    }
+    printf("%-14s %-22s %-24s %9s %10.1f %9.1f %10.0f %8s\n", en->label,
+           config, workload, floor_s, t->warm_us, t->warm_p99, t->cold_us,
+           ratio);
+    json_record(b, "{\"kind\":\"speed\",\"engine\":\"%s\",\"device\":\"%s\","
+                "\"config\":\"%s\",\"workload\":\"%s\",\"layers\":%d,"
+                "\"experts\":%d,\"candidates\":%d,\"swap_rounds\":%d,"
+                "\"floor_us\":%.2f,\"floor_p99_us\":%.2f,\"warm_us\":%.2f,"
+                "\"warm_p99_us\":%.2f,\"cold_us\":%.1f,\"x_floor\":%.3f}",
+                en->label, en->device, config, workload, s->layers,
+                s->experts, en->opts.candidates, en->opts.swap_rounds,
+                t->floor_us, t->floor_p99, t->warm_us, t->warm_p99,
+                t->cold_us, t->floor_us > 0 ? t->warm_us / t->floor_us : 0.0);
+}
+
+static void speed_header(void)
+{
+    printf("%-14s %-22s %-24s %9s %10s %9s %10s %8s\n", "engine", "config",
+           "workload", "floor us", "warm us", "p99 us", "cold us",
+           "x floor");
+}
+
+/* ---- quality --------------------------------------------------------- */
+
+static void plan_with(const eplb_options *o, const eplb_shape *s,
+                      const float *w, plan_buf *p)
+{
+    eplb_context *ctx;
+    if (plan_alloc(p, s) || eplb_context_create(&ctx, o))
+        die("context");
+    if (eplb_rebalance(ctx, s, w, p->phy2log, p->log2phy, p->logcnt))
+        die("rebalance");
+    eplb_context_destroy(ctx);
+}
+
+static float *load_real(bench *b, const char *file, int *L, int *E)
+{
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/deepseek-v3/%s", b->workloads, file);
+    load_matrix m;
+    if (load_matrix_read(path, &m, err, sizeof err)) {
+        fprintf(stderr, "eplb-bench: %s\n", err);
+        return NULL;
+    }
+    load_matrix_drop_zero_layers(&m);
+    *L = m.layers;
+    *E = m.experts;
+    return m.data;
+}
+
+static void quality_tables(bench *b, const eplb_options *fast)
+{
+    eplb_options det = *fast, cand = *fast;
+    det.candidates = 1;
+    det.swap_rounds = 0;
+    printf("\n## Quality on the real loads (mean over layers; bound = no "
+           "plan can beat it)\n");
+    printf("%-24s %-22s %8s %8s %8s %8s %8s %8s\n", "workload", "config",
+           "before", "determ.", "cand.", "worst", "bound", "% bound");
+    float *w[NFILES];
+    int L[NFILES], E[NFILES];
+    int nfiles = b->quick ? 2 : NFILES;
+    for (int f = 0; f < nfiles; f++)
+        if (!(w[f] = load_real(b, files[f], &L[f], &E[f])))
+            return;
+    for (int c = 0; c < 3; c++) {
+        char config[64];
+        snprintf(config, sizeof config, "P=%d G=%d N=%d M=%d",
+                 configs[c][0], configs[c][1], configs[c][2], configs[c][3]);
+        double sum_d = 0, sum_c = 0, sum_share = 0;
+        for (int f = 0; f < nfiles; f++) {
+            eplb_shape s = {L[f], E[f], configs[c][0], configs[c][1],
+                            configs[c][2], configs[c][3]};
+            plan_buf pd, pc;
+            plan_with(&det, &s, w[f], &pd);
+            plan_with(&cand, &s, w[f], &pc);
+            eplb_quality qb, qd, qc;
+            eplb_identity_quality(&s, w[f], &qb);
+            eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[f], pd.phy2log,
+                              pd.logcnt, &qd);
+            eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[f], pc.phy2log,
+                              pc.logcnt, &qc);
+            printf("%-24s %-22s %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f%%%s\n",
+                   files[f], config, qb.balancedness_mean,
+                   qd.balancedness_mean, qc.balancedness_mean,
+                   qc.balancedness_worst, qc.bound_mean,
+                   100 * qc.share_of_bound, qc.bound_is_weak ? " (weak)" : "");
+            json_record(b, "{\"kind\":\"quality\",\"workload\":\"%s\","
+                        "\"config\":\"%s\",\"before\":%.6f,"
+                        "\"deterministic\":%.6f,\"deterministic_worst\":%.6f,"
+                        "\"candidates\":%.6f,\"candidates_worst\":%.6f,"
+                        "\"bound\":%.6f,\"share_of_bound\":%.6f,"
+                        "\"bound_weak\":%d}",
+                        files[f], config, qb.balancedness_mean,
+                        qd.balancedness_mean, qd.balancedness_worst,
+                        qc.balancedness_mean, qc.balancedness_worst,
+                        qc.bound_mean, qc.share_of_bound, qc.bound_is_weak);
+            sum_d += qd.balancedness_mean;
+            sum_c += qc.balancedness_mean;
+            sum_share += qc.share_of_bound;
+            plan_free(&pd);
+            plan_free(&pc);
+        }
+        printf("%-24s %-22s %8s %8.4f %8.4f %8s %8s %7.1f%%\n",
+               "(mean over files)", config, "", sum_d / nfiles,
+               sum_c / nfiles, "", "", 100 * sum_share / nfiles);
+    }
+
+    /* Out of sample: plan on one file, judge on another. */
+    static const int pairs[][2] = {{5, 4}, {11, 10}, {8, 7}, {0, 4}, {4, 0}};
+    printf("\n## Out of sample (plan made on the first, judged on the "
+           "second; P=288 G=8 N=4 M=32)\n");
+    printf("%-52s %8s %8s %8s\n", "plan from -> judged on", "determ.",
+           "cand.", "in-samp.");
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        int a = pairs[i][0], z = pairs[i][1];
+        if (a >= nfiles || z >= nfiles)
+            continue;
+        eplb_shape s = {L[a], E[a], 288, 8, 4, 32};
+        plan_buf pd, pc, pz;
+        plan_with(&det, &s, w[a], &pd);
+        plan_with(&cand, &s, w[a], &pc);
+        plan_with(&cand, &s, w[z], &pz);
+        eplb_quality qd, qc, qz;
+        eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pd.phy2log, pd.logcnt,
+                          &qd);
+        eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pc.phy2log, pc.logcnt,
+                          &qc);
+        eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pz.phy2log, pz.logcnt,
+                          &qz);
+        char label[128];
+        snprintf(label, sizeof label, "%s -> %s", files[a], files[z]);
+        printf("%-52s %8.4f %8.4f %8.4f\n", label, qd.balancedness_mean,
+               qc.balancedness_mean, qz.balancedness_mean);
+        json_record(b, "{\"kind\":\"out_of_sample\",\"from\":\"%s\","
+                    "\"to\":\"%s\",\"deterministic\":%.6f,"
+                    "\"candidates\":%.6f,\"in_sample\":%.6f}",
+                    files[a], files[z], qd.balancedness_mean,
+                    qc.balancedness_mean, qz.balancedness_mean);
+        plan_free(&pd);
+        plan_free(&pc);
+        plan_free(&pz);
+    }
+
+    /* Migration: the same file with 1% noise. */
+    printf("\n## Migration (slots whose expert changes when loads move by "
+           "up to 1%%; P=288 G=8 N=4 M=32)\n");
+    printf("%-24s %10s %10s %10s\n", "workload", "slots", "determ.",
+           "cand.");
+    for (int f = 0; f < nfiles; f++) {
+        eplb_shape s = {L[f], E[f], 288, 8, 4, 32};
+        size_t n = (size_t)L[f] * E[f];
+        float *w2 = malloc(n * sizeof(float));
+        memcpy(w2, w[f], n * sizeof(float));
+        workload_perturb(w2, L[f], E[f], 0.01f, 77 + f);
+        plan_buf d1, d2, c1, c2;
+        plan_with(&det, &s, w[f], &d1);
+        plan_with(&det, &s, w2, &d2);
+        plan_with(&cand, &s, w[f], &c1);
+        plan_with(&cand, &s, w2, &c2);
+        long md = eplb_migration(&s, d1.phy2log, d2.phy2log);
+        long mc = eplb_migration(&s, c1.phy2log, c2.phy2log);
+        long slots = (long)L[f] * 288;
+        printf("%-24s %10ld %9.1f%% %9.1f%%\n", files[f], slots,
+               100.0 * md / slots, 100.0 * mc / slots);
+        json_record(b, "{\"kind\":\"migration\",\"workload\":\"%s\","
+                    "\"slots\":%ld,\"deterministic\":%ld,\"candidates\":%ld}",
+                    files[f], slots, md, mc);
+        plan_free(&d1);
+        plan_free(&d2);
+        plan_free(&c1);
+        plan_free(&c2);
+        free(w2);
+    }
+    for (int f = 0; f < nfiles; f++)
+        free(w[f]);
+}
+
+/* ---- scaling --------------------------------------------------------- */
+
+static void sweep(bench *b, engine *en, int n_en)
+{
+    /* E, L, P, G, N, M */
+    static const int full[][6] = {
+        {64, 58, 72, 8, 4, 8},      {128, 58, 144, 8, 4, 16},
+        {256, 58, 288, 8, 4, 32},   {512, 58, 576, 8, 4, 32},
+        {1024, 58, 1152, 8, 4, 32}, {256, 1, 288, 8, 4, 32},
+        {256, 16, 288, 8, 4, 32},   {256, 128, 288, 8, 4, 32},
+        {256, 58, 384, 8, 4, 32},   {256, 58, 512, 8, 4, 32},
+        {512, 58, 640, 8, 1, 8},    {512, 58, 640, 8, 2, 16},
+        {512, 58, 640, 8, 8, 64},   {512, 58, 640, 8, 16, 128},
+        {512, 58, 640, 8, 40, 320}, {1024, 58, 4096, 8, 8, 256},
+    };
+    static const int quick[][6] = {{64, 8, 72, 8, 4, 8},
+                                   {256, 8, 288, 8, 4, 32}};
+    const int(*rows)[6] = b->quick ? quick : full;
+    int nrows = b->quick ? 2 : (int)(sizeof full / sizeof full[0]);
+    printf("\n## Scaling (generated loads, %d candidates, %d swap rounds)\n",
+           en[0].opts.candidates, en[0].opts.swap_rounds);
+    speed_header();
+    for (int r = 0; r < nrows; r++) {
+        eplb_shape s = {rows[r][1], rows[r][0], rows[r][2], rows[r][3],
+                        rows[r][4], rows[r][5]};
+        float *w = malloc((size_t)s.layers * s.experts * sizeof(float));
+        workload_generate(w, s.layers, s.experts, 1000 + r);
+        char config[64], wl[64];
+        snprintf(config, sizeof config, "P=%d G=%d N=%d M=%d",
+                 s.num_replicas, s.num_groups, s.num_nodes, s.num_gpus);
+        snprintf(wl, sizeof wl, "gen %dx%d", s.layers, s.experts);
+        for (int i = 0; i < n_en; i++) {
+            timing t;
+            fprintf(stderr, "\rscaling %d/%d (%s)   ", r + 1, nrows,
+                    en[i].label);
+            time_engine(b, &en[i], &s, w, &t);
+            print_timing_row(b, &en[i], config, wl, &s, &t);
+        }
+        free(w);
+    }
+    fprintf(stderr, "\r%40s\r", "");
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static int find_engines(engine *en, int cands, int rounds, const char *types)
+{
+    int n = 0;
+    eplb_options o;
+    eplb_options_default(&o);
+    o.candidates = cands;
+    o.swap_rounds = rounds;
+    o.backend = EPLB_BACKEND_REFERENCE;
+    en[n].label = "reference";
+    en[n].opts = o;
+    snprintf(en[n].device, sizeof en[n].device, "host CPU (one thread)");
+    n++;
+    static const char *const kinds[] = {"gpu", "accelerator", "cpu"};
+    static const char *const labels[] = {"opencl-gpu", "opencl-acc",
+                                         "opencl-cpu"};
+    for (int k = 0; k < 3; k++) {
+        if (!strstr(types, kinds[k]))
+            continue;
+        o.backend = EPLB_BACKEND_OPENCL;
+        o.device_type = kinds[k];
+        o.enforce_device = 1;
+        eplb_context *ctx;
+        if (eplb_context_create(&ctx, &o) != EPLB_OK)
+            continue;
+        en[n].label = labels[k];
+        en[n].opts = o;
+        snprintf(en[n].device, sizeof en[n].device, "%s",
+                 eplb_context_device(ctx));
+        eplb_context_destroy(ctx);
+        n++;
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    bench b = {0};
+    b.workloads = "../shared/workloads";
+    const char *json_path = NULL, *types = "gpu,accelerator,cpu";
+    int cands = 64, rounds = 20;
+    static const struct option longopts[] = {
+        {"quick", no_argument, 0, 'q'},
+        {"json", required_argument, 0, 'j'},
+        {"workloads", required_argument, 0, 'w'},
+        {"device-types", required_argument, 0, 't'},
+        {"candidates", required_argument, 0, 'c'},
+        {"swap-rounds", required_argument, 0, 'r'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'q': b.quick = 1; break;
+        case 'j': json_path = optarg; break;
+        case 'w': b.workloads = optarg; break;
+        case 't': types = optarg; break;
+        case 'c': cands = atoi(optarg); break;
+        case 'r': rounds = atoi(optarg); break;
+        default:
+            fprintf(c == 'h' ? stdout : stderr,
+                    "usage: eplb-bench [--quick] [--json FILE] [--workloads "
+                    "DIR] [--device-types gpu,accelerator,cpu]\n"
+                    "                  [--candidates C] [--swap-rounds T]\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    const char *env_w = getenv("EPLB_WORKLOADS_DIR");
+    if (env_w && *env_w && strcmp(b.workloads, "../shared/workloads") == 0)
+        b.workloads = env_w;
+    char probe[4096];
+    struct stat st;
+    snprintf(probe, sizeof probe, "%s/deepseek-v3", b.workloads);
+    int have_real = stat(probe, &st) == 0 && S_ISDIR(st.st_mode);
+    b.floor_runs = b.quick ? 200 : 3000;
+    b.warm_runs = b.quick ? 20 : 500;
+    if (json_path) {
+        b.json = fopen(json_path, "w");
+        if (!b.json) {
+            fprintf(stderr, "eplb-bench: cannot write %s\n", json_path);
+            return 2;
+        }
+        time_t now = time(NULL);
+        char date[32];
+        strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
+        fprintf(b.json, "{\"version\":\"%s\",\"date\":\"%s\",\"quick\":%d,"
+                "\"runs\":[", eplb_version_string(), date, b.quick);
+        b.json_first = 1;
+    }
+    engine en[4];
+    int n_en = find_engines(en, cands, rounds, types);
+    printf("# eplb-bench %s%s\n", eplb_version_string(),
+           b.quick ? " (quick)" : "");
+    for (int i = 0; i < n_en; i++)
+        printf("engine %-12s %s\n", en[i].label, en[i].device);
+    if (!have_real)
+        printf("(real workloads not found under %s: generated loads only)\n",
+               b.workloads);
+
+    printf("\n## Speed (%d candidates, %d swap rounds; floor = upload, one "
+           "trivial kernel, download, same sizes)\n", cands, rounds);
+    speed_header();
+    float *gen = malloc(58 * 256 * sizeof(float));
+    workload_generate(gen, 58, 256, 2024);
+    int L = 58, E = 256;
+    float *real = have_real ? load_real(&b, "prefill_in4096.json", &L, &E)
+                            : NULL;
+    for (int cfg = 0; cfg < (b.quick ? 1 : 3); cfg++) {
+        eplb_shape s = {58, 256, configs[cfg][0], configs[cfg][1],
+                        configs[cfg][2], configs[cfg][3]};
+        char config[64];
+        snprintf(config, sizeof config, "P=%d G=%d N=%d M=%d", s.num_replicas,
+                 s.num_groups, s.num_nodes, s.num_gpus);
+        for (int i = 0; i < n_en; i++) {
+            timing t;
+            fprintf(stderr, "\rspeed %s %s   ", config, en[i].label);
+            const float *w = real ? real : gen;
+            s.layers = L;
+            time_engine(&b, &en[i], &s, w, &t);
+            print_timing_row(&b, &en[i], config,
+                             real ? "prefill_in4096" : "generated 58x256", &s,
+                             &t);
+            if (i == 0) {
+                /* the deterministic mode on the host, for DeepSeek's
+                 * algorithm's own cost */
+                engine d = en[0];
+                d.label = "reference-det";
+                d.opts.candidates = 1;
+                d.opts.swap_rounds = 0;
+                time_engine(&b, &d, &s, w, &t);
+                print_timing_row(&b, &d, config,
+                                 real ? "prefill_in4096" : "generated 58x256",
+                                 &s, &t);
+            }
+        }
+    }
+    fprintf(stderr, "\r%40s\r", "");
+    if (have_real)
+        quality_tables(&b, &en[n_en - 1].opts);
+    sweep(&b, en + (n_en > 1 ? 1 : 0), n_en > 1 ? n_en - 1 : 1);
+    if (b.json) {
+        fputs("\n]}\n", b.json);
+        fclose(b.json);
+    }
+    free(gen);
+    free(real);
+    return 0;
+}

@@ -1,0 +1,321 @@
+/* eplb-cl: compute an expert placement plan for a load matrix.
+ *
+ *   eplb-cl [options] [LOADS]      LOADS: SGLang JSON, JSON array or CSV
+ *
+ * With no LOADS it plans a built-in realistic workload. The plan goes to
+ * --output (or stdout) as JSON; a summary goes to stderr. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "eplb_cl.h"
+#include "loadfile.h"
+#include "planio.h"
+#include "workload.h"
+
+/* The built-in workload: DeepSeek-V3's MoE layers and experts. */
+#define BUILTIN_LAYERS 58
+#define BUILTIN_EXPERTS 256
+#define BUILTIN_SEED 2024
+#define DEFAULT_REPEAT 10
+
+static void usage(FILE *f)
+{
+    fputs(
+"usage: eplb-cl [options] [LOADS]\n"
+"  LOADS                  load matrix: SGLang JSON {\"logical_count\": [[...]]},\n"
+"                         a JSON array of arrays, or CSV (one layer a row);\n"
+"                         all-zero layers are dropped. Default: a built-in\n"
+"                         realistic workload (58 layers x 256 experts).\n"
+"  --num-replicas P       physical slots per layer (default 288)\n"
+"  --num-groups G         expert groups (default 8)\n"
+"  --num-nodes N          nodes (default 4)\n"
+"  --num-gpus M           GPUs (default 32)\n"
+"  --backend B            auto | reference | opencl (default auto)\n"
+"  --policy X             auto | hierarchical | global (default auto)\n"
+"  --candidates C         packing candidates (default 64; 1 with\n"
+"                         --swap-rounds 0 is DeepSeek's algorithm exactly)\n"
+"  --noise F              largest sort-key noise (default 0.2)\n"
+"  --swap-rounds T        swap refinement rounds (default 20)\n"
+"  --seed S               noise seed (default 0)\n"
+"  --platform S, --device S, --device-type gpu|cpu|accelerator\n"
+"                         OpenCL device filters (substrings of names)\n"
+"  --enforce-device       a filter that matches nothing is an error\n"
+"  --repeat R             time R warm calls after the first (default 10)\n"
+"  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
+"  -q, --quiet            no summary on stderr\n"
+"  -h, --help             this text\n", f);
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int parse_int(const char *opt, const char *s, long lo, long hi,
+                     long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) {
+        fprintf(stderr, "eplb-cl: %s '%s': expected an integer in %ld..%ld\n",
+                opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_choice(const char *opt, const char *s,
+                        const char *const *names, int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    fprintf(stderr, "eplb-cl: %s '%s': expected one of", opt, s);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %s", names[i]);
+    fputc('\n', stderr);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const backends[] = {"auto", "reference", "opencl"};
+    static const char *const policies[] = {"auto", "hierarchical", "global"};
+    static const struct option longopts[] = {
+        {"num-replicas", required_argument, 0, 'P'},
+        {"num-groups", required_argument, 0, 'G'},
+        {"num-nodes", required_argument, 0, 'N'},
+        {"num-gpus", required_argument, 0, 'M'},
+        {"backend", required_argument, 0, 'b'},
+        {"policy", required_argument, 0, 'p'},
+        {"candidates", required_argument, 0, 'c'},
+        {"noise", required_argument, 0, 'z'},
+        {"swap-rounds", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 's'},
+        {"platform", required_argument, 0, 'L'},
+        {"device", required_argument, 0, 'D'},
+        {"device-type", required_argument, 0, 'Y'},
+        {"enforce-device", no_argument, 0, 'e'},
+        {"repeat", required_argument, 0, 'r'},
+        {"output", required_argument, 0, 'o'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    eplb_options opts;
+    eplb_options_default(&opts);
+    eplb_shape shape = {0, 0, 288, 8, 4, 32};
+    const char *output = NULL;
+    int quiet = 0, choice;
+    long v, repeat = DEFAULT_REPEAT;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'P': case 'G': case 'N': case 'M':
+            if (parse_int(argv[optind - 1], optarg, 1, 1 << 24, &v))
+                return 2;
+            *(c == 'P' ? &shape.num_replicas : c == 'G' ? &shape.num_groups
+              : c == 'N' ? &shape.num_nodes : &shape.num_gpus) = (int)v;
+            break;
+        case 'b':
+            if (parse_choice("--backend", optarg, backends, 3, &choice))
+                return 2;
+            opts.backend = (eplb_backend)choice;
+            break;
+        case 'p':
+            if (parse_choice("--policy", optarg, policies, 3, &choice))
+                return 2;
+            opts.policy = (eplb_policy)choice;
+            break;
+        case 'c':
+            if (parse_int("--candidates", optarg, 1, 1024, &v))
+                return 2;
+            opts.candidates = (int)v;
+            break;
+        case 'z': {
+            char *end;
+            opts.noise = strtof(optarg, &end);
+            if (!*optarg || *end) {
+                fprintf(stderr, "eplb-cl: --noise '%s': expected a number\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+        case 't':
+            if (parse_int("--swap-rounds", optarg, 0, 1000, &v))
+                return 2;
+            opts.swap_rounds = (int)v;
+            break;
+        case 's': {
+            char *end;
+            opts.seed = strtoull(optarg, &end, 0);
+            if (!*optarg || *end) {
+                fprintf(stderr, "eplb-cl: --seed '%s': expected an integer\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'L': opts.platform = optarg; break;
+        case 'D': opts.device = optarg; break;
+        case 'Y': opts.device_type = optarg; break;
+        case 'e': opts.enforce_device = 1; break;
+        case 'r':
+            if (parse_int("--repeat", optarg, 0, 1000000, &repeat))
+                return 2;
+            break;
+        case 'o': output = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "eplb-cl: one load file at most\n");
+        usage(stderr);
+        return 2;
+    }
+
+    load_matrix m;
+    char err[512];
+    const char *source;
+    if (optind < argc) {
+        source = argv[optind];
+        if (load_matrix_read(source, &m, err, sizeof err)) {
+            fprintf(stderr, "eplb-cl: %s\n", err);
+            return 2;
+        }
+        int dropped = load_matrix_drop_zero_layers(&m);
+        if (dropped && !quiet)
+            fprintf(stderr, "eplb-cl: dropped %d all-zero layer%s (dense "
+                    "layers)\n", dropped, dropped == 1 ? "" : "s");
+        if (m.layers == 0) {
+            fprintf(stderr, "eplb-cl: %s: every layer is all zero: nothing "
+                    "to balance\n", source);
+            load_matrix_free(&m);
+            return 2;
+        }
+    } else {
+        source = "built-in workload (seed 2024)";
+        m.layers = BUILTIN_LAYERS;
+        m.experts = BUILTIN_EXPERTS;
+        m.data = malloc(sizeof(float) * BUILTIN_LAYERS * BUILTIN_EXPERTS);
+        if (!m.data) {
+            fprintf(stderr, "eplb-cl: out of memory\n");
+            return 1;
+        }
+        workload_generate(m.data, m.layers, m.experts, BUILTIN_SEED);
+    }
+    shape.layers = m.layers;
+    shape.experts = m.experts;
+
+    int status = 1;
+    size_t n_p2l, n_l2p, n_cnt;
+    int32_t *phy2log = NULL, *log2phy = NULL, *logcnt = NULL;
+    double *times = NULL;
+    eplb_context *ctx = NULL;
+    int rc = eplb_check_input(&shape, m.data);
+    if (rc == EPLB_OK)
+        rc = eplb_plan_sizes(&shape, &n_p2l, &n_l2p, &n_cnt);
+    if (rc) {
+        fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
+                eplb_last_error());
+        goto done;
+    }
+    phy2log = malloc(n_p2l * sizeof *phy2log);
+    log2phy = malloc(n_l2p * sizeof *log2phy);
+    logcnt = malloc(n_cnt * sizeof *logcnt);
+    times = malloc((size_t)(repeat + 1) * sizeof *times);
+    if (!phy2log || !log2phy || !logcnt || !times) {
+        fprintf(stderr, "eplb-cl: out of memory\n");
+        goto done;
+    }
+    double t0 = now_us();
+    rc = eplb_context_create(&ctx, &opts);
+    double t_create = now_us() - t0;
+    if (rc) {
+        fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
+                eplb_last_error());
+        goto done;
+    }
+    for (long i = 0; i <= repeat; i++) {
+        t0 = now_us();
+        rc = eplb_rebalance(ctx, &shape, m.data, phy2log, log2phy, logcnt);
+        times[i] = now_us() - t0;
+        if (rc) {
+            fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
+                    eplb_last_error());
+            goto done;
+        }
+    }
+    FILE *out = output ? fopen(output, "w") : stdout;
+    if (!out) {
+        fprintf(stderr, "eplb-cl: cannot write %s\n", output);
+        goto done;
+    }
+    int werr = plan_write_json(out, &shape, phy2log, log2phy, logcnt);
+    if ((output ? fclose(out) : fflush(out)) || werr) {
+        fprintf(stderr, "eplb-cl: write error on %s\n",
+                output ? output : "stdout");
+        goto done;
+    }
+    if (!quiet) {
+        eplb_quality before, after;
+        int policy = eplb_resolve_policy(opts.policy, &shape);
+        eplb_identity_quality(&shape, m.data, &before);
+        eplb_plan_quality(&shape, opts.policy, m.data, phy2log, logcnt,
+                          &after);
+        qsort(times + 1, (size_t)repeat, sizeof *times, cmp_double);
+        fprintf(stderr, "eplb-cl %s\n", eplb_version_string());
+        fprintf(stderr, "  input:        %s (%d layers x %d experts)\n",
+                source, shape.layers, shape.experts);
+        fprintf(stderr, "  config:       P=%d G=%d N=%d M=%d, policy %s, %d "
+                "candidates, %d swap rounds, seed %llu\n",
+                shape.num_replicas, shape.num_groups, shape.num_nodes,
+                shape.num_gpus, policies[policy], opts.candidates,
+                opts.swap_rounds, (unsigned long long)opts.seed);
+        fprintf(stderr, "  backend:      %s on %s\n", eplb_context_backend(ctx),
+                eplb_context_device(ctx));
+        if (*eplb_context_note(ctx))
+            fprintf(stderr, "  note:         %s\n", eplb_context_note(ctx));
+        fprintf(stderr, "  time:         context %.0f us, first call %.0f us",
+                t_create, times[0]);
+        if (repeat > 0)
+            fprintf(stderr, ", warm median %.1f us over %ld calls",
+                    times[1 + repeat / 2], repeat);
+        fputc('\n', stderr);
+        fprintf(stderr, "  balancedness: before %.4f (experts in order, no "
+                "replicas), after %.4f\n", before.balancedness_mean,
+                after.balancedness_mean);
+        fprintf(stderr, "  worst layer:  %d at %.4f\n", after.worst_layer,
+                after.balancedness_worst);
+        fprintf(stderr, "  bound:        %.4f%s; plan reaches %.1f%% of it\n",
+                after.bound_mean, after.bound_is_weak ? " (weak: group "
+                "constraint dropped)" : "", 100.0 * after.share_of_bound);
+        if (output)
+            fprintf(stderr, "  plan:         %s\n", output);
+    }
+    status = 0;
+done:
+    eplb_context_destroy(ctx);
+    free(phy2log);
+    free(log2phy);
+    free(logcnt);
+    free(times);
+    load_matrix_free(&m);
+    return status;
+}

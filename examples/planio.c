@@ -1,0 +1,100 @@
+#include "planio.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "loadfile.h"
+
+static void write_row(FILE *f, const int32_t *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, i ? ",%d" : "%d", (int)v[i]);
+    fputc(']', f);
+}
+
+int plan_write_json(FILE *f, const eplb_shape *s, const int32_t *phy2log,
+                    const int32_t *log2phy, const int32_t *logcnt)
+{
+    int L = s->layers, E = s->experts, P = s->num_replicas, X = P - E + 1;
+    fputs("{\"phy2log\":[", f);
+    for (int l = 0; l < L; l++) {
+        if (l)
+            fputs(",\n", f);
+        write_row(f, phy2log + (size_t)l * P, P);
+    }
+    fputs("],\n\"log2phy\":[", f);
+    for (int l = 0; l < L; l++) {
+        fputs(l ? ",\n[" : "[", f);
+        for (int e = 0; e < E; e++) {
+            if (e)
+                fputc(',', f);
+            write_row(f, log2phy + ((size_t)l * E + e) * X, X);
+        }
+        fputc(']', f);
+    }
+    fputs("],\n\"logcnt\":[", f);
+    for (int l = 0; l < L; l++) {
+        if (l)
+            fputs(",\n", f);
+        write_row(f, logcnt + (size_t)l * E, E);
+    }
+    fputs("]}\n", f);
+    return ferror(f) ? -1 : 0;
+}
+
+/* Copies a nested array of the expected dims (outer first) into out. */
+static int copy_ints(const json_value *v, const int *dims, int ndims,
+                     int32_t **out, const char *name, char *err,
+                     size_t errlen)
+{
+    if (ndims == 0) {
+        if (v->type != JV_NUMBER || v->number != (double)(int32_t)v->number) {
+            snprintf(err, errlen, "%s:%d:%d: expected an integer", name,
+                     v->line, v->col);
+            return -1;
+        }
+        *(*out)++ = (int32_t)v->number;
+        return 0;
+    }
+    if (v->type != JV_ARRAY || v->count != dims[0]) {
+        snprintf(err, errlen, "%s:%d:%d: expected an array of %d elements",
+                 name, v->line, v->col, dims[0]);
+        return -1;
+    }
+    for (int i = 0; i < v->count; i++)
+        if (copy_ints(&v->items[i], dims + 1, ndims - 1, out, name, err,
+                      errlen))
+            return -1;
+    return 0;
+}
+
+int plan_parse_json(const char *text, size_t len, const char *name,
+                    const eplb_shape *s, int32_t *phy2log, int32_t *log2phy,
+                    int32_t *logcnt, char *err, size_t errlen)
+{
+    json_value *root = json_parse(text, len, name, err, errlen);
+    if (!root)
+        return -1;
+    int L = s->layers, E = s->experts, P = s->num_replicas;
+    int d_p2l[] = {L, P}, d_l2p[] = {L, E, P - E + 1}, d_cnt[] = {L, E};
+    struct { const char *key; const int *dims; int nd; int32_t *dst; } f[] = {
+        {"phy2log", d_p2l, 2, phy2log},
+        {"log2phy", d_l2p, 3, log2phy},
+        {"logcnt", d_cnt, 2, logcnt},
+    };
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        const json_value *v = json_get(root, f[i].key);
+        int32_t *dst = f[i].dst;
+        if (!v) {
+            snprintf(err, errlen, "%s:%d:%d: no \"%s\" member", name,
+                     root->line, root->col, f[i].key);
+            rc = -1;
+        } else {
+            rc = copy_ints(v, f[i].dims, f[i].nd, &dst, name, err, errlen);
+        }
+    }
+    json_free(root);
+    return rc;
+}

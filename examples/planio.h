@@ -1,0 +1,22 @@
+/* Plans as JSON: {"phy2log": [[...]], "log2phy": [[[...]]], "logcnt":
+ * [[...]]}. */
+#ifndef EPLB_PLANIO_H
+#define EPLB_PLANIO_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "eplb_cl.h"
+
+/* 0 on success, -1 on a write error. */
+int plan_write_json(FILE *f, const eplb_shape *shape, const int32_t *phy2log,
+                    const int32_t *log2phy, const int32_t *logcnt);
+
+/* Reads a plan of the given shape; -1 with "name:line:col: what" in err
+ * when the text is not such a plan. */
+int plan_parse_json(const char *text, size_t len, const char *name,
+                    const eplb_shape *shape, int32_t *phy2log,
+                    int32_t *log2phy, int32_t *logcnt, char *err,
+                    size_t errlen);
+
+#endif

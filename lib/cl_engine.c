@@ -1,0 +1,546 @@
+/* The OpenCL backend: one upload of the loads, three kernel launches, one
+ * download of the plan. Programs are specialised to the shape (so pack
+ * weights stay in registers) and kept, with the buffers, while the shape
+ * stays the same. */
+#include "cl_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Work-group sizes: GPUs like wide groups; a CPU runs a group's items in a
+ * loop, where narrower groups spread better over cores. */
+#define WG_GPU 256
+#define WG_CPU 64
+#define WG_MIN 16
+/* Local memory kept free for the compiler's own needs. */
+#define LOCAL_MEM_RESERVE 1024
+#define OPTIONS_MAX 2048
+
+struct cl_engine {
+    cl_device_choice dev;
+    cl_context ctx;
+    cl_command_queue q;
+    char name[2 * EPLB_NAME_MAX + 4];
+    /* shape-specialised programs */
+    int built;
+    plan_dims dims;
+    int cands;
+    cl_program prog_groups, prog_slots;
+    cl_kernel k_groups, k_slots, k_finish;
+    size_t wg;
+    size_t wg_bytes_groups, wg_bytes_slots;
+    int local_groups, local_slots;
+    /* buffers, sized for cap_layers */
+    int cap_layers;
+    cl_mem b_w, b_gplace, b_slot_expert, b_slot_rank, b_cnt, b_rowmax, b_out,
+        b_scratch;
+    int32_t *staging;
+    /* profiling (EPLB_CL_PROFILE=1) */
+    int profile;
+    int have_profile;
+    eplb_profile last_profile;
+    /* the round-trip floor's program and buffers */
+    cl_program prog_floor;
+    cl_kernel k_floor;
+    cl_mem f_in, f_out;
+    size_t f_in_bytes, f_out_bytes;
+    int32_t *f_host;
+};
+
+static const char *const groups_files[] = {"eplb_philox.cl", "eplb_pack.cl",
+                                           "eplb_rebalance.cl"};
+
+static int cl_fail(cl_int err, const char *what, const cl_engine *e)
+{
+    return eplb_fail(err == CL_OUT_OF_HOST_MEMORY ? EPLB_ERR_OUT_OF_MEMORY
+                                                  : EPLB_ERR_OPENCL,
+                     "%s failed with %s (%d) on '%s'", what,
+                     cl_error_name(err), err, e->dev.device_name);
+}
+
+int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
+                     size_t note_len)
+{
+    *out = NULL;
+    cl_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    int rc = cl_device_choose(opts, &e->dev, note, note_len);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM,
+                                     (cl_context_properties)e->dev.platform,
+                                     0};
+    e->ctx = clCreateContext(props, 1, &e->dev.device, NULL, NULL, &err);
+    const char *prof = getenv("EPLB_CL_PROFILE");
+    e->profile = prof && strcmp(prof, "1") == 0;
+    if (err == CL_SUCCESS)
+        e->q = clCreateCommandQueue(
+            e->ctx, e->dev.device,
+            e->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+    if (err != CL_SUCCESS) {
+        rc = cl_fail(err, "creating the OpenCL context and queue", e);
+        cl_engine_destroy(e);
+        return rc;
+    }
+    snprintf(e->name, sizeof e->name, "%s / %s", e->dev.platform_name,
+             e->dev.device_name);
+    if (!e->dev.correctly_rounded_divide) {
+        size_t len = strlen(note);
+        snprintf(note + len, note_len - len,
+                 "%sdevice '%s' lacks correctly rounded division: its plans "
+                 "may differ from other devices' in rare ties",
+                 len ? "; " : "", e->dev.device_name);
+    }
+    *out = e;
+    return EPLB_OK;
+}
+
+static void release_buffers(cl_engine *e)
+{
+    cl_mem *bufs[] = {&e->b_w, &e->b_gplace, &e->b_slot_expert,
+                      &e->b_slot_rank, &e->b_cnt, &e->b_rowmax, &e->b_out,
+                      &e->b_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (*bufs[i]) {
+            clReleaseMemObject(*bufs[i]);
+            *bufs[i] = NULL;
+        }
+    free(e->staging);
+    e->staging = NULL;
+    e->cap_layers = 0;
+}
+
+static void release_programs(cl_engine *e)
+{
+    cl_kernel ks[] = {e->k_groups, e->k_slots, e->k_finish};
+    for (int i = 0; i < 3; i++)
+        if (ks[i])
+            clReleaseKernel(ks[i]);
+    if (e->prog_groups)
+        clReleaseProgram(e->prog_groups);
+    if (e->prog_slots)
+        clReleaseProgram(e->prog_slots);
+    e->k_groups = e->k_slots = e->k_finish = NULL;
+    e->prog_groups = e->prog_slots = NULL;
+    e->built = 0;
+}
+
+void cl_engine_destroy(cl_engine *e)
+{
+    if (!e)
+        return;
+    release_buffers(e);
+    release_programs(e);
+    if (e->k_floor)
+        clReleaseKernel(e->k_floor);
+    if (e->prog_floor)
+        clReleaseProgram(e->prog_floor);
+    if (e->f_in)
+        clReleaseMemObject(e->f_in);
+    if (e->f_out)
+        clReleaseMemObject(e->f_out);
+    free(e->f_host);
+    if (e->q)
+        clReleaseCommandQueue(e->q);
+    if (e->ctx)
+        clReleaseContext(e->ctx);
+    free(e);
+}
+
+const char *cl_engine_device_name(const cl_engine *e)
+{
+    return e->name;
+}
+
+/* Where a work-group's state lives; must match cl/eplb_pack.cl. */
+typedef struct wg_layout {
+    size_t pack_n, pack_c, row_off, bytes;
+} wg_layout;
+
+static size_t align_up(size_t v, size_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+static wg_layout layout_for(int n, int m, int cands, size_t row_words)
+{
+    wg_layout lo;
+    int active = n / m > 1 && m > 1;
+    lo.pack_n = active ? (size_t)cands * n : 1;
+    lo.pack_c = active ? (size_t)cands : 1;
+    size_t pack_bytes = (lo.pack_n + lo.pack_c) * 4 + lo.pack_n * 2 * 2;
+    lo.row_off = align_up(pack_bytes, 16);
+    lo.bytes = align_up(lo.row_off + row_words * 4, 64);
+    return lo;
+}
+
+static int fits_local(const cl_engine *e, const wg_layout *lo)
+{
+    return lo->bytes + LOCAL_MEM_RESERVE <= e->dev.local_mem;
+}
+
+static void program_options(char *buf, size_t len, const cl_engine *e,
+                            const plan_dims *d, int slots, size_t wg,
+                            const wg_layout *lo, int local)
+{
+    snprintf(buf, len,
+             "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
+             "-DPACK_M=%d -DPACK_SCRATCH_N=%zu -DPACK_SCRATCH_C=%zu "
+             "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
+             "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
+             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d%s",
+             e->dev.correctly_rounded_divide
+                 ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
+             wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
+             lo->pack_n, lo->pack_c, lo->row_off, lo->bytes, d->E, d->P, d->G,
+             d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
+             slots ? " -DEPLB_SLOTS_PROGRAM" : "");
+}
+
+static int make_kernel(cl_engine *e, cl_program p, const char *name,
+                       cl_kernel *k, size_t *max_wg)
+{
+    cl_int err;
+    *k = clCreateKernel(p, name, &err);
+    if (err != CL_SUCCESS)
+        return cl_fail(err, "clCreateKernel", e);
+    size_t kwg = 0;
+    clGetKernelWorkGroupInfo(*k, e->dev.device, CL_KERNEL_WORK_GROUP_SIZE,
+                             sizeof kwg, &kwg, NULL);
+    if (kwg < *max_wg)
+        *max_wg = kwg;
+    return EPLB_OK;
+}
+
+static int build_for(cl_engine *e, const plan_dims *d, int cands)
+{
+    release_programs(e);
+    release_buffers(e);
+    if (d->ppn > 65535 || d->G > 65535)
+        return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
+                         "%d slots per node exceed the kernels' 16-bit item "
+                         "indices: use more nodes or the reference backend",
+                         d->ppn);
+    wg_layout lg = layout_for(d->G, d->N, cands, 3 * (size_t)d->G + 2);
+    wg_layout ls = layout_for(d->ppn, d->gn, cands,
+                              (size_t)d->gpn + 5 * (size_t)d->lpn +
+                                  5 * (size_t)d->ppn + 2);
+    e->local_groups = fits_local(e, &lg);
+    e->local_slots = fits_local(e, &ls);
+    e->wg_bytes_groups = lg.bytes;
+    e->wg_bytes_slots = ls.bytes;
+    size_t wg = (e->dev.type & CL_DEVICE_TYPE_CPU) ? WG_CPU : WG_GPU;
+    while (wg > e->dev.max_work_group && wg > 1)
+        wg /= 2;
+    for (;;) {
+        char opts[OPTIONS_MAX];
+        program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
+        int rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
+                                  &e->prog_groups);
+        if (rc)
+            return rc;
+        program_options(opts, sizeof opts, e, d, 1, wg, &ls, e->local_slots);
+        rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
+                              &e->prog_slots);
+        if (rc)
+            return rc;
+        size_t max_wg = wg;
+        rc = make_kernel(e, e->prog_groups, "eplb_groups", &e->k_groups,
+                         &max_wg);
+        if (!rc)
+            rc = make_kernel(e, e->prog_slots, "eplb_slots", &e->k_slots,
+                             &max_wg);
+        if (!rc)
+            rc = make_kernel(e, e->prog_slots, "eplb_finish", &e->k_finish,
+                             &max_wg);
+        if (rc)
+            return rc;
+        if (max_wg >= wg)
+            break;
+        /* The compiled kernels need a narrower group on this device. */
+        release_programs(e);
+        if (wg <= WG_MIN)
+            return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
+                             "device '%s' runs these kernels only in groups "
+                             "of %zu work-items", e->dev.device_name, max_wg);
+        wg /= 2;
+    }
+    e->wg = wg;
+    e->dims = *d;
+    e->cands = cands;
+    e->built = 1;
+    return EPLB_OK;
+}
+
+static size_t out_elements(const plan_dims *d, int layers)
+{
+    return (size_t)layers * d->P + (size_t)layers * d->E * d->maxrep +
+           (size_t)layers * d->E;
+}
+
+static int reserve_buffers(cl_engine *e, const plan_dims *d)
+{
+    if (e->cap_layers >= d->L)
+        return EPLB_OK;
+    release_buffers(e);
+    size_t L = (size_t)d->L;
+    size_t scratch = 64;
+    if (!e->local_groups && L * e->wg_bytes_groups > scratch)
+        scratch = L * e->wg_bytes_groups;
+    if (!e->local_slots && 2 * L * d->N * e->wg_bytes_slots > scratch)
+        scratch = 2 * L * d->N * e->wg_bytes_slots;
+    struct { cl_mem *buf; size_t bytes; cl_mem_flags flags; } want[] = {
+        {&e->b_w, L * d->E * sizeof(float), CL_MEM_READ_ONLY},
+        {&e->b_gplace, 2 * L * d->G * 2 * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_slot_expert, 2 * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_slot_rank, 2 * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_cnt, 2 * L * d->E * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_rowmax, 2 * L * d->N * sizeof(float), CL_MEM_READ_WRITE},
+        {&e->b_out, out_elements(d, d->L) * sizeof(int), CL_MEM_WRITE_ONLY},
+        {&e->b_scratch, scratch, CL_MEM_READ_WRITE},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (want[i].bytes > e->dev.max_alloc) {
+            release_buffers(e);
+            return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
+                             "a %zu-byte buffer exceeds device '%s''s "
+                             "largest allocation (%llu bytes): split the "
+                             "layers into several calls", want[i].bytes,
+                             e->dev.device_name,
+                             (unsigned long long)e->dev.max_alloc);
+        }
+        cl_int err;
+        *want[i].buf = clCreateBuffer(e->ctx, want[i].flags, want[i].bytes,
+                                      NULL, &err);
+        if (err != CL_SUCCESS) {
+            release_buffers(e);
+            return cl_fail(err, "clCreateBuffer", e);
+        }
+    }
+    e->staging = malloc(out_elements(d, d->L) * sizeof(int32_t));
+    if (!e->staging) {
+        release_buffers(e);
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    e->cap_layers = d->L;
+    return EPLB_OK;
+}
+
+static int same_shape(const plan_dims *a, const plan_dims *b)
+{
+    return a->E == b->E && a->P == b->P && a->G == b->G && a->N == b->N &&
+           a->M == b->M;
+}
+
+#define SET_ARG(k, i, v) err |= clSetKernelArg(k, i, sizeof(v), &(v))
+
+int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
+                        const pack_params *pp, const float *weight,
+                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
+{
+    int rc;
+    if (!e->built || !same_shape(&e->dims, d) || e->cands != pp->candidates) {
+        rc = build_for(e, d, pp->candidates);
+        if (rc)
+            return rc;
+    }
+    rc = reserve_buffers(e, d);
+    if (rc)
+        return rc;
+    cl_int layers = d->L, cands = pp->candidates, rounds = pp->swap_rounds;
+    cl_float noise = pp->noise;
+    cl_uint seed_lo = (cl_uint)pp->seed, seed_hi = (cl_uint)(pp->seed >> 32);
+    cl_int err = 0;
+    SET_ARG(e->k_groups, 0, e->b_w);
+    SET_ARG(e->k_groups, 1, layers);
+    SET_ARG(e->k_groups, 2, cands);
+    SET_ARG(e->k_groups, 3, rounds);
+    SET_ARG(e->k_groups, 4, noise);
+    SET_ARG(e->k_groups, 5, seed_lo);
+    SET_ARG(e->k_groups, 6, seed_hi);
+    SET_ARG(e->k_groups, 7, e->b_gplace);
+    SET_ARG(e->k_groups, 8, e->b_scratch);
+    SET_ARG(e->k_slots, 0, e->b_w);
+    SET_ARG(e->k_slots, 1, layers);
+    SET_ARG(e->k_slots, 2, cands);
+    SET_ARG(e->k_slots, 3, rounds);
+    SET_ARG(e->k_slots, 4, noise);
+    SET_ARG(e->k_slots, 5, seed_lo);
+    SET_ARG(e->k_slots, 6, seed_hi);
+    SET_ARG(e->k_slots, 7, e->b_gplace);
+    SET_ARG(e->k_slots, 8, e->b_slot_expert);
+    SET_ARG(e->k_slots, 9, e->b_slot_rank);
+    SET_ARG(e->k_slots, 10, e->b_cnt);
+    SET_ARG(e->k_slots, 11, e->b_rowmax);
+    SET_ARG(e->k_slots, 12, e->b_scratch);
+    SET_ARG(e->k_finish, 0, layers);
+    SET_ARG(e->k_finish, 1, e->b_slot_expert);
+    SET_ARG(e->k_finish, 2, e->b_slot_rank);
+    SET_ARG(e->k_finish, 3, e->b_cnt);
+    SET_ARG(e->k_finish, 4, e->b_rowmax);
+    SET_ARG(e->k_finish, 5, e->b_out);
+    if (err != CL_SUCCESS)
+        return cl_fail(err, "clSetKernelArg", e);
+    size_t local = e->wg;
+    size_t g_layers = (size_t)d->L * e->wg;
+    size_t g_rows = 2 * (size_t)d->L * d->N * e->wg;
+    size_t n_out = out_elements(d, d->L);
+    cl_event ev[5] = {NULL, NULL, NULL, NULL, NULL};
+#define EV(i) (e->profile ? &ev[i] : NULL)
+    err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,
+                               (size_t)d->L * d->E * sizeof(float), weight, 0,
+                               NULL, EV(0));
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(e->q, e->k_groups, 1, NULL, &g_layers,
+                                     &local, 0, NULL, EV(1));
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(e->q, e->k_slots, 1, NULL, &g_rows,
+                                     &local, 0, NULL, EV(2));
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(e->q, e->k_finish, 1, NULL, &g_layers,
+                                     &local, 0, NULL, EV(3));
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(e->q, e->b_out, CL_TRUE, 0,
+                                  n_out * sizeof(int32_t), e->staging, 0,
+                                  NULL, EV(4));
+#undef EV
+    if (err != CL_SUCCESS) {
+        clFinish(e->q);
+        for (int i = 0; i < 5; i++)
+            if (ev[i])
+                clReleaseEvent(ev[i]);
+        return cl_fail(err, "running the rebalance kernels", e);
+    }
+    if (e->profile) {
+        double us[5];
+        for (int i = 0; i < 5; i++) {
+            cl_ulong t0 = 0, t1 = 0;
+            clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_START,
+                                    sizeof t0, &t0, NULL);
+            clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_END,
+                                    sizeof t1, &t1, NULL);
+            us[i] = (double)(t1 - t0) / 1e3;
+            clReleaseEvent(ev[i]);
+        }
+        e->last_profile = (eplb_profile){us[0], us[1], us[2], us[3], us[4]};
+        e->have_profile = 1;
+    }
+    /* Only now, with the whole plan in hand, touch the caller's arrays. */
+    size_t n_p2l = (size_t)d->L * d->P, n_l2p = (size_t)d->L * d->E * d->maxrep;
+    memcpy(phy2log, e->staging, n_p2l * sizeof(int32_t));
+    memcpy(log2phy, e->staging + n_p2l, n_l2p * sizeof(int32_t));
+    memcpy(logcnt, e->staging + n_p2l + n_l2p,
+           (size_t)d->L * d->E * sizeof(int32_t));
+    return EPLB_OK;
+}
+
+int cl_engine_profile(const cl_engine *e, eplb_profile *out)
+{
+    if (!e->profile || !e->have_profile)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "no profile: set EPLB_CL_PROFILE=1 before creating "
+                         "the context, then call eplb_rebalance");
+    *out = e->last_profile;
+    return EPLB_OK;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Buffers for the floor job, grown as needed. */
+static int floor_reserve(cl_engine *e, size_t in_bytes, size_t out_bytes)
+{
+    if (!e->k_floor) {
+        static const char *const files[] = {"eplb_floor.cl"};
+        int rc = cl_program_build(e->ctx, &e->dev, files, 1, "-cl-std=CL1.2",
+                                  &e->prog_floor);
+        if (rc)
+            return rc;
+        cl_int err;
+        e->k_floor = clCreateKernel(e->prog_floor, "eplb_floor", &err);
+        if (err != CL_SUCCESS)
+            return cl_fail(err, "clCreateKernel(eplb_floor)", e);
+    }
+    if (e->f_in_bytes >= in_bytes && e->f_out_bytes >= out_bytes)
+        return EPLB_OK;
+    if (e->f_in)
+        clReleaseMemObject(e->f_in);
+    if (e->f_out)
+        clReleaseMemObject(e->f_out);
+    free(e->f_host);
+    e->f_in = e->f_out = NULL;
+    e->f_in_bytes = e->f_out_bytes = 0;
+    cl_int err;
+    e->f_in = clCreateBuffer(e->ctx, CL_MEM_READ_ONLY, in_bytes, NULL, &err);
+    if (err == CL_SUCCESS)
+        e->f_out = clCreateBuffer(e->ctx, CL_MEM_WRITE_ONLY, out_bytes, NULL,
+                                  &err);
+    e->f_host = malloc(in_bytes > out_bytes ? in_bytes : out_bytes);
+    if (err != CL_SUCCESS || !e->f_host)
+        return err != CL_SUCCESS ? cl_fail(err, "clCreateBuffer", e)
+                                 : eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
+                                             "out of host memory");
+    memset(e->f_host, 0, in_bytes > out_bytes ? in_bytes : out_bytes);
+    e->f_in_bytes = in_bytes;
+    e->f_out_bytes = out_bytes;
+    return EPLB_OK;
+}
+
+int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
+                    double *median_us, double *p99_us)
+{
+    size_t n_in = (size_t)d->L * d->E, n_out = out_elements(d, d->L);
+    int rc = floor_reserve(e, n_in * sizeof(float), n_out * sizeof(int32_t));
+    if (rc)
+        return rc;
+    double *t = malloc((size_t)runs * sizeof(double));
+    if (!t)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    cl_uint a_in = (cl_uint)n_in, a_out = (cl_uint)n_out;
+    cl_int err = 0;
+    SET_ARG(e->k_floor, 0, e->f_in);
+    SET_ARG(e->k_floor, 1, e->f_out);
+    SET_ARG(e->k_floor, 2, a_in);
+    SET_ARG(e->k_floor, 3, a_out);
+    size_t local = 64, global = (n_out + local - 1) / local * local;
+    for (int i = 0; i < runs && err == CL_SUCCESS; i++) {
+        double t0 = now_us();
+        err = clEnqueueWriteBuffer(e->q, e->f_in, CL_FALSE, 0,
+                                   n_in * sizeof(float), e->f_host, 0, NULL,
+                                   NULL);
+        if (err == CL_SUCCESS)
+            err = clEnqueueNDRangeKernel(e->q, e->k_floor, 1, NULL, &global,
+                                         &local, 0, NULL, NULL);
+        if (err == CL_SUCCESS)
+            err = clEnqueueReadBuffer(e->q, e->f_out, CL_TRUE, 0,
+                                      n_out * sizeof(int32_t), e->f_host, 0,
+                                      NULL, NULL);
+        t[i] = now_us() - t0;
+    }
+    if (err != CL_SUCCESS) {
+        free(t);
+        return cl_fail(err, "the floor job", e);
+    }
+    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    *median_us = t[runs / 2];
+    if (p99_us)
+        *p99_us = t[(size_t)((runs - 1) * 0.99)];
+    free(t);
+    return EPLB_OK;
+}

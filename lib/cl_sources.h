@@ -1,0 +1,17 @@
+/* Kernel sources embedded at build time (lib/cl_sources.c is generated
+ * from the cl/ kernel files). */
+#ifndef EPLB_CL_SOURCES_H
+#define EPLB_CL_SOURCES_H
+
+#include <stddef.h>
+
+struct cl_embedded_source {
+    const char *name; /* file name in cl/, e.g. "eplb_pack.cl" */
+    const char *text;
+    size_t length;
+};
+
+/* Terminated by an entry with name NULL. */
+extern const struct cl_embedded_source cl_embedded_sources[];
+
+#endif

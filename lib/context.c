@@ -1,0 +1,197 @@
+/* The context: options, backend choice, and the rebalance entry point. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EPLB_MAX_CANDIDATES 1024
+#define EPLB_MAX_SWAP_ROUNDS 1000
+#define EPLB_NOTE_MAX 1024
+
+struct eplb_context {
+    eplb_options opts;
+    int backend; /* EPLB_BACKEND_REFERENCE or EPLB_BACKEND_OPENCL */
+    reference_state *ref;
+    cl_engine *cl;
+    char note[EPLB_NOTE_MAX];
+};
+
+void eplb_options_default(eplb_options *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->backend = EPLB_BACKEND_AUTO;
+    o->policy = EPLB_POLICY_AUTO;
+    o->candidates = 64;
+    o->noise = 0.2f;
+    o->swap_rounds = 20;
+    o->seed = 0;
+}
+
+static int check_options(const eplb_options *o)
+{
+    if (o->backend < EPLB_BACKEND_AUTO || o->backend > EPLB_BACKEND_OPENCL)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "backend %d is not auto, reference or opencl",
+                         (int)o->backend);
+    if (o->policy < EPLB_POLICY_AUTO || o->policy > EPLB_POLICY_GLOBAL)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "policy %d is not auto, hierarchical or global",
+                         (int)o->policy);
+    if (o->candidates < 1 || o->candidates > EPLB_MAX_CANDIDATES)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "candidates is %d: use 1..%d (1 with swap_rounds 0 "
+                         "is the deterministic algorithm)",
+                         o->candidates, EPLB_MAX_CANDIDATES);
+    if (!(o->noise >= 0.0f && o->noise <= 1.0f))
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "noise is %g: use a value in [0, 1] (default 0.2)",
+                         (double)o->noise);
+    if (o->swap_rounds < 0 || o->swap_rounds > EPLB_MAX_SWAP_ROUNDS)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "swap_rounds is %d: use 0..%d (default 20)",
+                         o->swap_rounds, EPLB_MAX_SWAP_ROUNDS);
+    return EPLB_OK;
+}
+
+int eplb_context_create(eplb_context **out, const eplb_options *opts)
+{
+    eplb_clear_error();
+    if (!out)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
+                         "out is NULL: pass the address of an eplb_context*");
+    *out = NULL;
+    eplb_options defaults;
+    if (!opts) {
+        eplb_options_default(&defaults);
+        opts = &defaults;
+    }
+    int rc = check_options(opts);
+    if (rc)
+        return rc;
+    eplb_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    ctx->opts = *opts;
+    /* The filter strings are borrowed during create only. */
+    ctx->opts.platform = ctx->opts.device = ctx->opts.device_type = NULL;
+    ctx->backend = EPLB_BACKEND_REFERENCE;
+    if (opts->backend != EPLB_BACKEND_REFERENCE) {
+        rc = cl_engine_create(&ctx->cl, opts, ctx->note, sizeof ctx->note);
+        if (rc == EPLB_OK) {
+            ctx->backend = EPLB_BACKEND_OPENCL;
+        } else if (opts->backend == EPLB_BACKEND_OPENCL ||
+                   rc == EPLB_ERR_OUT_OF_MEMORY ||
+                   (rc == EPLB_ERR_NO_DEVICE && opts->enforce_device)) {
+            free(ctx);
+            return rc;
+        } else {
+            /* auto: run on the host, and tell the caller why. */
+            snprintf(ctx->note, sizeof ctx->note,
+                     "no usable OpenCL device (%s); running the reference "
+                     "backend on the host", eplb_last_error());
+            eplb_clear_error();
+        }
+    }
+    *out = ctx;
+    return EPLB_OK;
+}
+
+void eplb_context_destroy(eplb_context *ctx)
+{
+    if (!ctx)
+        return;
+    reference_state_free(ctx->ref);
+    cl_engine_destroy(ctx->cl);
+    free(ctx);
+}
+
+const char *eplb_context_backend(const eplb_context *ctx)
+{
+    if (!ctx)
+        return "none";
+    return ctx->backend == EPLB_BACKEND_OPENCL ? "opencl" : "reference";
+}
+
+const char *eplb_context_device(const eplb_context *ctx)
+{
+    if (!ctx)
+        return "none";
+    return ctx->backend == EPLB_BACKEND_OPENCL ? cl_engine_device_name(ctx->cl)
+                                               : "host CPU";
+}
+
+const char *eplb_context_note(const eplb_context *ctx)
+{
+    return ctx ? ctx->note : "";
+}
+
+int eplb_rebalance(eplb_context *ctx, const eplb_shape *shape,
+                   const float *weight, int32_t *phy2log, int32_t *log2phy,
+                   int32_t *logcnt)
+{
+    eplb_clear_error();
+    if (!ctx)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
+                         "ctx is NULL: create one with eplb_context_create");
+    int rc = validate_shape(shape);
+    if (rc)
+        return rc;
+    if (!phy2log || !log2phy || !logcnt)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
+                         "%s is NULL: allocate the sizes eplb_plan_sizes() "
+                         "gives", !phy2log ? "phy2log"
+                                  : !log2phy ? "log2phy" : "logcnt");
+    rc = validate_loads(shape, weight);
+    if (rc)
+        return rc;
+    int policy = eplb_resolve_policy(ctx->opts.policy, shape);
+    if (policy < 0)
+        return policy;
+    plan_dims d;
+    plan_dims_init(&d, shape, policy);
+    pack_params pp = {ctx->opts.candidates, ctx->opts.swap_rounds,
+                      ctx->opts.noise, ctx->opts.seed};
+    if (ctx->backend == EPLB_BACKEND_OPENCL)
+        return cl_engine_rebalance(ctx->cl, &d, &pp, weight, phy2log, log2phy,
+                                   logcnt);
+    return reference_rebalance(&ctx->ref, &d, &pp, weight, phy2log, log2phy,
+                               logcnt);
+}
+
+int eplb_context_floor(eplb_context *ctx, const eplb_shape *shape, int runs,
+                       double *median_us, double *p99_us)
+{
+    eplb_clear_error();
+    if (!ctx || !median_us)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and median_us must "
+                         "not be NULL");
+    if (ctx->backend != EPLB_BACKEND_OPENCL)
+        return eplb_fail(EPLB_ERR_BAD_OPTION, "the floor is an OpenCL "
+                         "figure; this context runs the reference backend");
+    int rc = validate_shape(shape);
+    if (rc)
+        return rc;
+    if (runs < 1)
+        return eplb_fail(EPLB_ERR_BAD_OPTION, "runs is %d: use 1 or more",
+                         runs);
+    int policy = eplb_resolve_policy(EPLB_POLICY_AUTO, shape);
+    plan_dims d;
+    plan_dims_init(&d, shape, policy);
+    return cl_engine_floor(ctx->cl, &d, runs, median_us, p99_us);
+}
+
+int eplb_context_profile(const eplb_context *ctx, eplb_profile *out)
+{
+    eplb_clear_error();
+    if (!ctx || !out)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and out must not be "
+                         "NULL");
+    if (ctx->backend != EPLB_BACKEND_OPENCL)
+        return eplb_fail(EPLB_ERR_BAD_OPTION, "profiles are OpenCL "
+                         "figures; this context runs the reference backend");
+    return cl_engine_profile(ctx->cl, out);
+}

@@ -1,0 +1,251 @@
+/* pack(): n weighted items into m packs of exactly n/m items each.
+ * The deterministic reference (SPEC: greedy by weight descending) and the
+ * parallel-candidates variant (noisy sort keys, greedy fill, heaviest-
+ * lightest swaps, best candidate) in plain C. The OpenCL kernels in
+ * cl/eplb_pack.cl compute the same thing and must give the same bits. */
+#include "internal.h"
+#include "philox.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int pack_scratch_reserve(pack_scratch *s, int n)
+{
+    if (n <= s->cap_items)
+        return EPLB_OK;
+    pack_scratch_free(s);
+    size_t z = (size_t)n;
+    s->order = malloc(2 * z * sizeof(int)); /* order + merge temp */
+    s->keys = malloc(z * sizeof(float));
+    s->pack_w = malloc(z * sizeof(float));
+    s->pack_n = malloc(z * sizeof(int));
+    s->heap = malloc(z * sizeof(int));
+    s->contents = malloc(z * sizeof(int));
+    s->best_contents = malloc(z * sizeof(int));
+    if (!s->order || !s->keys || !s->pack_w || !s->pack_n || !s->heap ||
+        !s->contents || !s->best_contents) {
+        pack_scratch_free(s);
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
+                         "out of memory for packing scratch of %d items", n);
+    }
+    s->cap_items = n;
+    return EPLB_OK;
+}
+
+void pack_scratch_free(pack_scratch *s)
+{
+    free(s->order);
+    free(s->keys);
+    free(s->pack_w);
+    free(s->pack_n);
+    free(s->heap);
+    free(s->contents);
+    free(s->best_contents);
+    *s = (pack_scratch){0};
+}
+
+/* Stable merge sort of order[0..n) by key descending: equal keys keep the
+ * lower index first, as SPEC's tie rule asks. tmp holds n ints. */
+static void sort_desc(const float *key, int *order, int *tmp, int n)
+{
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    for (int width = 1; width < n; width *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * width) {
+            int mid = lo + width < n ? lo + width : n;
+            int hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int a = lo, b = mid, o = lo;
+            while (a < mid && b < hi)
+                tmp[o++] = key[order[b]] > key[order[a]] ? order[b++]
+                                                         : order[a++];
+            while (a < mid)
+                tmp[o++] = order[a++];
+            while (b < hi)
+                tmp[o++] = order[b++];
+        }
+        for (int i = 0; i < n; i++)
+            order[i] = tmp[i];
+    }
+}
+
+/* Min-heap of pack indices by (weight, index). */
+static int pack_lighter(const float *pw, int a, int b)
+{
+    return pw[a] < pw[b] || (pw[a] == pw[b] && a < b);
+}
+
+static void heap_sift_down(int *heap, int len, const float *pw, int at)
+{
+    for (;;) {
+        int l = 2 * at + 1, r = l + 1, m = at;
+        if (l < len && pack_lighter(pw, heap[l], heap[m]))
+            m = l;
+        if (r < len && pack_lighter(pw, heap[r], heap[m]))
+            m = r;
+        if (m == at)
+            return;
+        int t = heap[at];
+        heap[at] = heap[m];
+        heap[m] = t;
+        at = m;
+    }
+}
+
+/* Greedy fill in the given visiting order: each item to the lightest pack
+ * that is not full (ties: lower pack). contents[p*k + r] is the item at
+ * rank r of pack p; pw[p] accumulates in float32 in rank order. */
+static void greedy_fill(const float *w, const int *order, int n, int m,
+                        float *pw, int *pn, int *heap, int *contents)
+{
+    int k = n / m;
+    for (int p = 0; p < m; p++) {
+        pw[p] = 0.0f;
+        pn[p] = 0;
+        heap[p] = p; /* all zero: index order is already a heap */
+    }
+    int len = m;
+    for (int r = 0; r < n; r++) {
+        int item = order[r], p = heap[0];
+        contents[p * k + pn[p]] = item;
+        pw[p] += w[item];
+        if (++pn[p] == k)
+            heap[0] = heap[--len];
+        heap_sift_down(heap, len, pw, 0);
+    }
+}
+
+static float pack_sum(const float *w, const int *items, int k)
+{
+    float s = 0.0f;
+    for (int r = 0; r < k; r++)
+        s += w[items[r]];
+    return s;
+}
+
+static float max_of(const float *v, int n)
+{
+    float m = v[0];
+    for (int i = 1; i < n; i++)
+        if (v[i] > m)
+            m = v[i];
+    return m;
+}
+
+/* SPEC's swap refinement: move the pair closest to half the heaviest-
+ * lightest gap, up to rounds times. */
+static void swap_refine(const float *w, int m, int k, float *pw,
+                        int *contents, int rounds)
+{
+    for (int t = 0; t < rounds; t++) {
+        int h = 0, l = 0;
+        for (int p = 1; p < m; p++) {
+            if (pw[p] > pw[h])
+                h = p;
+            if (pw[p] < pw[l])
+                l = p;
+        }
+        float gap = pw[h] - pw[l];
+        if (!(gap > 0.0f))
+            return;
+        float mid = gap * 0.5f, best = 0.0f;
+        int ba = -1, bb = -1;
+        int *hc = contents + h * k, *lc = contents + l * k;
+        for (int a = 0; a < k; a++) {
+            float wa = w[hc[a]];
+            for (int b = 0; b < k; b++) {
+                float diff = wa - w[lc[b]];
+                if (diff > 0.0f && diff < gap) {
+                    float dist = fabsf(diff - mid);
+                    if (ba < 0 || dist < best) {
+                        best = dist;
+                        ba = a;
+                        bb = b;
+                    }
+                }
+            }
+        }
+        if (ba < 0)
+            return;
+        int tmp = hc[ba];
+        hc[ba] = lc[bb];
+        lc[bb] = tmp;
+        pw[h] = pack_sum(w, hc, k);
+        pw[l] = pack_sum(w, lc, k);
+    }
+}
+
+static void contents_to_pack_rank(const int *contents, int n, int m,
+                                  int *pack, int *rank)
+{
+    int k = n / m;
+    for (int p = 0; p < m; p++)
+        for (int r = 0; r < k; r++) {
+            pack[contents[p * k + r]] = p;
+            rank[contents[p * k + r]] = r;
+        }
+}
+
+/* k == 1: item i alone in pack i. */
+static float pack_one_per_pack(const float *w, int n, int *pack, int *rank)
+{
+    float mx = 0.0f;
+    for (int i = 0; i < n; i++) {
+        pack[i] = i;
+        rank[i] = 0;
+        if (w[i] > mx)
+            mx = w[i];
+    }
+    return mx;
+}
+
+float pack_reference(const float *w, int n, int m, int *pack, int *rank,
+                     pack_scratch *s)
+{
+    if (n == m)
+        return pack_one_per_pack(w, n, pack, rank);
+    sort_desc(w, s->order, s->order + n, n);
+    greedy_fill(w, s->order, n, m, s->pack_w, s->pack_n, s->heap,
+                s->contents);
+    contents_to_pack_rank(s->contents, n, m, pack, rank);
+    return max_of(s->pack_w, m);
+}
+
+float candidate_noise_scale(float noise, int c, int candidates)
+{
+    if (candidates <= 1)
+        return 0.0f;
+    return noise * (float)c / (float)(candidates - 1);
+}
+
+float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
+                      const pack_params *pp, int *pack, int *rank,
+                      pack_scratch *s)
+{
+    /* One item per pack or one pack: every candidate packs alike. */
+    if (n == m || m == 1)
+        return pack_reference(w, n, m, pack, rank, s);
+    int k = n / m;
+    float best = 0.0f;
+    for (int c = 0; c < pp->candidates; c++) {
+        float scale = candidate_noise_scale(pp->noise, c, pp->candidates);
+        for (int i = 0; i < n; i++) {
+            float u = eplb_uniform(pp->seed, (uint32_t)step, row,
+                                   (uint32_t)c, (uint32_t)i);
+            float jitter = u * w[i];
+            jitter = jitter * scale;
+            s->keys[i] = w[i] + jitter;
+        }
+        sort_desc(s->keys, s->order, s->order + n, n);
+        greedy_fill(w, s->order, n, m, s->pack_w, s->pack_n, s->heap,
+                    s->contents);
+        swap_refine(w, m, k, s->pack_w, s->contents, pp->swap_rounds);
+        float mx = max_of(s->pack_w, m);
+        if (c == 0 || mx < best) {
+            best = mx;
+            for (int i = 0; i < n; i++)
+                s->best_contents[i] = s->contents[i];
+        }
+    }
+    contents_to_pack_rank(s->best_contents, n, m, pack, rank);
+    return best;
+}

@@ -1,0 +1,27 @@
+/* Helpers on finished plans shared by both backends. */
+#include "internal.h"
+
+float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
+                              const int32_t *phy2log, const int32_t *logcnt)
+{
+    float mx = 0.0f;
+    for (int g = 0; g < d->M; g++) {
+        float s = 0.0f;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = phy2log[g * d->ppg + r];
+            s += w[e] / (float)logcnt[e];
+        }
+        if (s > mx)
+            mx = s;
+    }
+    return mx;
+}
+
+void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
+                       const int32_t *phyrank, int32_t *log2phy)
+{
+    for (int i = 0; i < d->E * d->maxrep; i++)
+        log2phy[i] = -1;
+    for (int s = 0; s < d->P; s++)
+        log2phy[phy2log[s] * d->maxrep + phyrank[s]] = s;
+}

@@ -1,0 +1,52 @@
+/* Status codes, their messages, and the per-thread detail of the last
+ * failure (in the manner of libgit2's git_error_last). */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* Long enough for an OpenCL build log of a broken kernel. */
+#define EPLB_ERROR_DETAIL_MAX 16384
+
+static _Thread_local char last_error[EPLB_ERROR_DETAIL_MAX];
+
+const char *eplb_strerror(int status)
+{
+    switch (status) {
+#define EPLB_STATUS_CASE_(name, value, msg) \
+    case value:                             \
+        return msg;
+        EPLB_STATUS_MAP(EPLB_STATUS_CASE_)
+#undef EPLB_STATUS_CASE_
+    }
+    return "unknown status code";
+}
+
+const char *eplb_last_error(void)
+{
+    return last_error;
+}
+
+void eplb_clear_error(void)
+{
+    last_error[0] = '\0';
+}
+
+int eplb_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *eplb_version_string(void)
+{
+    return PACKAGE_VERSION;
+}
+
+int eplb_version_number(void)
+{
+    return EPLB_VERSION_NUMBER;
+}

@@ -1,0 +1,354 @@
+#define _GNU_SOURCE /* memmem */
+/* The OpenCL backend (on PoCL in CI): plan for plan equal to the reference
+ * backend, device filters, kernel build errors, the binary cache, and the
+ * fallback when no platform exists. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cunit_main.h"
+#include "loadfile.h"
+#include "testutil.h"
+#include "workload.h"
+
+#define POISON 0x6B6B6B6B
+
+/* OpenCL and reference plans for one setting; both must succeed and
+ * agree. */
+static void compare(const eplb_shape *s, const float *w, int cands,
+                    int rounds, uint64_t seed)
+{
+    test_plan ref, cl;
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, cands, rounds,
+                                   seed, s, w, &ref) == EPLB_OK);
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_OPENCL, cands, rounds, seed,
+                                   s, w, &cl) == EPLB_OK);
+    int same = test_plan_equal(&ref, &cl);
+    if (!same)
+        printf("\n  differs: L=%d E=%d P=%d G=%d N=%d M=%d C=%d T=%d "
+               "seed=%llu\n", s->layers, s->experts, s->num_replicas,
+               s->num_groups, s->num_nodes, s->num_gpus, cands, rounds,
+               (unsigned long long)seed);
+    CU_ASSERT(same);
+    test_plan_free(&ref);
+    test_plan_free(&cl);
+}
+
+static const int settings[][2] = {{1, 0}, {1, 20}, {7, 0}, {7, 20},
+                                  {64, 0}, {64, 20}};
+
+static void test_generated_equal(void)
+{
+    static const eplb_shape shapes[] = {
+        {2, 12, 16, 4, 2, 8},     {6, 256, 288, 8, 4, 32},
+        {3, 256, 320, 8, 8, 64},  {3, 256, 288, 8, 18, 144},
+        {3, 64, 96, 4, 2, 96},    {3, 64, 80, 8, 4, 4},
+        {3, 64, 72, 8, 1, 8},     {3, 32, 32, 4, 2, 8},
+        {2, 48, 60, 6, 4, 12},    {2, 16, 24, 1, 1, 4},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const eplb_shape *s = &shapes[i];
+        float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
+        workload_generate(w, s->layers, s->experts, 500 + i);
+        for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++)
+            compare(s, w, settings[k][0], settings[k][1], 11 * i + k);
+        free(w);
+    }
+}
+
+static void test_deterministic_is_reference(void)
+{
+    eplb_shape s = {2, 12, 16, 4, 2, 8};
+    const float w[24] = {90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
+                         20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27};
+    const int32_t golden[32] = {5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1,
+                                11, 1, 7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1,
+                                5, 0, 3, 1};
+    test_plan p;
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_OPENCL, 1, 0, 0, &s, w, &p) ==
+                    EPLB_OK);
+    CU_ASSERT(memcmp(p.phy2log, golden, sizeof golden) == 0);
+    test_plan_free(&p);
+}
+
+static void test_real_equal(void)
+{
+    if (!test_workloads_dir())
+        return;
+    for (int f = 0; test_workload_files[f]; f++) {
+        int L, E;
+        float *w = test_load_workload(test_workload_files[f], &L, &E);
+        CU_ASSERT_FATAL(w != NULL);
+        for (int c = 0; c < 3; c++) {
+            eplb_shape s = {L, E, test_configs[c][0], test_configs[c][1],
+                            test_configs[c][2], test_configs[c][3]};
+            /* all settings on one file, the default on every file */
+            if (f == 0)
+                for (size_t k = 0; k < sizeof settings / sizeof settings[0];
+                     k++)
+                    compare(&s, w, settings[k][0], settings[k][1], 3 + k);
+            else
+                compare(&s, w, 64, 20, (uint64_t)f);
+        }
+        free(w);
+    }
+}
+
+static void test_context_reuse(void)
+{
+    /* One context, shapes changing between calls, same answers as fresh
+     * contexts. */
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    CU_ASSERT_STRING_EQUAL(eplb_context_backend(ctx), "opencl");
+    eplb_shape shapes[] = {{4, 64, 80, 8, 4, 8}, {9, 64, 80, 8, 4, 8},
+                           {2, 32, 48, 4, 2, 8}, {4, 64, 80, 8, 4, 8}};
+    for (int i = 0; i < 4; i++) {
+        eplb_shape *s = &shapes[i];
+        float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
+        workload_generate(w, s->layers, s->experts, 40 + i);
+        test_plan a, b;
+        CU_ASSERT_FATAL(test_plan_alloc(&a, s) == 0);
+        CU_ASSERT(eplb_rebalance(ctx, s, w, a.phy2log, a.log2phy,
+                                 a.logcnt) == EPLB_OK);
+        CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 64, 20, 0, s,
+                                       w, &b) == EPLB_OK);
+        CU_ASSERT(test_plan_equal(&a, &b));
+        test_plan_free(&a);
+        test_plan_free(&b);
+        free(w);
+    }
+    eplb_context_destroy(ctx);
+}
+
+static void test_device_filters(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    o.device = "no-such-device-anywhere";
+    o.enforce_device = 1;
+    eplb_context *ctx = NULL;
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_NO_DEVICE);
+    CU_ASSERT(ctx == NULL);
+    CU_ASSERT(strstr(eplb_last_error(), "no-such-device-anywhere") != NULL);
+    CU_ASSERT(strstr(eplb_last_error(), "devices present") != NULL);
+    o.enforce_device = 0;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    CU_ASSERT(strstr(eplb_context_note(ctx), "instead") != NULL);
+    eplb_context_destroy(ctx);
+    /* The environment filters: a CPU device is what PoCL offers. */
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    o.enforce_device = 1;
+    setenv("EPLB_CL_DEVICE_TYPE", "cpu", 1);
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_OK);
+    eplb_context_destroy(ctx);
+    setenv("EPLB_CL_DEVICE_TYPE", "toaster", 1);
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_BAD_OPTION);
+    unsetenv("EPLB_CL_DEVICE_TYPE");
+    setenv("EPLB_CL_PLATFORM", "no-such-platform", 1);
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_NO_DEVICE);
+    unsetenv("EPLB_CL_PLATFORM");
+}
+
+static int copy_file(const char *from, const char *to, const char *append)
+{
+    char err[256];
+    size_t len;
+    char *text = read_file(from, &len, err, sizeof err);
+    FILE *f = text ? fopen(to, "w") : NULL;
+    if (!f) {
+        free(text);
+        return -1;
+    }
+    fwrite(text, 1, len, f);
+    if (append)
+        fputs(append, f);
+    fclose(f);
+    free(text);
+    return 0;
+}
+
+static void test_broken_kernel(void)
+{
+    const char *src = getenv("EPLB_TEST_SRCDIR");
+    CU_ASSERT_FATAL(src != NULL);
+    char dir[] = "kernels-XXXXXX";
+    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    const char *files[] = {"eplb_philox.cl", "eplb_pack.cl",
+                           "eplb_rebalance.cl", "eplb_floor.cl"};
+    for (int i = 0; i < 4; i++) {
+        char from[4096], to[4096];
+        snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        CU_ASSERT_FATAL(copy_file(from, to, i == 1 ? "\nthis is not C;\n"
+                                                   : NULL) == 0);
+    }
+    setenv("EPLB_CL_KERNEL_DIR", dir, 1);
+    eplb_shape s = {2, 16, 24, 4, 2, 8};
+    float w[32];
+    workload_generate(w, 2, 16, 1);
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    test_plan p;
+    CU_ASSERT_FATAL(test_plan_alloc(&p, &s) == 0);
+    test_plan_poison(&p, POISON);
+    CU_ASSERT(eplb_rebalance(ctx, &s, w, p.phy2log, p.log2phy, p.logcnt) ==
+              EPLB_ERR_KERNEL_BUILD);
+    const char *msg = eplb_last_error();
+    CU_ASSERT(strstr(msg, "failed to build") != NULL);
+    CU_ASSERT(strstr(msg, "-cl-std=CL1.2") != NULL);     /* the options */
+    CU_ASSERT(strstr(msg, "this is not C") != NULL ||     /* the log */
+              strstr(msg, "error") != NULL);
+    CU_ASSERT(test_plan_is_poisoned(&p, POISON));
+    eplb_context_destroy(ctx);
+    /* The same directory with good files builds. */
+    for (int i = 0; i < 4; i++) {
+        char from[4096], to[4096];
+        snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        CU_ASSERT_FATAL(copy_file(from, to, NULL) == 0);
+    }
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    CU_ASSERT(eplb_rebalance(ctx, &s, w, p.phy2log, p.log2phy, p.logcnt) ==
+              EPLB_OK);
+    eplb_context_destroy(ctx);
+    unsetenv("EPLB_CL_KERNEL_DIR");
+    for (int i = 0; i < 4; i++) {
+        char to[4096];
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        remove(to);
+    }
+    rmdir(dir);
+    test_plan_free(&p);
+}
+
+/* Overwrites the middle of every cache file; returns how many. */
+static int corrupt_cache(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *ent;
+    while (d && (ent = readdir(d))) {
+        if (!strstr(ent->d_name, ".bin"))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        FILE *f = fopen(path, "r+b");
+        if (!f)
+            continue;
+        fseek(f, 40, SEEK_SET);
+        fputs("garbage garbage garbage", f);
+        fclose(f);
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void test_binary_cache(void)
+{
+    char dir[] = "cache-XXXXXX";
+    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    char *old = getenv("EPLB_CL_CACHE_DIR");
+    old = old ? strdup(old) : NULL;
+    setenv("EPLB_CL_CACHE_DIR", dir, 1);
+    eplb_shape s = {3, 32, 40, 4, 2, 8};
+    float w[96];
+    workload_generate(w, 3, 32, 8);
+    test_plan a, b, c;
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_OPENCL, 5, 3, 2, &s, w, &a) ==
+                    EPLB_OK);
+    CU_ASSERT(corrupt_cache(dir) == 2); /* the two programs were cached */
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_OPENCL, 5, 3, 2, &s, w, &b) ==
+                    EPLB_OK);
+    CU_ASSERT(test_plan_equal(&a, &b));
+    /* Replaced by good copies: a third run reads them back. */
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_OPENCL, 5, 3, 2, &s, w, &c) ==
+                    EPLB_OK);
+    CU_ASSERT(test_plan_equal(&a, &c));
+    DIR *d = opendir(dir);
+    struct dirent *ent;
+    int files = 0;
+    while (d && (ent = readdir(d))) {
+        if (ent->d_name[0] == '.')
+            continue;
+        char path[4096], err[128];
+        size_t len;
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        char *text = read_file(path, &len, err, sizeof err);
+        CU_ASSERT(text && len > 32 && memcmp(text, "EPLBBIN1", 8) == 0 &&
+                  !memmem(text, len, "garbage", 7));
+        free(text);
+        remove(path);
+        files++;
+    }
+    if (d)
+        closedir(d);
+    CU_ASSERT(files == 2); /* no temp files left behind */
+    rmdir(dir);
+    if (old) {
+        setenv("EPLB_CL_CACHE_DIR", old, 1);
+        free(old);
+    } else {
+        unsetenv("EPLB_CL_CACHE_DIR");
+    }
+    test_plan_free(&a);
+    test_plan_free(&b);
+    test_plan_free(&c);
+}
+
+static void test_no_platform_fallback(void)
+{
+    /* The ICD loader reads its vendor list once per process: run the tool
+     * in a child with an empty one. */
+    int st = system("OCL_ICD_VENDORS=/nonexistent-vendors examples/eplb-cl "
+                    "--repeat 0 --output /dev/null 2>fallback.txt");
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char err[256];
+    size_t len;
+    char *text = read_file("fallback.txt", &len, err, sizeof err);
+    CU_ASSERT_FATAL(text != NULL);
+    CU_ASSERT(strstr(text, "backend:      reference") != NULL);
+    CU_ASSERT(strstr(text, "no OpenCL platform") != NULL);
+    free(text);
+    st = system("OCL_ICD_VENDORS=/nonexistent-vendors examples/eplb-cl "
+                "--backend opencl --repeat 0 --output /dev/null "
+                "2>fallback.txt");
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    text = read_file("fallback.txt", &len, err, sizeof err);
+    CU_ASSERT(text && strstr(text, "no OpenCL platform"));
+    free(text);
+    remove("fallback.txt");
+}
+
+static CU_TestInfo opencl_tests[] = {
+    {"C=1 T=0 is the golden reference", test_deterministic_is_reference},
+    {"generated loads: equal to reference", test_generated_equal},
+    {"real workloads: equal to reference", test_real_equal},
+    {"context reuse across shapes", test_context_reuse},
+    {"device filters and enforce", test_device_filters},
+    {"broken kernel gives the build log", test_broken_kernel},
+    {"corrupt cache is replaced", test_binary_cache},
+    {"no platform: reference fallback", test_no_platform_fallback},
+    CU_TEST_INFO_NULL};
+
+static CU_SuiteInfo suites[] = {
+    {"opencl backend", NULL, NULL, NULL, NULL, opencl_tests},
+    CU_SUITE_INFO_NULL};
+
+int main(void)
+{
+    return run_suites(suites);
+}

@@ -1,0 +1,45 @@
+/* Helpers the tests share: plans, validity checks, real workloads. */
+#ifndef EPLB_TESTUTIL_H
+#define EPLB_TESTUTIL_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "eplb_cl.h"
+
+typedef struct test_plan {
+    eplb_shape shape;
+    size_t n_p2l, n_l2p, n_cnt;
+    int32_t *phy2log, *log2phy, *logcnt;
+} test_plan;
+
+int test_plan_alloc(test_plan *p, const eplb_shape *shape);
+void test_plan_free(test_plan *p);
+/* Fills every output with a sentinel so "untouched" can be checked. */
+void test_plan_poison(test_plan *p, int32_t value);
+int test_plan_is_poisoned(const test_plan *p, int32_t value);
+int test_plan_equal(const test_plan *a, const test_plan *b);
+
+/* Checks every rule a plan must keep; returns NULL when valid, else a
+ * static message naming the first broken rule. hier: the hierarchical
+ * policy's node constraint is checked too. */
+const char *test_plan_check(const test_plan *p, int hier);
+
+/* Plans with one context made from these settings; exits the test on a
+ * context failure. */
+int test_rebalance(eplb_backend backend, int candidates, int swap_rounds,
+                   uint64_t seed, const eplb_shape *shape, const float *w,
+                   test_plan *out);
+
+/* The folder of real workloads, or NULL (and a printed reason) when it is
+ * absent. */
+const char *test_workloads_dir(void);
+/* The 12 file names, NULL-terminated. */
+extern const char *const test_workload_files[];
+/* Loads one real file (all-zero layers dropped); malloc'd [layers][E]. */
+float *test_load_workload(const char *file, int *layers, int *experts);
+
+/* SPEC.md's three reference configs: P, G, N, M. */
+extern const int test_configs[3][4];
+
+#endif
