@@ -5,7 +5,8 @@
  * Built with: PACK_N, PACK_M (compile-time, so pack weights live in
  * registers), WG (work-group size), SCRATCH_LOCAL (1: a work-group's state
  * in local memory, 0: in a slice of a global buffer), and the scratch
- * layout the host computed: PACK_SCRATCH_N, PACK_SCRATCH_C (elements),
+ * layout the host computed: PACK_SCRATCH_N, PACK_SCRATCH_C, PACK_SCRATCH_B
+ * (elements),
  * ROW_OFF_BYTES and WG_SCRATCH_BYTES. */
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -17,22 +18,27 @@
 #define SCR __global
 #endif
 
-/* Per-row scratch: sort keys, visiting orders, pack contents and each
- * candidate's largest pack weight. */
+/* Per-row scratch: each candidate's sort keys and visiting order (kept
+ * side by side, by position), its pack contents and largest pack weight,
+ * and the row's base order (weight descending) with its inverse. */
 typedef struct pack_scratch_ptrs {
     SCR float *keys;
     SCR float *cmax;
     SCR ushort *order;
     SCR ushort *contents;
+    SCR ushort *base;
+    SCR ushort *base_rank;
 } pack_scratch_ptrs;
 
-inline pack_scratch_ptrs pack_scratch_at(SCR uchar *base)
+inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
 {
     pack_scratch_ptrs s;
-    s.keys = (SCR float *)base;
+    s.keys = (SCR float *)mem;
     s.cmax = s.keys + PACK_SCRATCH_N;
     s.order = (SCR ushort *)(s.cmax + PACK_SCRATCH_C);
     s.contents = s.order + PACK_SCRATCH_N;
+    s.base = s.contents + PACK_SCRATCH_N;
+    s.base_rank = s.base + PACK_SCRATCH_B;
     return s;
 }
 
@@ -55,12 +61,35 @@ inline float cand_scale(float noise, int c, int cands)
     return noise * (float)c / (float)(cands - 1);
 }
 
-/* Candidate c's greedy fill and swap refinement, by one work-item. */
-inline float pack_one_candidate(SCR const float *w, int c, int rounds,
+/* Candidate c's visiting order: its keys and items start in the row's
+ * base order (weight descending) and an insertion sort brings them to key
+ * descending, equal keys by item index. Noise is small, so few items move
+ * far: the cost is about n plus the number of inversions. */
+inline void sort_candidate(SCR float *k, SCR ushort *o)
+{
+    for (int r = 1; r < PACK_N; r++) {
+        float kv = k[r];
+        ushort iv = o[r];
+        int j = r - 1;
+        while (j >= 0 && (k[j] < kv || (k[j] == kv && o[j] > iv))) {
+            k[j + 1] = k[j];
+            o[j + 1] = o[j];
+            j--;
+        }
+        k[j + 1] = kv;
+        o[j + 1] = iv;
+    }
+}
+
+/* Candidate c's greedy fill and swap refinement, by one work-item. Pack
+ * weights live in registers; a swap round copies the two packs' item
+ * weights into registers before trying its PACK_K^2 pairs. */
+inline float pack_one_candidate(SCR const float *w, int rounds,
                                 SCR const ushort *order, SCR ushort *cont)
 {
     float pw[PACK_M];
     int pn[PACK_M];
+#pragma unroll
     for (int p = 0; p < PACK_M; p++) {
         pw[p] = 0.0f;
         pn[p] = 0;
@@ -70,11 +99,13 @@ inline float pack_one_candidate(SCR const float *w, int c, int rounds,
         float wi = w[item];
         int best = -1;
         float bw = 0.0f;
+#pragma unroll
         for (int p = 0; p < PACK_M; p++)
             if (pn[p] < PACK_K && (best < 0 || pw[p] < bw)) {
                 best = p;
                 bw = pw[p];
             }
+#pragma unroll
         for (int p = 0; p < PACK_M; p++)
             if (p == best) {
                 cont[p * PACK_K + pn[p]] = (ushort)item;
@@ -85,6 +116,7 @@ inline float pack_one_candidate(SCR const float *w, int c, int rounds,
     for (int t = 0; t < rounds; t++) {
         int h = 0, l = 0;
         float hv = pw[0], lv = pw[0];
+#pragma unroll
         for (int p = 1; p < PACK_M; p++) {
             if (pw[p] > hv) {
                 h = p;
@@ -98,14 +130,21 @@ inline float pack_one_candidate(SCR const float *w, int c, int rounds,
         float gap = hv - lv;
         if (!(gap > 0.0f))
             break;
-        float mid = gap * 0.5f, bestd = 0.0f;
-        int ba = -1, bb = -1;
         SCR ushort *hc = cont + h * PACK_K;
         SCR ushort *lc = cont + l * PACK_K;
+        float wh[PACK_K], wl[PACK_K];
+#pragma unroll
         for (int a = 0; a < PACK_K; a++) {
-            float wa = w[hc[a]];
+            wh[a] = w[hc[a]];
+            wl[a] = w[lc[a]];
+        }
+        float mid = gap * 0.5f, bestd = 0.0f;
+        int ba = -1, bb = -1;
+#pragma unroll
+        for (int a = 0; a < PACK_K; a++) {
+#pragma unroll
             for (int b = 0; b < PACK_K; b++) {
-                float diff = wa - w[lc[b]];
+                float diff = wh[a] - wl[b];
                 if (diff > 0.0f && diff < gap) {
                     float dist = fabs(diff - mid);
                     if (ba < 0 || dist < bestd) {
@@ -121,11 +160,21 @@ inline float pack_one_candidate(SCR const float *w, int c, int rounds,
         ushort tmp = hc[ba];
         hc[ba] = lc[bb];
         lc[bb] = tmp;
-        float sh = 0.0f, sl = 0.0f;
-        for (int r = 0; r < PACK_K; r++) {
-            sh += w[hc[r]];
-            sl += w[lc[r]];
+        float xa = 0.0f, xb = 0.0f;
+#pragma unroll
+        for (int a = 0; a < PACK_K; a++) {
+            if (a == ba)
+                xa = wh[a];
+            if (a == bb)
+                xb = wl[a];
         }
+        float sh = 0.0f, sl = 0.0f;
+#pragma unroll
+        for (int a = 0; a < PACK_K; a++) {
+            sh += a == ba ? xb : wh[a];
+            sl += a == bb ? xa : wl[a];
+        }
+#pragma unroll
         for (int p = 0; p < PACK_M; p++) {
             if (p == h)
                 pw[p] = sh;
@@ -134,6 +183,7 @@ inline float pack_one_candidate(SCR const float *w, int c, int rounds,
         }
     }
     float mx = pw[0];
+#pragma unroll
     for (int p = 1; p < PACK_M; p++)
         if (pw[p] > mx)
             mx = pw[p];
@@ -185,32 +235,40 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     }
 #else
-    /* 1. noisy sort keys */
-    for (int idx = lid; idx < cands * PACK_N; idx += WG) {
-        int c = idx / PACK_N, i = idx - c * PACK_N;
-        float u = eplb_uniform(seed_lo, seed_hi, step, row, (uint)c, (uint)i);
-        float jitter = u * w[i];
-        jitter = jitter * cand_scale(noise, c, cands);
-        s.keys[idx] = w[i] + jitter;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    /* 2. visiting order: rank of each key, descending, ties by index */
-    for (int idx = lid; idx < cands * PACK_N; idx += WG) {
-        int c = idx / PACK_N, i = idx - c * PACK_N;
-        SCR const float *kc = s.keys + c * PACK_N;
-        float k = kc[i];
+    /* 1. the base order: weight descending, equal weights by index */
+    for (int i = lid; i < PACK_N; i += WG) {
+        float wi = w[i];
         int r = 0;
-        for (int j = 0; j < PACK_N; j++) {
-            float kj = kc[j];
-            r += (kj > k) || (kj == k && j < i);
-        }
-        s.order[c * PACK_N + r] = (ushort)i;
+        for (int j = 0; j < PACK_N; j++)
+            r += (w[j] > wi) || (w[j] == wi && j < i);
+        s.base[r] = (ushort)i;
+        s.base_rank[i] = (ushort)r;
     }
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    /* 3. each candidate filled and refined by one work-item */
-    for (int c = lid; c < cands; c += WG)
-        s.cmax[c] = pack_one_candidate(w, c, rounds, s.order + c * PACK_N,
+    /* 2. noisy sort keys, four items per generator call, stored at the
+     * item's base position */
+    const int quads = (PACK_N + 3) / 4;
+    for (int idx = lid; idx < cands * quads; idx += WG) {
+        int c = idx / quads, q = idx - c * quads;
+        uint4 bits = eplb_bits4(seed_lo, seed_hi, step, row, (uint)c,
+                                (uint)q);
+        uint words[4] = {bits.x, bits.y, bits.z, bits.w};
+        float scale = cand_scale(noise, c, cands);
+        for (int j = 0; j < 4 && q * 4 + j < PACK_N; j++) {
+            int i = q * 4 + j, r = s.base_rank[i];
+            float jitter = eplb_unit(words[j]) * w[i];
+            jitter = jitter * scale;
+            s.keys[c * PACK_N + r] = w[i] + jitter;
+            s.order[c * PACK_N + r] = (ushort)i;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    /* 3. each candidate sorted, filled and refined by one work-item */
+    for (int c = lid; c < cands; c += WG) {
+        sort_candidate(s.keys + c * PACK_N, s.order + c * PACK_N);
+        s.cmax[c] = pack_one_candidate(w, rounds, s.order + c * PACK_N,
                                        s.contents + c * PACK_N);
+    }
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     /* 4. the least largest pack wins, ties to the lower candidate */
     if (lid == 0) {

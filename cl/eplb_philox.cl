@@ -7,8 +7,8 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-inline uint philox4x32_10_first(uint c0, uint c1, uint c2, uint c3, uint k0,
-                                uint k1)
+inline uint4 philox4x32_10(uint c0, uint c1, uint c2, uint c3, uint k0,
+                          uint k1)
 {
     for (int r = 0; r < 10; r++) {
         if (r) {
@@ -22,13 +22,19 @@ inline uint philox4x32_10_first(uint c0, uint c1, uint c2, uint c3, uint k0,
         c2 = hi0 ^ c3 ^ k1;
         c3 = lo0;
     }
-    return c0;
+    return (uint4)(c0, c1, c2, c3);
 }
 
-/* u in [0, 1) with 24 random bits, counted by (step, row, cand, item). */
-inline float eplb_uniform(uint seed_lo, uint seed_hi, uint step, uint row,
-                          uint cand, uint item)
+/* 24 random bits as u in [0, 1). */
+inline float eplb_unit(uint bits)
 {
-    uint x = philox4x32_10_first(item, cand, row, step, seed_lo, seed_hi);
-    return (float)(x >> 8) * (1.0f / 16777216.0f);
+    return (float)(bits >> 8) * (1.0f / 16777216.0f);
+}
+
+/* The noise of items 4q..4q+3 of one candidate: one call counted by
+ * (step, row, candidate, q), word j for item 4q+j (as lib/philox.h). */
+inline uint4 eplb_bits4(uint seed_lo, uint seed_hi, uint step, uint row,
+                        uint cand, uint quad)
+{
+    return philox4x32_10(quad, cand, row, step, seed_lo, seed_hi);
 }

@@ -10,6 +10,14 @@
  *
  * The groups program is built with PACK_N = G_, PACK_M = N_; the slots
  * program (EPLB_SLOTS_PROGRAM) with PACK_N = PPN_, PACK_M = GN_. */
+
+/* The tree reduction spans the work-items that can hold an expert. */
+#define REDUCE_WIDTH_ (LPN_ < WG ? LPN_ : WG)
+#define REDUCE_WIDTH                                                       \
+    (REDUCE_WIDTH_ <= 1 ? 1 : REDUCE_WIDTH_ <= 2 ? 2 : REDUCE_WIDTH_ <= 4 ? 4 \
+     : REDUCE_WIDTH_ <= 8 ? 8 : REDUCE_WIDTH_ <= 16 ? 16                   \
+     : REDUCE_WIDTH_ <= 32 ? 32 : REDUCE_WIDTH_ <= 64 ? 64                 \
+     : REDUCE_WIDTH_ <= 128 ? 128 : REDUCE_WIDTH_ <= 256 ? 256 : 512)
 #pragma OPENCL FP_CONTRACT OFF
 
 #define STEP_GROUPS 0u
@@ -53,51 +61,53 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
 
 #else /* EPLB_SLOTS_PROGRAM */
 
-/* Max-heap order of experts by load per replica, ties to the lower one. */
-inline int rep_ahead(SCR const float *ratio, int a, int b)
-{
-    return ratio[a] > ratio[b] || (ratio[a] == ratio[b] && a < b);
-}
-
-inline void rep_sift_down(SCR int *heap, int len, SCR const float *ratio,
-                          int at)
-{
-    for (;;) {
-        int l = 2 * at + 1, r = l + 1, m = at;
-        if (l < len && rep_ahead(ratio, heap[l], heap[m]))
-            m = l;
-        if (r < len && rep_ahead(ratio, heap[r], heap[m]))
-            m = r;
-        if (m == at)
-            return;
-        int t = heap[at];
-        heap[at] = heap[m];
-        heap[m] = t;
-        at = m;
-    }
-}
-
-/* SPEC's replicate(): LPN_ experts into PPN_ slots, by one work-item. */
+/* SPEC's replicate(): LPN_ experts into PPN_ slots. Each extra slot goes
+ * to the expert with the largest load per replica (ties: lower expert),
+ * found by a work-group reduction; red_v/red_i hold WG entries. */
 inline void replicate_node(SCR const float *wn, SCR int *sitem,
                            SCR int *srank, SCR int *cnt, SCR float *ratio,
-                           SCR int *heap)
+                           SCR float *red_v, SCR int *red_i)
 {
-    for (int e = 0; e < LPN_; e++) {
+    int lid = get_local_id(0);
+    for (int e = lid; e < LPN_; e += WG) {
         sitem[e] = e;
         srank[e] = 0;
         cnt[e] = 1;
         ratio[e] = wn[e];
-        heap[e] = e;
     }
-    for (int at = LPN_ / 2 - 1; at >= 0; at--)
-        rep_sift_down(heap, LPN_, ratio, at);
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     for (int slot = LPN_; slot < PPN_; slot++) {
-        int e = heap[0];
-        sitem[slot] = e;
-        srank[slot] = cnt[e];
-        cnt[e]++;
-        ratio[e] = wn[e] / (float)cnt[e];
-        rep_sift_down(heap, LPN_, ratio, 0);
+        /* ratios are >= 0, so -1 marks "none" */
+        float bv = -1.0f;
+        int bi = -1;
+        for (int e = lid; e < LPN_; e += WG)
+            if (ratio[e] > bv) {
+                bv = ratio[e];
+                bi = e;
+            }
+        red_v[lid] = bv;
+        red_i[lid] = bi;
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        for (int span = REDUCE_WIDTH / 2; span > 0; span >>= 1) {
+            if (lid < span) {
+                float ov = red_v[lid + span];
+                int oi = red_i[lid + span];
+                if (ov > red_v[lid] || (ov == red_v[lid] && oi < red_i[lid] &&
+                                        oi >= 0)) {
+                    red_v[lid] = ov;
+                    red_i[lid] = oi;
+                }
+            }
+            barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        }
+        if (lid == 0) {
+            int e = red_i[0];
+            sitem[slot] = e;
+            srank[slot] = cnt[e];
+            cnt[e]++;
+            ratio[e] = wn[e] / (float)cnt[e];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     }
 }
 
@@ -114,8 +124,7 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     SCR int *ids = grp_at + GPN_;
     SCR float *wn = (SCR float *)(ids + LPN_);
     SCR float *ratio = wn + LPN_;
-    SCR int *heap = (SCR int *)(ratio + LPN_);
-    SCR int *cnt = heap + LPN_;
+    SCR int *cnt = (SCR int *)(ratio + LPN_);
     SCR int *sitem = cnt + LPN_;
     SCR int *srank = sitem + PPN_;
     SCR float *tw = (SCR float *)(srank + PPN_);
@@ -123,6 +132,8 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     SCR int *rk = pk + PPN_;
     SCR int *best_c = rk + PPN_;
     SCR float *mx = (SCR float *)(best_c + 1);
+    SCR float *red_v = mx + 1;
+    SCR int *red_i = (SCR int *)(red_v + WG);
 
     int gid = get_group_id(0), lid = get_local_id(0);
     int n = gid % N_, vl = gid / N_;
@@ -138,9 +149,7 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
         wn[i] = w[(size_t)l * E_ + e];
     }
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    if (lid == 0)
-        replicate_node(wn, sitem, srank, cnt, ratio, heap);
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    replicate_node(wn, sitem, srank, cnt, ratio, red_v, red_i);
     for (int p = lid; p < PPN_; p += WG) {
         int e = sitem[p];
         tw[p] = wn[e] / (float)cnt[e];

@@ -298,6 +298,12 @@ int main(int argc, char **argv)
             fprintf(stderr, ", warm median %.1f us over %ld calls",
                     times[1 + repeat / 2], repeat);
         fputc('\n', stderr);
+        eplb_profile prof;
+        if (eplb_context_profile(ctx, &prof) == EPLB_OK)
+            fprintf(stderr, "  device time:  upload %.1f us, groups %.1f us, "
+                    "slots %.1f us, finish %.1f us, download %.1f us "
+                    "(EPLB_CL_PROFILE)\n", prof.upload_us, prof.groups_us,
+                    prof.slots_us, prof.finish_us, prof.download_us);
         fprintf(stderr, "  balancedness: before %.4f (experts in order, no "
                 "replicas), after %.4f\n", before.balancedness_mean,
                 after.balancedness_mean);

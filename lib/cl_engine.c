@@ -36,7 +36,6 @@ struct cl_engine {
     int cap_layers;
     cl_mem b_w, b_gplace, b_slot_expert, b_slot_rank, b_cnt, b_rowmax, b_out,
         b_scratch;
-    int32_t *staging;
     /* profiling (EPLB_CL_PROFILE=1) */
     int profile;
     int have_profile;
@@ -111,8 +110,6 @@ static void release_buffers(cl_engine *e)
             clReleaseMemObject(*bufs[i]);
             *bufs[i] = NULL;
         }
-    free(e->staging);
-    e->staging = NULL;
     e->cap_layers = 0;
 }
 
@@ -160,7 +157,7 @@ const char *cl_engine_device_name(const cl_engine *e)
 
 /* Where a work-group's state lives; must match cl/eplb_pack.cl. */
 typedef struct wg_layout {
-    size_t pack_n, pack_c, row_off, bytes;
+    size_t pack_n, pack_c, pack_b, row_off, bytes;
 } wg_layout;
 
 static size_t align_up(size_t v, size_t a)
@@ -174,7 +171,9 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words)
     int active = n / m > 1 && m > 1;
     lo.pack_n = active ? (size_t)cands * n : 1;
     lo.pack_c = active ? (size_t)cands : 1;
-    size_t pack_bytes = (lo.pack_n + lo.pack_c) * 4 + lo.pack_n * 2 * 2;
+    lo.pack_b = active ? (size_t)n : 1;
+    size_t pack_bytes =
+        (lo.pack_n + lo.pack_c) * 4 + lo.pack_n * 2 * 2 + lo.pack_b * 2 * 2;
     lo.row_off = align_up(pack_bytes, 16);
     lo.bytes = align_up(lo.row_off + row_words * 4, 64);
     return lo;
@@ -192,13 +191,14 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
     snprintf(buf, len,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
              "-DPACK_M=%d -DPACK_SCRATCH_N=%zu -DPACK_SCRATCH_C=%zu "
+             "-DPACK_SCRATCH_B=%zu "
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DMAXREP_=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
-             lo->pack_n, lo->pack_c, lo->row_off, lo->bytes, d->E, d->P, d->G,
+             lo->pack_n, lo->pack_c, lo->pack_b, lo->row_off, lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
 }
@@ -227,17 +227,19 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
                          "%d slots per node exceed the kernels' 16-bit item "
                          "indices: use more nodes or the reference backend",
                          d->ppn);
+    size_t wg = (e->dev.type & CL_DEVICE_TYPE_CPU) ? WG_CPU : WG_GPU;
+    while (wg > e->dev.max_work_group && wg > 1)
+        wg /= 2;
+    /* Row areas as cl/eplb_rebalance.cl carves them; the reduction arrays
+     * are sized for the widest group we may build. */
     wg_layout lg = layout_for(d->G, d->N, cands, 3 * (size_t)d->G + 2);
     wg_layout ls = layout_for(d->ppn, d->gn, cands,
-                              (size_t)d->gpn + 5 * (size_t)d->lpn +
-                                  5 * (size_t)d->ppn + 2);
+                              (size_t)d->gpn + 4 * (size_t)d->lpn +
+                                  5 * (size_t)d->ppn + 2 + 2 * wg);
     e->local_groups = fits_local(e, &lg);
     e->local_slots = fits_local(e, &ls);
     e->wg_bytes_groups = lg.bytes;
     e->wg_bytes_slots = ls.bytes;
-    size_t wg = (e->dev.type & CL_DEVICE_TYPE_CPU) ? WG_CPU : WG_GPU;
-    while (wg > e->dev.max_work_group && wg > 1)
-        wg /= 2;
     for (;;) {
         char opts[OPTIONS_MAX];
         program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
@@ -323,11 +325,6 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
             return cl_fail(err, "clCreateBuffer", e);
         }
     }
-    e->staging = malloc(out_elements(d, d->L) * sizeof(int32_t));
-    if (!e->staging) {
-        release_buffers(e);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    }
     e->cap_layers = d->L;
     return EPLB_OK;
 }
@@ -390,7 +387,6 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     size_t local = e->wg;
     size_t g_layers = (size_t)d->L * e->wg;
     size_t g_rows = 2 * (size_t)d->L * d->N * e->wg;
-    size_t n_out = out_elements(d, d->L);
     cl_event ev[5] = {NULL, NULL, NULL, NULL, NULL};
 #define EV(i) (e->profile ? &ev[i] : NULL)
     err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,
@@ -405,10 +401,23 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(e->q, e->k_finish, 1, NULL, &g_layers,
                                      &local, 0, NULL, EV(3));
+    /* The plan goes straight into the caller's arrays: every enqueue
+     * above succeeded, so these reads only run after the kernels did. */
+    size_t n_p2l = (size_t)d->L * d->P, n_l2p = (size_t)d->L * d->E * d->maxrep;
     if (err == CL_SUCCESS)
-        err = clEnqueueReadBuffer(e->q, e->b_out, CL_TRUE, 0,
-                                  n_out * sizeof(int32_t), e->staging, 0,
-                                  NULL, EV(4));
+        err = clEnqueueReadBuffer(e->q, e->b_out, CL_FALSE, 0,
+                                  n_p2l * sizeof(int32_t), phy2log, 0, NULL,
+                                  NULL);
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(e->q, e->b_out, CL_FALSE,
+                                  (n_p2l + n_l2p) * sizeof(int32_t),
+                                  (size_t)d->L * d->E * sizeof(int32_t),
+                                  logcnt, 0, NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(e->q, e->b_out, CL_TRUE,
+                                  n_p2l * sizeof(int32_t),
+                                  n_l2p * sizeof(int32_t), log2phy, 0, NULL,
+                                  EV(4));
 #undef EV
     if (err != CL_SUCCESS) {
         clFinish(e->q);
@@ -431,12 +440,6 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
         e->last_profile = (eplb_profile){us[0], us[1], us[2], us[3], us[4]};
         e->have_profile = 1;
     }
-    /* Only now, with the whole plan in hand, touch the caller's arrays. */
-    size_t n_p2l = (size_t)d->L * d->P, n_l2p = (size_t)d->L * d->E * d->maxrep;
-    memcpy(phy2log, e->staging, n_p2l * sizeof(int32_t));
-    memcpy(log2phy, e->staging + n_p2l, n_l2p * sizeof(int32_t));
-    memcpy(logcnt, e->staging + n_p2l + n_l2p,
-           (size_t)d->L * d->E * sizeof(int32_t));
     return EPLB_OK;
 }
 

@@ -228,12 +228,15 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
     float best = 0.0f;
     for (int c = 0; c < pp->candidates; c++) {
         float scale = candidate_noise_scale(pp->noise, c, pp->candidates);
-        for (int i = 0; i < n; i++) {
-            float u = eplb_uniform(pp->seed, (uint32_t)step, row,
-                                   (uint32_t)c, (uint32_t)i);
-            float jitter = u * w[i];
-            jitter = jitter * scale;
-            s->keys[i] = w[i] + jitter;
+        for (int q = 0; q * 4 < n; q++) {
+            float u[4];
+            eplb_uniform4(pp->seed, (uint32_t)step, row, (uint32_t)c,
+                          (uint32_t)q, u);
+            for (int i = q * 4; i < n && i < q * 4 + 4; i++) {
+                float jitter = u[i - q * 4] * w[i];
+                jitter = jitter * scale;
+                s->keys[i] = w[i] + jitter;
+            }
         }
         sort_desc(s->keys, s->order, s->order + n, n);
         greedy_fill(w, s->order, n, m, s->pack_w, s->pack_n, s->heap,

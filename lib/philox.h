@@ -36,13 +36,21 @@ static inline void philox4x32_10(const uint32_t in[4], uint32_t k0,
     out[3] = c3;
 }
 
-/* u in [0, 1) with 24 random bits: exact in float32 on every device. */
-static inline float eplb_uniform(uint64_t seed, uint32_t step, uint32_t row,
-                                 uint32_t cand, uint32_t item)
+/* 24 random bits as u in [0, 1): exact in float32 on every device. */
+static inline float eplb_unit(uint32_t bits)
 {
-    uint32_t ctr[4] = {item, cand, row, step}, out[4];
+    return (float)(bits >> 8) * (1.0f / 16777216.0f);
+}
+
+/* The noise of items 4q..4q+3 of one candidate: one Philox call counted by
+ * (step, row, candidate, q), word j for item 4q+j. */
+static inline void eplb_uniform4(uint64_t seed, uint32_t step, uint32_t row,
+                                 uint32_t cand, uint32_t quad, float u[4])
+{
+    uint32_t ctr[4] = {quad, cand, row, step}, out[4];
     philox4x32_10(ctr, (uint32_t)seed, (uint32_t)(seed >> 32), out);
-    return (float)(out[0] >> 8) * (1.0f / 16777216.0f);
+    for (int j = 0; j < 4; j++)
+        u[j] = eplb_unit(out[j]);
 }
 
 #endif
