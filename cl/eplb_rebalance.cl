@@ -29,7 +29,8 @@
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void eplb_groups(__global const float *w, int layers, int cands, int rounds,
                  float noise, uint seed_lo, uint seed_hi,
-                 __global int *gplace, __global uchar *gscratch)
+                 __global int *gplace, __global uchar *gscratch,
+                 __global const float *gw_given)
 {
     WG_MEMORY(gscratch);
     pack_scratch_ptrs s = pack_scratch_at(wg_mem);
@@ -41,10 +42,16 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
     int l = get_group_id(0), lid = get_local_id(0);
     __global const float *wl = w + (size_t)l * E_;
     for (int g = lid; g < G_; g += WG) {
+#if GROUP_LOADS_GIVEN
+        /* summed by CLBlast before this kernel */
+        gw[g] = gw_given[(size_t)l * G_ + g];
+#else
         float sum = 0.0f;
+#pragma unroll
         for (int j = 0; j < GS_; j++)
             sum += wl[g * GS_ + j];
         gw[g] = sum;
+#endif
     }
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     for (int v = 0; v < VARIANTS; v++) {

@@ -19,6 +19,9 @@
 #include "loadfile.h"
 #include "workload.h"
 
+#define BENCH_MEASURE_US 2e6
+#define BENCH_MIN_RUNS 5
+
 typedef struct bench {
     int quick;
     int floor_runs, warm_runs;
@@ -116,7 +119,16 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
     if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
         die("rebalance");
     t->cold_us = now_us() - t0;
+    /* Warm runs: as many as asked, but about two seconds at most. */
+    t0 = now_us();
+    if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
+        die("rebalance");
+    double one = now_us() - t0;
     int runs = b->warm_runs;
+    if (one * runs > BENCH_MEASURE_US)
+        runs = (int)(BENCH_MEASURE_US / one);
+    if (runs < BENCH_MIN_RUNS)
+        runs = BENCH_MIN_RUNS;
     double *v = malloc(sizeof(double) * runs);
     for (int i = 0; i < runs; i++) {
         t0 = now_us();
@@ -206,7 +218,7 @@ static void quality_tables(bench *b, const eplb_options *fast)
            "before", "determ.", "cand.", "worst", "bound", "% bound");
     float *w[NFILES];
     int L[NFILES], E[NFILES];
-    int nfiles = b->quick ? 2 : NFILES;
+    int nfiles = NFILES;
     for (int f = 0; f < nfiles; f++)
         if (!(w[f] = load_real(b, files[f], &L[f], &E[f])))
             return;
@@ -398,6 +410,18 @@ static int find_engines(engine *en, int cands, int rounds, const char *types)
                  eplb_context_device(ctx));
         eplb_context_destroy(ctx);
         n++;
+        /* the same device with CLBlast's GEMV for the group loads */
+        o.use_clblast = 1;
+        if (eplb_context_create(&ctx, &o) == EPLB_OK) {
+            static const char *const cl_labels[] = {
+                "gpu+clblast", "acc+clblast", "cpu+clblast"};
+            en[n] = en[n - 1];
+            en[n].label = cl_labels[k];
+            en[n].opts = o;
+            eplb_context_destroy(ctx);
+            n++;
+        }
+        o.use_clblast = 0;
     }
     return n;
 }
@@ -456,7 +480,7 @@ int main(int argc, char **argv)
                 "\"runs\":[", eplb_version_string(), date, b.quick);
         b.json_first = 1;
     }
-    engine en[4];
+    engine en[8];
     int n_en = find_engines(en, cands, rounds, types);
     printf("# eplb-bench %s%s\n", eplb_version_string(),
            b.quick ? " (quick)" : "");
@@ -505,8 +529,17 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "\r%40s\r", "");
     if (have_real)
-        quality_tables(&b, &en[n_en - 1].opts);
-    sweep(&b, en + (n_en > 1 ? 1 : 0), n_en > 1 ? n_en - 1 : 1);
+        quality_tables(&b, &en[n_en > 1 ? 1 : 0].opts); /* plans are the
+                                                          same on all */
+    /* the sweep: each OpenCL device once (or the host when none) */
+    engine swept[8];
+    int n_swept = 0;
+    for (int i = 1; i < n_en; i++)
+        if (!en[i].opts.use_clblast)
+            swept[n_swept++] = en[i];
+    if (n_swept == 0)
+        swept[n_swept++] = en[0];
+    sweep(&b, swept, n_swept);
     if (b.json) {
         fputs("\n]}\n", b.json);
         fclose(b.json);

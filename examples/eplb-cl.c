@@ -43,6 +43,7 @@ static void usage(FILE *f)
 "  --platform S, --device S, --device-type gpu|cpu|accelerator\n"
 "                         OpenCL device filters (substrings of names)\n"
 "  --enforce-device       a filter that matches nothing is an error\n"
+"  --use-clblast          group loads by CLBlast's GEMV (builds with CLBlast)\n"
 "  --repeat R             time R warm calls after the first (default 10)\n"
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
 "  -q, --quiet            no summary on stderr\n"
@@ -110,6 +111,7 @@ int main(int argc, char **argv)
         {"device", required_argument, 0, 'D'},
         {"device-type", required_argument, 0, 'Y'},
         {"enforce-device", no_argument, 0, 'e'},
+        {"use-clblast", no_argument, 0, 'B'},
         {"repeat", required_argument, 0, 'r'},
         {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},
@@ -174,6 +176,7 @@ int main(int argc, char **argv)
         case 'D': opts.device = optarg; break;
         case 'Y': opts.device_type = optarg; break;
         case 'e': opts.enforce_device = 1; break;
+        case 'B': opts.use_clblast = 1; break;
         case 'r':
             if (parse_int("--repeat", optarg, 0, 1000000, &repeat))
                 return 2;

@@ -149,6 +149,13 @@ typedef struct eplb_options {
      * default device order (first GPU, accelerator, CPU) and say so in
      * eplb_context_note(). */
     int enforce_device;
+    /* 1: compute the group loads of step 1 with CLBlast's GEMV instead of
+     * inside our first kernel (only in builds configured with CLBlast, else
+     * EPLB_ERR_BAD_OPTION). CLBlast sums in its own order, so plans equal
+     * the reference's only where those float sums are exact (integer token
+     * counts summing below 2^24 per group). Default 0: our kernel, which
+     * the benchmark measured faster. */
+    int use_clblast;
 } eplb_options;
 
 /* Fills *opts with the defaults above. */

@@ -9,6 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef HAVE_CLBLAST
+#include <clblast_c.h>
+#endif
+
 /* Work-group sizes: GPUs like wide groups; a CPU runs a group's items in a
  * loop, where narrower groups spread better over cores. */
 #define WG_GPU 256
@@ -36,6 +40,9 @@ struct cl_engine {
     int cap_layers;
     cl_mem b_w, b_gplace, b_slot_expert, b_slot_rank, b_cnt, b_rowmax, b_out,
         b_scratch;
+    /* group loads by CLBlast (use_clblast): gw = W [L*G][gs] x ones */
+    int use_clblast;
+    cl_mem b_gw, b_ones;
     /* profiling (EPLB_CL_PROFILE=1) */
     int profile;
     int have_profile;
@@ -87,6 +94,7 @@ int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
         cl_engine_destroy(e);
         return rc;
     }
+    e->use_clblast = opts->use_clblast;
     snprintf(e->name, sizeof e->name, "%s / %s", e->dev.platform_name,
              e->dev.device_name);
     if (!e->dev.correctly_rounded_divide) {
@@ -102,9 +110,10 @@ int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
 
 static void release_buffers(cl_engine *e)
 {
-    cl_mem *bufs[] = {&e->b_w, &e->b_gplace, &e->b_slot_expert,
-                      &e->b_slot_rank, &e->b_cnt, &e->b_rowmax, &e->b_out,
-                      &e->b_scratch};
+    cl_mem *bufs[] = {&e->b_w,      &e->b_gplace, &e->b_slot_expert,
+                      &e->b_slot_rank, &e->b_cnt, &e->b_rowmax,
+                      &e->b_out,    &e->b_scratch, &e->b_gw,
+                      &e->b_ones};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (*bufs[i]) {
             clReleaseMemObject(*bufs[i]);
@@ -188,19 +197,24 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
                             const plan_dims *d, int slots, size_t wg,
                             const wg_layout *lo, int local)
 {
-    snprintf(buf, len,
+    /* EPLB_CL_BUILD_OPTIONS: extra compiler options, for kernel work
+     * (e.g. -cl-nv-verbose); they are part of the cache key. */
+    const char *extra = getenv("EPLB_CL_BUILD_OPTIONS");
+    int n = snprintf(buf, len,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
              "-DPACK_M=%d -DPACK_SCRATCH_N=%zu -DPACK_SCRATCH_C=%zu "
              "-DPACK_SCRATCH_B=%zu "
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
-             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d%s",
+             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->pack_n, lo->pack_c, lo->pack_b, lo->row_off, lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
-             slots ? " -DEPLB_SLOTS_PROGRAM" : "");
+             e->use_clblast, slots ? " -DEPLB_SLOTS_PROGRAM" : "");
+    if (extra && *extra && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " %s", extra);
 }
 
 static int make_kernel(cl_engine *e, cl_program p, const char *name,
@@ -306,6 +320,8 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
         {&e->b_rowmax, 2 * L * d->N * sizeof(float), CL_MEM_READ_WRITE},
         {&e->b_out, out_elements(d, d->L) * sizeof(int), CL_MEM_WRITE_ONLY},
         {&e->b_scratch, scratch, CL_MEM_READ_WRITE},
+        {&e->b_gw, L * d->G * sizeof(float), CL_MEM_READ_WRITE},
+        {&e->b_ones, (size_t)d->gs * sizeof(float), CL_MEM_READ_ONLY},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (want[i].bytes > e->dev.max_alloc) {
@@ -324,6 +340,27 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
             release_buffers(e);
             return cl_fail(err, "clCreateBuffer", e);
         }
+    }
+    /* the all-ones vector the group-load GEMV multiplies by */
+    float *ones = malloc((size_t)d->gs * sizeof(float));
+    if (!ones) {
+        release_buffers(e);
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    for (int j = 0; j < d->gs; j++)
+        ones[j] = 1.0f;
+    cl_int err = clEnqueueWriteBuffer(e->q, e->b_ones, CL_TRUE, 0,
+                                      (size_t)d->gs * sizeof(float), ones, 0,
+                                      NULL, NULL);
+    free(ones);
+    /* CLBlast computes beta * y even for beta 0: y must hold no NaN. */
+    cl_float zero = 0.0f;
+    if (err == CL_SUCCESS)
+        err = clEnqueueFillBuffer(e->q, e->b_gw, &zero, sizeof zero, 0,
+                                  L * d->G * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        release_buffers(e);
+        return cl_fail(err, "clEnqueueWriteBuffer", e);
     }
     e->cap_layers = d->L;
     return EPLB_OK;
@@ -363,6 +400,7 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     SET_ARG(e->k_groups, 6, seed_hi);
     SET_ARG(e->k_groups, 7, e->b_gplace);
     SET_ARG(e->k_groups, 8, e->b_scratch);
+    SET_ARG(e->k_groups, 9, e->b_gw);
     SET_ARG(e->k_slots, 0, e->b_w);
     SET_ARG(e->k_slots, 1, layers);
     SET_ARG(e->k_slots, 2, cands);
@@ -392,6 +430,21 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,
                                (size_t)d->L * d->E * sizeof(float), weight, 0,
                                NULL, EV(0));
+#ifdef HAVE_CLBLAST
+    if (err == CL_SUCCESS && e->use_clblast) {
+        CLBlastStatusCode st = CLBlastSgemv(
+            CLBlastLayoutRowMajor, CLBlastTransposeNo, (size_t)d->L * d->G,
+            (size_t)d->gs, 1.0f, e->b_w, 0, (size_t)d->gs, e->b_ones, 0, 1,
+            0.0f, e->b_gw, 0, 1, &e->q, NULL);
+        if (st != CLBlastSuccess) {
+            clFinish(e->q);
+            return eplb_fail(EPLB_ERR_OPENCL,
+                             "CLBlastSgemv (group loads) failed with status "
+                             "%d on '%s': set use_clblast to 0",
+                             (int)st, e->dev.device_name);
+        }
+    }
+#endif
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(e->q, e->k_groups, 1, NULL, &g_layers,
                                      &local, 0, NULL, EV(1));

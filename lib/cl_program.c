@@ -237,6 +237,26 @@ static int build_log_error(cl_program prog, const cl_device_choice *dev,
     return rc;
 }
 
+/* EPLB_CL_BUILD_LOG=1: the compiler's log of every fresh build on stderr
+ * (registers, spills), for work on the kernels. */
+static void print_build_log(cl_program prog, const cl_device_choice *dev,
+                            const char *options)
+{
+    size_t len = 0;
+    clGetProgramBuildInfo(prog, dev->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
+                          &len);
+    char *log = malloc(len + 1);
+    if (!log)
+        return;
+    log[0] = '\0';
+    clGetProgramBuildInfo(prog, dev->device, CL_PROGRAM_BUILD_LOG, len, log,
+                          NULL);
+    log[len] = '\0';
+    fprintf(stderr, "eplb-cl: built for '%s' with '%s':\n%s\n",
+            dev->device_name, options, log);
+    free(log);
+}
+
 static cl_program from_binary(cl_context ctx, const cl_device_choice *dev,
                               const unsigned char *bin, size_t len,
                               const char *options)
@@ -303,6 +323,9 @@ int cl_program_build(cl_context ctx, const cl_device_choice *dev,
         clReleaseProgram(p);
         return rc;
     }
+    const char *show = getenv("EPLB_CL_BUILD_LOG");
+    if (show && strcmp(show, "1") == 0)
+        print_build_log(p, dev, options);
     if (key.usable)
         store_binary(p, &key);
     *out = p;

@@ -50,6 +50,15 @@ static int check_options(const eplb_options *o)
         return eplb_fail(EPLB_ERR_BAD_OPTION,
                          "noise is %g: use a value in [0, 1] (default 0.2)",
                          (double)o->noise);
+    if (o->use_clblast != 0 && o->use_clblast != 1)
+        return eplb_fail(EPLB_ERR_BAD_OPTION, "use_clblast is %d: use 0 or 1",
+                         o->use_clblast);
+#ifndef HAVE_CLBLAST
+    if (o->use_clblast)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "use_clblast is 1 but this build has no CLBlast: "
+                         "install libclblast-dev and re-run ./configure");
+#endif
     if (o->swap_rounds < 0 || o->swap_rounds > EPLB_MAX_SWAP_ROUNDS)
         return eplb_fail(EPLB_ERR_BAD_OPTION,
                          "swap_rounds is %d: use 0..%d (default 20)",

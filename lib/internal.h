@@ -52,6 +52,7 @@ enum { EPLB_STEP_GROUPS = 0, EPLB_STEP_SLOTS = 1 };
 typedef struct pack_scratch {
     int cap_items;
     int *order;       /* [n] visiting order */
+    uint64_t *sort_tmp; /* [2n] sort keys */
     float *keys;      /* [n] sort keys */
     float *pack_w;    /* [m] */
     int *pack_n;      /* [m] */

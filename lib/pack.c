@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int pack_scratch_reserve(pack_scratch *s, int n)
 {
@@ -15,14 +16,15 @@ int pack_scratch_reserve(pack_scratch *s, int n)
         return EPLB_OK;
     pack_scratch_free(s);
     size_t z = (size_t)n;
-    s->order = malloc(2 * z * sizeof(int)); /* order + merge temp */
+    s->order = malloc(z * sizeof(int));
+    s->sort_tmp = malloc(2 * z * sizeof(uint64_t));
     s->keys = malloc(z * sizeof(float));
     s->pack_w = malloc(z * sizeof(float));
     s->pack_n = malloc(z * sizeof(int));
     s->heap = malloc(z * sizeof(int));
     s->contents = malloc(z * sizeof(int));
     s->best_contents = malloc(z * sizeof(int));
-    if (!s->order || !s->keys || !s->pack_w || !s->pack_n || !s->heap ||
+    if (!s->order || !s->sort_tmp || !s->keys || !s->pack_w || !s->pack_n || !s->heap ||
         !s->contents || !s->best_contents) {
         pack_scratch_free(s);
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
@@ -35,6 +37,7 @@ int pack_scratch_reserve(pack_scratch *s, int n)
 void pack_scratch_free(pack_scratch *s)
 {
     free(s->order);
+    free(s->sort_tmp);
     free(s->keys);
     free(s->pack_w);
     free(s->pack_n);
@@ -44,28 +47,60 @@ void pack_scratch_free(pack_scratch *s)
     *s = (pack_scratch){0};
 }
 
-/* Stable merge sort of order[0..n) by key descending: equal keys keep the
- * lower index first, as SPEC's tie rule asks. tmp holds n ints. */
-static void sort_desc(const float *key, int *order, int *tmp, int n)
+/* Sort keys as one integer each: weight descending, then index
+ * ascending. For floats >= 0 (and +inf) the bit pattern grows with the
+ * value, so flipping it makes an ascending integer sort do the job. */
+static uint64_t desc_key(float v, int index)
 {
+    uint32_t bits;
+    if (v == 0.0f)
+        v = 0.0f; /* -0.0 sorts as 0.0 */
+    memcpy(&bits, &v, sizeof bits);
+    return (uint64_t)(0xFFFFFFFFu - bits) << 32 | (uint32_t)index;
+}
+
+#define SORT_RUN 16
+
+static void insertion_sort_u64(uint64_t *v, int n)
+{
+    for (int i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        int j = i - 1;
+        while (j >= 0 && v[j] > x) {
+            v[j + 1] = v[j];
+            j--;
+        }
+        v[j + 1] = x;
+    }
+}
+
+/* order[0..n) = items by key descending, equal keys by lower index (SPEC's
+ * tie rule). tmp holds 2n uint64. */
+static void sort_desc(const float *key, int *order, uint64_t *tmp, int n)
+{
+    uint64_t *a = tmp, *b = tmp + n;
     for (int i = 0; i < n; i++)
-        order[i] = i;
-    for (int width = 1; width < n; width *= 2) {
+        a[i] = desc_key(key[i], i);
+    for (int lo = 0; lo < n; lo += SORT_RUN)
+        insertion_sort_u64(a + lo, n - lo < SORT_RUN ? n - lo : SORT_RUN);
+    for (int width = SORT_RUN; width < n; width *= 2) {
         for (int lo = 0; lo < n; lo += 2 * width) {
             int mid = lo + width < n ? lo + width : n;
             int hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int a = lo, b = mid, o = lo;
-            while (a < mid && b < hi)
-                tmp[o++] = key[order[b]] > key[order[a]] ? order[b++]
-                                                         : order[a++];
-            while (a < mid)
-                tmp[o++] = order[a++];
-            while (b < hi)
-                tmp[o++] = order[b++];
+            int x = lo, y = mid, o = lo;
+            while (x < mid && y < hi)
+                b[o++] = a[y] < a[x] ? a[y++] : a[x++];
+            while (x < mid)
+                b[o++] = a[x++];
+            while (y < hi)
+                b[o++] = a[y++];
         }
-        for (int i = 0; i < n; i++)
-            order[i] = tmp[i];
+        uint64_t *t = a;
+        a = b;
+        b = t;
     }
+    for (int i = 0; i < n; i++)
+        order[i] = (int)(uint32_t)a[i];
 }
 
 /* Min-heap of pack indices by (weight, index). */
@@ -94,10 +129,41 @@ static void heap_sift_down(int *heap, int len, const float *pw, int at)
 /* Greedy fill in the given visiting order: each item to the lightest pack
  * that is not full (ties: lower pack). contents[p*k + r] is the item at
  * rank r of pack p; pw[p] accumulates in float32 in rank order. */
+/* Packs up to this many are scanned; more go through the heap. */
+#define GREEDY_SCAN_MAX 32
+
 static void greedy_fill(const float *w, const int *order, int n, int m,
                         float *pw, int *pn, int *heap, int *contents)
 {
     int k = n / m;
+    if (m <= GREEDY_SCAN_MAX) {
+        /* The open packs, kept in index order so a strict scan breaks
+         * ties to the lower pack. */
+        float ow[GREEDY_SCAN_MAX];
+        int oid[GREEDY_SCAN_MAX], open = m;
+        for (int p = 0; p < m; p++) {
+            ow[p] = 0.0f;
+            oid[p] = p;
+            pn[p] = 0;
+        }
+        for (int r = 0; r < n; r++) {
+            int item = order[r], b = 0;
+            for (int i = 1; i < open; i++)
+                b = ow[i] < ow[b] ? i : b;
+            int p = oid[b];
+            contents[p * k + pn[p]] = item;
+            ow[b] += w[item];
+            if (++pn[p] == k) {
+                pw[p] = ow[b];
+                open--;
+                for (int i = b; i < open; i++) {
+                    ow[i] = ow[i + 1];
+                    oid[i] = oid[i + 1];
+                }
+            }
+        }
+        return;
+    }
     for (int p = 0; p < m; p++) {
         pw[p] = 0.0f;
         pn[p] = 0;
@@ -203,7 +269,7 @@ float pack_reference(const float *w, int n, int m, int *pack, int *rank,
 {
     if (n == m)
         return pack_one_per_pack(w, n, pack, rank);
-    sort_desc(w, s->order, s->order + n, n);
+    sort_desc(w, s->order, s->sort_tmp, n);
     greedy_fill(w, s->order, n, m, s->pack_w, s->pack_n, s->heap,
                 s->contents);
     contents_to_pack_rank(s->contents, n, m, pack, rank);
@@ -238,7 +304,7 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
                 s->keys[i] = w[i] + jitter;
             }
         }
-        sort_desc(s->keys, s->order, s->order + n, n);
+        sort_desc(s->keys, s->order, s->sort_tmp, n);
         greedy_fill(w, s->order, n, m, s->pack_w, s->pack_n, s->heap,
                     s->contents);
         swap_refine(w, m, k, s->pack_w, s->contents, pp->swap_rounds);

@@ -1,6 +1,8 @@
 /* Helpers on finished plans shared by both backends. */
 #include "internal.h"
 
+#include <string.h>
+
 float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
                               const int32_t *phy2log, const int32_t *logcnt)
 {
@@ -20,8 +22,8 @@ float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
 void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
                        const int32_t *phyrank, int32_t *log2phy)
 {
-    for (int i = 0; i < d->E * d->maxrep; i++)
-        log2phy[i] = -1;
+    /* -1 is all one bits in two's complement: a byte fill is enough. */
+    memset(log2phy, 0xFF, (size_t)d->E * d->maxrep * sizeof(int32_t));
     for (int s = 0; s < d->P; s++)
         log2phy[phy2log[s] * d->maxrep + phyrank[s]] = s;
 }

@@ -3,6 +3,9 @@
  * max-heap keeps it O(p log n) instead of a scan per slot. */
 #include "internal.h"
 
+/* Extra slots up to this many are found by scanning. */
+#define REPLICATE_SCAN_MAX 16
+
 static int ahead(const float *ratio, int a, int b)
 {
     return ratio[a] > ratio[b] || (ratio[a] == ratio[b] && a < b);
@@ -37,6 +40,20 @@ void replicate_reference(const float *w, int n, int p, int *slot_item,
     }
     if (p == n)
         return;
+    if (p - n <= REPLICATE_SCAN_MAX) {
+        /* Few extra slots: a scan each is cheaper than building a heap. */
+        for (int slot = n; slot < p; slot++) {
+            int e = 0;
+            for (int i = 1; i < n; i++)
+                if (ratio[i] > ratio[e])
+                    e = i;
+            slot_item[slot] = e;
+            slot_rank[slot] = count[e];
+            count[e]++;
+            ratio[e] = w[e] / (float)count[e];
+        }
+        return;
+    }
     for (int at = n / 2 - 1; at >= 0; at--)
         sift_down(heap, n, ratio, at);
     for (int slot = n; slot < p; slot++) {
