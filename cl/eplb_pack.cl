@@ -5,7 +5,10 @@
  * Built with: PACK_N, PACK_M (compile-time, so pack weights live in
  * registers), WG (work-group size), SCRATCH_LOCAL (1: a work-group's state
  * in local memory, 0: in a slice of a global buffer), and the scratch
- * layout the host computed: PACK_SCRATCH_N, PACK_SCRATCH_C, PACK_SCRATCH_B
+ * layout the host computed: PACK_KS and PACK_OS (the per-candidate row
+ * strides of the float keys and of the ushort orders and contents, padded
+ * so that work-items on neighbouring candidates hit different local memory
+ * banks), PACK_SCRATCH_K, PACK_SCRATCH_C, PACK_SCRATCH_O, PACK_SCRATCH_B
  * (elements),
  * ROW_OFF_BYTES and WG_SCRATCH_BYTES. */
 #pragma OPENCL FP_CONTRACT OFF
@@ -14,8 +17,11 @@
 
 #if SCRATCH_LOCAL
 #define SCR __local
+/* Barriers order local memory only: a global fence costs far more. */
+#define SCR_FENCE CLK_LOCAL_MEM_FENCE
 #else
 #define SCR __global
+#define SCR_FENCE (CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
 #endif
 
 /* Per-row scratch: each candidate's sort keys and visiting order (kept
@@ -34,10 +40,10 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
 {
     pack_scratch_ptrs s;
     s.keys = (SCR float *)mem;
-    s.cmax = s.keys + PACK_SCRATCH_N;
+    s.cmax = s.keys + PACK_SCRATCH_K;
     s.order = (SCR ushort *)(s.cmax + PACK_SCRATCH_C);
-    s.contents = s.order + PACK_SCRATCH_N;
-    s.base = s.contents + PACK_SCRATCH_N;
+    s.contents = s.order + PACK_SCRATCH_O;
+    s.base = s.contents + PACK_SCRATCH_O;
     s.base_rank = s.base + PACK_SCRATCH_B;
     return s;
 }
@@ -216,7 +222,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                 out_rank[i] = r;
             }
         }
-        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        barrier(SCR_FENCE);
         if (lid == 0) {
             float mx = 0.0f;
             if (PACK_K == 1) {
@@ -232,7 +238,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
             }
             *out_max = mx;
         }
-        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        barrier(SCR_FENCE);
     }
 #else
     /* 1. the base order: weight descending, equal weights by index */
@@ -244,7 +250,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     /* 2. noisy sort keys, four items per generator call, stored at the
      * item's base position */
     const int quads = (PACK_N + 3) / 4;
@@ -254,22 +260,26 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                                 (uint)q);
         uint words[4] = {bits.x, bits.y, bits.z, bits.w};
         float scale = cand_scale(noise, c, cands);
-        for (int j = 0; j < 4 && q * 4 + j < PACK_N; j++) {
-            int i = q * 4 + j, r = s.base_rank[i];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = q * 4 + j;
+            if (i >= PACK_N)
+                break;
+            int r = s.base_rank[i];
             float jitter = eplb_unit(words[j]) * w[i];
             jitter = jitter * scale;
-            s.keys[c * PACK_N + r] = w[i] + jitter;
-            s.order[c * PACK_N + r] = (ushort)i;
+            s.keys[c * PACK_KS + r] = w[i] + jitter;
+            s.order[c * PACK_OS + r] = (ushort)i;
         }
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     /* 3. each candidate sorted, filled and refined by one work-item */
     for (int c = lid; c < cands; c += WG) {
-        sort_candidate(s.keys + c * PACK_N, s.order + c * PACK_N);
-        s.cmax[c] = pack_one_candidate(w, rounds, s.order + c * PACK_N,
-                                       s.contents + c * PACK_N);
+        sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);
+        s.cmax[c] = pack_one_candidate(w, rounds, s.order + c * PACK_OS,
+                                       s.contents + c * PACK_OS);
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     /* 4. the least largest pack wins, ties to the lower candidate */
     if (lid == 0) {
         int b = 0;
@@ -279,14 +289,14 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         *best_c = b;
         *out_max = s.cmax[b];
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    SCR const ushort *cont = s.contents + *best_c * PACK_N;
+    barrier(SCR_FENCE);
+    SCR const ushort *cont = s.contents + *best_c * PACK_OS;
     for (int idx = lid; idx < PACK_N; idx += WG) {
         int item = cont[idx];
         out_pack[item] = idx / PACK_K;
         out_rank[item] = idx % PACK_K;
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
 #endif
 }
 

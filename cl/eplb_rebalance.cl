@@ -53,7 +53,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
         gw[g] = sum;
 #endif
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     for (int v = 0; v < VARIANTS; v++) {
         pack_row(gw, STEP_GROUPS, (uint)l, v ? cands : 1, v ? rounds : 0,
                  noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
@@ -62,7 +62,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
             out[2 * g] = pk[g];
             out[2 * g + 1] = rk[g];
         }
-        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        barrier(SCR_FENCE);
     }
 }
 
@@ -82,7 +82,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
         cnt[e] = 1;
         ratio[e] = wn[e];
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     for (int slot = LPN_; slot < PPN_; slot++) {
         /* ratios are >= 0, so -1 marks "none" */
         float bv = -1.0f;
@@ -94,7 +94,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             }
         red_v[lid] = bv;
         red_i[lid] = bi;
-        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        barrier(SCR_FENCE);
         for (int span = REDUCE_WIDTH / 2; span > 0; span >>= 1) {
             if (lid < span) {
                 float ov = red_v[lid + span];
@@ -105,7 +105,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
                     red_i[lid] = oi;
                 }
             }
-            barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+            barrier(SCR_FENCE);
         }
         if (lid == 0) {
             int e = red_i[0];
@@ -114,7 +114,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             cnt[e]++;
             ratio[e] = wn[e] / (float)cnt[e];
         }
-        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        barrier(SCR_FENCE);
     }
 }
 
@@ -149,19 +149,19 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     for (int g = lid; g < G_; g += WG)
         if (place[2 * g] == n)
             grp_at[place[2 * g + 1]] = g;
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     for (int i = lid; i < LPN_; i += WG) {
         int e = grp_at[i / GS_] * GS_ + i % GS_;
         ids[i] = e;
         wn[i] = w[(size_t)l * E_ + e];
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     replicate_node(wn, sitem, srank, cnt, ratio, red_v, red_i);
     for (int p = lid; p < PPN_; p += WG) {
         int e = sitem[p];
         tw[p] = wn[e] / (float)cnt[e];
     }
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    barrier(SCR_FENCE);
     pack_row(tw, STEP_SLOTS, (uint)(l * N_ + n), v ? cands : 1,
              v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
     size_t base = (size_t)vl * P_;

@@ -166,7 +166,9 @@ const char *cl_engine_device_name(const cl_engine *e)
 
 /* Where a work-group's state lives; must match cl/eplb_pack.cl. */
 typedef struct wg_layout {
-    size_t pack_n, pack_c, pack_b, row_off, bytes;
+    size_t key_stride, ord_stride;       /* per candidate, in elements */
+    size_t pack_k, pack_c, pack_o, pack_b; /* array lengths */
+    size_t row_off, bytes;
 } wg_layout;
 
 static size_t align_up(size_t v, size_t a)
@@ -178,11 +180,16 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words)
 {
     wg_layout lo;
     int active = n / m > 1 && m > 1;
-    lo.pack_n = active ? (size_t)cands * n : 1;
+    /* Candidate c's rows start c strides apart: an odd stride in 32-bit
+     * words sends neighbouring work-items to different banks. */
+    lo.key_stride = (size_t)n | 1;
+    lo.ord_stride = (size_t)n + (6 - (size_t)n % 4) % 4; /* 2 mod 4 ushorts */
+    lo.pack_k = active ? (size_t)cands * lo.key_stride : 1;
     lo.pack_c = active ? (size_t)cands : 1;
+    lo.pack_o = active ? (size_t)cands * lo.ord_stride : 1;
     lo.pack_b = active ? (size_t)n : 1;
-    size_t pack_bytes =
-        (lo.pack_n + lo.pack_c) * 4 + lo.pack_n * 2 * 2 + lo.pack_b * 2 * 2;
+    size_t pack_bytes = (lo.pack_k + lo.pack_c) * 4 + lo.pack_o * 2 * 2 +
+                        lo.pack_b * 2 * 2;
     lo.row_off = align_up(pack_bytes, 16);
     lo.bytes = align_up(lo.row_off + row_words * 4, 64);
     return lo;
@@ -202,15 +209,16 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
     const char *extra = getenv("EPLB_CL_BUILD_OPTIONS");
     int n = snprintf(buf, len,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
-             "-DPACK_M=%d -DPACK_SCRATCH_N=%zu -DPACK_SCRATCH_C=%zu "
-             "-DPACK_SCRATCH_B=%zu "
+             "-DPACK_M=%d -DPACK_KS=%zu -DPACK_OS=%zu -DPACK_SCRATCH_K=%zu "
+             "-DPACK_SCRATCH_C=%zu -DPACK_SCRATCH_O=%zu -DPACK_SCRATCH_B=%zu "
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
-             lo->pack_n, lo->pack_c, lo->pack_b, lo->row_off, lo->bytes, d->E, d->P, d->G,
+             lo->key_stride, lo->ord_stride, lo->pack_k, lo->pack_c,
+             lo->pack_o, lo->pack_b, lo->row_off, lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
              e->use_clblast, slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
