@@ -9,11 +9,16 @@
  * strides of the float keys and of the ushort orders and contents, padded
  * so that work-items on neighbouring candidates hit different local memory
  * banks), PACK_SCRATCH_K, PACK_SCRATCH_C, PACK_SCRATCH_O, PACK_SCRATCH_B
- * (elements),
+ * (elements), PACK_HEAP_OFF (bytes) and PACK_SCRATCH_H (elements of the
+ * many-packs arrays),
  * ROW_OFF_BYTES and WG_SCRATCH_BYTES. */
 #pragma OPENCL FP_CONTRACT OFF
 
 #define PACK_K (PACK_N / PACK_M)
+/* Up to this many packs, a candidate's pack weights live in registers and
+ * each item scans them; beyond, a heap in scratch memory finds the
+ * lightest open pack (as lib/pack.c does past GREEDY_SCAN_MAX). */
+#define PACK_M_REGISTERS 32
 
 #if SCRATCH_LOCAL
 #define SCR __local
@@ -34,6 +39,11 @@ typedef struct pack_scratch_ptrs {
     SCR ushort *contents;
     SCR ushort *base;
     SCR ushort *base_rank;
+    /* many packs only (PACK_M > PACK_M_REGISTERS): per candidate pack
+     * weights, counts and a min-heap of the open packs */
+    SCR float *packw;
+    SCR ushort *packn;
+    SCR ushort *heap;
 } pack_scratch_ptrs;
 
 inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
@@ -45,6 +55,9 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
     s.contents = s.order + PACK_SCRATCH_O;
     s.base = s.contents + PACK_SCRATCH_O;
     s.base_rank = s.base + PACK_SCRATCH_B;
+    s.packw = (SCR float *)(mem + PACK_HEAP_OFF);
+    s.packn = (SCR ushort *)(s.packw + PACK_SCRATCH_H);
+    s.heap = s.packn + PACK_SCRATCH_H;
     return s;
 }
 
@@ -196,6 +209,102 @@ inline float pack_one_candidate(SCR const float *w, int rounds,
     return mx;
 }
 
+#if PACK_M > PACK_M_REGISTERS
+/* Open packs ordered by (weight, index): the lightest, lowest first. */
+inline int pack_lighter(SCR const float *pw, int a, int b)
+{
+    return pw[a] < pw[b] || (pw[a] == pw[b] && a < b);
+}
+
+inline void pack_sift_down(SCR ushort *heap, int len, SCR const float *pw,
+                           int at)
+{
+    for (;;) {
+        int l = 2 * at + 1, r = l + 1, m = at;
+        if (l < len && pack_lighter(pw, heap[l], heap[m]))
+            m = l;
+        if (r < len && pack_lighter(pw, heap[r], heap[m]))
+            m = r;
+        if (m == at)
+            return;
+        ushort t = heap[at];
+        heap[at] = heap[m];
+        heap[m] = t;
+        at = m;
+    }
+}
+
+/* pack_one_candidate for many packs: the same fill and swaps, with the
+ * pack weights in scratch memory and a heap for the lightest open pack. */
+inline float pack_one_candidate_heap(SCR const float *w, int rounds,
+                                     SCR const ushort *order,
+                                     SCR ushort *cont, SCR float *pw,
+                                     SCR ushort *pn, SCR ushort *heap)
+{
+    for (int p = 0; p < PACK_M; p++) {
+        pw[p] = 0.0f;
+        pn[p] = 0;
+        heap[p] = (ushort)p; /* all zero: index order is a heap */
+    }
+    int len = PACK_M;
+    for (int r = 0; r < PACK_N; r++) {
+        int item = order[r], p = heap[0];
+        cont[p * PACK_K + pn[p]] = (ushort)item;
+        pw[p] += w[item];
+        if (++pn[p] == PACK_K)
+            heap[0] = heap[--len];
+        pack_sift_down(heap, len, pw, 0);
+    }
+    for (int t = 0; t < rounds; t++) {
+        int h = 0, l = 0;
+        for (int p = 1; p < PACK_M; p++) {
+            if (pw[p] > pw[h])
+                h = p;
+            if (pw[p] < pw[l])
+                l = p;
+        }
+        float gap = pw[h] - pw[l];
+        if (!(gap > 0.0f))
+            break;
+        SCR ushort *hc = cont + h * PACK_K;
+        SCR ushort *lc = cont + l * PACK_K;
+        float mid = gap * 0.5f, bestd = 0.0f;
+        int ba = -1, bb = -1;
+        for (int a = 0; a < PACK_K; a++) {
+            float wa = w[hc[a]];
+            for (int b = 0; b < PACK_K; b++) {
+                float diff = wa - w[lc[b]];
+                if (diff > 0.0f && diff < gap) {
+                    float dist = fabs(diff - mid);
+                    if (ba < 0 || dist < bestd) {
+                        bestd = dist;
+                        ba = a;
+                        bb = b;
+                    }
+                }
+            }
+        }
+        if (ba < 0)
+            break;
+        ushort tmp = hc[ba];
+        hc[ba] = lc[bb];
+        lc[bb] = tmp;
+        float sh = 0.0f, sl = 0.0f;
+        for (int r = 0; r < PACK_K; r++) {
+            sh += w[hc[r]];
+            sl += w[lc[r]];
+        }
+        pw[h] = sh;
+        pw[l] = sl;
+    }
+    float mx = pw[0];
+    for (int p = 1; p < PACK_M; p++)
+        if (pw[p] > mx)
+            mx = pw[p];
+    return mx;
+}
+#endif
+
 /* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
  * out_max get the chosen candidate. cands 1 with rounds 0 is SPEC's
  * deterministic pack(). Must be reached by every work-item. */
@@ -276,8 +385,14 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     /* 3. each candidate sorted, filled and refined by one work-item */
     for (int c = lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);
+#if PACK_M > PACK_M_REGISTERS
+        s.cmax[c] = pack_one_candidate_heap(
+            w, rounds, s.order + c * PACK_OS, s.contents + c * PACK_OS,
+            s.packw + c * PACK_M, s.packn + c * PACK_M, s.heap + c * PACK_M);
+#else
         s.cmax[c] = pack_one_candidate(w, rounds, s.order + c * PACK_OS,
                                        s.contents + c * PACK_OS);
+#endif
     }
     barrier(SCR_FENCE);
     /* 4. the least largest pack wins, ties to the lower candidate */

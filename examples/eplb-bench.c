@@ -516,6 +516,8 @@ int main(int argc, char **argv)
     struct stat st;
     snprintf(probe, sizeof probe, "%s/deepseek-v3", b.workloads);
     int have_real = stat(probe, &st) == 0 && S_ISDIR(st.st_mode);
+    /* Rows appear as they are measured, even into a pipe or file. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     b.floor_runs = b.quick ? 200 : 3000;
     b.warm_runs = b.quick ? 20 : 500;
     if (json_path) {

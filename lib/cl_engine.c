@@ -168,8 +168,12 @@ const char *cl_engine_device_name(const cl_engine *e)
 typedef struct wg_layout {
     size_t key_stride, ord_stride;       /* per candidate, in elements */
     size_t pack_k, pack_c, pack_o, pack_b; /* array lengths */
+    size_t heap_off, pack_h;             /* the many-packs arrays */
     size_t row_off, bytes;
 } wg_layout;
+
+/* As PACK_M_REGISTERS in cl/eplb_pack.cl: more packs use a heap. */
+#define PACK_M_REGISTERS 32
 
 static size_t align_up(size_t v, size_t a)
 {
@@ -190,7 +194,9 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words)
     lo.pack_b = active ? (size_t)n : 1;
     size_t pack_bytes = (lo.pack_k + lo.pack_c) * 4 + lo.pack_o * 2 * 2 +
                         lo.pack_b * 2 * 2;
-    lo.row_off = align_up(pack_bytes, 16);
+    lo.heap_off = align_up(pack_bytes, 16);
+    lo.pack_h = active && m > PACK_M_REGISTERS ? (size_t)cands * m : 1;
+    lo.row_off = align_up(lo.heap_off + lo.pack_h * (4 + 2 + 2), 16);
     lo.bytes = align_up(lo.row_off + row_words * 4, 64);
     return lo;
 }
@@ -211,6 +217,7 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
              "-DPACK_M=%d -DPACK_KS=%zu -DPACK_OS=%zu -DPACK_SCRATCH_K=%zu "
              "-DPACK_SCRATCH_C=%zu -DPACK_SCRATCH_O=%zu -DPACK_SCRATCH_B=%zu "
+             "-DPACK_HEAP_OFF=%zu -DPACK_SCRATCH_H=%zu "
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d%s",
@@ -218,7 +225,7 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->key_stride, lo->ord_stride, lo->pack_k, lo->pack_c,
-             lo->pack_o, lo->pack_b, lo->row_off, lo->bytes, d->E, d->P, d->G,
+             lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off, lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
              e->use_clblast, slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
