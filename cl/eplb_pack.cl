@@ -19,6 +19,15 @@
  * each item scans them; beyond, a heap in scratch memory finds the
  * lightest open pack (as lib/pack.c does past GREEDY_SCAN_MAX). */
 #define PACK_M_REGISTERS 32
+/* Loops over a pack's PACK_K items unroll fully when packs are small; a
+ * full unroll of the PACK_K^2 pair search for big packs would only bloat
+ * the code (and the compile time) without keeping them in registers. */
+#define PACK_K_UNROLL_MAX 16
+#if PACK_K <= PACK_K_UNROLL_MAX
+#define UNROLL_K _Pragma("unroll")
+#else
+#define UNROLL_K _Pragma("unroll 4")
+#endif
 
 #if SCRATCH_LOCAL
 #define SCR __local
@@ -100,9 +109,63 @@ inline void sort_candidate(SCR float *k, SCR ushort *o)
     }
 }
 
+/* One swap round between the heaviest pack (items hc) and the lightest
+ * (lc), gap apart: among pairs with 0 < w[a]-w[b] < gap, the one closest to
+ * gap/2 (ties: lower a, then lower b) trades places. The two packs' item
+ * weights are copied to registers first. Returns 0 when no pair
+ * qualifies; else the packs' new sums, in rank order, in *sh and *sl. */
+inline int swap_pair(SCR const float *w, SCR ushort *hc, SCR ushort *lc,
+                     float gap, float *sh, float *sl)
+{
+    float wh[PACK_K], wl[PACK_K];
+UNROLL_K
+    for (int a = 0; a < PACK_K; a++) {
+        wh[a] = w[hc[a]];
+        wl[a] = w[lc[a]];
+    }
+    float mid = gap * 0.5f, bestd = 0.0f;
+    int ba = -1, bb = -1;
+UNROLL_K
+    for (int a = 0; a < PACK_K; a++) {
+UNROLL_K
+        for (int b = 0; b < PACK_K; b++) {
+            float diff = wh[a] - wl[b];
+            if (diff > 0.0f && diff < gap) {
+                float dist = fabs(diff - mid);
+                if (ba < 0 || dist < bestd) {
+                    bestd = dist;
+                    ba = a;
+                    bb = b;
+                }
+            }
+        }
+    }
+    if (ba < 0)
+        return 0;
+    ushort tmp = hc[ba];
+    hc[ba] = lc[bb];
+    lc[bb] = tmp;
+    float xa = 0.0f, xb = 0.0f;
+UNROLL_K
+    for (int a = 0; a < PACK_K; a++) {
+        if (a == ba)
+            xa = wh[a];
+        if (a == bb)
+            xb = wl[a];
+    }
+    float h = 0.0f, l = 0.0f;
+UNROLL_K
+    for (int a = 0; a < PACK_K; a++) {
+        h += a == ba ? xb : wh[a];
+        l += a == bb ? xa : wl[a];
+    }
+    *sh = h;
+    *sl = l;
+    return 1;
+}
+
 /* Candidate c's greedy fill and swap refinement, by one work-item. Pack
- * weights live in registers; a swap round copies the two packs' item
- * weights into registers before trying its PACK_K^2 pairs. */
+ * weights live in registers. */
 inline float pack_one_candidate(SCR const float *w, int rounds,
                                 SCR const ushort *order, SCR ushort *cont)
 {
@@ -149,50 +212,9 @@ inline float pack_one_candidate(SCR const float *w, int rounds,
         float gap = hv - lv;
         if (!(gap > 0.0f))
             break;
-        SCR ushort *hc = cont + h * PACK_K;
-        SCR ushort *lc = cont + l * PACK_K;
-        float wh[PACK_K], wl[PACK_K];
-#pragma unroll
-        for (int a = 0; a < PACK_K; a++) {
-            wh[a] = w[hc[a]];
-            wl[a] = w[lc[a]];
-        }
-        float mid = gap * 0.5f, bestd = 0.0f;
-        int ba = -1, bb = -1;
-#pragma unroll
-        for (int a = 0; a < PACK_K; a++) {
-#pragma unroll
-            for (int b = 0; b < PACK_K; b++) {
-                float diff = wh[a] - wl[b];
-                if (diff > 0.0f && diff < gap) {
-                    float dist = fabs(diff - mid);
-                    if (ba < 0 || dist < bestd) {
-                        bestd = dist;
-                        ba = a;
-                        bb = b;
-                    }
-                }
-            }
-        }
-        if (ba < 0)
+        float sh, sl;
+        if (!swap_pair(w, cont + h * PACK_K, cont + l * PACK_K, gap, &sh, &sl))
             break;
-        ushort tmp = hc[ba];
-        hc[ba] = lc[bb];
-        lc[bb] = tmp;
-        float xa = 0.0f, xb = 0.0f;
-#pragma unroll
-        for (int a = 0; a < PACK_K; a++) {
-            if (a == ba)
-                xa = wh[a];
-            if (a == bb)
-                xb = wl[a];
-        }
-        float sh = 0.0f, sl = 0.0f;
-#pragma unroll
-        for (int a = 0; a < PACK_K; a++) {
-            sh += a == ba ? xb : wh[a];
-            sl += a == bb ? xa : wl[a];
-        }
 #pragma unroll
         for (int p = 0; p < PACK_M; p++) {
             if (p == h)
@@ -266,34 +288,9 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
         float gap = pw[h] - pw[l];
         if (!(gap > 0.0f))
             break;
-        SCR ushort *hc = cont + h * PACK_K;
-        SCR ushort *lc = cont + l * PACK_K;
-        float mid = gap * 0.5f, bestd = 0.0f;
-        int ba = -1, bb = -1;
-        for (int a = 0; a < PACK_K; a++) {
-            float wa = w[hc[a]];
-            for (int b = 0; b < PACK_K; b++) {
-                float diff = wa - w[lc[b]];
-                if (diff > 0.0f && diff < gap) {
-                    float dist = fabs(diff - mid);
-                    if (ba < 0 || dist < bestd) {
-                        bestd = dist;
-                        ba = a;
-                        bb = b;
-                    }
-                }
-            }
-        }
-        if (ba < 0)
+        float sh, sl;
+        if (!swap_pair(w, cont + h * PACK_K, cont + l * PACK_K, gap, &sh, &sl))
             break;
-        ushort tmp = hc[ba];
-        hc[ba] = lc[bb];
-        lc[bb] = tmp;
-        float sh = 0.0f, sl = 0.0f;
-        for (int r = 0; r < PACK_K; r++) {
-            sh += w[hc[r]];
-            sl += w[lc[r]];
-        }
         pw[h] = sh;
         pw[l] = sl;
     }

@@ -24,6 +24,7 @@
 
 typedef struct bench {
     int quick;
+    int sweep_from; /* first sweep row to run (to resume a long sweep) */
     int floor_runs, warm_runs;
     const char *workloads;
     FILE *json;
@@ -357,7 +358,7 @@ static void sweep(bench *b, engine *en, int n_en)
     printf("\n## Scaling (generated loads, %d candidates, %d swap rounds)\n",
            en[0].opts.candidates, en[0].opts.swap_rounds);
     speed_header();
-    for (int r = 0; r < nrows; r++) {
+    for (int r = b->sweep_from; r < nrows; r++) {
         eplb_shape s = {rows[r][1], rows[r][0], rows[r][2], rows[r][3],
                         rows[r][4], rows[r][5]};
         float *w = malloc((size_t)s.layers * s.experts * sizeof(float));
@@ -486,6 +487,7 @@ int main(int argc, char **argv)
         {"workloads", required_argument, 0, 'w'},
         {"device-types", required_argument, 0, 't'},
         {"sections", required_argument, 0, 's'},
+        {"sweep-from", required_argument, 0, 'f'},
         {"candidates", required_argument, 0, 'c'},
         {"swap-rounds", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},
@@ -498,13 +500,14 @@ int main(int argc, char **argv)
         case 'w': b.workloads = optarg; break;
         case 't': types = optarg; break;
         case 's': sections = optarg; break;
+        case 'f': b.sweep_from = atoi(optarg); break;
         case 'c': cands = atoi(optarg); break;
         case 'r': rounds = atoi(optarg); break;
         default:
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: eplb-bench [--quick] [--json FILE] [--workloads "
                     "DIR] [--device-types gpu,accelerator,cpu]\n"
-                    "                  [--sections speed,quality,sweep]\n"
+                    "                  [--sections speed,quality,sweep] [--sweep-from ROW]\n"
                     "                  [--candidates C] [--swap-rounds T]\n");
             return c == 'h' ? 0 : 2;
         }

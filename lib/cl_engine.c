@@ -265,8 +265,12 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     wg_layout ls = layout_for(d->ppn, d->gn, cands,
                               (size_t)d->gpn + 4 * (size_t)d->lpn +
                                   5 * (size_t)d->ppn + 2 + 2 * wg);
-    e->local_groups = fits_local(e, &lg);
-    e->local_slots = fits_local(e, &ls);
+    /* EPLB_CL_SCRATCH=global: state in global memory even where local
+     * memory would do (to test that path on any device). */
+    const char *where = getenv("EPLB_CL_SCRATCH");
+    int force_global = where && strcmp(where, "global") == 0;
+    e->local_groups = !force_global && fits_local(e, &lg);
+    e->local_slots = !force_global && fits_local(e, &ls);
     e->wg_bytes_groups = lg.bytes;
     e->wg_bytes_slots = ls.bytes;
     for (;;) {

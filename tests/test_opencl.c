@@ -98,6 +98,28 @@ static void test_real_equal(void)
     }
 }
 
+/* Plans generated loads of each shape on ctx (default search settings)
+ * and checks each against a fresh reference-backend plan. */
+static void check_context_plans(eplb_context *ctx, const eplb_shape *shapes,
+                                int n, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        const eplb_shape *s = &shapes[i];
+        float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
+        workload_generate(w, s->layers, s->experts, seed + i);
+        test_plan a, b;
+        CU_ASSERT_FATAL(test_plan_alloc(&a, s) == 0);
+        CU_ASSERT(eplb_rebalance(ctx, s, w, a.phy2log, a.log2phy,
+                                 a.logcnt) == EPLB_OK);
+        CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 64, 20, 0, s,
+                                       w, &b) == EPLB_OK);
+        CU_ASSERT(test_plan_equal(&a, &b));
+        test_plan_free(&a);
+        test_plan_free(&b);
+        free(w);
+    }
+}
+
 static void test_context_reuse(void)
 {
     /* One context, shapes changing between calls, same answers as fresh
@@ -110,22 +132,24 @@ static void test_context_reuse(void)
     CU_ASSERT_STRING_EQUAL(eplb_context_backend(ctx), "opencl");
     eplb_shape shapes[] = {{4, 64, 80, 8, 4, 8}, {9, 64, 80, 8, 4, 8},
                            {2, 32, 48, 4, 2, 8}, {4, 64, 80, 8, 4, 8}};
-    for (int i = 0; i < 4; i++) {
-        eplb_shape *s = &shapes[i];
-        float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
-        workload_generate(w, s->layers, s->experts, 40 + i);
-        test_plan a, b;
-        CU_ASSERT_FATAL(test_plan_alloc(&a, s) == 0);
-        CU_ASSERT(eplb_rebalance(ctx, s, w, a.phy2log, a.log2phy,
-                                 a.logcnt) == EPLB_OK);
-        CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 64, 20, 0, s,
-                                       w, &b) == EPLB_OK);
-        CU_ASSERT(test_plan_equal(&a, &b));
-        test_plan_free(&a);
-        test_plan_free(&b);
-        free(w);
-    }
+    check_context_plans(ctx, shapes, 4, 40);
     eplb_context_destroy(ctx);
+}
+
+static void test_global_scratch(void)
+{
+    /* Work-group state in global memory instead of local: same plans. */
+    setenv("EPLB_CL_SCRATCH", "global", 1);
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 288, 8, 18, 144},
+                           {3, 64, 96, 4, 2, 96}};
+    check_context_plans(ctx, shapes, 3, 90);
+    eplb_context_destroy(ctx);
+    unsetenv("EPLB_CL_SCRATCH");
 }
 
 static void test_device_filters(void)
@@ -355,21 +379,7 @@ static void test_clblast_group_loads(void)
 #ifdef HAVE_CLBLAST
     CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
     eplb_shape shapes[] = {{6, 256, 288, 8, 4, 32}, {3, 64, 96, 8, 2, 16}};
-    for (int i = 0; i < 2; i++) {
-        eplb_shape *s = &shapes[i];
-        float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
-        workload_generate(w, s->layers, s->experts, 70 + i);
-        test_plan a, b;
-        CU_ASSERT_FATAL(test_plan_alloc(&a, s) == 0);
-        CU_ASSERT(eplb_rebalance(ctx, s, w, a.phy2log, a.log2phy,
-                                 a.logcnt) == EPLB_OK);
-        CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 64, 20, 0, s,
-                                       w, &b) == EPLB_OK);
-        CU_ASSERT(test_plan_equal(&a, &b));
-        test_plan_free(&a);
-        test_plan_free(&b);
-        free(w);
-    }
+    check_context_plans(ctx, shapes, 2, 70);
     eplb_context_destroy(ctx);
 #else
     CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_BAD_OPTION);
@@ -383,6 +393,7 @@ static CU_TestInfo opencl_tests[] = {
     {"generated loads: equal to reference", test_generated_equal},
     {"real workloads: equal to reference", test_real_equal},
     {"context reuse across shapes", test_context_reuse},
+    {"state in global memory", test_global_scratch},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
     {"corrupt cache is replaced", test_binary_cache},

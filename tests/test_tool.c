@@ -150,36 +150,50 @@ static void test_tool_runs(void)
     remove("tool-stderr.txt");
 }
 
+/* The tool on every real file under SPEC's three configs, deterministic:
+ * its JSON plan equals the library's (itself checked against SPEC's
+ * oracle in test_reference). */
 static void test_real_file_through_tool(void)
 {
     const char *dir = test_workloads_dir();
     if (!dir)
         return;
-    char args[4096];
-    snprintf(args, sizeof args, "--candidates 1 --swap-rounds 0 --repeat 0 "
-             "%s/prefill_in4096.json", dir);
-    CU_ASSERT_FATAL(run_tool(args, "tool-real.json") == 0);
-    char err[256];
-    size_t len;
-    char *text = read_file("tool-real.json", &len, err, sizeof err);
-    CU_ASSERT_FATAL(text != NULL);
-    int L, E;
-    float *w = test_load_workload("prefill_in4096.json", &L, &E);
-    eplb_shape s = {L, E, 288, 8, 4, 32};
-    test_plan p, q;
-    CU_ASSERT_FATAL(test_plan_alloc(&p, &s) == 0);
-    CU_ASSERT(plan_parse_json(text, len, "tool-real.json", &s, p.phy2log,
-                              p.log2phy, p.logcnt, err, sizeof err) == 0);
-    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 1, 0, 0, &s, w,
-                                   &q) == EPLB_OK);
-    CU_ASSERT(test_plan_equal(&p, &q));
-    char *summary = read_file("tool-stderr.txt", &len, err, sizeof err);
-    CU_ASSERT(summary && strstr(summary, "dropped 3 all-zero layers"));
-    free(summary);
-    free(text);
-    free(w);
-    test_plan_free(&p);
-    test_plan_free(&q);
+    for (int f = 0; test_workload_files[f]; f++) {
+        int L, E;
+        float *w = test_load_workload(test_workload_files[f], &L, &E);
+        CU_ASSERT_FATAL(w != NULL);
+        for (int c = 0; c < 3; c++) {
+            char args[4096], err[256];
+            snprintf(args, sizeof args, "--candidates 1 --swap-rounds 0 "
+                     "--repeat 0 --num-replicas %d --num-groups %d "
+                     "--num-nodes %d --num-gpus %d %s/%s",
+                     test_configs[c][0], test_configs[c][1],
+                     test_configs[c][2], test_configs[c][3], dir,
+                     test_workload_files[f]);
+            CU_ASSERT_FATAL(run_tool(args, "tool-real.json") == 0);
+            size_t len;
+            char *text = read_file("tool-real.json", &len, err, sizeof err);
+            CU_ASSERT_FATAL(text != NULL);
+            eplb_shape s = {L, E, test_configs[c][0], test_configs[c][1],
+                            test_configs[c][2], test_configs[c][3]};
+            test_plan p, q;
+            CU_ASSERT_FATAL(test_plan_alloc(&p, &s) == 0);
+            CU_ASSERT(plan_parse_json(text, len, "tool-real.json", &s,
+                                      p.phy2log, p.log2phy, p.logcnt, err,
+                                      sizeof err) == 0);
+            CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 1, 0, 0,
+                                           &s, w, &q) == EPLB_OK);
+            CU_ASSERT(test_plan_equal(&p, &q));
+            char *summary = read_file("tool-stderr.txt", &len, err,
+                                      sizeof err);
+            CU_ASSERT(summary && strstr(summary, "dropped 3 all-zero layers"));
+            free(summary);
+            free(text);
+            test_plan_free(&p);
+            test_plan_free(&q);
+        }
+        free(w);
+    }
     remove("tool-real.json");
     remove("tool-stderr.txt");
 }
@@ -189,7 +203,8 @@ static CU_TestInfo tool_tests[] = {
     {"parse errors name line and column", test_parse_errors},
     {"plan JSON round trip", test_plan_round_trip},
     {"eplb-cl runs and fails cleanly", test_tool_runs},
-    {"eplb-cl on a real file equals the library", test_real_file_through_tool},
+    {"eplb-cl on 12 real files x 3 configs equals the library",
+     test_real_file_through_tool},
     CU_TEST_INFO_NULL};
 
 static CU_SuiteInfo suites[] = {
