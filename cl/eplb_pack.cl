@@ -129,15 +129,14 @@ UNROLL_K
     for (int a = 0; a < PACK_K; a++) {
 UNROLL_K
         for (int b = 0; b < PACK_K; b++) {
+            /* branch-free, so the compiler unrolls it into registers */
             float diff = wh[a] - wl[b];
-            if (diff > 0.0f && diff < gap) {
-                float dist = fabs(diff - mid);
-                if (ba < 0 || dist < bestd) {
-                    bestd = dist;
-                    ba = a;
-                    bb = b;
-                }
-            }
+            float dist = fabs(diff - mid);
+            int better = (diff > 0.0f) & (diff < gap) &
+                         ((ba < 0) | (dist < bestd));
+            bestd = better ? dist : bestd;
+            ba = better ? a : ba;
+            bb = better ? b : bb;
         }
     }
     if (ba < 0)
@@ -148,10 +147,8 @@ UNROLL_K
     float xa = 0.0f, xb = 0.0f;
 UNROLL_K
     for (int a = 0; a < PACK_K; a++) {
-        if (a == ba)
-            xa = wh[a];
-        if (a == bb)
-            xb = wl[a];
+        xa = a == ba ? wh[a] : xa;
+        xb = a == bb ? wl[a] : xb;
     }
     float h = 0.0f, l = 0.0f;
 UNROLL_K
