@@ -6,8 +6,9 @@
 #include <stdint.h>
 
 /* weight[layers][experts]: per layer a log-normal spread of token counts
- * whose skew (max/mean about 5-9, coefficient of variation about 0.5-1.7)
- * matches the recorded DeepSeek-V3 loads. Same seed, same loads. */
+ * whose skew (max/mean about 3-19, mean about 7; coefficient of
+ * variation about 0.45-1.6) is that of the recorded DeepSeek-V3 loads.
+ * Same seed, same loads. */
 void workload_generate(float *weight, int layers, int experts, uint64_t seed);
 
 /* Multiplies each load by (1 + amount * u), u uniform in [-1, 1): the
