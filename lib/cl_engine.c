@@ -225,7 +225,8 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->key_stride, lo->ord_stride, lo->pack_k, lo->pack_c,
-             lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off, lo->bytes, d->E, d->P, d->G,
+             lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off,
+             lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
              e->use_clblast, slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
@@ -319,6 +320,28 @@ static size_t out_elements(const plan_dims *d, int layers)
            (size_t)layers * d->E;
 }
 
+/* The all-ones vector the group-load GEMV multiplies by, and a zeroed
+ * result (CLBlast computes beta * y even for beta 0: y must hold no NaN). */
+static int clblast_buffers_init(cl_engine *e, const plan_dims *d)
+{
+    float *ones = malloc((size_t)d->gs * sizeof(float));
+    if (!ones)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int j = 0; j < d->gs; j++)
+        ones[j] = 1.0f;
+    cl_int err = clEnqueueWriteBuffer(e->q, e->b_ones, CL_TRUE, 0,
+                                      (size_t)d->gs * sizeof(float), ones, 0,
+                                      NULL, NULL);
+    free(ones);
+    cl_float zero = 0.0f;
+    if (err == CL_SUCCESS)
+        err = clEnqueueFillBuffer(e->q, e->b_gw, &zero, sizeof zero, 0,
+                                  (size_t)d->L * d->G * sizeof(float), 0,
+                                  NULL, NULL);
+    return err == CL_SUCCESS ? EPLB_OK
+                             : cl_fail(err, "initialising CLBlast's buffers", e);
+}
+
 static int reserve_buffers(cl_engine *e, const plan_dims *d)
 {
     if (e->cap_layers >= d->L)
@@ -339,10 +362,12 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
         {&e->b_rowmax, 2 * L * d->N * sizeof(float), CL_MEM_READ_WRITE},
         {&e->b_out, out_elements(d, d->L) * sizeof(int), CL_MEM_WRITE_ONLY},
         {&e->b_scratch, scratch, CL_MEM_READ_WRITE},
+        /* CLBlast's group loads only: the last two */
         {&e->b_gw, L * d->G * sizeof(float), CL_MEM_READ_WRITE},
         {&e->b_ones, (size_t)d->gs * sizeof(float), CL_MEM_READ_ONLY},
     };
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    size_t n_want = sizeof want / sizeof want[0] - (e->use_clblast ? 0 : 2);
+    for (size_t i = 0; i < n_want; i++) {
         if (want[i].bytes > e->dev.max_alloc) {
             release_buffers(e);
             return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
@@ -360,26 +385,12 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
             return cl_fail(err, "clCreateBuffer", e);
         }
     }
-    /* the all-ones vector the group-load GEMV multiplies by */
-    float *ones = malloc((size_t)d->gs * sizeof(float));
-    if (!ones) {
-        release_buffers(e);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    }
-    for (int j = 0; j < d->gs; j++)
-        ones[j] = 1.0f;
-    cl_int err = clEnqueueWriteBuffer(e->q, e->b_ones, CL_TRUE, 0,
-                                      (size_t)d->gs * sizeof(float), ones, 0,
-                                      NULL, NULL);
-    free(ones);
-    /* CLBlast computes beta * y even for beta 0: y must hold no NaN. */
-    cl_float zero = 0.0f;
-    if (err == CL_SUCCESS)
-        err = clEnqueueFillBuffer(e->q, e->b_gw, &zero, sizeof zero, 0,
-                                  L * d->G * sizeof(float), 0, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        release_buffers(e);
-        return cl_fail(err, "clEnqueueWriteBuffer", e);
+    if (e->use_clblast) {
+        int rc = clblast_buffers_init(e, d);
+        if (rc) {
+            release_buffers(e);
+            return rc;
+        }
     }
     e->cap_layers = d->L;
     return EPLB_OK;
@@ -419,7 +430,9 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     SET_ARG(e->k_groups, 6, seed_hi);
     SET_ARG(e->k_groups, 7, e->b_gplace);
     SET_ARG(e->k_groups, 8, e->b_scratch);
-    SET_ARG(e->k_groups, 9, e->b_gw);
+    /* unread unless built with GROUP_LOADS_GIVEN, but must be a buffer */
+    cl_mem gw_arg = e->use_clblast ? e->b_gw : e->b_w;
+    SET_ARG(e->k_groups, 9, gw_arg);
     SET_ARG(e->k_slots, 0, e->b_w);
     SET_ARG(e->k_slots, 1, layers);
     SET_ARG(e->k_slots, 2, cands);

@@ -24,8 +24,8 @@ int pack_scratch_reserve(pack_scratch *s, int n)
     s->heap = malloc(z * sizeof(int));
     s->contents = malloc(z * sizeof(int));
     s->best_contents = malloc(z * sizeof(int));
-    if (!s->order || !s->sort_tmp || !s->keys || !s->pack_w || !s->pack_n || !s->heap ||
-        !s->contents || !s->best_contents) {
+    if (!s->order || !s->sort_tmp || !s->keys || !s->pack_w || !s->pack_n ||
+        !s->heap || !s->contents || !s->best_contents) {
         pack_scratch_free(s);
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
                          "out of memory for packing scratch of %d items", n);
@@ -126,12 +126,12 @@ static void heap_sift_down(int *heap, int len, const float *pw, int at)
     }
 }
 
-/* Greedy fill in the given visiting order: each item to the lightest pack
- * that is not full (ties: lower pack). contents[p*k + r] is the item at
- * rank r of pack p; pw[p] accumulates in float32 in rank order. */
 /* Packs up to this many are scanned; more go through the heap. */
 #define GREEDY_SCAN_MAX 32
 
+/* Greedy fill in the given visiting order: each item to the lightest pack
+ * that is not full (ties: lower pack). contents[p*k + r] is the item at
+ * rank r of pack p; pw[p] accumulates in float32 in rank order. */
 static void greedy_fill(const float *w, const int *order, int n, int m,
                         float *pw, int *pn, int *heap, int *contents)
 {

@@ -1,6 +1,7 @@
 /* replicate(): give p slots to n experts, each extra slot to the expert
  * with the largest load per replica (SPEC; ties to the lower expert). A
- * max-heap keeps it O(p log n) instead of a scan per slot. */
+ * few extra slots are found by scanning; many go through a max-heap, which
+ * keeps it O(p log n) instead of a scan per slot. */
 #include "internal.h"
 
 /* Extra slots up to this many are found by scanning. */
