@@ -73,7 +73,11 @@ EPLB_API int eplb_version_number(void);
     X(EPLB_ERR_KERNEL_BUILD, -15, "an OpenCL kernel failed to build")        \
     X(EPLB_ERR_OPENCL, -16, "an OpenCL call failed")                         \
     X(EPLB_ERR_DEVICE_LIMIT, -17, "the problem does not fit the OpenCL "     \
-      "device's limits")
+      "device's limits")                                                     \
+    X(EPLB_ERR_BAD_PLAN, -18, "a plan passed in (the current placement, "    \
+      "or a plan to judge) is not a valid plan for this shape")              \
+    X(EPLB_ERR_BAD_MASK, -19, "the GPU mask leaves too few usable GPUs or "  \
+      "slots")
 
 typedef enum eplb_status {
 #define EPLB_STATUS_ENUM_(name, value, msg) name = value,
@@ -130,6 +134,10 @@ typedef enum eplb_policy {
 } eplb_policy;
 
 typedef struct eplb_options {
+    /* sizeof(eplb_options) as the caller was compiled: set by
+     * eplb_options_default(). Lets later versions add options at the end
+     * without breaking callers built against this header. */
+    uint32_t struct_size;
     eplb_backend backend; /* default EPLB_BACKEND_AUTO */
     eplb_policy policy;   /* default EPLB_POLICY_AUTO */
     /* Packing candidates per row. 1 with swap_rounds 0 is DeepSeek's
@@ -156,9 +164,20 @@ typedef struct eplb_options {
      * counts summing below 2^24 per group). Default 0: our kernel, which
      * the benchmark measured faster. */
     int use_clblast;
+    /* Re-planning from the current placement (eplb_rebalance_from): the
+     * balancedness of every layer may fall short of the fresh plan's by
+     * this fraction, in exchange for fewer expert copies. Default 0 (at
+     * least as balanced as the fresh plan), range 0..0.5. */
+    float tolerance;
+    /* 1: no GPU holds two replicas of the same expert (a second replica on
+     * one GPU adds a slot but no capacity); the plan moves such replicas
+     * to other GPUs without raising any layer's largest GPU load. 0: plans
+     * exactly as SPEC.md (the deterministic mode is DeepSeek's, bit for
+     * bit). Default 0. */
+    int distinct_per_gpu;
 } eplb_options;
 
-/* Fills *opts with the defaults above. */
+/* Fills *opts with the defaults above (and struct_size). */
 EPLB_API void eplb_options_default(eplb_options *opts);
 
 /* ---- Context ----------------------------------------------------------- */
@@ -195,6 +214,34 @@ EPLB_API const char *eplb_context_note(const eplb_context *ctx);
 EPLB_API int eplb_rebalance(eplb_context *ctx, const eplb_shape *shape,
                             const float *weight, int32_t *phy2log,
                             int32_t *log2phy, int32_t *logcnt);
+
+/* Re-plans from the placement the engine runs now, and/or over the GPUs
+ * that are still usable.
+ *
+ * current_phy2log [L][P] (caller owns, may be NULL): the plan in service,
+ * in eplb_rebalance's phy2log layout; -1 marks an empty slot (as masked
+ * plans leave on dead GPUs). Every expert must hold a slot, ids must be in
+ * 0..E-1, and under the hierarchical policy every group must sit on one
+ * node (unless gpu_mask marks a GPU dead). NULL: plan from scratch.
+ *
+ * gpu_mask [M] (caller owns, may be NULL): nonzero for a usable GPU, 0 for
+ * a dead one. Dead GPUs get no expert: their slots hold -1 in phy2log,
+ * log2phy never names them, logcnt counts live slots only. NULL: all GPUs
+ * usable.
+ *
+ * With a current plan the result is the plan that needs the fewest expert
+ * copies (experts a GPU holds that it did not hold before) among those the
+ * search finds whose every layer is at least (1 - tolerance) times as
+ * balanced as the fresh plan eplb_rebalance_from(..., NULL, gpu_mask, ...)
+ * of the same context; experts that stay on a GPU keep their slot where
+ * they can. The search runs on the host after the backend's fresh plan, so
+ * the same seed gives the same plan on every backend and device.
+ * On any failure no output element is written. */
+EPLB_API int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
+                                 const float *weight,
+                                 const int32_t *current_phy2log,
+                                 const uint8_t *gpu_mask, int32_t *phy2log,
+                                 int32_t *log2phy, int32_t *logcnt);
 
 /* The policy actually used for this shape under the context's options
  * (EPLB_POLICY_HIERARCHICAL or EPLB_POLICY_GLOBAL), or a negative status. */
@@ -251,6 +298,15 @@ EPLB_API int eplb_identity_quality(const eplb_shape *shape,
 /* The bound for one layer (weight[E]). *weak as in eplb_quality. */
 EPLB_API double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
                                  const float *layer_weight, int *weak);
+
+/* Expert copies that moving from plan `current` to plan `next` (both
+ * [L][P] phy2log, -1 for an empty slot) makes the engine perform: per
+ * layer and GPU, the distinct experts the GPU holds in `next` and not in
+ * `current`. per_gpu [M] (may be NULL) receives each GPU's sum over the
+ * layers; *total the sum of all. EPLB_ERR_BAD_PLAN names an id out of
+ * range. */
+EPLB_API int eplb_copies(const eplb_shape *shape, const int32_t *current,
+                         const int32_t *next, long *per_gpu, long *total);
 
 /* Slots whose expert differs between two plans of the same shape. */
 EPLB_API long eplb_migration(const eplb_shape *shape, const int32_t *phy2log_a,

@@ -109,7 +109,63 @@ int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
                     double *median_us, double *p99_us);
 int cl_engine_profile(const cl_engine *e, eplb_profile *out);
 
+/* ---- the context's backend (context.c) -------------------------------- */
+
+/* The fresh plan of the context's backend and options for dims d (SPEC's
+ * plan; no mask, no distinct pass). Writes nothing on failure. Other parts
+ * of the library call it on sub-problems (mask.c). */
+int context_backend_plan(eplb_context *ctx, const plan_dims *d,
+                         const float *weight, int32_t *phy2log,
+                         int32_t *log2phy, int32_t *logcnt);
+
+/* ---- usable GPUs (mask.c) --------------------------------------------- */
+
+/* Checks a GPU mask of d->M entries: some GPU usable, and at least E
+ * usable slots (per node as the policy needs). EPLB_ERR_BAD_MASK. */
+int mask_check(const plan_dims *d, const uint8_t *mask);
+
+/* The fresh plan over the usable GPUs: dead GPUs' slots hold -1, log2phy
+ * names live slots only, logcnt counts live slots. Writes all three arrays
+ * completely on success. */
+int mask_plan_fresh(eplb_context *ctx, const plan_dims *d,
+                    const float *weight, const uint8_t *mask,
+                    int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+
+/* ---- one replica per GPU (distinct.c) --------------------------------- */
+
+/* Rewrites phy2log/logcnt [L] so that no GPU holds an expert twice, never
+ * raising a layer's largest GPU load. mask may be NULL. */
+int distinct_per_gpu_apply(const plan_dims *d, const float *weight,
+                           const uint8_t *mask, int32_t *phy2log,
+                           int32_t *logcnt);
+
+/* ---- re-planning from the current placement (replan.c) ---------------- */
+
+typedef struct replan_state replan_state;
+void replan_state_free(replan_state *st);
+
+/* EPLB_ERR_BAD_PLAN for a current plan that is not one of this shape and
+ * policy (ids out of range, an expert with no slot, a group split over
+ * nodes under the hierarchical policy when no GPU is masked). */
+int replan_check_current(const plan_dims *d, const int32_t *current,
+                         const uint8_t *mask);
+
+/* The plan with the fewest expert copies from `current` whose every layer
+ * is at least (1 - tolerance) times as balanced as the fresh plan; writes
+ * phy2log [L][P] and logcnt [L][E]. */
+int replan_from_current(replan_state **st, const plan_dims *d,
+                        const float *weight, const int32_t *current,
+                        const uint8_t *mask, const int32_t *fresh_phy2log,
+                        const int32_t *fresh_logcnt, float tolerance,
+                        int32_t *phy2log, int32_t *logcnt);
+
 /* ---- plans (plan.c) --------------------------------------------------- */
+
+/* Fills log2phy [L][E][maxrep] from phy2log [L][P], each expert's replicas
+ * in slot order; slots of -1 are skipped. */
+void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,
+                          int32_t *log2phy);
+
 
 /* Largest GPU load of one layer's plan, summed in float32 slot order: the
  * figure the guard compares (both backends compute it alike). */

@@ -27,3 +27,23 @@ void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
     for (int s = 0; s < d->P; s++)
         log2phy[phy2log[s] * d->maxrep + phyrank[s]] = s;
 }
+
+void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,
+                          int32_t *log2phy)
+{
+    size_t row = (size_t)d->E * d->maxrep;
+    memset(log2phy, 0xFF, (size_t)d->L * row * sizeof(int32_t));
+    for (int l = 0; l < d->L; l++) {
+        const int32_t *p2l = phy2log + (size_t)l * d->P;
+        int32_t *l2p = log2phy + (size_t)l * row;
+        for (int s = 0; s < d->P; s++) {
+            int e = p2l[s];
+            if (e < 0)
+                continue;
+            int32_t *r = l2p + (size_t)e * d->maxrep;
+            while (*r >= 0)
+                r++;
+            *r = s;
+        }
+    }
+}
