@@ -824,7 +824,7 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
 
 /* Repairs the GPUs g0..g1-1 (one node, or all under the global policy)
  * of st->slot in place; 0 if it gives up. */
-static int repair_node(const layer_job *j, int g0, int g1)
+static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
@@ -845,7 +845,7 @@ static int repair_node(const layer_job *j, int g0, int g1)
             consider_swap_pairs(j, h, &best);
         if (best.kind == 0)
             consider_relocate(j, h, &best);
-        if (best.kind == 0 && lookahead(j, h, g0, g1))
+        if (best.kind == 0 && lookahead_ok && lookahead(j, h, g0, g1))
             continue;
         if (best.kind == 0)
             return 0;
@@ -1052,6 +1052,17 @@ static void relabel_fresh(const layer_job *j, const int32_t *fresh)
             keep_slots(d, j->cur, g, st->alt);
 }
 
+/* Makes st->alt, the relabelled fresh layer: 1 when it is on target. */
+static int make_alt(const layer_job *j, const int32_t *fresh,
+                    const int32_t *fcnt)
+{
+    relabel_fresh(j, fresh);
+    return layer_loads(j->d, j->w, j->st->alt, fcnt, j->st->load) <=
+                   j->target
+               ? 1
+               : -1;
+}
+
 int replan_from_current(replan_state **stp, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
@@ -1089,26 +1100,11 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                  prev = t / d->ppg, t = st->cur_next[t])
                 st->cur_prev_gpu[t] = prev;
 
-        /* Candidate 1: the fresh plan as it is (always on target). */
-        long best_copies = layer_copies(st, fresh);
-        memcpy(out, fresh, (size_t)d->P * sizeof(int32_t));
-        memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
-
-        /* Candidate 2: the fresh plan relabelled. */
-        relabel_fresh(&j, fresh);
-        int alt_valid = layer_loads(d, w, st->alt, fcnt, st->load) <=
-                        j.target;
-        if (alt_valid) {
-            long c = layer_copies(st, st->alt);
-            if (c < best_copies) {
-                best_copies = c;
-                memcpy(out, st->alt, (size_t)d->P * sizeof(int32_t));
-            }
-        }
-
-        /* Candidate 3: the current plan repaired node by node; under the
-         * hierarchical policy a node the search cannot repair takes the
+        /* The repair: the current plan, node by node. A node the search
+         * cannot repair restarts from the fresh plan's replica counts; under
+         * the hierarchical policy a node that still fails takes the
          * relabelled fresh plan's node when that holds the same experts. */
+        int alt_state = 0; /* 0 not made, 1 on target, -1 off target */
         for (int e = 0; e < d->E; e++) {
             st->cnt[e] = 0;
             st->node_of[e] = -1;
@@ -1128,14 +1124,19 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
         int domains = d->N > 1 ? d->N : 1, gpd = d->M / domains;
         for (int n = 0; n < domains && ok; n++) {
             int g0 = n * gpd, g1 = g0 + gpd;
-            if (repair_node(&j, g0, g1))
+            if (repair_node(&j, g0, g1, 0))
                 continue;
+            if (domains > 1 && alt_state == 0)
+                alt_state = make_alt(&j, fresh, fcnt);
             int same = domains == 1 ||
-                       (alt_valid && same_node_experts(st, st->slot, st->alt, n));
+                       (alt_state > 0 &&
+                        same_node_experts(st, st->slot, st->alt, n));
             if (same) {
                 restart_with_counts(&j, n, g0, g1, fcnt);
-                if (repair_node(&j, g0, g1))
+                if (repair_node(&j, g0, g1, 1))
                     continue;
+            } else if (repair_node(&j, g0, g1, 1)) {
+                continue;
             }
             if (domains == 1 || !same) {
                 ok = 0;
@@ -1149,16 +1150,39 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                     st->cnt[e] = fcnt[e];
             }
         }
+        long copies = -1;
         if (ok) {
             for (int g = 0; g < d->M; g++)
-                if (live(&j, g))
+                if (live(&j, g) && memcmp(st->slot + (size_t)g * d->ppg,
+                                          cur + (size_t)g * d->ppg,
+                                          (size_t)d->ppg * sizeof(int32_t)))
                     keep_slots(d, cur, g, st->slot);
-            long c = layer_copies(st, st->slot);
-            if (c <= best_copies &&
-                layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target) {
-                memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
-                memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
-            }
+            if (layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
+                copies = layer_copies(st, st->slot);
+        }
+
+        /* The fallbacks, made when the repair failed or moved more than
+         * one GPU's worth of experts: the fresh plan relabelled, and the
+         * fresh plan as it is (on target by definition). */
+        if (copies >= 0 && copies <= d->ppg) {
+            memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
+            memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
+            continue;
+        }
+        if (alt_state == 0)
+            alt_state = make_alt(&j, fresh, fcnt);
+        long fresh_copies = layer_copies(st, fresh);
+        long alt_copies = alt_state > 0 ? layer_copies(st, st->alt) : -1;
+        if (copies >= 0 && (alt_copies < 0 || copies <= alt_copies) &&
+            copies <= fresh_copies) {
+            memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
+            memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
+        } else if (alt_copies >= 0 && alt_copies < fresh_copies) {
+            memcpy(out, st->alt, (size_t)d->P * sizeof(int32_t));
+            memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
+        } else {
+            memcpy(out, fresh, (size_t)d->P * sizeof(int32_t));
+            memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
         }
     }
     return EPLB_OK;
