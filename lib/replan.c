@@ -198,7 +198,17 @@ typedef struct layer_job {
     const uint8_t *mask;
     double target;      /* largest GPU load allowed */
     replan_state *st;
+    /* GPUs of one search domain: a node under the hierarchical policy
+     * (experts stay on their node), all GPUs under the global policy or
+     * when GPUs died (a node that lost a GPU may have to hand experts to
+     * another). */
+    int dom_gpus;
 } layer_job;
+
+/* First and last+1 GPU of the domain of GPU g. */
+#define DOM_LO(j, g) ((g) / (j)->dom_gpus * (j)->dom_gpus)
+#define DOM_HI(j, g) (DOM_LO(j, g) + (j)->dom_gpus)
+#define DOM_OF_SLOT(j, s) ((s) / ((j)->dom_gpus * (j)->d->ppg))
 
 /* Replicas of expert e on GPU g in the layer being repaired, and whether
  * the plan in service had e on g. */
@@ -357,9 +367,9 @@ static void consider_swaps(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
-    int ppg = d->ppg, node = h / d->gn;
+    int ppg = d->ppg;
     double T = j->target, Lh = st->load[h], exh = excess(Lh, T);
-    int g0 = d->N > 1 ? node * d->gn : 0, g1 = d->N > 1 ? g0 + d->gn : d->M;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -456,8 +466,7 @@ static void consider_reassign(const layer_job *j, int h, move *best)
     const plan_dims *d = j->d;
     replan_state *st = j->st;
     int ppg = d->ppg;
-    int g0 = d->N > 1 ? h / d->gn * d->gn : 0;
-    int g1 = d->N > 1 ? g0 + d->gn : d->M;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         /* This slot to another expert. */
@@ -488,8 +497,7 @@ static void consider_cycles(const layer_job *j, int h, move *best)
     replan_state *st = j->st;
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h];
-    int g0 = d->N > 1 ? h / d->gn * d->gn : 0;
-    int g1 = d->N > 1 ? g0 + d->gn : d->M;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -547,9 +555,9 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
-    int ppg = d->ppg, node = h / d->gn;
+    int ppg = d->ppg;
     double T = j->target, Lh = st->load[h];
-    int g0 = d->N > 1 ? node * d->gn : 0, g1 = d->N > 1 ? g0 + d->gn : d->M;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -595,8 +603,7 @@ static void consider_relocate(const layer_job *j, int h, move *best)
     replan_state *st = j->st;
     int ppg = d->ppg;
     double T = j->target;
-    int g0 = d->N > 1 ? h / d->gn * d->gn : 0;
-    int g1 = d->N > 1 ? g0 + d->gn : d->M;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     double *gd = st->gdelta;
     int *touched = st->touched;
     for (int i = 0; i < ppg; i++) {
@@ -698,7 +705,7 @@ static int place_orphans(const layer_job *j)
         int empty = -1;
         for (int s = 0; s < d->P && empty < 0; s++)
             if (st->slot[s] < 0 && live(j, s / ppg) &&
-                (y < 0 || d->N == 1 || s / d->ppn == st->node_of[y]))
+                (y < 0 || DOM_OF_SLOT(j, s) == st->node_of[y]))
                 empty = s;
         if (y < 0 && empty < 0)
             return 1;
@@ -706,9 +713,9 @@ static int place_orphans(const layer_job *j)
         if (empty >= 0 && y < 0) {
             /* A slot back in service: the node's expert with the most
              * load per replica gets another replica. */
-            int node = empty / d->ppn;
+            int node = DOM_OF_SLOT(j, empty);
             for (int e = 0; e < d->E; e++)
-                if ((d->N == 1 || st->node_of[e] == node) &&
+                if (st->node_of[e] == node &&
                     !HELD(st, empty / ppg, e) &&
                     (y < 0 || (double)j->w[e] / st->cnt[e] >
                                   (double)j->w[y] / st->cnt[y]))
@@ -723,7 +730,7 @@ static int place_orphans(const layer_job *j)
             for (int s = 0; s < d->P; s++) {
                 int x = st->slot[s], g = s / ppg;
                 if (x < 0 || !live(j, g) || st->cnt[x] < 2 ||
-                    (d->N > 1 && s / d->ppn != st->node_of[y]) ||
+                    DOM_OF_SLOT(j, s) != st->node_of[y] ||
                     HELD(st, g, y))
                     continue;
                 double v = st->load[g] - (double)j->w[x] / st->cnt[x] +
@@ -868,7 +875,7 @@ static void restart_with_counts(const layer_job *j, int n, int g0, int g1,
     int *rem = st->mark;
     for (int e = 0; e < d->E; e++) {
         rem[e] = 0;
-        if (d->N == 1 || st->node_of[e] == n) {
+        if (st->node_of[e] == n) {
             st->cnt[e] = fcnt[e];
             rem[e] = fcnt[e];
         }
@@ -1081,7 +1088,8 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
         int32_t *out = phy2log + (size_t)l * d->P;
         int32_t *ocnt = logcnt + (size_t)l * d->E;
         double fresh_peak = layer_loads(d, w, fresh, fcnt, st->load);
-        layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st};
+        layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st,
+                       d->N > 1 && !mask ? d->gn : d->M};
 
         memset(st->was, 0, (size_t)d->M * d->E);
         for (int e = 0; e < d->E; e++)
@@ -1114,14 +1122,14 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
             int e = cur[s];
             st->slot[s] = -1;
             if (e >= 0 && st->node_of[e] < 0)
-                st->node_of[e] = s / d->ppn;
+                st->node_of[e] = DOM_OF_SLOT(&j, s);
             if (e >= 0 && live(&j, s / d->ppg)) {
                 set_slot(st, s, e);
                 st->cnt[e]++;
             }
         }
         int ok = place_orphans(&j);
-        int domains = d->N > 1 ? d->N : 1, gpd = d->M / domains;
+        int domains = d->M / j.dom_gpus, gpd = j.dom_gpus;
         for (int n = 0; n < domains && ok; n++) {
             int g0 = n * gpd, g1 = g0 + gpd;
             if (repair_node(&j, g0, g1, 0))

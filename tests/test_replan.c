@@ -1,0 +1,441 @@
+/* Re-planning from the current placement (eplb_rebalance_from with a
+ * current plan): valid plans, every layer on its balance target, the same
+ * plan on both backends, few copies, and every rule for the current plan. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cunit_main.h"
+#include "testutil.h"
+#include "workload.h"
+
+#define POISON 0x5A5A5A5A
+
+/* A context of the given backend and mode; candidates 1 is the
+ * deterministic mode. */
+static eplb_context *context(eplb_backend backend, int candidates,
+                             float tolerance)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = backend;
+    o.candidates = candidates;
+    o.swap_rounds = candidates > 1 ? 20 : 0;
+    o.seed = 3;
+    o.tolerance = tolerance;
+    eplb_context *ctx = NULL;
+    int rc = eplb_context_create(&ctx, &o);
+    if (rc)
+        fprintf(stderr, "context: %s: %s\n", eplb_strerror(rc),
+                eplb_last_error());
+    return ctx;
+}
+
+/* Largest GPU load of each layer, as eplb_gpu_loads sums them. */
+static void layer_peaks(const eplb_shape *s, const float *w,
+                        const test_plan *p, double *peak)
+{
+    int M = s->num_gpus;
+    double *load = malloc((size_t)s->layers * M * sizeof(double));
+    CU_ASSERT_FATAL(eplb_gpu_loads(s, w, p->phy2log, p->logcnt, load) ==
+                    EPLB_OK);
+    for (int l = 0; l < s->layers; l++) {
+        peak[l] = 0.0;
+        for (int g = 0; g < M; g++)
+            if (load[(size_t)l * M + g] > peak[l])
+                peak[l] = load[(size_t)l * M + g];
+    }
+    free(load);
+}
+
+/* The plan from `current` is valid, and every layer's balancedness is at
+ * least (1 - tolerance) times the fresh plan's (the same total load, so:
+ * its largest GPU load at most the fresh one's / (1 - tolerance), up to
+ * double rounding). Returns the copies. */
+static long check_replan(eplb_context *ctx, const eplb_shape *s,
+                         const float *w, const test_plan *current,
+                         float tolerance, test_plan *out)
+{
+    int hier = eplb_resolve_policy(EPLB_POLICY_AUTO, s) ==
+               EPLB_POLICY_HIERARCHICAL;
+    test_plan fresh;
+    CU_ASSERT_FATAL(test_plan_alloc(&fresh, s) == 0);
+    CU_ASSERT_FATAL(test_plan_alloc(out, s) == 0);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w, fresh.phy2log, fresh.log2phy,
+                                   fresh.logcnt) == EPLB_OK);
+    int rc = eplb_rebalance_from(ctx, s, w, current->phy2log, NULL,
+                                 out->phy2log, out->log2phy, out->logcnt);
+    if (rc)
+        printf("\n  %s: %s\n", eplb_strerror(rc), eplb_last_error());
+    CU_ASSERT_FATAL(rc == EPLB_OK);
+    const char *bad = test_plan_check(out, hier);
+    if (bad)
+        printf("\n  invalid plan: %s\n", bad);
+    CU_ASSERT(bad == NULL);
+    double *pf = malloc((size_t)s->layers * 2 * sizeof(double));
+    double *pn = pf + s->layers;
+    layer_peaks(s, w, &fresh, pf);
+    layer_peaks(s, w, out, pn);
+    int off = 0;
+    for (int l = 0; l < s->layers; l++)
+        off += pn[l] > pf[l] / (1.0 - tolerance) * (1.0 + 1e-12);
+    if (off)
+        printf("\n  %d layers above their target\n", off);
+    CU_ASSERT(off == 0);
+    long total = -1;
+    CU_ASSERT(eplb_copies(s, current->phy2log, out->phy2log, NULL, &total) ==
+              EPLB_OK);
+    free(pf);
+    test_plan_free(&fresh);
+    return total;
+}
+
+static const eplb_shape shapes[] = {
+    {8, 256, 288, 8, 4, 32},  /* DeepSeek prefill, hierarchical */
+    {6, 256, 320, 8, 8, 64},  /* hierarchical, 8 nodes */
+    {6, 256, 288, 8, 18, 144}, /* global: G % N != 0 */
+    {4, 64, 80, 8, 1, 8},     /* one node, 10 slots per GPU */
+    {4, 48, 60, 6, 4, 12},
+};
+
+/* Loads that moved a little (the common case) and loads that have
+ * nothing to do with the current plan. */
+static void replan_shapes(int candidates, float amount, float tolerance)
+{
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const eplb_shape *s = &shapes[i];
+        size_t n = (size_t)s->layers * s->experts;
+        float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
+        workload_generate(w0, s->layers, s->experts, 40 + i);
+        if (amount > 0.0f) {
+            memcpy(w1, w0, n * sizeof(float));
+            workload_perturb(w1, s->layers, s->experts, amount, 90 + i);
+        } else {
+            workload_generate(w1, s->layers, s->experts, 900 + i);
+        }
+        eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, candidates,
+                                    tolerance);
+        CU_ASSERT_FATAL(ctx != NULL);
+        test_plan cur, next;
+        CU_ASSERT_FATAL(test_plan_alloc(&cur, s) == 0);
+        CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w0, cur.phy2log, cur.log2phy,
+                                       cur.logcnt) == EPLB_OK);
+        long copies = check_replan(ctx, s, w1, &cur, tolerance, &next);
+        long slots = (long)s->layers * s->num_replicas;
+        CU_ASSERT(copies >= 0 && copies <= slots);
+        test_plan_free(&cur);
+        test_plan_free(&next);
+        eplb_context_destroy(ctx);
+        free(w0);
+        free(w1);
+    }
+}
+
+static void test_small_drift_deterministic(void)
+{
+    replan_shapes(1, 0.01f, 0.0f);
+}
+
+static void test_small_drift_candidates(void)
+{
+    replan_shapes(16, 0.01f, 0.0f);
+}
+
+static void test_unrelated_loads(void)
+{
+    replan_shapes(1, 0.0f, 0.0f);
+}
+
+static void test_tolerance(void)
+{
+    replan_shapes(1, 0.05f, 0.02f);
+}
+
+/* With loads that barely moved, most layers need few copies: the search
+ * must beat a fresh plan by a wide margin. */
+static void test_few_copies(void)
+{
+    const eplb_shape s = {16, 256, 288, 8, 4, 32};
+    size_t n = (size_t)s.layers * s.experts;
+    float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
+    workload_generate(w0, s.layers, s.experts, 7);
+    memcpy(w1, w0, n * sizeof(float));
+    workload_perturb(w1, s.layers, s.experts, 0.01f, 8);
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    test_plan cur, fresh, next;
+    test_plan_alloc(&cur, &s);
+    test_plan_alloc(&fresh, &s);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w0, cur.phy2log, cur.log2phy,
+                                   cur.logcnt) == EPLB_OK);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w1, fresh.phy2log,
+                                   fresh.log2phy, fresh.logcnt) == EPLB_OK);
+    long replan = check_replan(ctx, &s, w1, &cur, 0.0f, &next);
+    long scratch = -1, slots = (long)s.layers * s.num_replicas;
+    eplb_copies(&s, cur.phy2log, fresh.phy2log, NULL, &scratch);
+    printf("\n  copies: fresh %ld, from current %ld of %ld slots\n", scratch,
+           replan, slots);
+    CU_ASSERT(replan * 10 < scratch);
+    CU_ASSERT(replan * 20 < slots);
+    /* Slots rewritten: only where a copy lands. */
+    CU_ASSERT(eplb_migration(&s, cur.phy2log, next.phy2log) <= replan);
+    test_plan_free(&cur);
+    test_plan_free(&fresh);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+    free(w0);
+    free(w1);
+}
+
+/* Re-planning the plan in service on its own loads changes nothing. */
+static void test_current_is_fresh(void)
+{
+    for (int i = 0; i < 3; i++) {
+        const eplb_shape *s = &shapes[i];
+        float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
+        workload_generate(w, s->layers, s->experts, 60 + i);
+        eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 8, 0.0f);
+        test_plan cur, next;
+        test_plan_alloc(&cur, s);
+        CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w, cur.phy2log, cur.log2phy,
+                                       cur.logcnt) == EPLB_OK);
+        long copies = check_replan(ctx, s, w, &cur, 0.0f, &next);
+        CU_ASSERT(copies == 0);
+        CU_ASSERT(memcmp(cur.phy2log, next.phy2log,
+                         cur.n_p2l * sizeof(int32_t)) == 0);
+        CU_ASSERT(memcmp(cur.logcnt, next.logcnt,
+                         cur.n_cnt * sizeof(int32_t)) == 0);
+        test_plan_free(&cur);
+        test_plan_free(&next);
+        eplb_context_destroy(ctx);
+        free(w);
+    }
+}
+
+/* Every rank computes its own plan: both backends must agree. */
+static void test_backends_agree(void)
+{
+    for (int i = 0; i < 3; i++) {
+        const eplb_shape *s = &shapes[i];
+        size_t n = (size_t)s->layers * s->experts;
+        float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
+        workload_generate(w0, s->layers, s->experts, 70 + i);
+        memcpy(w1, w0, n * sizeof(float));
+        workload_perturb(w1, s->layers, s->experts, 0.03f, 71 + i);
+        test_plan cur, a, b;
+        eplb_context *ref = context(EPLB_BACKEND_REFERENCE, 8, 0.0f);
+        eplb_context *cl = context(EPLB_BACKEND_OPENCL, 8, 0.0f);
+        if (!cl) {
+            printf("\n  no OpenCL device: comparison skipped\n");
+            eplb_context_destroy(ref);
+            free(w0);
+            free(w1);
+            return;
+        }
+        test_plan_alloc(&cur, s);
+        test_plan_alloc(&a, s);
+        test_plan_alloc(&b, s);
+        CU_ASSERT_FATAL(eplb_rebalance(ref, s, w0, cur.phy2log, cur.log2phy,
+                                       cur.logcnt) == EPLB_OK);
+        CU_ASSERT(eplb_rebalance_from(ref, s, w1, cur.phy2log, NULL,
+                                      a.phy2log, a.log2phy,
+                                      a.logcnt) == EPLB_OK);
+        CU_ASSERT(eplb_rebalance_from(cl, s, w1, cur.phy2log, NULL,
+                                      b.phy2log, b.log2phy,
+                                      b.logcnt) == EPLB_OK);
+        CU_ASSERT(test_plan_equal(&a, &b));
+        test_plan_free(&cur);
+        test_plan_free(&a);
+        test_plan_free(&b);
+        eplb_context_destroy(ref);
+        eplb_context_destroy(cl);
+        free(w0);
+        free(w1);
+    }
+}
+
+/* Each broken current plan gets EPLB_ERR_BAD_PLAN naming the problem, and
+ * the outputs stay untouched. */
+static void test_bad_current(void)
+{
+    const eplb_shape s = {2, 12, 16, 4, 2, 8};
+    float w[24];
+    for (int i = 0; i < 24; i++)
+        w[i] = (float)(10 + 7 * i % 23);
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    test_plan good, out;
+    test_plan_alloc(&good, &s);
+    test_plan_alloc(&out, &s);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, good.phy2log, good.log2phy,
+                                   good.logcnt) == EPLB_OK);
+    int32_t bad[32];
+    struct {
+        const char *what, *detail;
+        int slot, value;
+    } cases[] = {
+        {"id too large", "expert ids are 0..11", 3, 12},
+        {"id below -1", "expert ids are 0..11", 5, -2},
+        {"expert with no slot", "holds expert", -1, 0},
+        {"group over two nodes", "on nodes", -2, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(bad, good.phy2log, sizeof bad);
+        if (cases[k].slot >= 0) {
+            bad[16 + cases[k].slot] = cases[k].value;
+        } else if (cases[k].slot == -1) {
+            /* Expert bad[16]'s slots all given to another expert of its
+             * group: the expert disappears, the groups stay whole. */
+            int gone = bad[16], other = gone % 3 ? gone - 1 : gone + 1;
+            for (int q = 16; q < 32; q++)
+                if (bad[q] == gone)
+                    bad[q] = other;
+        } else {
+            /* Swap one slot of node 0 with one of node 1: two groups
+             * now sit on both nodes. */
+            int32_t t = bad[0];
+            bad[0] = bad[8];
+            bad[8] = t;
+        }
+        test_plan_poison(&out, POISON);
+        int rc = eplb_rebalance_from(ctx, &s, w, bad, NULL, out.phy2log,
+                                     out.log2phy, out.logcnt);
+        if (rc != EPLB_ERR_BAD_PLAN ||
+            !strstr(eplb_last_error(), cases[k].detail))
+            printf("\n  %s: %d %s\n", cases[k].what, rc, eplb_last_error());
+        CU_ASSERT(rc == EPLB_ERR_BAD_PLAN);
+        CU_ASSERT(strstr(eplb_last_error(), cases[k].detail) != NULL);
+        CU_ASSERT(test_plan_is_poisoned(&out, POISON));
+    }
+    /* A shape mismatch shows as ids out of range: a plan of 8 experts
+     * per layer is fine, but one with 16 is not. */
+    memcpy(bad, good.phy2log, sizeof bad);
+    bad[0] = 15;
+    CU_ASSERT(eplb_rebalance_from(ctx, &s, w, bad, NULL, out.phy2log,
+                                  out.log2phy, out.logcnt) ==
+              EPLB_ERR_BAD_PLAN);
+    test_plan_free(&good);
+    test_plan_free(&out);
+    eplb_context_destroy(ctx);
+}
+
+static void test_tolerance_option(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    CU_ASSERT(o.tolerance == 0.0f);
+    CU_ASSERT(o.struct_size == sizeof o);
+    eplb_context *ctx;
+    o.tolerance = -0.1f;
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_BAD_OPTION);
+    o.tolerance = NAN;
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_BAD_OPTION);
+    o.tolerance = 0.6f;
+    CU_ASSERT(eplb_context_create(&ctx, &o) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "tolerance") != NULL);
+    /* Options not filled by eplb_options_default are refused. */
+    eplb_options raw;
+    memset(&raw, 0, sizeof raw);
+    raw.candidates = 1;
+    CU_ASSERT(eplb_context_create(&ctx, &raw) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "eplb_options_default") != NULL);
+}
+
+/* eplb_copies: new experts per GPU, -1 slots hold nothing. */
+static void test_copies_metric(void)
+{
+    const eplb_shape s = {1, 4, 6, 1, 1, 3}; /* 3 GPUs x 2 slots */
+    const int32_t cur[6] = {0, 1, 2, 3, 0, 1};
+    const int32_t next[6] = {1, 0, 2, 2, 3, -1};
+    long per_gpu[3], total;
+    CU_ASSERT(eplb_copies(&s, cur, next, per_gpu, &total) == EPLB_OK);
+    /* GPU 0: {1,0} vs {0,1}: none. GPU 1: {2} (twice) vs {2,3}: none.
+     * GPU 2: {3} vs {0,1}: one. */
+    CU_ASSERT(total == 1);
+    CU_ASSERT(per_gpu[0] == 0 && per_gpu[1] == 0 && per_gpu[2] == 1);
+    CU_ASSERT(eplb_migration(&s, cur, next) == 5);
+    const int32_t broken[6] = {0, 1, 2, 3, 0, 4};
+    CU_ASSERT(eplb_copies(&s, cur, broken, NULL, &total) ==
+              EPLB_ERR_BAD_PLAN);
+    CU_ASSERT(eplb_copies(&s, cur, next, NULL, NULL) ==
+              EPLB_ERR_NULL_ARGUMENT);
+}
+
+/* One GPU fails: its slots empty, the rest moves little. */
+static void test_dead_gpu_from_current(void)
+{
+    const eplb_shape s = {6, 256, 288, 8, 4, 32};
+    size_t n = (size_t)s.layers * s.experts;
+    float *w = malloc(n * sizeof(float));
+    workload_generate(w, s.layers, s.experts, 17);
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    test_plan cur, next;
+    test_plan_alloc(&cur, &s);
+    test_plan_alloc(&next, &s);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, cur.phy2log, cur.log2phy,
+                                   cur.logcnt) == EPLB_OK);
+    uint8_t mask[32];
+    memset(mask, 1, sizeof mask);
+    mask[5] = 0;
+    int rc = eplb_rebalance_from(ctx, &s, w, cur.phy2log, mask,
+                                 next.phy2log, next.log2phy, next.logcnt);
+    if (rc)
+        printf("\n  %s: %s\n", eplb_strerror(rc), eplb_last_error());
+    CU_ASSERT_FATAL(rc == EPLB_OK);
+    int ppg = 9, X = s.num_replicas - s.experts + 1;
+    for (int l = 0; l < s.layers; l++) {
+        const int32_t *p2l = next.phy2log + (size_t)l * s.num_replicas;
+        const int32_t *cnt = next.logcnt + (size_t)l * s.experts;
+        const int32_t *l2p = next.log2phy + (size_t)l * s.experts * X;
+        int seen[256] = {0}, live_slots = 0;
+        for (int q = 0; q < s.num_replicas; q++) {
+            if (q / ppg == 5) {
+                CU_ASSERT(p2l[q] == -1);
+                continue;
+            }
+            CU_ASSERT_FATAL(p2l[q] >= 0 && p2l[q] < s.experts);
+            seen[p2l[q]]++;
+            live_slots++;
+        }
+        long sum = 0;
+        for (int e = 0; e < s.experts; e++) {
+            CU_ASSERT(cnt[e] >= 1 && seen[e] == cnt[e]);
+            sum += cnt[e];
+            for (int r = 0; r < cnt[e]; r++)
+                CU_ASSERT(l2p[e * X + r] / ppg != 5 &&
+                          p2l[l2p[e * X + r]] == e);
+        }
+        CU_ASSERT(sum == live_slots);
+    }
+    long copies;
+    eplb_copies(&s, cur.phy2log, next.phy2log, NULL, &copies);
+    printf("\n  one dead GPU: %ld copies (its own slots: %d)\n", copies,
+           s.layers * ppg);
+    CU_ASSERT(copies < (long)s.layers * s.num_replicas / 4);
+    test_plan_free(&cur);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+    free(w);
+}
+
+int main(void)
+{
+    CU_TestInfo tests[] = {
+        {"small drift, deterministic", test_small_drift_deterministic},
+        {"small drift, candidates", test_small_drift_candidates},
+        {"unrelated loads", test_unrelated_loads},
+        {"tolerance 2%", test_tolerance},
+        {"few copies", test_few_copies},
+        {"current plan is the fresh plan", test_current_is_fresh},
+        {"reference and OpenCL agree", test_backends_agree},
+        {"bad current plans", test_bad_current},
+        {"tolerance and struct_size", test_tolerance_option},
+        {"eplb_copies", test_copies_metric},
+        {"one dead GPU from current", test_dead_gpu_from_current},
+        CU_TEST_INFO_NULL,
+    };
+    CU_SuiteInfo suites[] = {
+        {"replan", NULL, NULL, NULL, NULL, tests},
+        CU_SUITE_INFO_NULL,
+    };
+    return run_suites(suites);
+}
