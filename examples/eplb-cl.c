@@ -44,6 +44,12 @@ static void usage(FILE *f)
 "                         OpenCL device filters (substrings of names)\n"
 "  --enforce-device       a filter that matches nothing is an error\n"
 "  --use-clblast          group loads by CLBlast's GEMV (builds with CLBlast)\n"
+"  --current PLAN         re-plan from the placement in service: a plan JSON\n"
+"                         this tool wrote, or a JSON array of phy2log rows\n"
+"                         (-1 for an empty slot); the fewest expert copies\n"
+"                         that keep every layer as balanced as a fresh plan\n"
+"  --tolerance F          with --current: balancedness may fall short of the\n"
+"                         fresh plan's by this fraction per layer (default 0)\n"
 "  --repeat R             time R warm calls after the first (default 10)\n"
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
 "  -q, --quiet            no summary on stderr\n"
@@ -112,6 +118,8 @@ int main(int argc, char **argv)
         {"device-type", required_argument, 0, 'Y'},
         {"enforce-device", no_argument, 0, 'e'},
         {"use-clblast", no_argument, 0, 'B'},
+        {"current", required_argument, 0, 'C'},
+        {"tolerance", required_argument, 0, 'T'},
         {"repeat", required_argument, 0, 'r'},
         {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},
@@ -120,7 +128,7 @@ int main(int argc, char **argv)
     eplb_options opts;
     eplb_options_default(&opts);
     eplb_shape shape = {0, 0, 288, 8, 4, 32};
-    const char *output = NULL;
+    const char *output = NULL, *current_path = NULL;
     int quiet = 0, choice;
     long v, repeat = DEFAULT_REPEAT;
     int c;
@@ -177,6 +185,17 @@ int main(int argc, char **argv)
         case 'Y': opts.device_type = optarg; break;
         case 'e': opts.enforce_device = 1; break;
         case 'B': opts.use_clblast = 1; break;
+        case 'C': current_path = optarg; break;
+        case 'T': {
+            char *end;
+            opts.tolerance = strtof(optarg, &end);
+            if (!*optarg || *end) {
+                fprintf(stderr, "eplb-cl: --tolerance '%s': expected a "
+                        "fraction such as 0.01\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'r':
             if (parse_int("--repeat", optarg, 0, 1000000, &repeat))
                 return 2;
@@ -229,6 +248,7 @@ int main(int argc, char **argv)
     int status = 1;
     size_t n_p2l, n_l2p, n_cnt;
     int32_t *phy2log = NULL, *log2phy = NULL, *logcnt = NULL;
+    int32_t *current = NULL, *current_cnt = NULL;
     double *times = NULL;
     eplb_context *ctx = NULL;
     int rc = eplb_check_input(&shape, m.data);
@@ -247,6 +267,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "eplb-cl: out of memory\n");
         goto done;
     }
+    if (current_path) {
+        size_t len;
+        current = malloc(n_p2l * sizeof *current);
+        current_cnt = calloc(n_cnt, sizeof *current_cnt);
+        char *text = current ? read_file(current_path, &len, err, sizeof err)
+                             : NULL;
+        if (!text || plan_parse_phy2log(text, len, current_path, &shape,
+                                        current, err, sizeof err)) {
+            fprintf(stderr, "eplb-cl: %s\n", current ? err : "out of memory");
+            free(text);
+            status = 2;
+            goto done;
+        }
+        free(text);
+        /* Replica counts of the plan in service, to judge it on the new
+         * loads (ids are checked by the library). */
+        for (size_t i = 0; current_cnt && i < n_p2l; i++) {
+            int e = current[i];
+            if (e >= 0 && e < shape.experts)
+                current_cnt[i / shape.num_replicas * shape.experts + e]++;
+        }
+    }
     double t0 = now_us();
     rc = eplb_context_create(&ctx, &opts);
     double t_create = now_us() - t0;
@@ -257,7 +299,8 @@ int main(int argc, char **argv)
     }
     for (long i = 0; i <= repeat; i++) {
         t0 = now_us();
-        rc = eplb_rebalance(ctx, &shape, m.data, phy2log, log2phy, logcnt);
+        rc = eplb_rebalance_from(ctx, &shape, m.data, current, NULL, phy2log,
+                                 log2phy, logcnt);
         times[i] = now_us() - t0;
         if (rc) {
             fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
@@ -315,6 +358,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "  bound:        %.4f%s; plan reaches %.1f%% of it\n",
                 after.bound_mean, after.bound_is_weak ? " (weak: group "
                 "constraint dropped)" : "", 100.0 * after.share_of_bound);
+        if (current) {
+            long copies = 0, slots = (long)shape.layers * shape.num_replicas;
+            eplb_quality stale;
+            eplb_copies(&shape, current, phy2log, NULL, &copies);
+            long changed = eplb_migration(&shape, current, phy2log);
+            fprintf(stderr, "  migration:    %ld expert copies (%.2f%% of %ld "
+                    "slots), %ld slots changed, tolerance %g\n", copies,
+                    100.0 * copies / slots, slots, changed,
+                    (double)opts.tolerance);
+            if (eplb_plan_quality(&shape, opts.policy, m.data, current,
+                                  current_cnt, &stale) == EPLB_OK)
+                fprintf(stderr, "  not moving:   the current plan is %.4f "
+                        "balanced on these loads (worst layer %d at %.4f)\n",
+                        stale.balancedness_mean, stale.worst_layer,
+                        stale.balancedness_worst);
+        }
         if (output)
             fprintf(stderr, "  plan:         %s\n", output);
     }
@@ -324,6 +383,8 @@ done:
     free(phy2log);
     free(log2phy);
     free(logcnt);
+    free(current);
+    free(current_cnt);
     free(times);
     load_matrix_free(&m);
     return status;

@@ -98,3 +98,26 @@ int plan_parse_json(const char *text, size_t len, const char *name,
     json_free(root);
     return rc;
 }
+
+int plan_parse_phy2log(const char *text, size_t len, const char *name,
+                       const eplb_shape *s, int32_t *phy2log, char *err,
+                       size_t errlen)
+{
+    json_value *root = json_parse(text, len, name, err, errlen);
+    if (!root)
+        return -1;
+    const json_value *v = root;
+    if (root->type == JV_OBJECT) {
+        v = json_get(root, "phy2log");
+        if (!v) {
+            snprintf(err, errlen, "%s:%d:%d: no \"phy2log\" member", name,
+                     root->line, root->col);
+            json_free(root);
+            return -1;
+        }
+    }
+    int dims[] = {s->layers, s->num_replicas};
+    int rc = copy_ints(v, dims, 2, &phy2log, name, err, errlen);
+    json_free(root);
+    return rc;
+}

@@ -19,4 +19,11 @@ int plan_parse_json(const char *text, size_t len, const char *name,
                     int32_t *log2phy, int32_t *logcnt, char *err,
                     size_t errlen);
 
+/* Reads only a plan's phy2log [layers][num_replicas]: the "phy2log" member
+ * of a plan written by plan_write_json, or a bare JSON array of arrays
+ * (-1 for an empty slot). -1 with "name:line:col: what" in err. */
+int plan_parse_phy2log(const char *text, size_t len, const char *name,
+                       const eplb_shape *shape, int32_t *phy2log, char *err,
+                       size_t errlen);
+
 #endif

@@ -22,8 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Moves per layer before the search gives up on the layer. */
-#define REPLAN_MAX_MOVES(d) (4 * (d)->P + 16)
+/* Moves per domain before the search gives up on it: beyond half its
+ * slots a fresh plan costs about as much. */
+#define REPLAN_MAX_MOVES(j) ((j)->dom_gpus * (j)->d->ppg / 2 + 4)
 
 struct replan_state {
     plan_dims dims;
@@ -469,19 +470,26 @@ static void consider_reassign(const layer_job *j, int h, move *best)
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
-        /* This slot to another expert. */
+        double rx = (double)j->w[x] / st->cnt[x];
+        /* This slot to another expert, lighter per replica than x is. */
         if (st->cnt[x] >= 2)
             for (int y = 0; y < d->E; y++)
                 if (y != x && st->node_of[y] == st->node_of[x] &&
-                    st->cnt[y] > 0 && !HELD(st, h, y))
+                    st->cnt[y] > 0 && !HELD(st, h, y) &&
+                    (double)j->w[y] / (st->cnt[y] + 1) < rx)
                     try_reassign(j, h, si, y, best);
+        /* Another slot of the node to this expert, where the GPU that
+         * receives it stays lighter than h is now. */
+        double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
         /* Another slot of the node to this expert. */
         for (int g = g0; g < g1; g++) {
             if (g == h || !live(j, g) || HELD(st, g, x))
                 continue;
             for (int r = 0; r < ppg; r++) {
                 int s = g * ppg + r, z = st->slot[s];
-                if (st->cnt[z] >= 2)
+                if (st->cnt[z] >= 2 &&
+                    st->load[g] - (double)j->w[z] / st->cnt[z] + rx1 <
+                        st->load[h])
                     try_reassign(j, h, s, x, best);
             }
         }
@@ -840,7 +848,7 @@ static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
         int h = heaviest(j, g0, g1);
         if (h < 0 || st->load[h] <= j->target)
             return 1;
-        if (moves == REPLAN_MAX_MOVES(d))
+        if (moves == REPLAN_MAX_MOVES(j))
             return 0;
         move best = {0};
         index_replicas(d, st);
