@@ -4,8 +4,8 @@
  * Given how many tokens each expert of each MoE layer received, compute how
  * many replicas of each expert to run and which GPU slot holds each replica
  * (DeepSeek's EPLB layout), so that the busiest GPU is as little busy as
- * possible. See README.md for a walk-through and SPEC.md-style semantics in
- * the comments below.
+ * possible. See README.md for a walk-through and doc/ALGORITHM.md for the
+ * algorithm, its tie rules and what plans promise.
  *
  * Ownership words used below:
  *   caller owns   - the caller allocates and frees; the library only reads or
