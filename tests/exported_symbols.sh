@@ -20,8 +20,7 @@ if ! command -v nm >/dev/null 2>&1; then
     exit 77
 fi
 
-tmp=${TMPDIR:-/tmp}/eplb-symbols.$$
-mkdir "$tmp" || exit 99
+tmp=$(mktemp -d) || exit 99
 trap 'rm -rf "$tmp"' EXIT
 
 # Declarations: join continued lines, drop preprocessor lines and comments,
