@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* for eplb_context_floor */
+#define EPLB_EXPERIMENTAL
 #include "eplb_cl.h"
 #include "loadfile.h"
 #include "workload.h"

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+/* for eplb_context_profile */
+#define EPLB_EXPERIMENTAL
 #include "eplb_cl.h"
 #include "loadfile.h"
 #include "planio.h"

@@ -1,7 +1,7 @@
 /* Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
  * 3", SC'11): a counter-based generator, so the noise of any (step, row,
  * candidate, item) is computed directly and is the same on every device.
- * cl/eplb_common.cl holds the kernel-side twin; both must stay identical. */
+ * cl/eplb_philox.cl holds the kernel-side twin; both must stay identical. */
 #ifndef EPLB_PHILOX_H
 #define EPLB_PHILOX_H
 

@@ -102,9 +102,11 @@ static int state_reserve(reference_state **stp, const plan_dims *d)
     return EPLB_OK;
 }
 
-static void pack_row(reference_state *st, const float *w, int n, int m,
-                     int step, uint32_t row, const pack_params *pp, int *pack,
-                     int *rank)
+/* One packing row: pp NULL for SPEC's deterministic pack(), else the
+ * parallel candidates. (The kernels' pack_row is another function.) */
+static void pack_by_mode(reference_state *st, const float *w, int n, int m,
+                         int step, uint32_t row, const pack_params *pp,
+                         int *pack, int *rank)
 {
     if (pp)
         pack_candidates(w, n, m, step, row, pp, pack, rank, &st->ps);
@@ -124,8 +126,8 @@ static void layer_plan(reference_state *st, const plan_dims *d, int layer,
             s += w[g * d->gs + j];
         st->gw[g] = s;
     }
-    pack_row(st, st->gw, d->G, d->N, EPLB_STEP_GROUPS, (uint32_t)layer, pp,
-             st->gpack, st->grank);
+    pack_by_mode(st, st->gw, d->G, d->N, EPLB_STEP_GROUPS, (uint32_t)layer,
+                 pp, st->gpack, st->grank);
     /* 2. node-local ids */
     for (int g = 0; g < d->G; g++)
         for (int j = 0; j < d->gs; j++)
@@ -143,8 +145,8 @@ static void layer_plan(reference_state *st, const plan_dims *d, int layer,
             int e = st->slot_item[p];
             st->tw[p] = st->wn[e] / (float)st->cnt[e];
         }
-        pack_row(st, st->tw, d->ppn, d->gn, EPLB_STEP_SLOTS,
-                 (uint32_t)(layer * d->N + n), pp, st->pk, st->rk);
+        pack_by_mode(st, st->tw, d->ppn, d->gn, EPLB_STEP_SLOTS,
+                     (uint32_t)(layer * d->N + n), pp, st->pk, st->rk);
         /* 5. back to logical ids */
         for (int p = 0; p < d->ppn; p++) {
             int s = n * d->ppn + st->pk[p] * d->ppg + st->rk[p];
