@@ -304,38 +304,253 @@ static void quality_tables(bench *b, const eplb_options *fast)
         plan_free(&pz);
     }
 
-    /* Migration: the same file with 1% noise. */
-    printf("\n## Migration (slots whose expert changes when loads move by "
-           "up to 1%%; P=288 G=8 N=4 M=32)\n");
-    printf("%-24s %10s %10s %10s\n", "workload", "slots", "determ.",
-           "cand.");
-    for (int f = 0; f < nfiles; f++) {
-        eplb_shape s = {L[f], E[f], 288, 8, 4, 32};
-        size_t n = (size_t)L[f] * E[f];
-        float *w2 = malloc(n * sizeof(float));
-        memcpy(w2, w[f], n * sizeof(float));
-        workload_perturb(w2, L[f], E[f], 0.01f, 77 + f);
-        plan_buf d1, d2, c1, c2;
-        plan_with(&det, &s, w[f], &d1);
-        plan_with(&det, &s, w2, &d2);
-        plan_with(&cand, &s, w[f], &c1);
-        plan_with(&cand, &s, w2, &c2);
-        long md = eplb_migration(&s, d1.phy2log, d2.phy2log);
-        long mc = eplb_migration(&s, c1.phy2log, c2.phy2log);
-        long slots = (long)L[f] * 288;
-        printf("%-24s %10ld %9.1f%% %9.1f%%\n", files[f], slots,
-               100.0 * md / slots, 100.0 * mc / slots);
-        json_record(b, "{\"kind\":\"migration\",\"workload\":\"%s\","
-                    "\"slots\":%ld,\"deterministic\":%ld,\"candidates\":%ld}",
-                    files[f], slots, md, mc);
-        plan_free(&d1);
-        plan_free(&d2);
-        plan_free(&c1);
-        plan_free(&c2);
-        free(w2);
-    }
     for (int f = 0; f < nfiles; f++)
         free(w[f]);
+}
+
+/* ---- re-planning from the current placement --------------------------- */
+
+/* Tolerances the re-planning section reports. */
+static const float replan_tols[] = {0.0f, 0.005f, 0.01f, 0.02f};
+#define NTOLS 4
+
+typedef struct replan_row {
+    double copies[2 + NTOLS]; /* fresh, relabelled, from current x NTOLS */
+    double bal[2 + NTOLS];
+    double stale; /* the plan in service judged on the new loads */
+    long slots;
+} replan_row;
+
+static double balancedness(const eplb_shape *s, const float *w,
+                           const int32_t *p2l, const int32_t *cnt)
+{
+    eplb_quality q;
+    if (eplb_plan_quality(s, EPLB_POLICY_AUTO, w, p2l, cnt, &q))
+        die("quality");
+    return q.balancedness_mean;
+}
+
+static long copies_between(const eplb_shape *s, const int32_t *a,
+                           const int32_t *b)
+{
+    long n;
+    if (eplb_copies(s, a, b, NULL, &n))
+        die("copies");
+    return n;
+}
+
+/* One re-plan step: `cur` is the plan in service (made for older loads),
+ * w the new loads. Fills row with fresh, relabelled fresh and from-current
+ * figures; next[k] receives the from-current plan at tolerance k. */
+static void replan_step(eplb_context **ctx, const eplb_shape *s,
+                        const float *w, const plan_buf *cur, plan_buf *next,
+                        replan_row *row)
+{
+    plan_buf fresh;
+    if (plan_alloc(&fresh, s))
+        die("plan sizes");
+    if (eplb_rebalance(ctx[0], s, w, fresh.phy2log, fresh.log2phy,
+                       fresh.logcnt))
+        die("rebalance");
+    int32_t *relabelled = malloc((size_t)s->layers * s->num_replicas * 4);
+    if (!relabelled || eplb_relabel(s, EPLB_POLICY_AUTO, cur->phy2log,
+                                    fresh.phy2log, relabelled))
+        die("relabel");
+    row->slots = (long)s->layers * s->num_replicas;
+    row->copies[0] = copies_between(s, cur->phy2log, fresh.phy2log);
+    row->copies[1] = copies_between(s, cur->phy2log, relabelled);
+    row->bal[0] = row->bal[1] =
+        balancedness(s, w, fresh.phy2log, fresh.logcnt);
+    for (int k = 0; k < NTOLS; k++) {
+        if (eplb_rebalance_from(ctx[k], s, w, cur->phy2log, NULL,
+                                next[k].phy2log, next[k].log2phy,
+                                next[k].logcnt))
+            die("rebalance_from");
+        row->copies[2 + k] = copies_between(s, cur->phy2log,
+                                            next[k].phy2log);
+        row->bal[2 + k] = balancedness(s, w, next[k].phy2log,
+                                       next[k].logcnt);
+    }
+    row->stale = balancedness(s, w, cur->phy2log, cur->logcnt);
+    free(relabelled);
+    plan_free(&fresh);
+}
+
+static void replan_header(const char *first)
+{
+    printf("%-26s %7s %7s", first, "fresh", "relab.");
+    for (int k = 0; k < NTOLS; k++)
+        printf("  tol %4.1f%%", 100.0 * replan_tols[k]);
+    printf(" %8s %8s %8s\n", "bal.fr", "bal.t0", "stale");
+}
+
+static void replan_print(bench *b, const char *kind, const char *label,
+                         const char *config, const replan_row *r)
+{
+    printf("%-26s %6.2f%% %6.2f%%", label, 100.0 * r->copies[0] / r->slots,
+           100.0 * r->copies[1] / r->slots);
+    for (int k = 0; k < NTOLS; k++)
+        printf(" %8.2f%%", 100.0 * r->copies[2 + k] / r->slots);
+    printf(" %8.4f %8.4f %8.4f\n", r->bal[0], r->bal[2], r->stale);
+    json_record(b, "{\"kind\":\"%s\",\"label\":\"%s\",\"config\":\"%s\","
+                "\"slots\":%ld,\"copies_fresh\":%.0f,\"copies_relabelled\":"
+                "%.0f,\"copies_from_current\":[%.0f,%.0f,%.0f,%.0f],"
+                "\"balancedness_fresh\":%.6f,\"balancedness_from_current\":"
+                "[%.6f,%.6f,%.6f,%.6f],\"balancedness_stale\":%.6f}",
+                kind, label, config, r->slots, r->copies[0], r->copies[1],
+                r->copies[2], r->copies[3], r->copies[4], r->copies[5],
+                r->bal[0], r->bal[2], r->bal[3], r->bal[4], r->bal[5],
+                r->stale);
+}
+
+static void replan_acc(replan_row *sum, const replan_row *r)
+{
+    for (int k = 0; k < 2 + NTOLS; k++) {
+        sum->copies[k] += r->copies[k];
+        sum->bal[k] += r->bal[k];
+    }
+    sum->stale += r->stale;
+    sum->slots += r->slots;
+}
+
+/* Warm time of a fresh plan and of a from-current re-plan (tolerance 0)
+ * on one context, medians in microseconds. */
+static void replan_times(bench *b, eplb_context *ctx, const eplb_shape *s,
+                         const float *w, const plan_buf *cur,
+                         double *fresh_us, double *from_us)
+{
+    plan_buf p;
+    if (plan_alloc(&p, s))
+        die("plan sizes");
+    int runs = b->quick ? 5 : 30;
+    double t[64];
+    for (int mode = 0; mode < 2; mode++) {
+        for (int i = 0; i <= runs; i++) {
+            double t0 = now_us();
+            int rc = eplb_rebalance_from(ctx, s, w,
+                                         mode ? cur->phy2log : NULL, NULL,
+                                         p.phy2log, p.log2phy, p.logcnt);
+            t[i] = now_us() - t0;
+            if (rc)
+                die("rebalance_from");
+        }
+        qsort(t + 1, (size_t)runs, sizeof t[0], cmp_double);
+        *(mode ? from_us : fresh_us) = t[1 + runs / 2];
+    }
+    plan_free(&p);
+}
+
+/* Copies and balancedness when re-planning: the real loads with 1% noise
+ * (each file planned, then re-planned on its noisy copy), and a drift
+ * series of generated loads, each window planned from the previous
+ * window's plan. */
+static void replan_tables(bench *b, const eplb_options *base, float **w,
+                          const int *L, const int *E, int nfiles)
+{
+    eplb_context *ctx[NTOLS];
+    for (int k = 0; k < NTOLS; k++) {
+        eplb_options o = *base;
+        o.tolerance = replan_tols[k];
+        if (eplb_context_create(&ctx[k], &o))
+            die("context");
+    }
+    printf("\n## Re-planning from the current placement: expert copies in "
+           "%% of slots, balancedness (mean over layers)\n"
+           "(fresh: a new plan; relab.: it with GPUs renamed to keep the "
+           "most experts; tol: from the current plan, every layer at least "
+           "(1 - tol) x as balanced as fresh; stale: not moving;\n %s on %s, "
+           "%d candidates, %d swap rounds)\n", eplb_context_backend(ctx[0]),
+           eplb_context_device(ctx[0]), base->candidates, base->swap_rounds);
+    for (int c = 0; c < 3; c++) {
+        char config[64];
+        snprintf(config, sizeof config, "P=%d G=%d N=%d M=%d", configs[c][0],
+                 configs[c][1], configs[c][2], configs[c][3]);
+        printf("\n### %s, real loads, 1%% noise\n", config);
+        replan_header("workload");
+        replan_row sum = {0};
+        double t_fresh = 0, t_from = 0;
+        for (int f = 0; f < nfiles; f++) {
+            eplb_shape s = {L[f], E[f], configs[c][0], configs[c][1],
+                            configs[c][2], configs[c][3]};
+            size_t n = (size_t)L[f] * E[f];
+            float *w2 = malloc(n * sizeof(float));
+            memcpy(w2, w[f], n * sizeof(float));
+            workload_perturb(w2, L[f], E[f], 0.01f, 77 + f);
+            plan_buf cur, next[NTOLS];
+            plan_with(base, &s, w[f], &cur);
+            for (int k = 0; k < NTOLS; k++)
+                if (plan_alloc(&next[k], &s))
+                    die("plan sizes");
+            replan_row r;
+            replan_step(ctx, &s, w2, &cur, next, &r);
+            replan_print(b, "replan_noise", files[f], config, &r);
+            replan_acc(&sum, &r);
+            if (f == nfiles - 1)
+                replan_times(b, ctx[0], &s, w2, &cur, &t_fresh, &t_from);
+            plan_free(&cur);
+            for (int k = 0; k < NTOLS; k++)
+                plan_free(&next[k]);
+            free(w2);
+        }
+        for (int k = 0; k < 2 + NTOLS; k++)
+            sum.bal[k] /= nfiles;
+        sum.stale /= nfiles;
+        replan_print(b, "replan_noise_all", "(all files)", config, &sum);
+        printf("time per call, %s: fresh %.1f us, from current %.1f us\n",
+               files[nfiles - 1], t_fresh, t_from);
+        json_record(b, "{\"kind\":\"replan_time\",\"config\":\"%s\","
+                    "\"fresh_us\":%.1f,\"from_current_us\":%.1f}", config,
+                    t_fresh, t_from);
+
+        /* Drift: generated loads, 5% random walk per window. */
+        int windows = b->quick ? 3 : 6;
+        eplb_shape s = {58, 256, configs[c][0], configs[c][1],
+                        configs[c][2], configs[c][3]};
+        size_t n = (size_t)s.layers * s.experts;
+        float *wd = malloc(n * sizeof(float));
+        workload_generate(wd, s.layers, s.experts, 4242);
+        plan_buf chain[NTOLS], next[NTOLS];
+        for (int k = 0; k < NTOLS; k++) {
+            plan_with(base, &s, wd, &chain[k]);
+            if (plan_alloc(&next[k], &s))
+                die("plan sizes");
+        }
+        printf("\n### %s, drift series (generated loads, each window "
+               "up to 5%% from the last, planned from the last plan)\n",
+               config);
+        replan_header("window");
+        replan_row dsum = {0};
+        for (int win = 1; win <= windows; win++) {
+            workload_perturb(wd, s.layers, s.experts, 0.05f, 1000 + win);
+            replan_row r, rk;
+            /* Each tolerance follows its own chain of plans. */
+            for (int k = 0; k < NTOLS; k++) {
+                replan_step(ctx, &s, wd, &chain[k], next, &rk);
+                if (k == 0)
+                    r = rk;
+                r.copies[2 + k] = rk.copies[2 + k];
+                r.bal[2 + k] = rk.bal[2 + k];
+                plan_buf t = chain[k];
+                chain[k] = next[k];
+                next[k] = t;
+            }
+            char label[32];
+            snprintf(label, sizeof label, "window %d", win);
+            replan_print(b, "replan_drift", label, config, &r);
+            replan_acc(&dsum, &r);
+        }
+        for (int k = 0; k < 2 + NTOLS; k++)
+            dsum.bal[k] /= windows;
+        dsum.stale /= windows;
+        replan_print(b, "replan_drift_all", "(all windows)", config, &dsum);
+        for (int k = 0; k < NTOLS; k++) {
+            plan_free(&chain[k]);
+            plan_free(&next[k]);
+        }
+        free(wd);
+    }
+    for (int k = 0; k < NTOLS; k++)
+        eplb_context_destroy(ctx[k]);
 }
 
 /* ---- scaling --------------------------------------------------------- */
@@ -481,7 +696,7 @@ int main(int argc, char **argv)
     bench b = {0};
     b.workloads = "../shared/workloads";
     const char *json_path = NULL, *types = "gpu,accelerator,cpu";
-    const char *sections = "speed,quality,sweep";
+    const char *sections = "speed,quality,replan,sweep";
     int cands = 64, rounds = 20;
     static const struct option longopts[] = {
         {"quick", no_argument, 0, 'q'},
@@ -509,7 +724,7 @@ int main(int argc, char **argv)
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: eplb-bench [--quick] [--json FILE] [--workloads "
                     "DIR] [--device-types gpu,accelerator,cpu]\n"
-                    "                  [--sections speed,quality,sweep] [--sweep-from ROW]\n"
+                    "                  [--sections speed,quality,replan,sweep] [--sweep-from ROW]\n"
                     "                  [--candidates C] [--swap-rounds T]\n");
             return c == 'h' ? 0 : 2;
         }
@@ -553,6 +768,17 @@ int main(int argc, char **argv)
     if (have_real && strstr(sections, "quality"))
         quality_tables(&b, &en[n_en > 1 ? 1 : 0].opts); /* plans are the
                                                           same on all */
+    if (have_real && strstr(sections, "replan")) {
+        float *w[NFILES];
+        int L[NFILES], E[NFILES], nf = b.quick ? 2 : NFILES;
+        for (int f = 0; f < nf; f++)
+            if (!(w[f] = load_real(&b, files[f], &L[f], &E[f])))
+                return 1;
+        /* Plans are the same on every engine: the fastest one plans. */
+        replan_tables(&b, &en[n_en > 1 ? 1 : 0].opts, w, L, E, nf);
+        for (int f = 0; f < nf; f++)
+            free(w[f]);
+    }
     /* the sweep: each OpenCL device once (or the host when none) */
     engine swept[8];
     int n_swept = 0;

@@ -313,6 +313,15 @@ EPLB_API double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
 EPLB_API int eplb_copies(const eplb_shape *shape, const int32_t *current,
                          const int32_t *next, long *per_gpu, long *total);
 
+/* The plan phy2log [L][P] with its nodes and GPUs renamed, and each GPU's
+ * slots ordered, to keep the most experts where `current` [L][P] has them:
+ * the same GPU loads (so the same balancedness), fewer copies. Both plans
+ * must be valid for the shape and policy; logcnt is unchanged and log2phy
+ * follows from the result. out [L][P] may not alias the inputs. */
+EPLB_API int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
+                          const int32_t *current, const int32_t *phy2log,
+                          int32_t *out);
+
 /* Slots whose expert differs between two plans of the same shape. */
 EPLB_API long eplb_migration(const eplb_shape *shape, const int32_t *phy2log_a,
                              const int32_t *phy2log_b);

@@ -1067,6 +1067,29 @@ static void relabel_fresh(const layer_job *j, const int32_t *fresh)
             keep_slots(d, j->cur, g, st->alt);
 }
 
+/* Where the plan in service keeps each expert: WAS, and per expert its
+ * slots as a list. */
+static void index_current(replan_state *st, const int32_t *cur)
+{
+    const plan_dims *d = &st->dims;
+    memset(st->was, 0, (size_t)d->M * d->E);
+    for (int e = 0; e < d->E; e++)
+        st->cur_head[e] = -1;
+    for (int s = d->P - 1; s >= 0; s--) {
+        int e = cur[s];
+        if (e < 0)
+            continue;
+        WAS(st, s / d->ppg, e) = 1;
+        st->cur_next[s] = st->cur_head[e];
+        st->cur_head[e] = s;
+    }
+    /* Slots in a list ascend, so one GPU's replicas are adjacent. */
+    for (int e = 0; e < d->E; e++)
+        for (int t = st->cur_head[e], prev = -1; t >= 0;
+             prev = t / d->ppg, t = st->cur_next[t])
+            st->cur_prev_gpu[t] = prev;
+}
+
 /* Makes st->alt, the relabelled fresh layer: 1 when it is on target. */
 static int make_alt(const layer_job *j, const int32_t *fresh,
                     const int32_t *fcnt)
@@ -1099,22 +1122,7 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
         layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st,
                        d->N > 1 && !mask ? d->gn : d->M};
 
-        memset(st->was, 0, (size_t)d->M * d->E);
-        for (int e = 0; e < d->E; e++)
-            st->cur_head[e] = -1;
-        for (int s = d->P - 1; s >= 0; s--) {
-            int e = cur[s];
-            if (e < 0)
-                continue;
-            WAS(st, s / d->ppg, e) = 1;
-            st->cur_next[s] = st->cur_head[e];
-            st->cur_head[e] = s;
-        }
-        /* Slots in a list ascend, so one GPU's replicas are adjacent. */
-        for (int e = 0; e < d->E; e++)
-            for (int t = st->cur_head[e], prev = -1; t >= 0;
-                 prev = t / d->ppg, t = st->cur_next[t])
-                st->cur_prev_gpu[t] = prev;
+        index_current(st, cur);
 
         /* The repair: the current plan, node by node. A node the search
          * cannot repair restarts from the fresh plan's replica counts; under
@@ -1202,4 +1210,35 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
         }
     }
     return EPLB_OK;
+}
+
+int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
+                 const int32_t *current, const int32_t *phy2log,
+                 int32_t *out)
+{
+    eplb_clear_error();
+    int pol = eplb_resolve_policy(policy, shape);
+    if (pol < 0)
+        return pol;
+    if (!current || !phy2log || !out)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
+                         "current, phy2log and out must not be NULL");
+    plan_dims d;
+    plan_dims_init(&d, shape, pol);
+    int rc = replan_check_current(&d, current, NULL);
+    if (rc == EPLB_OK && (rc = replan_check_current(&d, phy2log, NULL)))
+        eplb_fail(rc, "phy2log: %s", eplb_last_error());
+    replan_state *st = NULL;
+    if (rc == EPLB_OK)
+        rc = state_reserve(&st, &d);
+    for (int l = 0; rc == EPLB_OK && l < d.L; l++) {
+        const int32_t *cur = current + (size_t)l * d.P;
+        layer_job j = {&d, NULL, cur, NULL, 0.0, st,
+                       d.N > 1 ? d.gn : d.M};
+        index_current(st, cur);
+        relabel_fresh(&j, phy2log + (size_t)l * d.P);
+        memcpy(out + (size_t)l * d.P, st->alt, (size_t)d.P * sizeof(int32_t));
+    }
+    replan_state_free(st);
+    return rc;
 }
