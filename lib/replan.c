@@ -843,24 +843,41 @@ static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
+    int *over = st->order;
     for (int moves = 0;; moves++) {
         layer_loads(d, j->w, st->slot, st->cnt, st->load);
-        int h = heaviest(j, g0, g1);
-        if (h < 0 || st->load[h] <= j->target)
+        /* GPUs above the target, heaviest first (ties to the lowest). */
+        int n_over = 0;
+        for (int g = g0; g < g1; g++) {
+            if (!live(j, g) || st->load[g] <= j->target)
+                continue;
+            int at = n_over++;
+            while (at > 0 && st->load[over[at - 1]] < st->load[g]) {
+                over[at] = over[at - 1];
+                at--;
+            }
+            over[at] = g;
+        }
+        if (n_over == 0)
             return 1;
         if (moves == REPLAN_MAX_MOVES(j))
             return 0;
-        move best = {0};
         index_replicas(d, st);
-        consider_swaps(j, h, &best);
-        consider_reassign(j, h, &best);
-        if (best.kind == 0)
-            consider_cycles(j, h, &best);
-        if (best.kind == 0)
-            consider_swap_pairs(j, h, &best);
-        if (best.kind == 0)
-            consider_relocate(j, h, &best);
-        if (best.kind == 0 && lookahead_ok && lookahead(j, h, g0, g1))
+        /* The heaviest GPU first; when no move helps it, another GPU
+         * above the target may have one, and h may be fixable after. */
+        move best = {0};
+        for (int i = 0; i < n_over && best.kind == 0; i++) {
+            int h = over[i];
+            consider_swaps(j, h, &best);
+            consider_reassign(j, h, &best);
+            if (best.kind == 0)
+                consider_cycles(j, h, &best);
+            if (best.kind == 0)
+                consider_swap_pairs(j, h, &best);
+            if (best.kind == 0)
+                consider_relocate(j, h, &best);
+        }
+        if (best.kind == 0 && lookahead_ok && lookahead(j, over[0], g0, g1))
             continue;
         if (best.kind == 0)
             return 0;
