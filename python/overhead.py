@@ -5,8 +5,9 @@
         [--backend reference|opencl] [--deterministic] [--repeat N]
 
 Times, interleaved on one warm context: the bare C call through ctypes
-into preallocated arrays, Context.rebalance (conversion, allocation,
-checks), and rebalance_experts (DeepSeek's int64 outputs). Medians in us.
+into preallocated arrays, Context.rebalance (conversion, checks, and new
+output arrays, or the context's scratch arrays), and rebalance_experts
+(DeepSeek's int64 outputs). Medians in us.
 """
 
 import argparse
@@ -36,6 +37,7 @@ def main():
         opts.update(candidates=1, swap_rounds=0)
     eplb_cl.configure(**opts)
     ctx = _threads.context()
+    scratch = ctx.scratch(58, 256, 288)
     rng = np.random.default_rng(2024)
     weight = np.rint(rng.lognormal(5.0, 1.2, (58, 256))).astype(np.float32)
 
@@ -54,6 +56,8 @@ def main():
     calls = {
         "C call (ctypes, preallocated)": bare,
         "Context.rebalance": lambda: ctx.rebalance(weight, **SHAPE),
+        "Context.rebalance(out=scratch)": lambda: ctx.rebalance(
+            weight, **SHAPE, out=scratch),
         "rebalance_experts (numpy)": lambda: eplb_cl.rebalance_experts(
             weight, **SHAPE),
     }

@@ -77,7 +77,6 @@ class Context:
         opts.enforce_device = int(bool(enforce_device))
         opts.use_clblast = int(bool(use_clblast))
         opts.distinct_per_gpu = int(bool(distinct_per_gpu))
-        self.policy = policy
         handle = ctypes.c_void_p()
         check(L.eplb_context_create(ctypes.byref(handle), ctypes.byref(opts)))
         self._ctx = handle.value
