@@ -151,3 +151,25 @@ def test_quality_of_the_golden_plan():
     assert 0 < q.balancedness_worst <= q.balancedness_mean <= 1
     assert q.balancedness_mean <= q.bound_mean + 1e-12
     assert q.worst_layer in (0, 1)
+
+
+def test_drop_in_outputs_are_the_callers():
+    # The drop-ins plan into the context's scratch arrays: what they return
+    # must be copies that the next call leaves alone.
+    a = seeded_loads(9, 8, 64)
+    first = eplb_cl.rebalance_experts(a, 80, 8, 2, 8)
+    kept = [o.copy() for o in first]
+    eplb_cl.rebalance_experts(seeded_loads(10, 8, 64), 80, 8, 2, 8)
+    for o, k in zip(first, kept):
+        np.testing.assert_array_equal(o, k)
+
+
+def test_out_arrays_are_checked():
+    with eplb_cl.Context(backend="reference") as ctx:
+        out = ctx.scratch(2, 12, 16)
+        plan = ctx.rebalance(GOLDEN_WEIGHT, 16, 4, 2, 8, out=out)
+        assert plan.phy2log is out.phy2log
+        bad = eplb_cl.Plan(out.phy2log.astype(np.int64), out.log2phy,
+                           out.logcnt)
+        with pytest.raises(ValueError, match="out.phy2log"):
+            ctx.rebalance(GOLDEN_WEIGHT, 16, 4, 2, 8, out=bad)
