@@ -58,7 +58,7 @@ def test_shape_errors(ctx, name, shape):
 
 
 def test_size_overflow(ctx):
-    # 2^20 slots over 2^20 experts' worth of layers: the plan would not fit.
+    # log2phy would hold 2^16 x (2^30 - 2^16 + 1) int32s: no memory has that.
     w = np.ones((1, 1 << 16), np.float32)
     raises("EPLB_ERR_SIZE_OVERFLOW", ctx.rebalance, w, 1 << 30, 1, 1, 1)
 
