@@ -1,0 +1,164 @@
+"""Finding libeplb-cl and declaring its C API for ctypes.
+
+The structures mirror include/eplb_cl.h field for field; a test compares
+ctypes.sizeof(Options) with the struct_size that eplb_options_default()
+writes, so a header change that is not mirrored here fails loudly.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+import sys
+
+# The shared object's soname: the ABI this package was written against.
+if sys.platform == "darwin":
+    _SONAME = "libeplb-cl.0.dylib"
+else:
+    _SONAME = "libeplb-cl.so.0"
+
+
+class Shape(ctypes.Structure):
+    _fields_ = [
+        ("layers", ctypes.c_int),
+        ("experts", ctypes.c_int),
+        ("num_replicas", ctypes.c_int),
+        ("num_groups", ctypes.c_int),
+        ("num_nodes", ctypes.c_int),
+        ("num_gpus", ctypes.c_int),
+    ]
+
+
+class Options(ctypes.Structure):
+    # Enums are C ints on every ABI the library builds for.
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("backend", ctypes.c_int),
+        ("policy", ctypes.c_int),
+        ("candidates", ctypes.c_int),
+        ("noise", ctypes.c_float),
+        ("swap_rounds", ctypes.c_int),
+        ("seed", ctypes.c_uint64),
+        ("platform", ctypes.c_char_p),
+        ("device", ctypes.c_char_p),
+        ("device_type", ctypes.c_char_p),
+        ("enforce_device", ctypes.c_int),
+        ("use_clblast", ctypes.c_int),
+        ("tolerance", ctypes.c_float),
+        ("distinct_per_gpu", ctypes.c_int),
+    ]
+
+
+class Quality(ctypes.Structure):
+    _fields_ = [
+        ("balancedness_mean", ctypes.c_double),
+        ("balancedness_worst", ctypes.c_double),
+        ("worst_layer", ctypes.c_int),
+        ("bound_mean", ctypes.c_double),
+        ("share_of_bound", ctypes.c_double),
+        ("bound_is_weak", ctypes.c_int),
+    ]
+
+
+# Arrays travel as plain addresses (numpy's arr.ctypes.data): building a
+# typed pointer with data_as() costs microseconds per argument.
+_c_int_p = _c_float_p = _c_u8_p = _c_long_p = ctypes.c_void_p
+_c_size_p = ctypes.POINTER(ctypes.c_size_t)
+_shape_p = ctypes.POINTER(Shape)
+
+# name: (restype, argtypes)
+_PROTOTYPES = {
+    "eplb_version_string": (ctypes.c_char_p, []),
+    "eplb_strerror": (ctypes.c_char_p, [ctypes.c_int]),
+    "eplb_last_error": (ctypes.c_char_p, []),
+    "eplb_plan_sizes": (ctypes.c_int, [_shape_p, _c_size_p, _c_size_p,
+                                       _c_size_p]),
+    "eplb_check_input": (ctypes.c_int, [_shape_p, _c_float_p]),
+    "eplb_options_default": (None, [ctypes.POINTER(Options)]),
+    "eplb_context_create": (ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p),
+                                           ctypes.POINTER(Options)]),
+    "eplb_context_destroy": (None, [ctypes.c_void_p]),
+    "eplb_context_backend": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "eplb_context_device": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "eplb_context_note": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "eplb_rebalance": (ctypes.c_int, [ctypes.c_void_p, _shape_p, _c_float_p,
+                                      _c_int_p, _c_int_p, _c_int_p]),
+    "eplb_rebalance_from": (ctypes.c_int, [ctypes.c_void_p, _shape_p,
+                                           _c_float_p, _c_int_p, _c_u8_p,
+                                           _c_int_p, _c_int_p, _c_int_p]),
+    "eplb_resolve_policy": (ctypes.c_int, [ctypes.c_int, _shape_p]),
+    "eplb_plan_quality": (ctypes.c_int, [_shape_p, ctypes.c_int, _c_float_p,
+                                         _c_int_p, _c_int_p,
+                                         ctypes.POINTER(Quality)]),
+    "eplb_copies": (ctypes.c_int, [_shape_p, _c_int_p, _c_int_p, _c_long_p,
+                                   _c_long_p]),
+}
+
+
+def _pkg_config_libdir():
+    try:
+        out = subprocess.run(
+            ["pkg-config", "--variable=libdir", "eplb-cl"],
+            capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, "pkg-config could not run (%s)" % exc
+    if out.returncode != 0 or not out.stdout.strip():
+        return None, "pkg-config knows no eplb-cl (%s)" % (
+            out.stderr.strip() or "exit status %d" % out.returncode)
+    return out.stdout.strip(), None
+
+
+def _open():
+    """The library, from the first of the three places that has it."""
+    tried = []
+    path = os.environ.get("EPLB_CL_LIBRARY")
+    if path:
+        try:
+            return ctypes.CDLL(path)
+        except OSError as exc:
+            tried.append("EPLB_CL_LIBRARY=%s: %s" % (path, exc))
+    else:
+        tried.append("EPLB_CL_LIBRARY is not set")
+    # The loader's own search (LD_LIBRARY_PATH, ld.so.cache, system dirs).
+    names = [_SONAME]
+    found = ctypes.util.find_library("eplb-cl")
+    if found and found not in names:
+        names.append(found)
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError as exc:
+            tried.append("the loader, %s: %s" % (name, exc))
+    libdir, why = _pkg_config_libdir()
+    if libdir:
+        path = os.path.join(libdir, _SONAME)
+        try:
+            return ctypes.CDLL(path)
+        except OSError as exc:
+            tried.append("pkg-config's libdir, %s: %s" % (path, exc))
+    else:
+        tried.append(why)
+    raise OSError(
+        "libeplb-cl not found. Tried: " + "; ".join(tried) + ". Install the "
+        "library (make install; then ldconfig), or set EPLB_CL_LIBRARY to "
+        "the path of " + _SONAME + ", or put the directory of eplb-cl.pc "
+        "in PKG_CONFIG_PATH.")
+
+
+def _declare(lib):
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+_LIB = None
+
+
+def lib():
+    """The loaded library (ctypes.CDLL: calls release the GIL)."""
+    global _LIB
+    if _LIB is None:
+        _LIB = _declare(_open())
+    return _LIB

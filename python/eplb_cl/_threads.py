@@ -1,0 +1,51 @@
+"""The contexts behind the convenience functions: one per thread and per
+set of options, created on first use and kept (a context keeps its built
+kernels and buffers, so later calls are warm)."""
+
+import threading
+
+from . import _convert
+from .context import Context
+
+_defaults = {}
+_defaults_lock = threading.Lock()
+_local = threading.local()
+
+
+def configure(**options):
+    """Sets the Context options (backend, candidates, seed, ...) that the
+    convenience functions (rebalance_experts and the vLLM and SGLang
+    adapters) use from now on, on every thread; None removes one."""
+    with _defaults_lock:
+        for name, value in options.items():
+            if value is None:
+                _defaults.pop(name, None)
+            else:
+                _defaults[name] = value
+
+
+def context(**overrides):
+    """This thread's context for the configured options plus overrides."""
+    with _defaults_lock:
+        options = dict(_defaults)
+    options.update(overrides)
+    key = tuple(sorted(options.items()))
+    cache = getattr(_local, "contexts", None)
+    if cache is None:
+        cache = _local.contexts = {}
+    ctx = cache.get(key)
+    if ctx is None:
+        ctx = cache[key] = Context(**options)
+    return ctx
+
+
+def plan(weight, num_replicas, num_groups, num_nodes, num_gpus,
+         current=None, mask=None, **overrides):
+    """This thread's context's plan, written into the context's scratch
+    arrays: for the drop-ins, which copy it into their engines' formats
+    before the next call."""
+    ctx = context(**overrides)
+    w = _convert.loads(weight)
+    out = ctx.scratch(w.shape[0], w.shape[1], num_replicas)
+    return ctx.rebalance(w, num_replicas, num_groups, num_nodes, num_gpus,
+                         current=current, mask=mask, out=out)

@@ -1,0 +1,81 @@
+"""What the Python binding adds to one rebalance, on DeepSeek's shape
+(58 x 256 -> 288 slots, G=8 N=4 M=32).
+
+    EPLB_CL_LIBRARY=.libs/libeplb-cl.so python3 python/overhead.py \\
+        [--backend reference|opencl] [--deterministic] [--repeat N]
+
+Times, interleaved on one warm context: the bare C call through ctypes
+into preallocated arrays, Context.rebalance (conversion, checks, and new
+output arrays, or the context's scratch arrays), and rebalance_experts
+(DeepSeek's int64 outputs). Medians in us.
+"""
+
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import eplb_cl  # noqa: E402
+from eplb_cl import _lib, _threads  # noqa: E402
+
+SHAPE = dict(num_replicas=288, num_groups=8, num_nodes=4, num_gpus=32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", default="opencl")
+    ap.add_argument("--deterministic", action="store_true")
+    ap.add_argument("--repeat", type=int, default=200)
+    args = ap.parse_args()
+    opts = dict(backend=args.backend)
+    if args.deterministic:
+        opts.update(candidates=1, swap_rounds=0)
+    eplb_cl.configure(**opts)
+    ctx = _threads.context()
+    scratch = ctx.scratch(58, 256, 288)
+    rng = np.random.default_rng(2024)
+    weight = np.rint(rng.lognormal(5.0, 1.2, (58, 256))).astype(np.float32)
+
+    lib = _lib.lib()
+    shape = _lib.Shape(58, 256, 288, 8, 4, 32)
+    p2l = np.empty((58, 288), np.int32)
+    l2p = np.empty((58, 256, 33), np.int32)
+    cnt = np.empty((58, 256), np.int32)
+
+    def bare():
+        rc = lib.eplb_rebalance(ctx._ctx, ctypes.byref(shape),
+                                weight.ctypes.data, p2l.ctypes.data,
+                                l2p.ctypes.data, cnt.ctypes.data)
+        assert rc == 0
+
+    calls = {
+        "C call (ctypes, preallocated)": bare,
+        "Context.rebalance": lambda: ctx.rebalance(weight, **SHAPE),
+        "Context.rebalance(out=scratch)": lambda: ctx.rebalance(
+            weight, **SHAPE, out=scratch),
+        "rebalance_experts (numpy)": lambda: eplb_cl.rebalance_experts(
+            weight, **SHAPE),
+    }
+    for fn in calls.values():  # warm: kernels built, buffers sized
+        fn()
+    times = {name: [] for name in calls}
+    for _ in range(args.repeat):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e6)
+    print("%s on %s, %d calls each, interleaved" % (ctx.backend, ctx.device,
+                                                    args.repeat))
+    base = statistics.median(times["C call (ctypes, preallocated)"])
+    for name, t in times.items():
+        med = statistics.median(t)
+        print("  %-32s median %9.1f us  (+%.1f us)" % (name, med, med - base))
+
+
+if __name__ == "__main__":
+    main()

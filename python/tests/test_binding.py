@@ -1,0 +1,87 @@
+"""The ctypes mirror of the C API, and how the library is found."""
+
+import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
+
+import eplb_cl
+from eplb_cl import _lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(HERE)
+
+
+def test_options_mirror_the_c_struct():
+    opts = _lib.Options()
+    _lib.lib().eplb_options_default(ctypes.byref(opts))
+    assert opts.struct_size == ctypes.sizeof(_lib.Options)
+    # Fields after the 64-bit seed and the pointers read back their
+    # documented defaults only if every offset matches.
+    assert (opts.backend, opts.policy, opts.candidates,
+            opts.swap_rounds, opts.seed) == (0, 0, 64, 20, 0)
+    assert abs(opts.noise - 0.2) < 1e-7
+    assert opts.platform is None and opts.device_type is None
+    assert (opts.enforce_device, opts.use_clblast, opts.tolerance,
+            opts.distinct_per_gpu) == (0, 0, 0.0, 0)
+
+
+def test_calls_release_the_gil():
+    # ctypes.CDLL drops the GIL around each call; PyDLL would keep it.
+    lib = _lib.lib()
+    assert type(lib) is ctypes.CDLL
+    assert not isinstance(lib, ctypes.PyDLL)
+
+
+def test_library_version():
+    assert eplb_cl.library_version() == eplb_cl.__version__
+
+
+def load_in_child(env):
+    """Imports eplb_cl in a fresh interpreter with env; (ok, output)."""
+    code = ("import eplb_cl; print(eplb_cl.library_version())")
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("EPLB_CL_LIBRARY", "LD_LIBRARY_PATH",
+                         "PKG_CONFIG_PATH")}
+    full.update(env)
+    full["PYTHONPATH"] = PACKAGE_DIR
+    r = subprocess.run([sys.executable, "-c", code], env=full,
+                       capture_output=True, text=True)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+def built_libdir():
+    path = os.environ.get("EPLB_CL_LIBRARY")
+    if not path or not os.path.exists(path):
+        pytest.skip("EPLB_CL_LIBRARY does not name the built library")
+    return os.path.dirname(os.path.abspath(path))
+
+
+def test_found_through_each_of_the_three_ways(tmp_path):
+    libdir = built_libdir()
+    installed, _ = load_in_child({"PKG_CONFIG_PATH": str(tmp_path)})
+    ok, out = load_in_child({"EPLB_CL_LIBRARY": os.path.join(
+        libdir, _lib._SONAME)})
+    assert ok, out
+    ok, out = load_in_child({"LD_LIBRARY_PATH": libdir})
+    assert ok, out
+    (tmp_path / "eplb-cl.pc").write_text(
+        "libdir=%s\nName: eplb-cl\nDescription: test\nVersion: 0.1.0\n"
+        "Libs: -L${libdir} -leplb-cl\n" % libdir)
+    ok, out = load_in_child({"PKG_CONFIG_PATH": str(tmp_path)})
+    assert ok, out
+    if installed:
+        pytest.skip("a libeplb-cl is installed system-wide: the error for "
+                    "no library at all cannot be shown here")
+
+
+def test_the_error_names_all_three_ways(tmp_path):
+    ok, out = load_in_child({"EPLB_CL_LIBRARY": str(tmp_path / "nope.so"),
+                             "PKG_CONFIG_PATH": str(tmp_path)})
+    if ok:
+        pytest.skip("a libeplb-cl is installed system-wide")
+    assert "EPLB_CL_LIBRARY=" in out and "nope.so" in out
+    assert "the loader" in out
+    assert "pkg-config" in out
