@@ -863,20 +863,20 @@ static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
         if (moves == REPLAN_MAX_MOVES(j))
             return 0;
         index_replicas(d, st);
-        /* The heaviest GPU first; when no move helps it, another GPU
-         * above the target may have one, and h may be fixable after. */
+        /* The heaviest GPU first; when no single move helps it, another
+         * GPU above the target may have one (and h may be fixable after),
+         * before the costlier moves for h. */
         move best = {0};
         for (int i = 0; i < n_over && best.kind == 0; i++) {
-            int h = over[i];
-            consider_swaps(j, h, &best);
-            consider_reassign(j, h, &best);
-            if (best.kind == 0)
-                consider_cycles(j, h, &best);
-            if (best.kind == 0)
-                consider_swap_pairs(j, h, &best);
-            if (best.kind == 0)
-                consider_relocate(j, h, &best);
+            consider_swaps(j, over[i], &best);
+            consider_reassign(j, over[i], &best);
         }
+        if (best.kind == 0)
+            consider_cycles(j, over[0], &best);
+        if (best.kind == 0)
+            consider_swap_pairs(j, over[0], &best);
+        if (best.kind == 0)
+            consider_relocate(j, over[0], &best);
         if (best.kind == 0 && lookahead_ok && lookahead(j, over[0], g0, g1))
             continue;
         if (best.kind == 0)
