@@ -319,6 +319,7 @@ typedef struct replan_row {
     double bal[2 + NTOLS];
     double stale; /* the plan in service judged on the new loads */
     long slots;
+    int candidates; /* the mode: 1 is the deterministic one */
 } replan_row;
 
 static double balancedness(const eplb_shape *s, const float *w,
@@ -393,11 +394,12 @@ static void replan_print(bench *b, const char *kind, const char *label,
         printf(" %8.2f%%", 100.0 * r->copies[2 + k] / r->slots);
     printf(" %8.4f %8.4f %8.4f\n", r->bal[0], r->bal[2], r->stale);
     json_record(b, "{\"kind\":\"%s\",\"label\":\"%s\",\"config\":\"%s\","
-                "\"slots\":%ld,\"copies_fresh\":%.0f,\"copies_relabelled\":"
+                "\"candidates\":%d,\"slots\":%ld,\"copies_fresh\":%.0f,\"copies_relabelled\":"
                 "%.0f,\"copies_from_current\":[%.0f,%.0f,%.0f,%.0f],"
                 "\"balancedness_fresh\":%.6f,\"balancedness_from_current\":"
                 "[%.6f,%.6f,%.6f,%.6f],\"balancedness_stale\":%.6f}",
-                kind, label, config, r->slots, r->copies[0], r->copies[1],
+                kind, label, config, r->candidates, r->slots, r->copies[0],
+                r->copies[1],
                 r->copies[2], r->copies[3], r->copies[4], r->copies[5],
                 r->bal[0], r->bal[2], r->bal[3], r->bal[4], r->bal[5],
                 r->stale);
@@ -405,6 +407,7 @@ static void replan_print(bench *b, const char *kind, const char *label,
 
 static void replan_acc(replan_row *sum, const replan_row *r)
 {
+    sum->candidates = r->candidates;
     for (int k = 0; k < 2 + NTOLS; k++) {
         sum->copies[k] += r->copies[k];
         sum->bal[k] += r->bal[k];
@@ -483,6 +486,7 @@ static void replan_tables(bench *b, const eplb_options *base, float **w,
                     die("plan sizes");
             replan_row r;
             replan_step(ctx, &s, w2, &cur, next, &r);
+            r.candidates = base->candidates;
             replan_print(b, "replan_noise", files[f], config, &r);
             replan_acc(&sum, &r);
             if (f == nfiles - 1)
@@ -503,7 +507,7 @@ static void replan_tables(bench *b, const eplb_options *base, float **w,
                     t_fresh, t_from);
 
         /* Drift: generated loads, 5% random walk per window. */
-        int windows = b->quick ? 3 : 6;
+        int windows = b->quick ? 2 : 6;
         eplb_shape s = {58, 256, configs[c][0], configs[c][1],
                         configs[c][2], configs[c][3]};
         size_t n = (size_t)s.layers * s.experts;
@@ -526,6 +530,7 @@ static void replan_tables(bench *b, const eplb_options *base, float **w,
             /* Each tolerance follows its own chain of plans. */
             for (int k = 0; k < NTOLS; k++) {
                 replan_step(ctx, &s, wd, &chain[k], next, &rk);
+                rk.candidates = base->candidates;
                 if (k == 0)
                     r = rk;
                 r.copies[2 + k] = rk.copies[2 + k];
@@ -770,12 +775,18 @@ int main(int argc, char **argv)
                                                           same on all */
     if (have_real && strstr(sections, "replan")) {
         float *w[NFILES];
-        int L[NFILES], E[NFILES], nf = b.quick ? 2 : NFILES;
+        int L[NFILES], E[NFILES], nf = b.quick ? 1 : NFILES;
         for (int f = 0; f < nf; f++)
             if (!(w[f] = load_real(&b, files[f], &L[f], &E[f])))
                 return 1;
-        /* Plans are the same on every engine: the fastest one plans. */
-        replan_tables(&b, &en[n_en > 1 ? 1 : 0].opts, w, L, E, nf);
+        /* Plans are the same on every engine: the fastest one plans, in
+         * the deterministic mode and in the candidate mode. */
+        eplb_options det = en[n_en > 1 ? 1 : 0].opts;
+        det.candidates = 1;
+        det.swap_rounds = 0;
+        replan_tables(&b, &det, w, L, E, nf);
+        if (!b.quick)
+            replan_tables(&b, &en[n_en > 1 ? 1 : 0].opts, w, L, E, nf);
         for (int f = 0; f < nf; f++)
             free(w[f]);
     }
