@@ -345,7 +345,7 @@ static int better(const move *a, const move *b)
 
 /* First moves for a two-move lookahead: they clear the heaviest GPU
  * whatever they do elsewhere; the ones that add the least excess. */
-#define LOOKAHEAD 256
+#define LOOKAHEAD 64
 typedef struct move_list {
     int n;
     move m[LOOKAHEAD];
@@ -559,6 +559,8 @@ static void swap_slots(replan_state *st, int a, int b)
 
 /* Two swaps: the first clears the heaviest GPU h but overloads GPU b,
  * the second clears b. Tried only when no single move helps. */
+#define SWAP_PAIR_BEAM 64
+
 static void consider_swap_pairs(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
@@ -566,6 +568,10 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h];
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    /* The first swaps that overload their partner least: a beam, so the
+     * search for a second swap runs a bounded number of times. */
+    struct { int si, sj; double over; } beam[SWAP_PAIR_BEAM];
+    int nbeam = 0;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -576,28 +582,46 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = (double)j->w[y] / st->cnt[y];
+                double over = Lb + rx - ry - T;
                 if (!(rx > ry) || HELD(st, h, y) || Lh - rx + ry > T ||
-                    Lb + rx - ry <= T)
+                    over <= 0.0)
                     continue;
-                int c1 = gain(j, b, x) + gain(j, h, y);
-                if (best->kind && best->clean && best->cost <= c1)
-                    continue;
-                swap_slots(st, si, sj);
-                st->load[h] = Lh - rx + ry;
-                st->load[b] = Lb + rx - ry;
-                move m2 = {0};
-                consider_swaps(j, b, &m2);
-                swap_slots(st, si, sj);
-                st->load[h] = Lh;
-                st->load[b] = Lb;
-                if (m2.kind == 0 || !m2.clean)
-                    continue;
-                move m = {4, si, sj, m2.s, m2.t, c1 + m2.cost,
-                          -excess(Lh, T) - excess(Lb, T), m2.peak, 1};
-                if (better(&m, best))
-                    *best = m;
+                int at = nbeam < SWAP_PAIR_BEAM ? nbeam++ : SWAP_PAIR_BEAM;
+                while (at > 0 && beam[at - 1].over > over) {
+                    if (at < SWAP_PAIR_BEAM)
+                        beam[at] = beam[at - 1];
+                    at--;
+                }
+                if (at < SWAP_PAIR_BEAM) {
+                    beam[at].si = si;
+                    beam[at].sj = sj;
+                    beam[at].over = over;
+                }
             }
         }
+    }
+    for (int k = 0; k < nbeam; k++) {
+        int si = beam[k].si, sj = beam[k].sj, b = sj / ppg;
+        int x = st->slot[si], y = st->slot[sj];
+        int c1 = gain(j, b, x) + gain(j, h, y);
+        if (best->kind && best->clean && best->cost <= c1)
+            continue;
+        double rx = (double)j->w[x] / st->cnt[x];
+        double ry = (double)j->w[y] / st->cnt[y], Lb = st->load[b];
+        swap_slots(st, si, sj);
+        st->load[h] = Lh - rx + ry;
+        st->load[b] = Lb + rx - ry;
+        move m2 = {0};
+        consider_swaps(j, b, &m2);
+        swap_slots(st, si, sj);
+        st->load[h] = Lh;
+        st->load[b] = Lb;
+        if (m2.kind == 0 || !m2.clean)
+            continue;
+        move m = {4, si, sj, m2.s, m2.t, c1 + m2.cost,
+                  -excess(Lh, T) - excess(Lb, T), m2.peak, 1};
+        if (better(&m, best))
+            *best = m;
     }
 }
 
