@@ -293,6 +293,39 @@ static void test_mask_locality(void)
     CU_ASSERT(whole_groups(&d, 5, EPLB_POLICY_GLOBAL) < 4 * 7);
 }
 
+/* A live node that the group quotas leave without experts (its one live
+ * GPU against eight of node 0, which has room for every group) could not
+ * fill its slots: the plan is then the global policy's over the live
+ * GPUs, bit for bit. */
+static void test_mask_fallback(void)
+{
+    eplb_shape s = {3, 64, 128, 8, 2, 16};
+    float *w = generated(&s, 17);
+    uint8_t mask[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+    eplb_context *hier = make_ctx(EPLB_BACKEND_REFERENCE, 16, 10, 0,
+                                  EPLB_POLICY_AUTO);
+    eplb_context *glob = make_ctx(EPLB_BACKEND_REFERENCE, 16, 10, 0,
+                                  EPLB_POLICY_GLOBAL);
+    test_plan ph, pg;
+    CU_ASSERT_FATAL(plan_masked(hier, &s, w, mask, &ph) == EPLB_OK);
+    CU_ASSERT_FATAL(plan_masked(glob, &s, w, mask, &pg) == EPLB_OK);
+    CU_ASSERT(masked_check(&ph, mask) == NULL);
+    CU_ASSERT(test_plan_equal(&ph, &pg));
+    /* Node 1's lone GPU, first of its node, has the tie: it gets a group
+     * and the plan stays hierarchical. */
+    uint8_t first[16] = {0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    test_plan p2;
+    CU_ASSERT_FATAL(plan_masked(hier, &s, w, first, &p2) == EPLB_OK);
+    CU_ASSERT(masked_check(&p2, first) == NULL);
+    CU_ASSERT(plan_groups_on_one_node(&s, p2.phy2log) == 3 * 8);
+    test_plan_free(&ph);
+    test_plan_free(&pg);
+    test_plan_free(&p2);
+    eplb_context_destroy(hier);
+    eplb_context_destroy(glob);
+    free(w);
+}
+
 /* Masked plans are judged over the live GPUs, with the global bound over
  * their slots. */
 static void test_mask_quality(void)
@@ -664,6 +697,8 @@ static CU_TestInfo mask_tests[] = {
     {"mask errors: all dead, too few live slots", test_mask_errors},
     {"groups stay on one node where the live GPUs allow",
      test_mask_locality},
+    {"a live node left without experts: global fallback",
+     test_mask_fallback},
     {"masked plans judged over the live GPUs", test_mask_quality},
     {"same masked plan on reference and OpenCL", test_mask_backends},
     {"eplb-cl --mask and --dead-gpus", test_tool_masks},
