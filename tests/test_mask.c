@@ -54,6 +54,7 @@ static const char *masked_check(const test_plan *p, const uint8_t *mask)
     int L = s->layers, E = s->experts, P = s->num_replicas,
         ppg = P / s->num_gpus, X = P - E + 1;
     int *seen = malloc((size_t)E * sizeof(int));
+    int *listed = calloc((size_t)P, sizeof(int)); /* layer + 1 */
     const char *bad = NULL;
     for (int l = 0; l < L && !bad; l++) {
         const int32_t *p2l = p->phy2log + (size_t)l * P;
@@ -79,21 +80,22 @@ static const char *masked_check(const test_plan *p, const uint8_t *mask)
                 bad = "an expert has no live slot";
             else if (cnt[e] != seen[e])
                 bad = "logcnt is not the expert's live slot count";
-            int prev = -1;
             for (int r = 0; r < X && !bad; r++) {
                 int slot = l2p[e * X + r];
-                if (r < cnt[e] && (slot <= prev || slot >= P ||
-                                   p2l[slot] != e))
-                    bad = "log2phy does not list the live slots in order";
+                if (r < cnt[e] && (slot < 0 || slot >= P || p2l[slot] != e ||
+                                   listed[slot] == l + 1))
+                    bad = "log2phy does not list the expert's live slots";
                 else if (r >= cnt[e] && slot != -1)
                     bad = "log2phy padding is not -1";
-                prev = slot;
+                else if (r < cnt[e])
+                    listed[slot] = l + 1;
             }
         }
         if (!bad && total != live_slots)
             bad = "logcnt does not sum to the live slots";
     }
     free(seen);
+    free(listed);
     return bad;
 }
 
@@ -206,6 +208,49 @@ static void test_mask_validity(void)
         }
         free(w);
     }
+}
+
+/* Seeded random shapes and masks (small, so that quotas run out and
+ * groups split often): every plan valid, with and without
+ * distinct_per_gpu. */
+static void test_mask_random(void)
+{
+    uint64_t x = 88172645463325252ull;
+#define NEXT() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    int planned = 0;
+    for (int iter = 0; iter < 300; iter++) {
+        int N = 1 + (int)(NEXT() % 4), gn = 1 + (int)(NEXT() % 4);
+        int G = N * (1 + (int)(NEXT() % 3)), gs = 1 + (int)(NEXT() % 6);
+        int M = N * gn, E = G * gs;
+        int ppg = (E + M - 1) / M + (int)(NEXT() % 3);
+        eplb_shape s = {2, E, M * ppg, G, N, M};
+        uint8_t mask[16];
+        for (int g = 0; g < M; g++)
+            mask[g] = NEXT() % 3 != 0;
+        if (!mask_fits(&s, mask))
+            continue;
+        float *w = generated(&s, iter);
+        for (int distinct = 0; distinct < 2; distinct++) {
+            eplb_context *ctx = make_ctx(EPLB_BACKEND_REFERENCE, 4, 3,
+                                         distinct, EPLB_POLICY_AUTO);
+            test_plan p;
+            CU_ASSERT_FATAL(plan_masked(ctx, &s, w, mask, &p) == EPLB_OK);
+            const char *bad = masked_check(&p, mask);
+            if (bad)
+                printf("\n  E=%d P=%d G=%d N=%d M=%d: %s\n", E, s.num_replicas,
+                       G, N, M, bad);
+            CU_ASSERT(bad == NULL);
+            eplb_quality q;
+            CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log,
+                                        p.logcnt, &q) == EPLB_OK);
+            test_plan_free(&p);
+            eplb_context_destroy(ctx);
+            planned++;
+        }
+        free(w);
+    }
+#undef NEXT
+    CU_ASSERT(planned > 200);
 }
 
 /* A mask with no dead GPU gives the plan of no mask, bit for bit. */
@@ -693,6 +738,7 @@ static void test_tool_masks(void)
 static CU_TestInfo mask_tests[] = {
     {"masked plans are valid (shapes x masks x policies)",
      test_mask_validity},
+    {"seeded random shapes and masks", test_mask_random},
     {"a mask with no dead GPU changes nothing", test_mask_all_live},
     {"mask errors: all dead, too few live slots", test_mask_errors},
     {"groups stay on one node where the live GPUs allow",
