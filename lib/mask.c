@@ -154,15 +154,18 @@ static int node_quotas(const plan_dims *d, const uint8_t *mask, int *lg,
     return 0;
 }
 
-/* The least loaded node per live GPU among those with quota left (ties:
- * lower index), or -1. */
+/* The node whose load per live GPU would be least with `add` more, among
+ * those with quota left (ties: lower index), or -1: list scheduling on
+ * machines of different speeds, so the heaviest group goes to a node with
+ * the most live GPUs. */
 static int lightest_node(const plan_dims *d, const int *lg, const int *left,
-                         const double *load)
+                         const double *load, double add)
 {
     int best = -1;
     for (int n = 0; n < d->N; n++)
         if (left[n] > 0 &&
-            (best < 0 || load[n] * lg[best] < load[best] * lg[n]))
+            (best < 0 ||
+             (load[n] + add) * lg[best] < (load[best] + add) * lg[n]))
             best = n;
     return best;
 }
@@ -191,9 +194,10 @@ static void order_desc(const float *v, int n, int *order)
 }
 
 /* node_of[E] for one layer: groups by load descending, each whole to the
- * lightest node (per live GPU) with a whole-group quota left; a group no
- * node has room for is split, its experts by load descending each to the
- * lightest node with an expert quota left. */
+ * node of least resulting load per live GPU with a whole-group quota left;
+ * a group no node has room for is split, its experts by load descending
+ * each to the node of least resulting load per live GPU with an expert
+ * quota left. */
 static void assign_layer(const plan_dims *d, const float *w, const int *lg,
                          const int *k, const int *x, assign_scratch *a,
                          int *node_of)
@@ -213,7 +217,7 @@ static void assign_layer(const plan_dims *d, const float *w, const int *lg,
     int nsplit = 0, *split = a->order; /* split groups reuse the front */
     for (int i = 0; i < d->G; i++) {
         int g = a->order[i];
-        int n = lightest_node(d, lg, a->kleft, a->load);
+        int n = lightest_node(d, lg, a->kleft, a->load, a->key[g]);
         if (n < 0) {
             split[nsplit++] = g;
             continue;
@@ -229,7 +233,7 @@ static void assign_layer(const plan_dims *d, const float *w, const int *lg,
         order_desc(gw, d->gs, eorder);
         for (int j = 0; j < d->gs; j++) {
             int e = split[i] * d->gs + eorder[j];
-            int n = lightest_node(d, lg, a->xleft, a->load);
+            int n = lightest_node(d, lg, a->xleft, a->load, w[e]);
             a->xleft[n]--;
             a->load[n] += w[e];
             node_of[e] = n;
