@@ -6,7 +6,9 @@
  * accelerator, cpu) it measures, on the same job: the round-trip floor,
  * the warm time per rebalance (median, p99), the cold first call; then the
  * plans' quality on the real loads (when present), out of sample, the
- * migration between near-identical inputs, and a scaling sweep. */
+ * migration between near-identical inputs, each GPU of SPEC's first config
+ * dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
+ * scaling sweep. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -763,7 +765,8 @@ int main(int argc, char **argv)
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: eplb-bench [--quick] [--json FILE] [--workloads "
                     "DIR] [--device-types gpu,accelerator,cpu]\n"
-                    "                  [--sections speed,quality,failure,duplicates,sweep]\n"
+                    "                  [--sections speed,quality,failure,"
+                    "duplicates,sweep]\n"
                     "                  [--sweep-from ROW]\n"
                     "                  [--candidates C] [--swap-rounds T]\n");
             return c == 'h' ? 0 : 2;
