@@ -6,7 +6,9 @@
  * accelerator, cpu) it measures, on the same job: the round-trip floor,
  * the warm time per rebalance (median, p99), the cold first call; then the
  * plans' quality on the real loads (when present), out of sample, the
- * migration between near-identical inputs, and a scaling sweep. */
+ * migration between near-identical inputs, each GPU of SPEC's first config
+ * dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
+ * scaling sweep. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #define EPLB_EXPERIMENTAL
 #include "eplb_cl.h"
 #include "loadfile.h"
+#include "planstats.h"
 #include "workload.h"
 
 #define BENCH_MEASURE_US 1e6
@@ -323,11 +326,11 @@ typedef struct replan_row {
 } replan_row;
 
 static double balancedness(const eplb_shape *s, const float *w,
-                           const int32_t *p2l, const int32_t *cnt)
+                           const plan_buf *p)
 {
     eplb_quality q;
-    if (eplb_plan_quality(s, EPLB_POLICY_AUTO, w, p2l, cnt, &q))
-        die("quality");
+    if (eplb_plan_quality(s, EPLB_POLICY_AUTO, w, p->phy2log, p->logcnt, &q))
+        die("plan quality");
     return q.balancedness_mean;
 }
 
@@ -361,7 +364,7 @@ static void replan_step(eplb_context **ctx, const eplb_shape *s,
     row->copies[0] = copies_between(s, cur->phy2log, fresh.phy2log);
     row->copies[1] = copies_between(s, cur->phy2log, relabelled);
     row->bal[0] = row->bal[1] =
-        balancedness(s, w, fresh.phy2log, fresh.logcnt);
+        balancedness(s, w, &fresh);
     for (int k = 0; k < NTOLS; k++) {
         if (eplb_rebalance_from(ctx[k], s, w, cur->phy2log, NULL,
                                 next[k].phy2log, next[k].log2phy,
@@ -369,10 +372,9 @@ static void replan_step(eplb_context **ctx, const eplb_shape *s,
             die("rebalance_from");
         row->copies[2 + k] = copies_between(s, cur->phy2log,
                                             next[k].phy2log);
-        row->bal[2 + k] = balancedness(s, w, next[k].phy2log,
-                                       next[k].logcnt);
+        row->bal[2 + k] = balancedness(s, w, &next[k]);
     }
-    row->stale = balancedness(s, w, cur->phy2log, cur->logcnt);
+    row->stale = balancedness(s, w, cur);
     free(relabelled);
     plan_free(&fresh);
 }
@@ -648,6 +650,252 @@ static void speed_section(bench *b, engine *en, int n_en, int have_real,
     free(real);
 }
 
+/* ---- failed GPUs and duplicate replicas ----------------------------- */
+
+/* Plans with a mask and/or a current plan; exits on failure. */
+static void plan_from(const eplb_options *o, const eplb_shape *s,
+                      const float *w, const int32_t *current,
+                      const uint8_t *mask, plan_buf *p)
+{
+    eplb_context *ctx;
+    if (plan_alloc(p, s) || eplb_context_create(&ctx, o))
+        die("context");
+    if (eplb_rebalance_from(ctx, s, w, current, mask, p->phy2log, p->log2phy,
+                            p->logcnt))
+        die("rebalance_from");
+    eplb_context_destroy(ctx);
+}
+
+/* Share of (layer, group) pairs kept on one node. */
+static double share_whole(const eplb_shape *s, const plan_buf *p)
+{
+    return (double)plan_groups_on_one_node(s, p->phy2log) /
+           ((double)s->layers * s->num_groups);
+}
+
+/* Least time of `runs` warm calls of a context, in microseconds: the
+ * least is the figure other work on the machine disturbs least. */
+static double warm_least(eplb_context *ctx, const eplb_shape *s,
+                         const float *w, plan_buf *p, int runs)
+{
+    double least = 0.0;
+    for (int i = 0; i < runs; i++) {
+        double t0 = now_us();
+        if (eplb_rebalance(ctx, s, w, p->phy2log, p->log2phy, p->logcnt))
+            die("rebalance");
+        double t = now_us() - t0;
+        least = i == 0 || t < least ? t : least;
+    }
+    return least;
+}
+
+/* The loads the failure and duplicate sections use: the real files, or one
+ * generated matrix when they are absent. */
+typedef struct loadset {
+    int n;
+    float *w[NFILES];
+    int L[NFILES], E[NFILES];
+    const char *names[NFILES];
+} loadset;
+
+static void loadset_read(bench *b, int have_real, loadset *s)
+{
+    s->n = 0;
+    for (int f = 0; have_real && f < (b->quick ? 1 : NFILES); f++) {
+        if (!(s->w[s->n] = load_real(b, files[f], &s->L[s->n],
+                                     &s->E[s->n])))
+            break;
+        s->names[s->n++] = files[f];
+    }
+    if (s->n == 0) {
+        s->L[0] = 58;
+        s->E[0] = 256;
+        s->w[0] = malloc(58 * 256 * sizeof(float));
+        workload_generate(s->w[0], 58, 256, 2024);
+        s->names[s->n++] = "generated 58x256";
+    }
+}
+
+static void loadset_free(loadset *s)
+{
+    for (int f = 0; f < s->n; f++)
+        free(s->w[f]);
+}
+
+/* Each single GPU of SPEC's first config dead in turn, from the plan in
+ * service before the failure: the global policy over the live GPUs
+ * (SGLang's answer), the hierarchical plan over the live GPUs, and the
+ * re-plan from the plan in service. Means over the loads. */
+static void failure_section(bench *b, const eplb_options *o, int have_real)
+{
+    loadset ls;
+    loadset_read(b, have_real, &ls);
+    int nf = ls.n;
+    eplb_options glob = *o;
+    glob.policy = EPLB_POLICY_GLOBAL;
+    int M = 32;
+    printf("\n## One GPU dead (P=288 G=8 N=4 M=32; mean over %d load "
+           "file%s; copies relative to the dead GPU's own slots)\n", nf,
+           nf == 1 ? "" : "s");
+    printf("%4s %9s %9s %9s %9s %9s %9s %9s %9s\n", "dead", "before",
+           "global", "hier.", "from-cur", "grp/node", "grp/node", "copies",
+           "copies");
+    printf("%4s %9s %9s %9s %9s %9s %9s %9s %9s\n", "GPU", "", "(SGLang)",
+           "fresh", "", "global", "hier.", "fresh", "from-cur");
+    double tot[8] = {0};
+    int rows = 0;
+    for (int dead = 0; dead < M; dead += b->quick ? M - 1 : 1) {
+        double acc[8] = {0};
+        for (int f = 0; f < nf; f++) {
+            eplb_shape s = {ls.L[f], ls.E[f], 288, 8, 4, M};
+            uint8_t mask[32];
+            memset(mask, 1, sizeof mask);
+            plan_buf before, pg, ph, pc;
+            plan_from(o, &s, ls.w[f], NULL, NULL, &before);
+            mask[dead] = 0;
+            plan_from(&glob, &s, ls.w[f], NULL, mask, &pg);
+            plan_from(o, &s, ls.w[f], NULL, mask, &ph);
+            plan_from(o, &s, ls.w[f], before.phy2log, mask, &pc);
+            long cf, cc;
+            if (eplb_copies(&s, before.phy2log, ph.phy2log, NULL, &cf) ||
+                eplb_copies(&s, before.phy2log, pc.phy2log, NULL, &cc))
+                die("copies");
+            double own = (double)s.layers * (288 / M);
+            double v[8] = {balancedness(&s, ls.w[f], &before),
+                           balancedness(&s, ls.w[f], &pg),
+                           balancedness(&s, ls.w[f], &ph),
+                           balancedness(&s, ls.w[f], &pc),
+                           share_whole(&s, &pg), share_whole(&s, &ph),
+                           cf / own, cc / own};
+            for (int i = 0; i < 8; i++)
+                acc[i] += v[i] / nf;
+            plan_free(&before);
+            plan_free(&pg);
+            plan_free(&ph);
+            plan_free(&pc);
+        }
+        printf("%4d %9.4f %9.4f %9.4f %9.4f %8.1f%% %8.1f%% %8.2fx "
+               "%8.2fx\n", dead, acc[0], acc[1], acc[2], acc[3],
+               100 * acc[4], 100 * acc[5], acc[6], acc[7]);
+        json_record(b, "{\"kind\":\"failure\",\"dead_gpu\":%d,\"files\":%d,"
+                    "\"before\":%.6f,\"global_live\":%.6f,"
+                    "\"hierarchical_live\":%.6f,\"from_current\":%.6f,"
+                    "\"groups_one_node_global\":%.4f,"
+                    "\"groups_one_node_hierarchical\":%.4f,"
+                    "\"copies_fresh_x_own\":%.3f,"
+                    "\"copies_from_current_x_own\":%.3f}",
+                    dead, nf, acc[0], acc[1], acc[2], acc[3], acc[4],
+                    acc[5], acc[6], acc[7]);
+        for (int i = 0; i < 8; i++)
+            tot[i] += acc[i];
+        rows++;
+    }
+    printf("%4s %9.4f %9.4f %9.4f %9.4f %8.1f%% %8.1f%% %8.2fx %8.2fx\n",
+           "mean", tot[0] / rows, tot[1] / rows, tot[2] / rows,
+           tot[3] / rows, 100 * tot[4] / rows, 100 * tot[5] / rows,
+           tot[6] / rows, tot[7] / rows);
+    loadset_free(&ls);
+}
+
+/* distinct_per_gpu off and on, per file and config: duplicate slots, the
+ * layers that hold any, balancedness, and the layers whose balancedness
+ * fell (the option promises none). */
+static void duplicate_section(bench *b, const eplb_options *o, int have_real)
+{
+    loadset ls;
+    loadset_read(b, have_real, &ls);
+    int nf = ls.n;
+    eplb_options on = *o;
+    on.distinct_per_gpu = 1;
+    printf("\n## Duplicate replicas (a GPU holding one expert twice), "
+           "distinct_per_gpu off -> on\n");
+    printf("%-26s %-22s %7s %7s %9s %9s %9s %6s %8s\n", "workload", "config",
+           "dup", "dup", "layers", "balanced", "balanced", "lower",
+           "on-off");
+    printf("%-26s %-22s %7s %7s %9s %9s %9s %6s %8s\n", "", "", "off", "on",
+           "off->on", "off", "on", "layers", "pass ms");
+    for (int c = 0; c < (b->quick ? 1 : 3); c++) {
+        char config[64];
+        snprintf(config, sizeof config, "P=%d G=%d N=%d M=%d",
+                 configs[c][0], configs[c][1], configs[c][2], configs[c][3]);
+        long sum_off = 0, sum_on = 0, slots = 0, lower_all = 0;
+        double gain = 0, pass_ms = 0;
+        for (int f = 0; f < nf; f++) {
+            eplb_shape s = {ls.L[f], ls.E[f], configs[c][0], configs[c][1],
+                            configs[c][2], configs[c][3]};
+            plan_buf off, pon;
+            plan_from(o, &s, ls.w[f], NULL, NULL, &off);
+            plan_from(&on, &s, ls.w[f], NULL, NULL, &pon);
+            /* The pass's cost: the deterministic mode (about a
+             * millisecond here) with and without it, so that the
+             * difference stands out of the timing noise. */
+            eplb_options det = *o, det_on = on;
+            det.candidates = det_on.candidates = 1;
+            det.swap_rounds = det_on.swap_rounds = 0;
+            eplb_context *c_off, *c_on;
+            plan_buf scratch;
+            if (plan_alloc(&scratch, &s) ||
+                eplb_context_create(&c_off, &det) ||
+                eplb_context_create(&c_on, &det_on))
+                die("context");
+            int runs = b->quick ? 3 : 9;
+            double t_off = warm_least(c_off, &s, ls.w[f], &scratch, runs);
+            double t_on = warm_least(c_on, &s, ls.w[f], &scratch, runs);
+            eplb_context_destroy(c_off);
+            eplb_context_destroy(c_on);
+            plan_free(&scratch);
+            long lay_off, lay_on;
+            long d_off = plan_duplicate_slots(&s, off.phy2log, &lay_off);
+            long d_on = plan_duplicate_slots(&s, pon.phy2log, &lay_on);
+            int M = s.num_gpus, lower = 0;
+            double *lo = malloc((size_t)s.layers * M * sizeof(double));
+            double *ln = malloc((size_t)s.layers * M * sizeof(double));
+            if (eplb_gpu_loads(&s, ls.w[f], off.phy2log, off.logcnt, lo) ||
+                eplb_gpu_loads(&s, ls.w[f], pon.phy2log, pon.logcnt, ln))
+                die("gpu loads");
+            for (int l = 0; l < s.layers; l++) {
+                double mo = 0, mn = 0;
+                for (int g = 0; g < M; g++) {
+                    mo = lo[(size_t)l * M + g] > mo ? lo[(size_t)l * M + g]
+                                                    : mo;
+                    mn = ln[(size_t)l * M + g] > mn ? ln[(size_t)l * M + g]
+                                                    : mn;
+                }
+                lower += mn > mo * (1 + 1e-6);
+            }
+            free(lo);
+            free(ln);
+            double bo = balancedness(&s, ls.w[f], &off);
+            double bn = balancedness(&s, ls.w[f], &pon);
+            printf("%-26s %-22s %7ld %7ld %4ld->%-4ld %9.4f %9.4f %6d %8.1f\n",
+                   ls.names[f], config, d_off, d_on, lay_off, lay_on, bo, bn,
+                   lower, (t_on - t_off) / 1e3);
+            json_record(b, "{\"kind\":\"duplicates\",\"workload\":\"%s\","
+                        "\"config\":\"%s\",\"slots\":%ld,\"dup_off\":%ld,"
+                        "\"dup_on\":%ld,\"layers_off\":%ld,"
+                        "\"layers_on\":%ld,\"balanced_off\":%.6f,"
+                        "\"balanced_on\":%.6f,\"layers_lower\":%d,"
+                        "\"warm_us_off\":%.1f,\"warm_us_on\":%.1f}",
+                        ls.names[f], config, (long)s.layers * s.num_replicas,
+                        d_off, d_on, lay_off, lay_on, bo, bn, lower, t_off,
+                        t_on);
+            sum_off += d_off;
+            sum_on += d_on;
+            slots += (long)s.layers * s.num_replicas;
+            lower_all += lower;
+            gain += (bn - bo) / nf;
+            pass_ms += (t_on - t_off) / 1e3 / nf;
+            plan_free(&off);
+            plan_free(&pon);
+        }
+        printf("%-26s %-22s %6.2f%% %6.2f%% %9s %+9.4f %9s %6ld %8.1f\n",
+               "(all files: % of slots)", config, 100.0 * sum_off / slots,
+               100.0 * sum_on / slots, "", gain, "(gain)", lower_all,
+               pass_ms);
+    }
+    loadset_free(&ls);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static int find_engines(engine *en, int cands, int rounds, const char *types)
@@ -701,7 +949,7 @@ int main(int argc, char **argv)
     bench b = {0};
     b.workloads = "../shared/workloads";
     const char *json_path = NULL, *types = "gpu,accelerator,cpu";
-    const char *sections = "speed,quality,replan,sweep";
+    const char *sections = "speed,quality,replan,failure,duplicates,sweep";
     int cands = 64, rounds = 20;
     static const struct option longopts[] = {
         {"quick", no_argument, 0, 'q'},
@@ -729,7 +977,9 @@ int main(int argc, char **argv)
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: eplb-bench [--quick] [--json FILE] [--workloads "
                     "DIR] [--device-types gpu,accelerator,cpu]\n"
-                    "                  [--sections speed,quality,replan,sweep] [--sweep-from ROW]\n"
+                    "                  [--sections speed,quality,replan,failure,"
+                    "duplicates,sweep]\n"
+                    "                  [--sweep-from ROW]\n"
                     "                  [--candidates C] [--swap-rounds T]\n");
             return c == 'h' ? 0 : 2;
         }
@@ -798,6 +1048,10 @@ int main(int argc, char **argv)
             swept[n_swept++] = en[i];
     if (n_swept == 0)
         swept[n_swept++] = en[0];
+    if (strstr(sections, "failure"))
+        failure_section(&b, &en[0].opts, have_real);
+    if (strstr(sections, "duplicates"))
+        duplicate_section(&b, &en[0].opts, have_real);
     if (strstr(sections, "sweep"))
         sweep(&b, swept, n_swept);
     if (b.json) {

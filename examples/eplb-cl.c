@@ -52,6 +52,9 @@ static void usage(FILE *f)
 "                         that keep every layer as balanced as a fresh plan\n"
 "  --tolerance F          with --current: balancedness may fall short of the\n"
 "                         fresh plan's by this fraction per layer (default 0)\n"
+"  --mask 1,0,1,...       usable GPUs: one 0 (dead) or 1 (usable) per GPU\n"
+"  --dead-gpus 3,17       dead GPUs by index (the others are usable)\n"
+"  --distinct-per-gpu     no GPU holds two replicas of one expert\n"
 "  --repeat R             time R warm calls after the first (default 10)\n"
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
 "  -q, --quiet            no summary on stderr\n"
@@ -83,6 +86,71 @@ static int parse_int(const char *opt, const char *s, long lo, long hi,
     }
     *out = v;
     return 0;
+}
+
+/* A comma-separated list of integers in lo..hi into v (at most cap); the
+ * count, or -1 with a message. */
+static int parse_list(const char *opt, const char *s, long lo, long hi,
+                      long *v, int cap)
+{
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < lo || x > hi || n == cap ||
+            (*end && *end != ',')) {
+            fprintf(stderr, "eplb-cl: %s '%s': expected a comma-separated "
+                    "list of integers in %ld..%ld\n", opt, s, lo, hi);
+            return -1;
+        }
+        v[n++] = x;
+        if (!*end)
+            return n;
+        p = end + 1;
+    }
+}
+
+/* The GPU mask from --mask or --dead-gpus, checked against M GPUs: NULL
+ * with *bad set when the list does not fit. */
+static uint8_t *make_mask(const char *mask_arg, const char *dead_arg, int M,
+                          int *bad)
+{
+    *bad = 0;
+    if (!mask_arg && !dead_arg)
+        return NULL;
+    *bad = 1;
+    long *v = malloc((size_t)(M + 1) * sizeof(long));
+    uint8_t *mask = malloc((size_t)M);
+    if (!v || !mask) {
+        fprintf(stderr, "eplb-cl: out of memory\n");
+        free(v);
+        free(mask);
+        return NULL;
+    }
+    int n;
+    if (mask_arg) {
+        n = parse_list("--mask", mask_arg, 0, 1, v, M + 1);
+        if (n >= 0 && n != M) {
+            fprintf(stderr, "eplb-cl: --mask has %d entries for %d GPUs: "
+                    "give one 0 or 1 per GPU\n", n, M);
+            n = -1;
+        }
+        for (int g = 0; g < n; g++)
+            mask[g] = (uint8_t)v[g];
+    } else {
+        n = parse_list("--dead-gpus", dead_arg, 0, M - 1, v, M + 1);
+        memset(mask, 1, (size_t)M);
+        for (int i = 0; i < n; i++)
+            mask[v[i]] = 0;
+    }
+    free(v);
+    if (n < 0) {
+        free(mask);
+        return NULL;
+    }
+    *bad = 0;
+    return mask;
 }
 
 static int parse_choice(const char *opt, const char *s,
@@ -122,6 +190,9 @@ int main(int argc, char **argv)
         {"use-clblast", no_argument, 0, 'B'},
         {"current", required_argument, 0, 'C'},
         {"tolerance", required_argument, 0, 'T'},
+        {"mask", required_argument, 0, 'K'},
+        {"dead-gpus", required_argument, 0, 'X'},
+        {"distinct-per-gpu", no_argument, 0, 'U'},
         {"repeat", required_argument, 0, 'r'},
         {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},
@@ -130,7 +201,8 @@ int main(int argc, char **argv)
     eplb_options opts;
     eplb_options_default(&opts);
     eplb_shape shape = {0, 0, 288, 8, 4, 32};
-    const char *output = NULL, *current_path = NULL;
+    const char *output = NULL, *current_path = NULL, *mask_arg = NULL,
+               *dead_arg = NULL;
     int quiet = 0, choice;
     long v, repeat = DEFAULT_REPEAT;
     int c;
@@ -198,6 +270,9 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 'K': mask_arg = optarg; dead_arg = NULL; break;
+        case 'X': dead_arg = optarg; mask_arg = NULL; break;
+        case 'U': opts.distinct_per_gpu = 1; break;
         case 'r':
             if (parse_int("--repeat", optarg, 0, 1000000, &repeat))
                 return 2;
@@ -253,12 +328,19 @@ int main(int argc, char **argv)
     int32_t *current = NULL, *current_cnt = NULL;
     double *times = NULL;
     eplb_context *ctx = NULL;
+    uint8_t *mask = NULL;
     int rc = eplb_check_input(&shape, m.data);
     if (rc == EPLB_OK)
         rc = eplb_plan_sizes(&shape, &n_p2l, &n_l2p, &n_cnt);
     if (rc) {
         fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
                 eplb_last_error());
+        goto done;
+    }
+    int bad_mask;
+    mask = make_mask(mask_arg, dead_arg, shape.num_gpus, &bad_mask);
+    if (bad_mask) {
+        status = 2;
         goto done;
     }
     phy2log = malloc(n_p2l * sizeof *phy2log);
@@ -301,7 +383,7 @@ int main(int argc, char **argv)
     }
     for (long i = 0; i <= repeat; i++) {
         t0 = now_us();
-        rc = eplb_rebalance_from(ctx, &shape, m.data, current, NULL, phy2log,
+        rc = eplb_rebalance_from(ctx, &shape, m.data, current, mask, phy2log,
                                  log2phy, logcnt);
         times[i] = now_us() - t0;
         if (rc) {
@@ -338,6 +420,13 @@ int main(int argc, char **argv)
                 opts.swap_rounds, (unsigned long long)opts.seed);
         fprintf(stderr, "  backend:      %s on %s\n", eplb_context_backend(ctx),
                 eplb_context_device(ctx));
+        if (mask) {
+            int live = 0;
+            for (int g = 0; g < shape.num_gpus; g++)
+                live += mask[g] != 0;
+            fprintf(stderr, "  GPUs:         %d of %d usable (dead GPUs' "
+                    "slots hold -1)\n", live, shape.num_gpus);
+        }
         if (*eplb_context_note(ctx))
             fprintf(stderr, "  note:         %s\n", eplb_context_note(ctx));
         fprintf(stderr, "  time:         context %.0f us, first call %.0f us",
@@ -388,6 +477,7 @@ done:
     free(current);
     free(current_cnt);
     free(times);
+    free(mask);
     load_matrix_free(&m);
     return status;
 }

@@ -274,7 +274,12 @@ EPLB_API int eplb_context_profile(const eplb_context *ctx, eplb_profile *out);
 /* ---- Plan quality ------------------------------------------------------ */
 
 /* GPU loads of a plan: gpu_load [L][M] (caller owns) = sum over the GPU's
- * slots of weight[expert] / logcnt[expert]. */
+ * slots of weight[expert] / logcnt[expert]; 0 for a dead GPU (all its
+ * slots -1, as masked plans leave them). Loads are checked as rebalance
+ * checks them (their own statuses); EPLB_ERR_BAD_PLAN for an id out of
+ * range, a -1 on a GPU that holds experts, an expert with no slot, or a
+ * logcnt that is not the expert's slot count. Nothing is written on
+ * failure. The metrics below check alike. */
 EPLB_API int eplb_gpu_loads(const eplb_shape *shape, const float *weight,
                             const int32_t *phy2log, const int32_t *logcnt,
                             double *gpu_load);
@@ -290,7 +295,9 @@ typedef struct eplb_quality {
 
 /* Judges a plan on a load matrix (which need not be the one it was made
  * from: out-of-sample judging). policy as for eplb_resolve_policy. Layers
- * whose loads are all zero count as perfectly balanced. */
+ * whose loads are all zero count as perfectly balanced. A layer with dead
+ * GPUs is judged over its live GPUs, against the global bound over their
+ * slots (labelled weak under the hierarchical policy). */
 EPLB_API int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
                                const float *weight, const int32_t *phy2log,
                                const int32_t *logcnt, eplb_quality *out);
@@ -300,7 +307,8 @@ EPLB_API int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
 EPLB_API int eplb_identity_quality(const eplb_shape *shape,
                                    const float *weight, eplb_quality *out);
 
-/* The bound for one layer (weight[E]). *weak as in eplb_quality. */
+/* The bound for one layer (weight[E]). *weak as in eplb_quality. A bad
+ * shape, policy or load returns its (negative) status as a double. */
 EPLB_API double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
                                  const float *layer_weight, int *weak);
 

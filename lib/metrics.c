@@ -11,6 +11,89 @@
 #define BOUND_MAX_SUBSETS 50000.0
 #define BOUND_MAX_VISITS 2000000L
 
+/* Checks one layer of a plan. A GPU whose slots are all -1 is dead
+ * (masked plans leave them so): live[g] is 0. Any other -1, an id out of
+ * range, a logcnt that is not the expert's slot count, or an expert with
+ * no slot is EPLB_ERR_BAD_PLAN: judging such a plan would flatter it.
+ * seen is [E] scratch. */
+static int layer_check(const eplb_shape *shape, int l, const int32_t *p2l,
+                       const int32_t *cnt, int *seen, uint8_t *live)
+{
+    int E = shape->experts, P = shape->num_replicas, M = shape->num_gpus,
+        ppg = P / M;
+    memset(seen, 0, (size_t)E * sizeof(int));
+    for (int g = 0; g < M; g++) {
+        int empty = 0;
+        for (int r = 0; r < ppg; r++) {
+            int e = p2l[g * ppg + r];
+            if (e == -1)
+                empty++;
+            else if (e < 0 || e >= E)
+                return eplb_fail(EPLB_ERR_BAD_PLAN,
+                                 "phy2log[%d][%d] is %d: expert ids are "
+                                 "0..%d (-1 only for every slot of a dead "
+                                 "GPU)", l, g * ppg + r, e, E - 1);
+            else
+                seen[e]++;
+        }
+        if (empty && empty != ppg)
+            return eplb_fail(EPLB_ERR_BAD_PLAN,
+                             "phy2log layer %d: GPU %d has %d empty slots "
+                             "of %d: only a dead GPU (all slots -1) may "
+                             "hold none", l, g, empty, ppg);
+        live[g] = empty == 0;
+    }
+    for (int e = 0; e < E; e++) {
+        if (seen[e] == 0)
+            return eplb_fail(EPLB_ERR_BAD_PLAN,
+                             "phy2log layer %d holds expert %d in no slot: "
+                             "every expert needs at least one", l, e);
+        if (cnt[e] != seen[e])
+            return eplb_fail(EPLB_ERR_BAD_PLAN,
+                             "logcnt[%d][%d] is %d but phy2log holds expert "
+                             "%d in %d slots", l, e, (int)cnt[e], e,
+                             seen[e]);
+    }
+    return EPLB_OK;
+}
+
+/* Validates loads and the whole plan, then fills load [L][M] (0 for a dead
+ * GPU) and live [L][M]; writes no load on failure. */
+static int plan_loads(const eplb_shape *shape, const float *weight,
+                      const int32_t *phy2log, const int32_t *logcnt,
+                      double *load, uint8_t *live)
+{
+    int rc = validate_loads(shape, weight);
+    if (rc)
+        return rc;
+    int L = shape->layers, E = shape->experts, P = shape->num_replicas,
+        M = shape->num_gpus;
+    int *seen = malloc((size_t)E * sizeof(int));
+    if (!seen)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int l = 0; l < L && rc == EPLB_OK; l++)
+        rc = layer_check(shape, l, phy2log + (size_t)l * P,
+                         logcnt + (size_t)l * E, seen, live + (size_t)l * M);
+    free(seen);
+    if (rc)
+        return rc;
+    int ppg = P / M;
+    for (int l = 0; l < L; l++) {
+        const float *w = weight + (size_t)l * E;
+        const int32_t *p2l = phy2log + (size_t)l * P;
+        const int32_t *cnt = logcnt + (size_t)l * E;
+        for (int g = 0; g < M; g++) {
+            double s = 0.0;
+            for (int r = 0; live[(size_t)l * M + g] && r < ppg; r++) {
+                int e = p2l[g * ppg + r];
+                s += (double)w[e] / cnt[e];
+            }
+            load[(size_t)l * M + g] = s;
+        }
+    }
+    return EPLB_OK;
+}
+
 int eplb_gpu_loads(const eplb_shape *shape, const float *weight,
                    const int32_t *phy2log, const int32_t *logcnt,
                    double *gpu_load)
@@ -23,37 +106,29 @@ int eplb_gpu_loads(const eplb_shape *shape, const float *weight,
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
                          "weight, phy2log, logcnt and gpu_load must not be "
                          "NULL");
-    int L = shape->layers, E = shape->experts, P = shape->num_replicas,
-        M = shape->num_gpus, ppg = P / M;
-    for (int l = 0; l < L; l++) {
-        const float *w = weight + (size_t)l * E;
-        const int32_t *p2l = phy2log + (size_t)l * P;
-        const int32_t *cnt = logcnt + (size_t)l * E;
-        for (int g = 0; g < M; g++) {
-            double s = 0.0;
-            for (int r = 0; r < ppg; r++) {
-                int e = p2l[g * ppg + r];
-                if (e < 0 || e >= E || cnt[e] < 1)
-                    return eplb_fail(EPLB_ERR_BAD_OPTION,
-                                     "plan of layer %d is invalid at slot %d"
-                                     " (expert %d)", l, g * ppg + r, e);
-                s += (double)w[e] / cnt[e];
-            }
-            gpu_load[(size_t)l * M + g] = s;
-        }
-    }
-    return EPLB_OK;
+    uint8_t *live = malloc((size_t)shape->layers * shape->num_gpus);
+    if (!live)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    rc = plan_loads(shape, weight, phy2log, logcnt, gpu_load, live);
+    free(live);
+    return rc;
 }
 
-static double layer_balancedness(const double *load, int M)
+/* Mean over the live GPUs (all when live is NULL) over the largest. */
+static double layer_balancedness(const double *load, const uint8_t *live,
+                                 int M)
 {
     double sum = 0.0, mx = 0.0;
+    int n = 0;
     for (int g = 0; g < M; g++) {
+        if (live && !live[g])
+            continue;
+        n++;
         sum += load[g];
         if (load[g] > mx)
             mx = load[g];
     }
-    return mx > 0.0 ? sum / M / mx : 1.0;
+    return mx > 0.0 ? sum / n / mx : 1.0;
 }
 
 /* r*: the least possible largest load per replica when n experts share p
@@ -207,16 +282,43 @@ static double layer_bound_dims(const plan_dims *d, const float *w, int *weak)
     return peak > 0.0 ? avg / peak : 1.0;
 }
 
+/* The bound of a plan over `live` of the M GPUs (some dead): the global
+ * bound over the live GPUs' slots. A masked hierarchical plan may fall back
+ * to the global policy (lib/mask.c), so no group constraint is assumed:
+ * under the hierarchical policy the bound is labelled weak. */
+static double masked_bound_dims(const plan_dims *d, const float *w, int live,
+                                int *weak)
+{
+    double total = sum_of(w, d->E);
+    *weak = d->N > 1 || d->G > 1;
+    if (!(total > 0.0))
+        return 1.0;
+    double avg = total / live;
+    double r = least_max_per_replica(w, d->E, live * d->ppg);
+    double peak = avg > r ? avg : r;
+    return peak > 0.0 ? avg / peak : 1.0;
+}
+
 double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
                         const float *layer_weight, int *weak)
 {
+    eplb_clear_error();
     int dummy;
     if (!weak)
         weak = &dummy;
     *weak = 0;
     int pol = eplb_resolve_policy(policy, shape);
-    if (pol < 0 || !layer_weight)
-        return 0.0;
+    if (pol < 0)
+        return pol;
+    if (!layer_weight)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "layer_weight is NULL: "
+                         "pass one layer's %d loads", shape->experts);
+    /* One layer's loads, checked as rebalance checks them. */
+    eplb_shape one = *shape;
+    one.layers = 1;
+    int rc = validate_loads(&one, layer_weight);
+    if (rc)
+        return rc;
     plan_dims d;
     plan_dims_init(&d, shape, pol);
     return layer_bound_dims(&d, layer_weight, weak);
@@ -230,26 +332,38 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
     int pol = eplb_resolve_policy(policy, shape);
     if (pol < 0)
         return pol;
-    if (!out)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "out is NULL");
+    if (!weight || !phy2log || !logcnt || !out)
+        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
+                         "weight, phy2log, logcnt and out must not be NULL");
     plan_dims d;
     plan_dims_init(&d, shape, pol);
     double *load = malloc((size_t)d.L * d.M * sizeof(double));
-    if (!load)
+    uint8_t *live = malloc((size_t)d.L * d.M);
+    if (!load || !live) {
+        free(load);
+        free(live);
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    int rc = eplb_gpu_loads(shape, weight, phy2log, logcnt, load);
+    }
+    int rc = plan_loads(shape, weight, phy2log, logcnt, load, live);
     if (rc) {
         free(load);
+        free(live);
         return rc;
     }
     memset(out, 0, sizeof *out);
     out->balancedness_worst = INFINITY;
     for (int l = 0; l < d.L; l++) {
-        double b = layer_balancedness(load + (size_t)l * d.M, d.M);
+        const uint8_t *lv = live + (size_t)l * d.M;
+        int n_live = 0;
+        for (int g = 0; g < d.M; g++)
+            n_live += lv[g];
+        double b = layer_balancedness(load + (size_t)l * d.M, lv, d.M);
+        const float *w = weight + (size_t)l * d.E;
         int weak;
+        double bound = n_live < d.M ? masked_bound_dims(&d, w, n_live, &weak)
+                                    : layer_bound_dims(&d, w, &weak);
         out->balancedness_mean += b / d.L;
-        out->bound_mean += layer_bound_dims(&d, weight + (size_t)l * d.E,
-                                            &weak) / d.L;
+        out->bound_mean += bound / d.L;
         out->bound_is_weak |= weak;
         if (b < out->balancedness_worst) {
             out->balancedness_worst = b;
@@ -260,6 +374,7 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
                               ? out->balancedness_mean / out->bound_mean
                               : 0.0;
     free(load);
+    free(live);
     return EPLB_OK;
 }
 
@@ -273,6 +388,9 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     if (!weight || !out)
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "weight and out must not "
                          "be NULL");
+    rc = validate_loads(shape, weight);
+    if (rc)
+        return rc;
     /* Experts in order over the GPUs, one slot each. When E is not a
      * multiple of M the last GPUs get one expert fewer. */
     int L = shape->layers, E = shape->experts, M = shape->num_gpus;
@@ -285,7 +403,7 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
         memset(load, 0, (size_t)M * sizeof(double));
         for (int e = 0; e < E; e++)
             load[(long)e * M / E] += weight[(size_t)l * E + e];
-        double b = layer_balancedness(load, M);
+        double b = layer_balancedness(load, NULL, M);
         out->balancedness_mean += b / L;
         if (b < out->balancedness_worst) {
             out->balancedness_worst = b;
