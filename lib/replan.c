@@ -345,7 +345,7 @@ static int better(const move *a, const move *b)
 
 /* First moves for a two-move lookahead: they clear the heaviest GPU
  * whatever they do elsewhere; the ones that add the least excess. */
-#define LOOKAHEAD 64
+#define LOOKAHEAD 256
 typedef struct move_list {
     int n;
     move m[LOOKAHEAD];
