@@ -313,7 +313,7 @@ static void test_binary_cache(void)
         size_t len;
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
         char *text = read_file(path, &len, err, sizeof err);
-        CU_ASSERT(text && len > 32 && memcmp(text, "EPLBBIN1", 8) == 0 &&
+        CU_ASSERT(text && len > 32 && memcmp(text, "EPLBBIN2", 8) == 0 &&
                   !memmem(text, len, "garbage", 7));
         free(text);
         remove(path);
