@@ -370,7 +370,7 @@ static CU_TestInfo tool_tests[] = {
     {"plan JSON round trip", test_plan_round_trip},
     {"plan reader: 32-bit integers only", test_plan_reader_strict},
     {"eplb-cl runs and fails cleanly", test_tool_runs},
-    {"eplb-cl on 12 real files x 3 configs equals the library",
+    {"real loads: eplb-cl on 12 files x 3 configs equals the library",
      test_real_file_through_tool},
     CU_TEST_INFO_NULL};
 
