@@ -15,7 +15,9 @@
 #define CACHE_MAGIC "EPLBBIN2"
 #define CACHE_MAGIC_LEN 8
 #define CACHE_PATH_MAX 4096
-#define KERNEL_FILE_MAX (1 << 22)
+/* A sanity bound on one kernel file of EPLB_CL_KERNEL_DIR (ours are tens
+ * of KB). */
+#define KERNEL_FILE_MAX (1 << 28)
 /* Larger cache files are not ours: a program binary is a few MB. */
 #define CACHE_FILE_MAX ((uint64_t)1 << 30)
 #define KERNEL_NAME_MAX 256
@@ -53,7 +55,7 @@ static char *read_kernel_file(const char *dir, const char *name, size_t *len,
                         "unset it", path,
                         fd < 0 ? strerror(errno)
                         : !S_ISREG(st.st_mode) ? "not a regular file"
-                                               : "larger than 4 MiB");
+                                               : "larger than 256 MiB");
         if (fd >= 0)
             close(fd);
         return NULL;

@@ -284,9 +284,11 @@ static int kernel_copy(const char *kdir, size_t pad)
         while (ok && (c = fgetc(in)) != EOF)
             fputc(c, out);
         if (ok && i == 0 && pad) {
+            static char line[4096];
+            memset(line, 'x', sizeof line);
             fputs("/*", out);
-            for (size_t k = 0; k < pad; k++)
-                fputc('x', out);
+            for (size_t k = 0; k < pad; k += sizeof line)
+                fwrite(line, 1, sizeof line, out);
             fputs("*/\n", out);
         }
         if (in)
@@ -314,7 +316,11 @@ static long data_bytes(void)
     return kb * 1024;
 }
 
-#define PAD_BYTES (3 << 20)
+/* Larger than a malloc arena (64 MiB), so that no free space kept from
+ * earlier calls can hold the file: it needs a fresh mapping. */
+#define PAD_BYTES (96 << 20)
+/* Room left under the cap for the driver's threads. */
+#define CAP_ROOM (16 << 20)
 
 /* In a child: a context made, then the address space capped so that the
  * padded kernel file cannot be read; the rebalance must say "out of
@@ -338,7 +344,7 @@ static int oom_child(const char *kdir)
     mallopt(M_MMAP_THRESHOLD, 64 << 10);
     malloc_trim(0);
     long now = data_bytes();
-    struct rlimit lim = {(rlim_t)now + (256 << 10), (rlim_t)now + (256 << 10)};
+    struct rlimit lim = {(rlim_t)now + CAP_ROOM, (rlim_t)now + CAP_ROOM};
     if (now <= 0 || setrlimit(RLIMIT_DATA, &lim) != 0)
         return 2;
     int rc = eplb_rebalance(ctx, &shape, weight, p.phy2log, p.log2phy,

@@ -250,6 +250,24 @@ static int run_tool(const char *args, const char *out_file)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The tool on a file holding text: exit status 2 and `where` in its
+ * message. */
+static void tool_refuses(const char *file, const char *text,
+                         const char *args, const char *where)
+{
+    FILE *f = fopen(file, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    char cmd[1024], err[256];
+    snprintf(cmd, sizeof cmd, "%s %s", args, file);
+    CU_ASSERT(run_tool(cmd, NULL) == 2);
+    size_t len;
+    char *msg = read_file("tool-stderr.txt", &len, err, sizeof err);
+    CU_ASSERT(msg && strstr(msg, where));
+    free(msg);
+}
+
 static void test_tool_runs(void)
 {
     /* The built-in workload, then its plan read back and checked. */
@@ -272,35 +290,17 @@ static void test_tool_runs(void)
     CU_ASSERT(strstr(summary, "of it") != NULL);
     free(summary);
     /* A broken file: exit status 2 and the place in the message. */
-    FILE *f = fopen("tool-bad.json", "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fputs("{\"logical_count\": [[1, 2],\n [3, oops]]}", f);
-    fclose(f);
-    CU_ASSERT(run_tool("tool-bad.json", NULL) == 2);
-    summary = read_file("tool-stderr.txt", &len, err, sizeof err);
-    CU_ASSERT(summary && strstr(summary, "tool-bad.json:2:9:"));
-    free(summary);
+    tool_refuses("tool-bad.json", "{\"logical_count\": [[1, 2],\n [3, oops]]}",
+                 "", "tool-bad.json:2:9:");
     /* A NaN after two zero rows: exit 2, the file's line and layer (it was
      * status 1 and "weight[1][1]" from the library). */
-    f = fopen("tool-bad.csv", "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fputs("0,0,0,0\n0,0,0,0\n1,2,3,4\n5,nan,7,8\n", f);
-    fclose(f);
-    CU_ASSERT(run_tool("--num-replicas 4 --num-groups 1 --num-nodes 1 "
-                       "--num-gpus 2 tool-bad.csv", NULL) == 2);
-    summary = read_file("tool-stderr.txt", &len, err, sizeof err);
-    CU_ASSERT(summary && strstr(summary, "tool-bad.csv:4:3: 'nan' is not"));
-    free(summary);
-    f = fopen("tool-bad.csv", "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fputs("1,2,3,4\n5,6,1e39,8\n", f);
-    fclose(f);
-    CU_ASSERT(run_tool("--num-replicas 4 --num-groups 1 --num-nodes 1 "
-                       "--num-gpus 2 tool-bad.csv", NULL) == 2);
-    summary = read_file("tool-stderr.txt", &len, err, sizeof err);
-    CU_ASSERT(summary && strstr(summary, "tool-bad.csv:2:5: load 1e+39 "
-                                         "(layer 1, expert 2) is too large"));
-    free(summary);
+    const char *small = "--num-replicas 4 --num-groups 1 --num-nodes 1 "
+                        "--num-gpus 2";
+    tool_refuses("tool-bad.csv", "0,0,0,0\n0,0,0,0\n1,2,3,4\n5,nan,7,8\n",
+                 small, "tool-bad.csv:4:3: 'nan' is not");
+    tool_refuses("tool-bad.csv", "1,2,3,4\n5,6,1e39,8\n", small,
+                 "tool-bad.csv:2:5: load 1e+39 (layer 1, expert 2) is too "
+                 "large");
     remove("tool-bad.csv");
     /* Shapes that don't divide: a clear error, status 2 is not a crash. */
     CU_ASSERT(run_tool("--num-gpus 7", NULL) != 0);
