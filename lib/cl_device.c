@@ -85,7 +85,8 @@ static void fill_choice(cl_platform_id p, cl_device_id d, cl_device_choice *c)
     clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof c->type, &c->type, NULL);
     cl_device_fp_config fp = 0;
     clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
-    c->correctly_rounded_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    c->correctly_rounded_divide =
+        (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
     clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof c->max_work_group,
                     &c->max_work_group, NULL);
     clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof c->local_mem,
