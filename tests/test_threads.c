@@ -2,7 +2,8 @@
  * drivers (PoCL among them) set themselves up on the first call of a
  * process, and that setup is not always safe to race; so each round runs
  * in a fresh child process that has made no OpenCL call yet, where
- * several threads released by one barrier create a context each. */
+ * several threads released by one barrier create a context each and make
+ * a first plan on it (kernel builds and cache writes at once). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,14 @@ static void *create_one(void *arg)
     r->status = eplb_context_create(&ctx, &o);
     if (r->status == EPLB_OK)
         r->opencl = strcmp(eplb_context_backend(ctx), "opencl") == 0;
+    /* Then a first plan each, so kernel builds and cache writes race too. */
+    eplb_shape s = {2, 8, 12, 4, 2, 4};
+    float w[16];
+    int32_t p2l[24], l2p[2 * 8 * 5], cnt[16];
+    for (int i = 0; i < 16; i++)
+        w[i] = (float)(i * 7 % 11 + 1);
+    if (r->status == EPLB_OK)
+        r->status = eplb_rebalance(ctx, &s, w, p2l, l2p, cnt);
     eplb_context_destroy(ctx);
     return NULL;
 }
