@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,10 +382,31 @@ static void store_binary(cl_program p, const cache_key *k)
     free(bin);
 }
 
+/* One build at a time in the process: PoCL's compiler (LLVM) showed data
+ * races under ThreadSanitizer when two contexts built at once, and
+ * builds are rare (once per shape, mostly from the cache). */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int build_locked(cl_context ctx, const cl_device_choice *dev,
+                        const char *const *files, int nfiles,
+                        const char *options, const char *kernels,
+                        cl_program *out);
+
 int cl_program_build(cl_context ctx, const cl_device_choice *dev,
                      const char *const *files, int nfiles,
                      const char *options, const char *kernels,
                      cl_program *out)
+{
+    pthread_mutex_lock(&build_lock);
+    int rc = build_locked(ctx, dev, files, nfiles, options, kernels, out);
+    pthread_mutex_unlock(&build_lock);
+    return rc;
+}
+
+static int build_locked(cl_context ctx, const cl_device_choice *dev,
+                        const char *const *files, int nfiles,
+                        const char *options, const char *kernels,
+                        cl_program *out)
 {
     size_t src_len;
     int rc = EPLB_OK;
