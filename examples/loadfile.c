@@ -1,464 +1,403 @@
-/* A small JSON reader (with line and column in every error) and a CSV
- * reader for load matrices. */
+/* Load matrices from JSON and CSV text. JSON is read one layer at a time:
+ * jansson decodes each value (so the grammar is RFC 8259's, not ours),
+ * and only the outer array or object is walked here, so memory follows
+ * the matrix rather than the text. Positions are tracked as jansson
+ * counts them (lines from 1, columns in characters from 1). */
 #include "loadfile.h"
 
-#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* Guards the recursive descent against hostile nesting. */
-#define JSON_MAX_DEPTH 64
+/* Every value read with jansson: one value from the current place (text
+ * may follow), whole numbers as doubles (no "too big integer"). */
+#define DECODE_FLAGS                                                       \
+    (JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_DECODE_INT_AS_REAL | \
+     JSON_REJECT_DUPLICATES)
 
-typedef struct parser {
-    const char *s, *end, *name;
-    int line, col;
+typedef struct reader {
+    const char *s, *end, *name; /* s: the next unread byte */
+    int line, col;              /* where s is */
     char *err;
     size_t errlen;
-    int failed;
-} parser;
+    float *data;
+    size_t n, cap;
+    int layers, experts; /* experts: -1 until the first layer */
+} reader;
 
-static void perr(parser *p, const char *fmt, ...)
+static int fail(reader *r, int line, int col, const char *fmt, ...)
 {
-    if (p->failed)
-        return;
-    p->failed = 1;
-    int n = snprintf(p->err, p->errlen, "%s:%d:%d: ", p->name, p->line,
-                     p->col);
+    int n = snprintf(r->err, r->errlen, "%s:%d:%d: ", r->name, line, col);
     va_list ap;
     va_start(ap, fmt);
-    if (n >= 0 && (size_t)n < p->errlen)
-        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    if (n >= 0 && (size_t)n < r->errlen)
+        vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
     va_end(ap);
+    return -1;
 }
 
-static int peek(parser *p)
+/* Moves past n bytes; UTF-8 continuation bytes take no column. */
+static void step(reader *r, size_t n)
 {
-    return p->s < p->end ? (unsigned char)*p->s : -1;
-}
-
-static void advance(parser *p)
-{
-    if (*p->s == '\n') {
-        p->line++;
-        p->col = 1;
-    } else {
-        p->col++;
+    for (size_t i = 0; i < n && r->s < r->end; i++, r->s++) {
+        unsigned char c = (unsigned char)*r->s;
+        if (c == '\n') {
+            r->line++;
+            r->col = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            r->col++;
+        }
     }
-    p->s++;
 }
 
-static void skip_ws(parser *p)
+static void skip_ws(reader *r)
 {
-    while (p->s < p->end && isspace((unsigned char)*p->s))
-        advance(p);
+    while (r->s < r->end && (*r->s == ' ' || *r->s == '\t' ||
+                             *r->s == '\n' || *r->s == '\r'))
+        step(r, 1);
 }
 
-/* Frees what v holds, not v itself (members are stored inline). */
-static void json_release(json_value *v)
+static int peek(const reader *r)
 {
-    for (int i = 0; i < v->count; i++) {
-        json_release(&v->items[i]);
-        if (v->keys)
-            free(v->keys[i]);
-    }
-    free(v->keys);
-    free(v->items);
-    free(v->string);
+    return r->s < r->end ? (unsigned char)*r->s : -1;
 }
 
-void json_free(json_value *v)
+/* Why the library would refuse load d, or NULL: checked here so that the
+ * error names the place in the file, and the layer and expert as the
+ * file counts them (before any all-zero layer is dropped). */
+static const char *load_problem(double d)
 {
-    if (!v)
-        return;
-    json_release(v);
-    free(v);
-}
-
-const json_value *json_get(const json_value *obj, const char *key)
-{
-    if (!obj || obj->type != JV_OBJECT)
-        return NULL;
-    for (int i = 0; i < obj->count; i++)
-        if (strcmp(obj->keys[i], key) == 0)
-            return &obj->items[i];
+    float f = (float)d;
+    if (d != d)
+        return "is not a number";
+    if (d < 0)
+        return "is negative: loads are token counts, >= 0";
+    if (isinf(f))
+        return "is too large for a float load (largest 3.4e38)";
+    if (d > 0 && f == 0)
+        return "is too small for a float load: it would round to 0";
     return NULL;
 }
 
-static int parse_value(parser *p, json_value *v, int depth);
-
-static int expect_word(parser *p, const char *word)
+static int bad_load(reader *r, double d, const char *why, size_t expert,
+                    int line, int col)
 {
-    size_t n = strlen(word);
-    if ((size_t)(p->end - p->s) < n || memcmp(p->s, word, n) != 0) {
-        perr(p, "unexpected character '%c': expected a JSON value",
-             peek(p) < 0 ? '?' : peek(p));
-        return -1;
+    return fail(r, line, col, "load %.9g (layer %d, expert %zu) %s", d,
+                r->layers, expert, why);
+}
+
+static int push_load(reader *r, double d, int line, int col)
+{
+    if (r->n == LOAD_MAX_VALUES)
+        return fail(r, line, col, "more than %zu loads: the limit of this "
+                    "reader", LOAD_MAX_VALUES);
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 1024;
+        float *nd = realloc(r->data, cap * sizeof *nd);
+        if (!nd)
+            return fail(r, line, col, "out of memory");
+        r->data = nd;
+        r->cap = cap;
     }
-    for (size_t i = 0; i < n; i++)
-        advance(p);
+    r->data[r->n++] = (float)d;
     return 0;
 }
 
-static int parse_string(parser *p, char **out)
+/* Ends the current layer of `count` values that started at line:col. */
+static int end_layer(reader *r, size_t count, int line, int col)
 {
-    advance(p); /* opening quote */
-    size_t cap = 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        perr(p, "out of memory");
-        return -1;
-    }
-    for (;;) {
-        int c = peek(p);
-        if (c < 0 || c == '\n') {
-            perr(p, "unterminated string");
-            free(buf);
-            return -1;
-        }
-        advance(p);
-        if (c == '"')
-            break;
-        if (c == '\\') {
-            int e = peek(p);
-            if (e < 0) {
-                perr(p, "unterminated string");
-                free(buf);
-                return -1;
-            }
-            advance(p);
-            /* Keys we care about are ASCII; keep escapes' plain meaning. */
-            c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'u' ? '?' : e;
-            if (e == 'u')
-                for (int k = 0; k < 4 && peek(p) >= 0; k++)
-                    advance(p);
-        }
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                perr(p, "out of memory");
-                return -1;
-            }
-            buf = nb;
-        }
-        buf[n++] = (char)c;
-    }
-    buf[n] = '\0';
-    *out = buf;
+    if (count == 0)
+        return fail(r, line, col, "layer %d has no values", r->layers);
+    if (count > LOAD_MAX_EXPERTS)
+        return fail(r, line, col, "layer %d has %zu values: at most %d "
+                    "experts", r->layers, count, LOAD_MAX_EXPERTS);
+    if (r->experts < 0)
+        r->experts = (int)count;
+    else if (count != (size_t)r->experts)
+        return fail(r, line, col, "layer %d has %zu values, layer 0 has %d: "
+                    "every layer needs the same number of experts",
+                    r->layers, count, r->experts);
+    r->layers++;
     return 0;
 }
 
-static int parse_number(parser *p, json_value *v)
-{
-    char tmp[64];
-    size_t n = 0;
-    while (p->s + n < p->end && n < sizeof tmp - 1 &&
-           strchr("+-0123456789.eE", p->s[n]))
-        n++;
-    memcpy(tmp, p->s, n);
-    tmp[n] = '\0';
-    char *endp;
-    errno = 0;
-    double d = strtod(tmp, &endp);
-    if (n == 0 || endp != tmp + n) {
-        perr(p, "malformed number '%s'", tmp);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++)
-        advance(p);
-    v->type = JV_NUMBER;
-    v->number = d;
-    return 0;
-}
+/* ---- JSON --------------------------------------------------------- */
 
-static int push_item(parser *p, json_value *v, int *cap)
+/* One JSON value from r->s, by jansson; NULL after an error. */
+static json_t *decode(reader *r)
 {
-    if (v->count == *cap) {
-        int nc = *cap ? *cap * 2 : 8;
-        json_value *ni = realloc(v->items, (size_t)nc * sizeof *ni);
-        if (!ni) {
-            perr(p, "out of memory");
-            return -1;
-        }
-        v->items = ni;
-        if (v->type == JV_OBJECT) {
-            char **nk = realloc(v->keys, (size_t)nc * sizeof *nk);
-            if (!nk) {
-                perr(p, "out of memory");
-                return -1;
-            }
-            v->keys = nk;
-        }
-        *cap = nc;
-    }
-    memset(&v->items[v->count], 0, sizeof v->items[0]);
-    return 0;
-}
-
-static int parse_container(parser *p, json_value *v, int depth)
-{
-    int is_obj = peek(p) == '{';
-    int close = is_obj ? '}' : ']', cap = 0;
-    v->type = is_obj ? JV_OBJECT : JV_ARRAY;
-    advance(p);
-    skip_ws(p);
-    if (peek(p) == close) {
-        advance(p);
-        return 0;
-    }
-    for (;;) {
-        skip_ws(p);
-        if (push_item(p, v, &cap))
-            return -1;
-        if (is_obj) {
-            v->keys[v->count] = NULL;
-            if (peek(p) != '"') {
-                perr(p, "expected a string key in object");
-                return -1;
-            }
-            if (parse_string(p, &v->keys[v->count]))
-                return -1;
-            skip_ws(p);
-            if (peek(p) != ':') {
-                free(v->keys[v->count]);
-                perr(p, "expected ':' after object key");
-                return -1;
-            }
-            advance(p);
-        }
-        v->count++;
-        if (parse_value(p, &v->items[v->count - 1], depth + 1))
-            return -1;
-        skip_ws(p);
-        int c = peek(p);
-        if (c == ',') {
-            advance(p);
-            continue;
-        }
-        if (c == close) {
-            advance(p);
-            return 0;
-        }
-        perr(p, c < 0 ? "unexpected end of input: missing '%c'"
-                      : "expected ',' or '%c'", close);
-        return -1;
-    }
-}
-
-static int parse_value(parser *p, json_value *v, int depth)
-{
-    skip_ws(p);
-    v->line = p->line;
-    v->col = p->col;
-    if (depth > JSON_MAX_DEPTH) {
-        perr(p, "nesting deeper than %d levels", JSON_MAX_DEPTH);
-        return -1;
-    }
-    int c = peek(p);
-    if (c < 0) {
-        perr(p, "unexpected end of input: expected a value");
-        return -1;
-    }
-    if (c == '{' || c == '[')
-        return parse_container(p, v, depth);
-    if (c == '"') {
-        v->type = JV_STRING;
-        return parse_string(p, &v->string);
-    }
-    if (c == '-' || isdigit(c))
-        return parse_number(p, v);
-    if (c == 't' || c == 'f') {
-        v->type = JV_BOOL;
-        v->number = c == 't';
-        return expect_word(p, c == 't' ? "true" : "false");
-    }
-    if (c == 'n') {
-        v->type = JV_NULL;
-        return expect_word(p, "null");
-    }
-    perr(p, "unexpected character '%c': expected a JSON value", c);
-    return -1;
-}
-
-json_value *json_parse(const char *text, size_t len, const char *name,
-                       char *err, size_t errlen)
-{
-    parser p = {text, text + len, name, 1, 1, err, errlen, 0};
-    json_value *v = calloc(1, sizeof *v);
+    json_error_t e;
+    json_t *v = json_loadb(r->s, (size_t)(r->end - r->s), DECODE_FLAGS, &e);
     if (!v) {
-        snprintf(err, errlen, "%s: out of memory", name);
+        /* jansson counts from where it started. */
+        int line = e.line < 1 ? r->line : r->line + e.line - 1;
+        int col = e.line < 1 ? r->col
+                  : e.line == 1 ? r->col + e.column - 1 : e.column;
+        fail(r, line, col, "%s", e.text);
         return NULL;
     }
-    if (parse_value(&p, v, 0) == 0) {
-        skip_ws(&p);
-        if (peek(&p) >= 0)
-            perr(&p, "unexpected text after the JSON value");
-    }
-    if (p.failed) {
-        json_free(v);
-        return NULL;
-    }
+    step(r, (size_t)e.position);
     return v;
 }
 
-static int fail_at(char *err, size_t errlen, const char *name,
-                   const json_value *v, const char *what)
+/* Where item `want` of the array at text (valid JSON: jansson read it)
+ * begins, for a message about that one value. */
+static void locate_item(const char *text, const char *end, size_t want,
+                        int *line, int *col)
 {
-    snprintf(err, errlen, "%s:%d:%d: %s", name, v->line, v->col, what);
-    return -1;
-}
-
-/* [[numbers] x layers] into a matrix; every row the same length. */
-static int matrix_from_json(const json_value *rows, const char *name,
-                            load_matrix *out, char *err, size_t errlen)
-{
-    if (rows->type != JV_ARRAY || rows->count == 0)
-        return fail_at(err, errlen, name, rows,
-                       "expected a non-empty array of layers (arrays of "
-                       "numbers)");
-    int E = rows->items[0].type == JV_ARRAY ? rows->items[0].count : 0;
-    if (E == 0)
-        return fail_at(err, errlen, name, &rows->items[0],
-                       "expected a non-empty array of numbers (one layer)");
-    float *data = malloc((size_t)rows->count * E * sizeof(float));
-    if (!data)
-        return fail_at(err, errlen, name, rows, "out of memory");
-    for (int l = 0; l < rows->count; l++) {
-        const json_value *row = &rows->items[l];
-        char what[128];
-        if (row->type != JV_ARRAY || row->count != E) {
-            snprintf(what, sizeof what, "layer %d has %d values, layer 0 "
-                     "has %d: every layer needs the same number of experts",
-                     l, row->type == JV_ARRAY ? row->count : 0, E);
-            free(data);
-            return fail_at(err, errlen, name, row, what);
+    reader r = {.s = text, .end = end, .line = *line, .col = *col};
+    size_t item = 0;
+    int depth = 1;
+    step(&r, 1); /* the opening '[' */
+    while (r.s < r.end) {
+        int c = peek(&r);
+        int blank = c == ' ' || c == '\t' || c == '\n' || c == '\r';
+        if (depth == 1 && item == want && !blank && c != ',')
+            break;
+        if (c == '"') {
+            step(&r, 1); /* past the string, escapes included */
+            while (r.s < r.end && *r.s != '"')
+                step(&r, *r.s == '\\' ? 2 : 1);
+        } else if (c == '[' || c == '{') {
+            depth++;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            item++;
         }
-        for (int e = 0; e < E; e++) {
-            if (row->items[e].type != JV_NUMBER) {
-                free(data);
-                return fail_at(err, errlen, name, &row->items[e],
-                               "expected a number");
-            }
-            data[(size_t)l * E + e] = (float)row->items[e].number;
-        }
+        step(&r, 1);
     }
-    out->layers = rows->count;
-    out->experts = E;
-    out->data = data;
-    return 0;
+    *line = r.line;
+    *col = r.col;
 }
 
-/* CSV: one layer a row, values separated by commas (or spaces). */
-static int matrix_from_csv(const char *text, size_t len, const char *name,
-                           load_matrix *out, char *err, size_t errlen)
+static int json_layer(reader *r)
 {
-    size_t cap = 1024, n = 0;
-    float *data = malloc(cap * sizeof(float));
-    int line = 1, E = -1, layers = 0;
-    const char *s = text, *end = text + len;
-    if (!data) {
-        snprintf(err, errlen, "%s: out of memory", name);
+    int line = r->line, col = r->col;
+    const char *start = r->s;
+    if (peek(r) != '[')
+        return fail(r, line, col, "expected layer %d: an array of numbers",
+                    r->layers);
+    json_t *row = decode(r);
+    if (!row)
         return -1;
+    size_t count = json_array_size(row);
+    int rc = 0;
+    for (size_t e = 0; e < count && rc == 0; e++) {
+        json_t *v = json_array_get(row, e);
+        double d = json_number_value(v);
+        const char *why = json_is_number(v) ? load_problem(d) : NULL;
+        if (json_is_number(v) && !why) {
+            rc = push_load(r, d, line, col);
+            continue;
+        }
+        /* Only now is the value's place worth finding. */
+        int vl = line, vc = col;
+        locate_item(start, r->s, e, &vl, &vc);
+        rc = why ? bad_load(r, d, why, e, vl, vc)
+                 : fail(r, vl, vc, "expected a number (layer %d, expert "
+                        "%zu)", r->layers, e);
     }
-    while (s < end) {
-        const char *eol = memchr(s, '\n', (size_t)(end - s));
-        if (!eol)
-            eol = end;
-        int count = 0;
-        const char *q = s;
-        while (q < eol) {
-            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r' ||
-                               *q == ','))
-                q++;
-            if (q >= eol)
-                break;
-            char num[64];
-            size_t k = 0;
-            const char *start = q;
-            while (q < eol && *q != ',' && *q != ' ' && *q != '\t' &&
-                   *q != '\r' && k < sizeof num - 1)
-                num[k++] = *q++;
-            num[k] = '\0';
-            char *endp;
-            double d = strtod(num, &endp);
-            if (k == 0 || *endp) {
-                snprintf(err, errlen, "%s:%d:%d: '%s' is not a number", name,
-                         line, (int)(start - s) + 1, num);
-                free(data);
+    json_decref(row);
+    return rc ? rc : end_layer(r, count, line, col);
+}
+
+/* [[...], [...], ...] */
+static int json_layers(reader *r)
+{
+    int line = r->line, col = r->col;
+    if (peek(r) != '[')
+        return fail(r, line, col, "expected an array of layers (arrays of "
+                    "numbers)");
+    step(r, 1);
+    skip_ws(r);
+    if (peek(r) == ']')
+        return fail(r, line, col, "the array of layers is empty");
+    for (;;) {
+        if (json_layer(r))
+            return -1;
+        skip_ws(r);
+        int c = peek(r);
+        if (c != ',' && c != ']')
+            return fail(r, r->line, r->col,
+                        c < 0 ? "end of input: expected ',' or ']'"
+                              : "expected ',' or ']' after layer %d",
+                        r->layers - 1);
+        step(r, 1);
+        if (c == ']')
+            return 0;
+        skip_ws(r);
+    }
+}
+
+/* {"logical_count": [[...]], other members ignored (but valid)} */
+static int json_members(reader *r)
+{
+    int line = r->line, col = r->col, found = 0;
+    step(r, 1);
+    skip_ws(r);
+    if (peek(r) != '}') {
+        for (;;) {
+            int kl = r->line, kc = r->col;
+            if (peek(r) != '"')
+                return fail(r, kl, kc, "expected a member name in quotes");
+            json_t *key = decode(r);
+            if (!key)
                 return -1;
-            }
-            if (n == cap) {
-                float *nd = realloc(data, (cap *= 2) * sizeof(float));
-                if (!nd) {
-                    free(data);
-                    snprintf(err, errlen, "%s: out of memory", name);
+            int is_counts =
+                strcmp(json_string_value(key), "logical_count") == 0;
+            json_decref(key);
+            skip_ws(r);
+            if (peek(r) != ':')
+                return fail(r, r->line, r->col, "expected ':'");
+            step(r, 1);
+            skip_ws(r);
+            if (is_counts && found++)
+                return fail(r, kl, kc, "a second \"logical_count\" member");
+            if (is_counts) {
+                if (json_layers(r))
                     return -1;
-                }
-                data = nd;
+            } else {
+                json_t *other = decode(r);
+                if (!other)
+                    return -1;
+                json_decref(other);
             }
-            data[n++] = (float)d;
-            count++;
+            skip_ws(r);
+            int c = peek(r);
+            if (c == '}')
+                break;
+            if (c != ',')
+                return fail(r, r->line, r->col, c < 0
+                            ? "end of input: expected ',' or '}'"
+                            : "expected ',' or '}'");
+            step(r, 1);
+            skip_ws(r);
         }
-        if (count > 0) {
-            if (E < 0)
-                E = count;
-            else if (count != E) {
-                snprintf(err, errlen, "%s:%d:1: row has %d values, the first "
-                         "row has %d: every layer needs the same number of "
-                         "experts", name, line, count, E);
-                free(data);
-                return -1;
-            }
-            layers++;
-        }
-        s = eol + 1;
-        line++;
     }
-    if (layers == 0) {
-        snprintf(err, errlen, "%s:1:1: no values found", name);
-        free(data);
-        return -1;
-    }
-    out->layers = layers;
-    out->experts = E;
-    out->data = data;
+    step(r, 1);
+    if (!found)
+        return fail(r, line, col, "object has no \"logical_count\" member "
+                    "(SGLang's expert distribution format)");
     return 0;
 }
+
+static int json_document(reader *r)
+{
+    int rc = peek(r) == '{' ? json_members(r) : json_layers(r);
+    if (rc)
+        return rc;
+    skip_ws(r);
+    if (r->s < r->end)
+        return fail(r, r->line, r->col, "unexpected text after the JSON "
+                    "value");
+    return 0;
+}
+
+/* ---- CSV ---------------------------------------------------------- */
+
+/* One number, the whole field, by jansson's number grammar. */
+static int csv_value(reader *r, const char *field, size_t len, size_t expert,
+                     int line, int col)
+{
+    if (memchr(field, '\0', len))
+        return fail(r, line, col, "a NUL byte inside a number");
+    json_error_t e;
+    json_t *v = json_loadb(field, len, JSON_DECODE_ANY |
+                                           JSON_DECODE_INT_AS_REAL, &e);
+    if (!json_is_number(v)) {
+        json_decref(v);
+        int shown = len > 40 ? 40 : (int)len;
+        return fail(r, line, col, "'%.*s%s' is not a number (%s)", shown,
+                    field, len > 40 ? "..." : "",
+                    v ? "not a JSON number" : e.text);
+    }
+    double d = json_number_value(v);
+    json_decref(v);
+    const char *why = load_problem(d);
+    return why ? bad_load(r, d, why, expert, line, col)
+               : push_load(r, d, line, col);
+}
+
+/* Rows of numbers separated by commas (blanks around them allowed), or by
+ * blanks alone; an empty field is an error, a blank line is skipped. */
+static int csv_document(reader *r)
+{
+    while (r->s < r->end) {
+        const char *eol = memchr(r->s, '\n', (size_t)(r->end - r->s));
+        if (!eol)
+            eol = r->end;
+        const char *stop = eol > r->s && eol[-1] == '\r' ? eol - 1 : eol;
+        int commas = memchr(r->s, ',', (size_t)(stop - r->s)) != NULL;
+        int line = r->line;
+        size_t count = 0;
+        for (;;) {
+            while (r->s < stop && (*r->s == ' ' || *r->s == '\t'))
+                step(r, 1);
+            if (r->s == stop && (count == 0 || !commas))
+                break; /* blank line, or the end of a blank-separated row */
+            const char *f = r->s;
+            int col = r->col;
+            while (r->s < stop && *r->s != ',' &&
+                   (commas || (*r->s != ' ' && *r->s != '\t')))
+                step(r, 1);
+            size_t len = (size_t)(r->s - f);
+            while (len > 0 && (f[len - 1] == ' ' || f[len - 1] == '\t'))
+                len--;
+            if (len == 0)
+                return fail(r, line, col, "empty field: expected a number");
+            if (csv_value(r, f, len, count, line, col))
+                return -1;
+            count++;
+            if (r->s < stop && *r->s == ',')
+                step(r, 1);
+            else if (r->s == stop)
+                break;
+        }
+        if (count && end_layer(r, count, line, 1))
+            return -1;
+        step(r, (size_t)(eol - r->s) + (eol < r->end));
+    }
+    if (r->layers == 0)
+        return fail(r, 1, 1, "no values found");
+    return 0;
+}
+
+/* ---- entry points ------------------------------------------------- */
 
 int load_matrix_parse(const char *text, size_t len, const char *name,
                       load_matrix *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    size_t i = 0;
-    while (i < len && isspace((unsigned char)text[i]))
-        i++;
-    if (i == len) {
-        snprintf(err, errlen, "%s:1:1: the file is empty", name);
+    reader r = {.s = text, .end = text + len, .name = name, .line = 1,
+                .col = 1, .err = err, .errlen = errlen, .experts = -1};
+    if (len > LOAD_MAX_BYTES)
+        return fail(&r, 1, 1, "larger than %zu bytes: the limit of this "
+                    "reader", LOAD_MAX_BYTES);
+    /* RFC 8259 lets a reader ignore a UTF-8 byte order mark. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        r.s += 3;
+    skip_ws(&r);
+    if (r.s == r.end)
+        return fail(&r, 1, 1, "the file is empty");
+    int c = peek(&r);
+    int rc = c == '{' || c == '[' ? json_document(&r) : csv_document(&r);
+    if (rc) {
+        free(r.data);
         return -1;
     }
-    if (text[i] != '{' && text[i] != '[')
-        return matrix_from_csv(text, len, name, out, err, errlen);
-    json_value *root = json_parse(text, len, name, err, errlen);
-    if (!root)
-        return -1;
-    const json_value *rows = root;
-    if (root->type == JV_OBJECT) {
-        rows = json_get(root, "logical_count");
-        if (!rows) {
-            fail_at(err, errlen, name, root,
-                    "object has no \"logical_count\" member (SGLang's expert "
-                    "distribution format)");
-            json_free(root);
-            return -1;
-        }
-    }
-    int rc = matrix_from_json(rows, name, out, err, errlen);
-    json_free(root);
-    return rc;
+    out->layers = r.layers;
+    out->experts = r.experts;
+    out->data = r.data;
+    return 0;
 }
 
 char *read_file(const char *path, size_t *len, char *err, size_t errlen)
@@ -475,12 +414,13 @@ char *read_file(const char *path, size_t *len, char *err, size_t errlen)
         n += got;
         if (n < cap)
             break;
-        char *nb = realloc(buf, (cap *= 2) + 1);
+        char *nb = cap > LOAD_MAX_BYTES ? NULL : realloc(buf, 2 * cap + 1);
         if (!nb) {
             free(buf);
             buf = NULL;
         } else {
             buf = nb;
+            cap *= 2;
         }
     }
     int bad = ferror(f);
@@ -488,7 +428,7 @@ char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     if (!buf || bad) {
         free(buf);
         snprintf(err, errlen, "%s: cannot read%s", path,
-                 buf ? "" : ": out of memory");
+                 buf ? "" : ": out of memory or larger than 1 GiB");
         return NULL;
     }
     buf[n] = '\0';
@@ -499,6 +439,33 @@ char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 int load_matrix_read(const char *path, load_matrix *out, char *err,
                      size_t errlen)
 {
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    /* A regular file is mapped, not copied: the text costs no memory of
+     * its own. Pipes and the like are read. */
+    if (S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uint64_t)st.st_size <= LOAD_MAX_BYTES) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+                         fd, 0);
+        close(fd);
+        if (map == MAP_FAILED) {
+            snprintf(err, errlen, "%s: cannot map: %s", path,
+                     strerror(errno));
+            return -1;
+        }
+        int rc = load_matrix_parse(map, (size_t)st.st_size, path, out, err,
+                                   errlen);
+        munmap(map, (size_t)st.st_size);
+        return rc;
+    }
+    close(fd);
     size_t len;
     char *text = read_file(path, &len, err, errlen);
     if (!text)

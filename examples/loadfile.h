@@ -1,35 +1,24 @@
-/* Reading load matrices and plans: SGLang's JSON ({"logical_count":
- * [[...]]}), a plain JSON array of arrays, or CSV (one layer a row). */
+/* Reading load matrices: SGLang's JSON ({"logical_count": [[...]]}), a
+ * plain JSON array of arrays, or CSV (one layer a row). Strict: JSON as
+ * RFC 8259 has it (jansson reads every value), CSV with one number per
+ * field, and every load one the library accepts (finite, >= 0, within
+ * float range, not rounded to 0); any other input is an error naming
+ * file:line:column. */
 #ifndef EPLB_LOADFILE_H
 #define EPLB_LOADFILE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* Input limits: larger inputs are refused with a message, not read. */
+#define LOAD_MAX_BYTES ((size_t)1 << 30)  /* 1 GiB of text */
+#define LOAD_MAX_VALUES ((size_t)1 << 27) /* 128 Mi loads (512 MiB) */
+#define LOAD_MAX_EXPERTS (1 << 20)        /* values in one layer */
+
 typedef struct load_matrix {
     int layers, experts;
     float *data; /* [layers][experts], caller frees with load_matrix_free */
 } load_matrix;
-
-/* A tiny JSON tree, enough for load files and plans. */
-typedef enum { JV_NULL, JV_BOOL, JV_NUMBER, JV_STRING, JV_ARRAY, JV_OBJECT }
-    json_type;
-typedef struct json_value {
-    json_type type;
-    double number;
-    char *string;             /* JV_STRING, and keys of object members */
-    struct json_value *items; /* JV_ARRAY / JV_OBJECT members */
-    char **keys;              /* JV_OBJECT only */
-    int count;
-    int line, col;            /* where the value starts, for messages */
-} json_value;
-
-/* Parses text; on failure returns NULL and writes "name:line:col: what" to
- * err. */
-json_value *json_parse(const char *text, size_t len, const char *name,
-                       char *err, size_t errlen);
-void json_free(json_value *v);
-const json_value *json_get(const json_value *obj, const char *key);
 
 /* 0 on success; -1 with "name:line:col: what" in err. */
 int load_matrix_parse(const char *text, size_t len, const char *name,

@@ -1,9 +1,8 @@
 #include "planio.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "loadfile.h"
 
 static void write_row(FILE *f, const int32_t *v, int n)
 {
@@ -43,29 +42,36 @@ int plan_write_json(FILE *f, const eplb_shape *s, const int32_t *phy2log,
     return ferror(f) ? -1 : 0;
 }
 
-/* Copies a nested array of the expected dims (outer first) into out. */
-static int copy_ints(const json_value *v, const int *dims, int ndims,
-                     int32_t **out, const char *name, char *err,
-                     size_t errlen)
+/* Copies a nested array of the expected dims (outer first) into out;
+ * path names the array in messages ("phy2log[3]"). jansson keeps no
+ * places for values, so errors of shape name the path instead. */
+static int copy_ints(const json_t *v, const int *dims, int ndims,
+                     int32_t **out, char *path, size_t pathlen,
+                     const char *name, char *err, size_t errlen)
 {
     if (ndims == 0) {
-        if (v->type != JV_NUMBER || v->number != (double)(int32_t)v->number) {
-            snprintf(err, errlen, "%s:%d:%d: expected an integer", name,
-                     v->line, v->col);
+        json_int_t i = json_integer_value(v);
+        if (!json_is_integer(v) || i < INT32_MIN || i > INT32_MAX) {
+            snprintf(err, errlen, "%s:1:1: %s is not a 32-bit integer",
+                     name, path);
             return -1;
         }
-        *(*out)++ = (int32_t)v->number;
+        *(*out)++ = (int32_t)i;
         return 0;
     }
-    if (v->type != JV_ARRAY || v->count != dims[0]) {
-        snprintf(err, errlen, "%s:%d:%d: expected an array of %d elements",
-                 name, v->line, v->col, dims[0]);
+    if (!json_is_array(v) || json_array_size(v) != (size_t)dims[0]) {
+        snprintf(err, errlen, "%s:1:1: %s is not an array of %d elements",
+                 name, path, dims[0]);
         return -1;
     }
-    for (int i = 0; i < v->count; i++)
-        if (copy_ints(&v->items[i], dims + 1, ndims - 1, out, name, err,
-                      errlen))
+    size_t used = strlen(path);
+    for (int i = 0; i < dims[0]; i++) {
+        snprintf(path + used, pathlen - used, "[%d]", i);
+        if (copy_ints(json_array_get(v, (size_t)i), dims + 1, ndims - 1, out,
+                      path, pathlen, name, err, errlen))
             return -1;
+    }
+    path[used] = '\0';
     return 0;
 }
 
@@ -73,9 +79,13 @@ int plan_parse_json(const char *text, size_t len, const char *name,
                     const eplb_shape *s, int32_t *phy2log, int32_t *log2phy,
                     int32_t *logcnt, char *err, size_t errlen)
 {
-    json_value *root = json_parse(text, len, name, err, errlen);
-    if (!root)
+    json_error_t e;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (!root) {
+        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line, e.column,
+                 e.text);
         return -1;
+    }
     int L = s->layers, E = s->experts, P = s->num_replicas;
     int d_p2l[] = {L, P}, d_l2p[] = {L, E, P - E + 1}, d_cnt[] = {L, E};
     struct { const char *key; const int *dims; int nd; int32_t *dst; } f[] = {
@@ -85,17 +95,20 @@ int plan_parse_json(const char *text, size_t len, const char *name,
     };
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0; i++) {
-        const json_value *v = json_get(root, f[i].key);
+        const json_t *v = json_object_get(root, f[i].key);
         int32_t *dst = f[i].dst;
+        char path[64];
+        snprintf(path, sizeof path, "%s", f[i].key);
         if (!v) {
-            snprintf(err, errlen, "%s:%d:%d: no \"%s\" member", name,
-                     root->line, root->col, f[i].key);
+            snprintf(err, errlen, "%s:1:1: no \"%s\" member", name,
+                     f[i].key);
             rc = -1;
         } else {
-            rc = copy_ints(v, f[i].dims, f[i].nd, &dst, name, err, errlen);
+            rc = copy_ints(v, f[i].dims, f[i].nd, &dst, path, sizeof path,
+                           name, err, errlen);
         }
     }
-    json_free(root);
+    json_decref(root);
     return rc;
 }
 

@@ -4,6 +4,7 @@
 #include "cl_internal.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,8 @@ static void fill_choice(cl_platform_id p, cl_device_id d, cl_device_choice *c)
     clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof c->type, &c->type, NULL);
     cl_device_fp_config fp = 0;
     clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
-    c->correctly_rounded_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    c->correctly_rounded_divide =
+        (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
     clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof c->max_work_group,
                     &c->max_work_group, NULL);
     clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof c->local_mem,
@@ -113,24 +115,73 @@ static const char *env_or(const char *opt, const char *env)
     return v && *v ? v : NULL;
 }
 
-int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
-                     char *note, size_t note_len)
+/* Every usable device of every platform, found once per process. OpenCL
+ * drivers set themselves up on the first call a process makes, and PoCL's
+ * setup crashes when two threads race through it; so all of the
+ * library's platform and device queries happen here, under pthread_once,
+ * and later contexts only read the list. */
+static struct {
+    cl_int err;       /* clGetPlatformIDs' answer */
+    cl_uint platforms;
+    int count;        /* usable devices (available, with a compiler) */
+    cl_device_choice *devs;
+} found;
+static pthread_once_t found_once = PTHREAD_ONCE_INIT;
+
+static void discover(void)
 {
     cl_platform_id plats[EPLB_MAX_PLATFORMS];
     cl_uint np = 0;
-    cl_int err = clGetPlatformIDs(EPLB_MAX_PLATFORMS, plats, &np);
+    found.err = clGetPlatformIDs(EPLB_MAX_PLATFORMS, plats, &np);
+    if (found.err != CL_SUCCESS)
+        return;
+    if (np > EPLB_MAX_PLATFORMS)
+        np = EPLB_MAX_PLATFORMS;
+    found.platforms = np;
+    found.devs = malloc(EPLB_MAX_DEVICES * sizeof *found.devs);
+    if (!found.devs) {
+        found.err = CL_OUT_OF_HOST_MEMORY;
+        return;
+    }
+    for (cl_uint i = 0; i < np; i++) {
+        cl_device_id devs[EPLB_MAX_DEVICES];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, EPLB_MAX_DEVICES,
+                           devs, &nd) != CL_SUCCESS)
+            continue;
+        if (nd > EPLB_MAX_DEVICES)
+            nd = EPLB_MAX_DEVICES;
+        for (cl_uint j = 0; j < nd && found.count < EPLB_MAX_DEVICES; j++) {
+            cl_bool avail = CL_FALSE, compiler = CL_FALSE;
+            clGetDeviceInfo(devs[j], CL_DEVICE_AVAILABLE, sizeof avail,
+                            &avail, NULL);
+            clGetDeviceInfo(devs[j], CL_DEVICE_COMPILER_AVAILABLE,
+                            sizeof compiler, &compiler, NULL);
+            if (avail && compiler)
+                fill_choice(plats[i], devs[j], &found.devs[found.count++]);
+        }
+    }
+}
+
+int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
+                     char *note, size_t note_len)
+{
+    pthread_once(&found_once, discover);
+    cl_int err = found.err;
+    cl_uint np = found.platforms;
     if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && np == 0))
         return eplb_fail(EPLB_ERR_NO_DEVICE,
                          "no OpenCL platform is installed "
                          "(clGetPlatformIDs: %s): install a driver, e.g. "
                          "pocl-opencl-icd for the CPU, or use backend "
                          "reference", cl_error_name(err));
+    if (err == CL_OUT_OF_HOST_MEMORY)
+        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
+                         "out of host memory while listing OpenCL devices");
     if (err != CL_SUCCESS)
         return eplb_fail(EPLB_ERR_NO_DEVICE,
                          "clGetPlatformIDs failed with %s (%d)",
                          cl_error_name(err), err);
-    if (np > EPLB_MAX_PLATFORMS)
-        np = EPLB_MAX_PLATFORMS;
 
     const char *want_plat = env_or(opts->platform, "EPLB_CL_PLATFORM");
     const char *want_dev = env_or(opts->device, "EPLB_CL_DEVICE");
@@ -141,49 +192,27 @@ int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
                          "device type '%s' is not gpu, cpu or accelerator",
                          want_type_s);
 
-    cl_device_choice best_match, best_any, c;
-    int have_match = 0, have_any = 0;
+    const cl_device_choice *best_match = NULL, *best_any = NULL;
     char seen[1024] = "";
-    for (cl_uint i = 0; i < np; i++) {
-        cl_device_id devs[EPLB_MAX_DEVICES];
-        cl_uint nd = 0;
-        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, EPLB_MAX_DEVICES,
-                           devs, &nd) != CL_SUCCESS)
-            continue;
-        if (nd > EPLB_MAX_DEVICES)
-            nd = EPLB_MAX_DEVICES;
-        for (cl_uint j = 0; j < nd; j++) {
-            cl_bool avail = CL_FALSE, compiler = CL_FALSE;
-            clGetDeviceInfo(devs[j], CL_DEVICE_AVAILABLE, sizeof avail,
-                            &avail, NULL);
-            clGetDeviceInfo(devs[j], CL_DEVICE_COMPILER_AVAILABLE,
-                            sizeof compiler, &compiler, NULL);
-            if (!avail || !compiler)
-                continue;
-            fill_choice(plats[i], devs[j], &c);
-            size_t len = strlen(seen);
-            snprintf(seen + len, sizeof seen - len, "%s'%s / %s'",
-                     len ? ", " : "", c.platform_name, c.device_name);
-            if (!have_any || type_rank(c.type) < type_rank(best_any.type)) {
-                best_any = c;
-                have_any = 1;
-            }
-            if (contains(c.platform_name, want_plat) &&
-                contains(c.device_name, want_dev) && (c.type & want_type) &&
-                (!have_match ||
-                 type_rank(c.type) < type_rank(best_match.type))) {
-                best_match = c;
-                have_match = 1;
-            }
-        }
+    for (int k = 0; k < found.count; k++) {
+        const cl_device_choice *c = &found.devs[k];
+        size_t len = strlen(seen);
+        snprintf(seen + len, sizeof seen - len, "%s'%s / %s'",
+                 len ? ", " : "", c->platform_name, c->device_name);
+        if (!best_any || type_rank(c->type) < type_rank(best_any->type))
+            best_any = c;
+        if (contains(c->platform_name, want_plat) &&
+            contains(c->device_name, want_dev) && (c->type & want_type) &&
+            (!best_match || type_rank(c->type) < type_rank(best_match->type)))
+            best_match = c;
     }
-    if (!have_any)
+    if (!best_any)
         return eplb_fail(EPLB_ERR_NO_DEVICE,
                          "no available OpenCL device with a compiler on %u "
                          "platform(s): check the driver, or use backend "
                          "reference", np);
-    if (have_match) {
-        *out = best_match;
+    if (best_match) {
+        *out = *best_match;
         return EPLB_OK;
     }
     if (opts->enforce_device)
@@ -197,8 +226,8 @@ int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
              "no OpenCL device matches platform '%s', device '%s', type "
              "'%s'; using '%s / %s' instead",
              want_plat ? want_plat : "*", want_dev ? want_dev : "*",
-             want_type_s ? want_type_s : "*", best_any.platform_name,
-             best_any.device_name);
-    *out = best_any;
+             want_type_s ? want_type_s : "*", best_any->platform_name,
+             best_any->device_name);
+    *out = *best_any;
     return EPLB_OK;
 }

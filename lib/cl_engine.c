@@ -278,12 +278,12 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
         char opts[OPTIONS_MAX];
         program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
         int rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
-                                  &e->prog_groups);
+                                  "eplb_groups", &e->prog_groups);
         if (rc)
             return rc;
         program_options(opts, sizeof opts, e, d, 1, wg, &ls, e->local_slots);
         rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
-                              &e->prog_slots);
+                              "eplb_slots;eplb_finish", &e->prog_slots);
         if (rc)
             return rc;
         size_t max_wg = wg;
@@ -557,7 +557,7 @@ static int floor_reserve(cl_engine *e, size_t in_bytes, size_t out_bytes)
     if (!e->k_floor) {
         static const char *const files[] = {"eplb_floor.cl"};
         int rc = cl_program_build(e->ctx, &e->dev, files, 1, "-cl-std=CL1.2",
-                                  &e->prog_floor);
+                                  "eplb_floor", &e->prog_floor);
         if (rc)
             return rc;
         cl_int err;

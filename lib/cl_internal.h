@@ -41,9 +41,12 @@ int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
 const char *cl_error_name(cl_int err);
 
 /* Builds a program from the named kernel files (embedded, or read from
- * $EPLB_CL_KERNEL_DIR), using the on-disk binary cache. */
+ * $EPLB_CL_KERNEL_DIR), using the on-disk binary cache. kernels: the
+ * ';'-separated kernel names the caller will create; a cached binary
+ * that lacks one is rebuilt from source. */
 int cl_program_build(cl_context ctx, const cl_device_choice *dev,
                      const char *const *files, int nfiles,
-                     const char *options, cl_program *out);
+                     const char *options, const char *kernels,
+                     cl_program *out);
 
 #endif

@@ -5,19 +5,27 @@
 #include "cl_sources.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CACHE_MAGIC "EPLBBIN1"
+#define CACHE_MAGIC "EPLBBIN2"
 #define CACHE_MAGIC_LEN 8
 #define CACHE_PATH_MAX 4096
-#define KERNEL_FILE_MAX (1 << 22)
+/* A sanity bound on one kernel file of EPLB_CL_KERNEL_DIR (ours are tens
+ * of KB). */
+#define KERNEL_FILE_MAX (1 << 28)
+/* Larger cache files are not ours: a program binary is a few MB. */
+#define CACHE_FILE_MAX ((uint64_t)1 << 30)
+#define KERNEL_NAME_MAX 256
 
-/* FNV-1a, 64 bit: enough to key a cache (a collision only costs a
- * rebuild, since the stored key is compared in full below). */
+/* FNV-1a, 64 bit: names the cache file and checks its payload against
+ * accidents (a torn or truncated write); the stored key is compared in
+ * full, so a collision only costs a rebuild. */
 static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
 {
     const unsigned char *p = data;
@@ -30,25 +38,38 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
 
 #define FNV_OFFSET 0xCBF29CE484222325ull
 
-static char *read_kernel_file(const char *dir, const char *name, size_t *len)
+/* One kernel file of $EPLB_CL_KERNEL_DIR; NULL with the status in *rc. */
+static char *read_kernel_file(const char *dir, const char *name, size_t *len,
+                              int *rc)
 {
     char path[CACHE_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        eplb_fail(EPLB_ERR_KERNEL_BUILD,
-                  "EPLB_CL_KERNEL_DIR is set but %s cannot be read (%s): "
-                  "point it at a copy of the cl/ directory or unset it",
-                  path, strerror(errno));
+    /* Not blocking, and regular files only: a FIFO must not hang us. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st = {0};
+    FILE *f = NULL;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > KERNEL_FILE_MAX || !(f = fdopen(fd, "rb"))) {
+        *rc = eplb_fail(EPLB_ERR_KERNEL_BUILD,
+                        "EPLB_CL_KERNEL_DIR is set but %s cannot be read "
+                        "(%s): point it at a copy of the cl/ directory or "
+                        "unset it", path,
+                        fd < 0 ? strerror(errno)
+                        : !S_ISREG(st.st_mode) ? "not a regular file"
+                                               : "larger than 256 MiB");
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
-    char *buf = malloc(KERNEL_FILE_MAX + 1);
-    size_t n = buf ? fread(buf, 1, KERNEL_FILE_MAX, f) : 0;
-    fclose(f);
+    char *buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
-        eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        fclose(f);
+        *rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
+                        "out of host memory reading kernel file %s", path);
         return NULL;
     }
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    fclose(f);
     buf[n] = '\0';
     *len = n;
     return buf;
@@ -56,13 +77,13 @@ static char *read_kernel_file(const char *dir, const char *name, size_t *len)
 
 /* The program text: the named files concatenated in order. */
 static char *program_source(const char *const *files, int nfiles,
-                            size_t *len_out)
+                            size_t *len_out, int *rc)
 {
     const char *dir = getenv("EPLB_CL_KERNEL_DIR");
     size_t total = 0, cap = 1 << 16;
     char *src = malloc(cap);
     if (!src) {
-        eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        *rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
         return NULL;
     }
     for (int i = 0; i < nfiles; i++) {
@@ -70,7 +91,7 @@ static char *program_source(const char *const *files, int nfiles,
         char *owned = NULL;
         size_t len = 0;
         if (dir && *dir) {
-            text = owned = read_kernel_file(dir, files[i], &len);
+            text = owned = read_kernel_file(dir, files[i], &len, rc);
             if (!owned) {
                 free(src);
                 return NULL;
@@ -84,9 +105,9 @@ static char *program_source(const char *const *files, int nfiles,
                 }
             if (!text) {
                 free(src);
-                eplb_fail(EPLB_ERR_KERNEL_BUILD,
-                          "kernel file %s is not embedded in this build",
-                          files[i]);
+                *rc = eplb_fail(EPLB_ERR_KERNEL_BUILD,
+                                "kernel file %s is not embedded in this "
+                                "build", files[i]);
                 return NULL;
             }
         }
@@ -97,7 +118,8 @@ static char *program_source(const char *const *files, int nfiles,
             if (!ns) {
                 free(owned);
                 free(src);
-                eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+                *rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
+                                "out of host memory for the kernel source");
                 return NULL;
             }
             src = ns;
@@ -135,7 +157,11 @@ static int cache_dir(char *out, size_t len)
     return 1;
 }
 
+/* The full key: everything the binary depends on, NUL-separated, the
+ * source last. Stored in the cache file and compared byte for byte. */
 typedef struct cache_key {
+    char *text;
+    size_t len;
     uint64_t hash;
     char path[CACHE_PATH_MAX];
     int usable;
@@ -145,44 +171,88 @@ static void make_cache_key(cache_key *k, const cl_device_choice *dev,
                            const char *src, size_t src_len,
                            const char *options)
 {
-    uint64_t h = FNV_OFFSET;
     const char *parts[] = {PACKAGE_VERSION, options, dev->platform_name,
                            dev->platform_version, dev->device_name,
                            dev->driver_version};
-    h = fnv1a(h, src, src_len);
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        h = fnv1a(h, parts[i], strlen(parts[i]) + 1);
-    k->hash = h;
+    size_t nparts = sizeof parts / sizeof parts[0], len = src_len;
+    for (size_t i = 0; i < nparts; i++)
+        len += strlen(parts[i]) + 1;
+    memset(k, 0, sizeof *k);
     char dir[CACHE_PATH_MAX - 64];
-    k->usable = cache_dir(dir, sizeof dir);
-    if (k->usable)
-        snprintf(k->path, sizeof k->path, "%s/%016llx.bin", dir,
-                 (unsigned long long)h);
+    /* No memory for the key only costs the cache, not the build. */
+    k->text = malloc(len);
+    if (!k->text || !cache_dir(dir, sizeof dir))
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        size_t m = strlen(parts[i]) + 1;
+        memcpy(k->text + n, parts[i], m);
+        n += m;
+    }
+    memcpy(k->text + n, src, src_len);
+    k->len = len;
+    k->hash = fnv1a(FNV_OFFSET, k->text, len);
+    k->usable = 1;
+    snprintf(k->path, sizeof k->path, "%s/%016llx.bin", dir,
+             (unsigned long long)k->hash);
 }
 
-/* File: magic, key hash, payload length, payload hash, payload. */
+/* The cache file, all integers in host order (the file never leaves the
+ * machine that wrote it): */
+typedef struct cache_header {
+    char magic[CACHE_MAGIC_LEN];
+    uint64_t key_len; /* the full key */
+    uint64_t bin_len; /* the driver's program binary */
+    uint64_t check;   /* FNV-1a over key and binary */
+} cache_header;
+
+static int read_all(int fd, void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t got = read(fd, p, n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return -1;
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+/* The binary when the file holds exactly this key, intact; else NULL
+ * (the caller rebuilds). Only a regular file of ours is opened, and
+ * without blocking: a FIFO or device put in its place must not hang. */
 static unsigned char *cache_load(const cache_key *k, size_t *len)
 {
-    FILE *f = fopen(k->path, "rb");
-    if (!f)
+    int fd = open(k->path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
         return NULL;
-    char magic[CACHE_MAGIC_LEN];
-    uint64_t hash, size, check;
-    unsigned char *bin = NULL;
-    if (fread(magic, 1, CACHE_MAGIC_LEN, f) == CACHE_MAGIC_LEN &&
-        memcmp(magic, CACHE_MAGIC, CACHE_MAGIC_LEN) == 0 &&
-        fread(&hash, sizeof hash, 1, f) == 1 && hash == k->hash &&
-        fread(&size, sizeof size, 1, f) == 1 && size > 0 &&
-        size < ((uint64_t)1 << 31) && fread(&check, sizeof check, 1, f) == 1 &&
-        (bin = malloc((size_t)size)) &&
-        fread(bin, 1, (size_t)size, f) == size &&
-        fnv1a(FNV_OFFSET, bin, (size_t)size) == check) {
-        *len = (size_t)size;
-    } else {
+    struct stat st;
+    cache_header h;
+    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+             st.st_uid == geteuid() &&
+             (uint64_t)st.st_size <= CACHE_FILE_MAX &&
+             read_all(fd, &h, sizeof h) == 0 &&
+             memcmp(h.magic, CACHE_MAGIC, CACHE_MAGIC_LEN) == 0 &&
+             h.key_len == k->len && h.bin_len > 0 &&
+             h.bin_len <= CACHE_FILE_MAX &&
+             sizeof h + h.key_len + h.bin_len == (uint64_t)st.st_size;
+    char *key = ok ? malloc(k->len) : NULL;
+    unsigned char *bin = ok ? malloc((size_t)h.bin_len) : NULL;
+    ok = ok && key && bin && read_all(fd, key, k->len) == 0 &&
+         memcmp(key, k->text, k->len) == 0 &&
+         read_all(fd, bin, (size_t)h.bin_len) == 0 &&
+         fnv1a(fnv1a(FNV_OFFSET, key, k->len), bin, (size_t)h.bin_len) ==
+             h.check;
+    close(fd);
+    free(key);
+    if (!ok) {
         free(bin);
-        bin = NULL;
+        return NULL;
     }
-    fclose(f);
+    *len = (size_t)h.bin_len;
     return bin;
 }
 
@@ -200,11 +270,13 @@ static void cache_store(const cache_key *k, const unsigned char *bin,
         unlink(tmp);
         return;
     }
-    uint64_t size = len, check = fnv1a(FNV_OFFSET, bin, len);
-    int ok = fwrite(CACHE_MAGIC, 1, CACHE_MAGIC_LEN, f) == CACHE_MAGIC_LEN &&
-             fwrite(&k->hash, sizeof k->hash, 1, f) == 1 &&
-             fwrite(&size, sizeof size, 1, f) == 1 &&
-             fwrite(&check, sizeof check, 1, f) == 1 &&
+    cache_header h;
+    memcpy(h.magic, CACHE_MAGIC, CACHE_MAGIC_LEN);
+    h.key_len = k->len;
+    h.bin_len = len;
+    h.check = fnv1a(fnv1a(FNV_OFFSET, k->text, k->len), bin, len);
+    int ok = fwrite(&h, sizeof h, 1, f) == 1 &&
+             fwrite(k->text, 1, k->len, f) == k->len &&
              fwrite(bin, 1, len, f) == len;
     ok = (fclose(f) == 0) && ok;
     /* rename() is atomic: readers see the old file or the whole new one. */
@@ -257,9 +329,32 @@ static void print_build_log(cl_program prog, const cl_device_choice *dev,
     free(log);
 }
 
+/* Whether every kernel the caller needs can be made from p: a binary
+ * that builds but lacks one (another program's) is rebuilt, not left to
+ * fail in the caller on every later run. */
+static int kernels_present(cl_program p, const char *kernels)
+{
+    int ok = 1;
+    for (const char *s = kernels; ok && *s;) {
+        size_t n = strcspn(s, ";");
+        char name[KERNEL_NAME_MAX];
+        if (n >= sizeof name)
+            return 0;
+        memcpy(name, s, n);
+        name[n] = '\0';
+        cl_int err;
+        cl_kernel k = clCreateKernel(p, name, &err);
+        ok = err == CL_SUCCESS;
+        if (k)
+            clReleaseKernel(k);
+        s += n + (s[n] == ';');
+    }
+    return ok;
+}
+
 static cl_program from_binary(cl_context ctx, const cl_device_choice *dev,
                               const unsigned char *bin, size_t len,
-                              const char *options)
+                              const char *options, const char *kernels)
 {
     cl_int err, status;
     cl_program p = clCreateProgramWithBinary(ctx, 1, &dev->device, &len, &bin,
@@ -267,7 +362,7 @@ static cl_program from_binary(cl_context ctx, const cl_device_choice *dev,
     if (err != CL_SUCCESS || status != CL_SUCCESS)
         return p ? (clReleaseProgram(p), NULL) : NULL;
     if (clBuildProgram(p, 1, &dev->device, options, NULL, NULL) !=
-        CL_SUCCESS) {
+            CL_SUCCESS || !kernels_present(p, kernels)) {
         clReleaseProgram(p);
         return NULL;
     }
@@ -287,23 +382,47 @@ static void store_binary(cl_program p, const cache_key *k)
     free(bin);
 }
 
+/* One build at a time in the process: PoCL's compiler (LLVM) showed data
+ * races under ThreadSanitizer when two contexts built at once, and
+ * builds are rare (once per shape, mostly from the cache). */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int build_locked(cl_context ctx, const cl_device_choice *dev,
+                        const char *const *files, int nfiles,
+                        const char *options, const char *kernels,
+                        cl_program *out);
+
 int cl_program_build(cl_context ctx, const cl_device_choice *dev,
                      const char *const *files, int nfiles,
-                     const char *options, cl_program *out)
+                     const char *options, const char *kernels,
+                     cl_program *out)
+{
+    pthread_mutex_lock(&build_lock);
+    int rc = build_locked(ctx, dev, files, nfiles, options, kernels, out);
+    pthread_mutex_unlock(&build_lock);
+    return rc;
+}
+
+static int build_locked(cl_context ctx, const cl_device_choice *dev,
+                        const char *const *files, int nfiles,
+                        const char *options, const char *kernels,
+                        cl_program *out)
 {
     size_t src_len;
-    char *src = program_source(files, nfiles, &src_len);
+    int rc = EPLB_OK;
+    char *src = program_source(files, nfiles, &src_len, &rc);
     if (!src)
-        return eplb_last_error()[0] ? EPLB_ERR_KERNEL_BUILD
-                                    : EPLB_ERR_OUT_OF_MEMORY;
+        return rc;
     cache_key key;
     make_cache_key(&key, dev, src, src_len, options);
     if (key.usable) {
         size_t len;
         unsigned char *bin = cache_load(&key, &len);
-        cl_program p = bin ? from_binary(ctx, dev, bin, len, options) : NULL;
+        cl_program p = bin ? from_binary(ctx, dev, bin, len, options, kernels)
+                           : NULL;
         free(bin);
         if (p) {
+            free(key.text);
             free(src);
             *out = p;
             return EPLB_OK;
@@ -313,13 +432,16 @@ int cl_program_build(cl_context ctx, const cl_device_choice *dev,
     const char *text = src;
     cl_program p = clCreateProgramWithSource(ctx, 1, &text, &src_len, &err);
     free(src);
-    if (err != CL_SUCCESS)
+    if (err != CL_SUCCESS) {
+        free(key.text);
         return eplb_fail(EPLB_ERR_OPENCL,
                          "clCreateProgramWithSource failed with %s on '%s'",
                          cl_error_name(err), dev->device_name);
+    }
     err = clBuildProgram(p, 1, &dev->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
-        int rc = build_log_error(p, dev, options, err);
+        free(key.text);
+        rc = build_log_error(p, dev, options, err);
         clReleaseProgram(p);
         return rc;
     }
@@ -328,6 +450,7 @@ int cl_program_build(cl_context ctx, const cl_device_choice *dev,
         print_build_log(p, dev, options);
     if (key.usable)
         store_binary(p, &key);
+    free(key.text);
     *out = p;
     return EPLB_OK;
 }

@@ -115,6 +115,14 @@ static int check_options(const eplb_options *o)
         return eplb_fail(EPLB_ERR_BAD_OPTION,
                          "distinct_per_gpu is %d: use 0 or 1",
                          o->distinct_per_gpu);
+    /* Here and not only where OpenCL looks for a device: with backend
+     * auto or reference a misspelt type would pass unnoticed. */
+    const char *t = o->device_type;
+    if (t && *t && strcasecmp(t, "gpu") != 0 && strcasecmp(t, "cpu") != 0 &&
+        strcasecmp(t, "accelerator") != 0)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "device_type is '%s': use gpu, cpu or accelerator "
+                         "(or NULL for no filter)", t);
     return EPLB_OK;
 }
 

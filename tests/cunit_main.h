@@ -1,11 +1,48 @@
 /* The main() every test binary shares: registers the suites of the file's
  * `suites` table, runs them verbosely, and exits non-zero when any
- * assertion, test or suite setup failed. */
+ * assertion, test or suite setup failed.
+ *
+ * Tests named "real loads: ..." need the recorded workloads. Each test
+ * file is built twice: as is, it runs every other test; built with
+ * EPLB_REAL_LOADS, it runs only those, and exits 77 (Automake's SKIP)
+ * when the workloads are absent, so that a missing folder shows as
+ * skipped rather than passed. */
 #ifndef EPLB_CUNIT_MAIN_H
 #define EPLB_CUNIT_MAIN_H
 
 #include <CUnit/Basic.h>
 #include <stdio.h>
+#include <string.h>
+
+#define REAL_LOADS_PREFIX "real loads: "
+#define EXIT_SKIP 77
+
+#ifdef EPLB_REAL_LOADS
+#include "testutil.h"
+#define WANT_REAL 1
+#else
+#define WANT_REAL 0
+#endif
+
+/* Leaves active the tests of this binary's kind; returns how many. */
+static int select_tests(void)
+{
+    int active = 0;
+    for (CU_pSuite s = CU_get_registry()->pSuite; s; s = s->pNext) {
+        int in_suite = 0;
+        for (CU_pTest t = s->pTest; t; t = t->pNext) {
+            int real = strncmp(t->pName, REAL_LOADS_PREFIX,
+                               strlen(REAL_LOADS_PREFIX)) == 0;
+            CU_set_test_active(t, real == WANT_REAL ? CU_TRUE : CU_FALSE);
+            in_suite += real == WANT_REAL;
+        }
+        /* A suite with nothing to run is not set up either. */
+        CU_set_suite_active(s, in_suite ? CU_TRUE : CU_FALSE);
+        active += in_suite;
+    }
+    CU_set_fail_on_inactive(CU_FALSE);
+    return active;
+}
 
 static int run_suites(CU_SuiteInfo *suites)
 {
@@ -16,6 +53,15 @@ static int run_suites(CU_SuiteInfo *suites)
         CU_cleanup_registry();
         return 2;
     }
+    int active = select_tests();
+#ifdef EPLB_REAL_LOADS
+    if (active == 0 || !test_workloads_dir()) {
+        CU_cleanup_registry();
+        return EXIT_SKIP;
+    }
+#else
+    (void)active;
+#endif
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     /* Failure records count failed assertions and failed suite setups

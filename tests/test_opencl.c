@@ -313,7 +313,7 @@ static void test_binary_cache(void)
         size_t len;
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
         char *text = read_file(path, &len, err, sizeof err);
-        CU_ASSERT(text && len > 32 && memcmp(text, "EPLBBIN1", 8) == 0 &&
+        CU_ASSERT(text && len > 32 && memcmp(text, "EPLBBIN2", 8) == 0 &&
                   !memmem(text, len, "garbage", 7));
         free(text);
         remove(path);
@@ -391,7 +391,7 @@ static CU_TestInfo opencl_tests[] = {
     {"CLBlast group loads (or its absence)", test_clblast_group_loads},
     {"C=1 T=0 is the golden reference", test_deterministic_is_reference},
     {"generated loads: equal to reference", test_generated_equal},
-    {"real workloads: equal to reference", test_real_equal},
+    {"real loads: equal to reference", test_real_equal},
     {"context reuse across shapes", test_context_reuse},
     {"state in global memory", test_global_scratch},
     {"device filters and enforce", test_device_filters},

@@ -316,7 +316,7 @@ static CU_TestInfo reference_tests[] = {
     {"generated loads, ten shapes", test_generated_shapes},
     {"zero and tied loads", test_zero_and_tied_loads},
     {"same seed, same plan", test_seed_determinism},
-    {"real workloads x 3 configs", test_real_workloads},
+    {"real loads: 12 files x 3 configs", test_real_workloads},
     {"metrics and bounds", test_metrics},
     CU_TEST_INFO_NULL};
 

@@ -47,23 +47,137 @@ static void expect_error(const char *text, const char *where)
 static void test_parse_errors(void)
 {
     expect_error("[[1,2],\n [3,]]", "t:2:5:");
-    expect_error("[[1,2],\n [3,4]", "t:2:7: unexpected end of input");
+    expect_error("[[1,2],\n [3,4]", "t:2:7: end of input");
     expect_error("{\"logical_count\": [[1,2],[3]]}", "layer 1 has 1 values");
     expect_error("{\"counts\": [[1]]}", "logical_count");
     expect_error("[[1,\"a\"]]", "t:1:5: expected a number");
     expect_error("1,2\n3,x\n", "t:2:3: 'x' is not a number");
-    expect_error("1,2\n3\n", "t:2:1: row has 1 values");
+    expect_error("1,2\n3\n", "t:2:1: layer 1 has 1 values");
     expect_error("   ", "empty");
-    expect_error("[[1e]]", "malformed number");
-    char deep[200];
+    expect_error("[[1e]]", "t:1:4: invalid token");
+    char deep[3000];
     memset(deep, '[', sizeof deep - 1);
     deep[sizeof deep - 1] = '\0';
-    expect_error(deep, "nesting deeper");
+    expect_error(deep, "maximum parsing depth");
     load_matrix m;
     char err[256];
     CU_ASSERT(load_matrix_read("/nonexistent/loads.json", &m, err,
                                sizeof err) == -1);
     CU_ASSERT(strstr(err, "cannot open") != NULL);
+}
+
+/* A number of 152 characters between head and tail reads as one value:
+ * the old readers split it in two (CSV) or refused it (JSON). */
+static void long_number_is_one(const char *head, const char *tail)
+{
+    char text[256];
+    size_t n = strlen(head);
+    memcpy(text, head, n);
+    memcpy(text + n, "1.", 2);
+    memset(text + n + 2, '5', 150);
+    strcpy(text + n + 152, tail);
+    load_matrix m;
+    char err[256];
+    CU_ASSERT_FATAL(parse(text, &m, err, sizeof err) == 0);
+    CU_ASSERT(m.layers == 1 && m.experts == 2 && m.data[0] == 1.5555556f);
+    load_matrix_free(&m);
+}
+
+/* Input the loader used to change silently, each now an error at its
+ * place. */
+static void test_strict_csv(void)
+{
+    long_number_is_one("", ",2\n");
+    load_matrix m;
+    char err[256];
+    /* A NUL inside a number truncated it. */
+    const char nul[] = "1,2\0003,4\n";
+    CU_ASSERT(load_matrix_parse(nul, sizeof nul - 1, "t", &m, err,
+                                sizeof err) == -1);
+    CU_ASSERT(strstr(err, "t:1:3: a NUL byte") != NULL);
+    /* Empty fields were skipped. */
+    expect_error("1,,2\n", "t:1:3: empty field");
+    expect_error("1,2,\n", "t:1:5: empty field");
+    expect_error(",1,2\n", "t:1:1: empty field");
+    /* Values the library refuses, named where the file has them and
+     * counted as the file counts layers (zero layers not yet dropped). */
+    expect_error("0,0\n0,0\n1,-1\n", "t:3:3: load -1 (layer 2, expert 1) "
+                 "is negative");
+    expect_error("0,0\n0,0\n1,nan\n", "t:3:3: 'nan' is not a number");
+    expect_error("1,inf\n", "t:1:3: 'inf' is not a number");
+    expect_error("1e39,1\n", "t:1:1: load 1e+39 (layer 0, expert 0) is too "
+                 "large");
+    /* 1e-50 became 0, and its layer was then dropped as all-zero. */
+    expect_error("1e-50,0\n", "t:1:1: load 1e-50 (layer 0, expert 0) is "
+                 "too small");
+    expect_error("1,2\n1e400,2\n", "t:2:1: '1e400' is not a number (real "
+                 "number overflow");
+    expect_error("0x10,1\n", "'0x10' is not a number");
+    /* Blank lines, CRLF and blank-separated rows are fine. */
+    CU_ASSERT_FATAL(parse("1 2\r\n\n 3\t4 \r\n", &m, err, sizeof err) == 0);
+    CU_ASSERT(m.layers == 2 && m.experts == 2 && m.data[3] == 4.0f);
+    load_matrix_free(&m);
+}
+
+static void test_strict_json(void)
+{
+    /* Numbers RFC 8259 does not allow. */
+    expect_error("[[01]]", "t:1:3: invalid token");
+    expect_error("[[1.]]", "t:1:4: invalid token");
+    expect_error("[[-.5]]", "t:1:3: invalid token");
+    expect_error("[[1e39]]", "t:1:3: load 1e+39 (layer 0, expert 0) is too "
+                 "large");
+    expect_error("[[0,0],\n [1e-50, 0]]", "t:2:3: load 1e-50 (layer 1, "
+                 "expert 0) is too small");
+    expect_error("[[1, -2]]", "t:1:6: load -2 (layer 0, expert 1) is "
+                 "negative");
+    /* Strings: bad escapes and raw control characters. */
+    expect_error("{\"x\": \"\\q\", \"logical_count\": [[1]]}",
+                 "invalid escape");
+    expect_error("{\"x\": \"a\tb\", \"logical_count\": [[1]]}",
+                 "control character");
+    /* Duplicate keys: the first no longer wins silently. */
+    expect_error("{\"logical_count\": [[1]],\n \"logical_count\": [[2]]}",
+                 "t:2:2: a second \"logical_count\"");
+    expect_error("{\"x\": {\"a\": 1, \"a\": 2}, \"logical_count\": [[1]]}",
+                 "duplicate object key");
+    long_number_is_one("[[", ", 2]]");
+    load_matrix m;
+    char err[256];
+    /* A byte order mark is ignored, as RFC 8259 allows. */
+    CU_ASSERT_FATAL(parse("\xEF\xBB\xBF[[1, 2]]", &m, err, sizeof err) == 0);
+    CU_ASSERT(m.layers == 1 && m.experts == 2);
+    load_matrix_free(&m);
+    /* Trailing commas, empty arrays, text after the value. */
+    expect_error("[[1,2],]", "t:1:8: expected layer 1");
+    expect_error("[[1],[2]] x", "t:1:11: unexpected text");
+    expect_error("[]", "empty");
+    expect_error("[[]]", "t:1:2: layer 0 has no values");
+    expect_error("[[1, [2]]]", "t:1:6: expected a number (layer 0, "
+                 "expert 1)");
+}
+
+/* The matrix, not the text, sets the memory: a file of mostly blanks and
+ * a long unused member reads into the few values it holds. */
+static void test_memory_follows_matrix(void)
+{
+    size_t pad = 8u << 20;
+    FILE *f = fopen("tool-big.json", "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("{\"other\": \"", f);
+    for (size_t i = 0; i < pad; i++)
+        fputc('x', f);
+    fputs("\", \"logical_count\": [[1, 2],", f);
+    for (size_t i = 0; i < pad; i++)
+        fputc(' ', f);
+    fputs("[3, 4]]}", f);
+    fclose(f);
+    load_matrix m;
+    char err[256];
+    CU_ASSERT(load_matrix_read("tool-big.json", &m, err, sizeof err) == 0);
+    CU_ASSERT(m.layers == 2 && m.experts == 2 && m.data[3] == 4.0f);
+    load_matrix_free(&m);
+    remove("tool-big.json");
 }
 
 static void test_plan_round_trip(void)
@@ -99,6 +213,37 @@ static void test_plan_round_trip(void)
     test_plan_free(&r);
 }
 
+/* Plan values out of int32 range were cast (undefined behaviour). */
+static void test_plan_reader_strict(void)
+{
+    eplb_shape s = {1, 2, 2, 1, 1, 1};
+    int32_t p2l[2], l2p[2], cnt[2];
+    char err[256];
+    const char *bad[] = {
+        "{\"phy2log\":[[10000000000,1]],\"log2phy\":[[[0],[1]]],"
+        "\"logcnt\":[[1,1]]}",
+        "{\"phy2log\":[[1e10,1]],\"log2phy\":[[[0],[1]]],"
+        "\"logcnt\":[[1,1]]}",
+        "{\"phy2log\":[[0.5,1]],\"log2phy\":[[[0],[1]]],"
+        "\"logcnt\":[[1,1]]}",
+    };
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT(plan_parse_json(bad[i], strlen(bad[i]), "p", &s, p2l, l2p,
+                                  cnt, err, sizeof err) == -1);
+        CU_ASSERT(strstr(err, "p:1:1: phy2log[0][0] is not a 32-bit "
+                              "integer") != NULL);
+    }
+    const char *dup = "{\"phy2log\":[[0,1]],\"phy2log\":[[0,1]]}";
+    CU_ASSERT(plan_parse_json(dup, strlen(dup), "p", &s, p2l, l2p, cnt, err,
+                              sizeof err) == -1);
+    CU_ASSERT(strstr(err, "duplicate object key") != NULL);
+    const char *good = "{\"phy2log\":[[0,1]],\"log2phy\":[[[0],[1]]],"
+                       "\"logcnt\":[[1,1]]}";
+    CU_ASSERT(plan_parse_json(good, strlen(good), "p", &s, p2l, l2p, cnt,
+                              err, sizeof err) == 0);
+    CU_ASSERT(p2l[1] == 1 && l2p[1] == 1 && cnt[0] == 1);
+}
+
 /* Runs the built tool; returns its exit status. */
 static int run_tool(const char *args, const char *out_file)
 {
@@ -108,6 +253,24 @@ static int run_tool(const char *args, const char *out_file)
              out_file ? out_file : "");
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The tool on a file holding text: exit status 2 and `where` in its
+ * message. */
+static void tool_refuses(const char *file, const char *text,
+                         const char *args, const char *where)
+{
+    FILE *f = fopen(file, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    char cmd[1024], err[256];
+    snprintf(cmd, sizeof cmd, "%s %s", args, file);
+    CU_ASSERT(run_tool(cmd, NULL) == 2);
+    size_t len;
+    char *msg = read_file("tool-stderr.txt", &len, err, sizeof err);
+    CU_ASSERT(msg && strstr(msg, where));
+    free(msg);
 }
 
 static void test_tool_runs(void)
@@ -132,14 +295,18 @@ static void test_tool_runs(void)
     CU_ASSERT(strstr(summary, "of it") != NULL);
     free(summary);
     /* A broken file: exit status 2 and the place in the message. */
-    FILE *f = fopen("tool-bad.json", "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fputs("{\"logical_count\": [[1, 2],\n [3, oops]]}", f);
-    fclose(f);
-    CU_ASSERT(run_tool("tool-bad.json", NULL) == 2);
-    summary = read_file("tool-stderr.txt", &len, err, sizeof err);
-    CU_ASSERT(summary && strstr(summary, "tool-bad.json:2:6:"));
-    free(summary);
+    tool_refuses("tool-bad.json", "{\"logical_count\": [[1, 2],\n [3, oops]]}",
+                 "", "tool-bad.json:2:9:");
+    /* A NaN after two zero rows: exit 2, the file's line and layer (it was
+     * status 1 and "weight[1][1]" from the library). */
+    const char *small = "--num-replicas 4 --num-groups 1 --num-nodes 1 "
+                        "--num-gpus 2";
+    tool_refuses("tool-bad.csv", "0,0,0,0\n0,0,0,0\n1,2,3,4\n5,nan,7,8\n",
+                 small, "tool-bad.csv:4:3: 'nan' is not");
+    tool_refuses("tool-bad.csv", "1,2,3,4\n5,6,1e39,8\n", small,
+                 "tool-bad.csv:2:5: load 1e+39 (layer 1, expert 2) is too "
+                 "large");
+    remove("tool-bad.csv");
     /* Shapes that don't divide: a clear error, status 2 is not a crash. */
     CU_ASSERT(run_tool("--num-gpus 7", NULL) != 0);
     summary = read_file("tool-stderr.txt", &len, err, sizeof err);
@@ -201,9 +368,14 @@ static void test_real_file_through_tool(void)
 static CU_TestInfo tool_tests[] = {
     {"load file formats", test_formats},
     {"parse errors name line and column", test_parse_errors},
+    {"strict CSV: no value changed silently", test_strict_csv},
+    {"strict JSON (RFC 8259) and the library's load rules",
+     test_strict_json},
+    {"memory follows the matrix, not the text", test_memory_follows_matrix},
     {"plan JSON round trip", test_plan_round_trip},
+    {"plan reader: 32-bit integers only", test_plan_reader_strict},
     {"eplb-cl runs and fails cleanly", test_tool_runs},
-    {"eplb-cl on 12 real files x 3 configs equals the library",
+    {"real loads: eplb-cl on 12 files x 3 configs equals the library",
      test_real_file_through_tool},
     CU_TEST_INFO_NULL};
 

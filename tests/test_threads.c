@@ -1,0 +1,156 @@
+/* Threads that create their first contexts at the same moment. OpenCL
+ * drivers (PoCL among them) set themselves up on the first call of a
+ * process, and that setup is not always safe to race; so each round runs
+ * in a fresh child process that has made no OpenCL call yet, where
+ * several threads released by one barrier create a context each and make
+ * a first plan on it (kernel builds and cache writes at once). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cunit_main.h"
+#include "eplb_cl.h"
+
+#define MAX_THREADS 16
+#define DEFAULT_ROUNDS 12
+
+typedef struct racer {
+    pthread_barrier_t *start;
+    eplb_backend backend;
+    int status;
+    int opencl; /* 1 when the context runs the OpenCL backend */
+} racer;
+
+static void *create_one(void *arg)
+{
+    racer *r = arg;
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = r->backend;
+    pthread_barrier_wait(r->start);
+    eplb_context *ctx = NULL;
+    r->status = eplb_context_create(&ctx, &o);
+    if (r->status == EPLB_OK)
+        r->opencl = strcmp(eplb_context_backend(ctx), "opencl") == 0;
+    /* Then a first plan each, so kernel builds and cache writes race too. */
+    eplb_shape s = {2, 8, 12, 4, 2, 4};
+    float w[16];
+    int32_t p2l[24], l2p[2 * 8 * 5], cnt[16];
+    for (int i = 0; i < 16; i++)
+        w[i] = (float)(i * 7 % 11 + 1);
+    if (r->status == EPLB_OK)
+        r->status = eplb_rebalance(ctx, &s, w, p2l, l2p, cnt);
+    eplb_context_destroy(ctx);
+    return NULL;
+}
+
+/* In the child: 0 when every thread got a context on the backend the
+ * caller expects (want_opencl), 1 otherwise, with the reason printed. */
+static int race(int threads, eplb_backend backend, int want_opencl)
+{
+    pthread_t t[MAX_THREADS];
+    racer r[MAX_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)threads);
+    for (int i = 0; i < threads; i++) {
+        r[i] = (racer){&start, backend, -100, 0};
+        pthread_create(&t[i], NULL, create_one, &r[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        if (r[i].status != EPLB_OK || r[i].opencl != want_opencl) {
+            printf("  thread %d: %s, backend %s\n", i,
+                   eplb_strerror(r[i].status),
+                   r[i].opencl ? "opencl" : "reference");
+            bad = 1;
+        }
+    }
+    pthread_barrier_destroy(&start);
+    return bad;
+}
+
+/* Runs one race in a fresh child process: its exit status, or 128 + the
+ * signal that killed it. */
+static int in_child(int threads, eplb_backend backend, int want_opencl)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(race(threads, backend, want_opencl));
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return 255;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Whether this machine has an OpenCL device at all, asked of a child so
+ * that this process stays free of OpenCL for the next forks. */
+static int opencl_present(void)
+{
+    return in_child(1, EPLB_BACKEND_OPENCL, 1) == 0;
+}
+
+static int rounds(void)
+{
+    const char *v = getenv("EPLB_THREAD_ROUNDS");
+    int n = v ? atoi(v) : DEFAULT_ROUNDS;
+    return n > 0 ? n : DEFAULT_ROUNDS;
+}
+
+static void run_rounds(int threads, eplb_backend backend, int want_opencl)
+{
+    int n = rounds(), crashes = 0, wrong = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = in_child(threads, backend, want_opencl);
+        crashes += rc >= 128;
+        wrong += rc != 0 && rc < 128;
+    }
+    printf("\n  %d rounds of %d threads: %d crashed, %d wrong\n", n, threads,
+           crashes, wrong);
+    CU_ASSERT(crashes == 0);
+    CU_ASSERT(wrong == 0);
+}
+
+static int have_opencl = -1;
+
+static int suite_init(void)
+{
+    have_opencl = opencl_present();
+    if (!have_opencl)
+        printf("\nno OpenCL device: only the auto backend is raced\n");
+    return 0;
+}
+
+/* Backend auto: every thread must get the OpenCL backend where there is
+ * one, never a silent fallback to the host. */
+static void test_auto_two_threads(void)
+{
+    run_rounds(2, EPLB_BACKEND_AUTO, have_opencl);
+}
+
+static void test_opencl_many_threads(void)
+{
+    if (!have_opencl)
+        return;
+    run_rounds(8, EPLB_BACKEND_OPENCL, 1);
+}
+
+static CU_TestInfo thread_tests[] = {
+    {"2 threads, backend auto, first contexts at once",
+     test_auto_two_threads},
+    {"8 threads, backend opencl, first contexts at once",
+     test_opencl_many_threads},
+    CU_TEST_INFO_NULL};
+
+static CU_SuiteInfo suites[] = {
+    {"threads", suite_init, NULL, NULL, NULL, thread_tests},
+    CU_SUITE_INFO_NULL};
+
+int main(void)
+{
+    return run_suites(suites);
+}
