@@ -116,21 +116,23 @@ int plan_parse_phy2log(const char *text, size_t len, const char *name,
                        const eplb_shape *s, int32_t *phy2log, char *err,
                        size_t errlen)
 {
-    json_value *root = json_parse(text, len, name, err, errlen);
-    if (!root)
+    json_error_t e;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (!root) {
+        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line, e.column,
+                 e.text);
         return -1;
-    const json_value *v = root;
-    if (root->type == JV_OBJECT) {
-        v = json_get(root, "phy2log");
-        if (!v) {
-            snprintf(err, errlen, "%s:%d:%d: no \"phy2log\" member", name,
-                     root->line, root->col);
-            json_free(root);
-            return -1;
-        }
+    }
+    const json_t *v = root;
+    if (json_is_object(root) && !(v = json_object_get(root, "phy2log"))) {
+        snprintf(err, errlen, "%s:1:1: no \"phy2log\" member", name);
+        json_decref(root);
+        return -1;
     }
     int dims[] = {s->layers, s->num_replicas};
-    int rc = copy_ints(v, dims, 2, &phy2log, name, err, errlen);
-    json_free(root);
+    char path[64] = "phy2log";
+    int rc = copy_ints(v, dims, 2, &phy2log, path, sizeof path, name, err,
+                       errlen);
+    json_decref(root);
     return rc;
 }
