@@ -18,6 +18,10 @@
 #define WG_GPU 256
 #define WG_CPU 64
 #define WG_MIN 16
+/* Candidates per work-item on CPU devices, one per vector lane (the
+ * kernels' CAND_LANES): 16 floats fill an AVX-512 register, two AVX2
+ * ones. GPUs run one candidate per work-item (1). */
+#define LANES_CPU 16
 /* Local memory kept free for the compiler's own needs. */
 #define LOCAL_MEM_RESERVE 1024
 #define OPTIONS_MAX 2048
@@ -206,6 +210,17 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
     return lo->bytes + LOCAL_MEM_RESERVE <= e->dev.local_mem;
 }
 
+/* EPLB_CL_LANES=1, 4, 8 or 16 overrides the device type's choice (to test
+ * or time either path on any device). */
+static int cand_lanes(const cl_engine *e)
+{
+    const char *v = getenv("EPLB_CL_LANES");
+    if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
+              !strcmp(v, "16")))
+        return atoi(v);
+    return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
+}
+
 static void program_options(char *buf, size_t len, const cl_engine *e,
                             const plan_dims *d, int slots, size_t wg,
                             const wg_layout *lo, int local)
@@ -220,7 +235,8 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              "-DPACK_HEAP_OFF=%zu -DPACK_SCRATCH_H=%zu "
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
-             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d%s",
+             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d "
+             "-DCAND_LANES=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
@@ -228,7 +244,7 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off,
              lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
-             e->use_clblast, slots ? " -DEPLB_SLOTS_PROGRAM" : "");
+             e->use_clblast, cand_lanes(e), slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
 }
