@@ -7,6 +7,16 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
+/* The high word of a 32x32-bit product. CPU builds (CAND_LANES > 1) take
+ * it from one 64-bit multiply: PoCL expands mul_hi into four 16-bit
+ * multiplies, which made the key generation cost as much as the packing.
+ * Both give the same bits. */
+#if CAND_LANES > 1
+#define PHILOX_MULHI(a, b) ((uint)(((ulong)(a) * (ulong)(b)) >> 32))
+#else
+#define PHILOX_MULHI(a, b) mul_hi((uint)(a), (uint)(b))
+#endif
+
 inline uint4 philox4x32_10(uint c0, uint c1, uint c2, uint c3, uint k0,
                           uint k1)
 {
@@ -15,8 +25,8 @@ inline uint4 philox4x32_10(uint c0, uint c1, uint c2, uint c3, uint k0,
             k0 += PHILOX_W0;
             k1 += PHILOX_W1;
         }
-        uint hi0 = mul_hi(PHILOX_M0, c0), lo0 = PHILOX_M0 * c0;
-        uint hi1 = mul_hi(PHILOX_M1, c2), lo1 = PHILOX_M1 * c2;
+        uint hi0 = PHILOX_MULHI(PHILOX_M0, c0), lo0 = PHILOX_M0 * c0;
+        uint hi1 = PHILOX_MULHI(PHILOX_M1, c2), lo1 = PHILOX_M1 * c2;
         c0 = hi1 ^ c1 ^ k0;
         c1 = lo1;
         c2 = hi0 ^ c3 ^ k1;
