@@ -311,8 +311,6 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
  * gathering and swapping pack contents) are scalar loops over the lanes.
  * Every float operation is the one the scalar path does, in the same
  * order, so the plans are the same bits. */
-#define LV_(t, n) t##n
-#define LV(t, n) LV_(t, n)
 typedef LV(float, CAND_LANES) lanef;
 typedef LV(int, CAND_LANES) lanei;
 #define LANES_STORE LV(vstore, CAND_LANES)
@@ -408,18 +406,97 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
     }
 }
 
-/* Candidates c0 .. c0+CAND_LANES-1 (those below cands): sorted, filled and
- * refined as pack_one_candidate does one; s.cmax and s.contents get the
- * results. Lanes past cands repeat candidate c0 and are not stored. */
-inline void pack_lanes(SCR const float *w, int rounds, int cands, int c0,
-                       pack_scratch_ptrs s)
+/* The sorting network's width: PACK_N rounded up to a power of two (the
+ * host keeps PACK_N <= 1024 for the lanes path). */
+#if PACK_N <= 8
+#define SORT_NP 8
+#elif PACK_N <= 16
+#define SORT_NP 16
+#elif PACK_N <= 32
+#define SORT_NP 32
+#elif PACK_N <= 64
+#define SORT_NP 64
+#elif PACK_N <= 128
+#define SORT_NP 128
+#elif PACK_N <= 256
+#define SORT_NP 256
+#elif PACK_N <= 512
+#define SORT_NP 512
+#else
+#define SORT_NP 1024
+#endif
+
+/* Sorts each lane's items by key descending, equal keys by lower item:
+ * sort_candidate's order, which is a total order, so any correct sort
+ * gives it. A bitonic network does the same compare-exchanges in every
+ * lane, with no data-dependent branch (an insertion sort's mispredicted
+ * exits were half of a lane's time). Padding (key -inf, item INT_MAX)
+ * sorts after every real item, whose keys are >= 0. */
+inline void lanes_sort(lanef *key, lanei *item)
 {
-    lanef pw[PACK_M], cw[PACK_N];
-    lanei pn[PACK_M], ci[PACK_N];
+    for (int size = 2; size <= SORT_NP; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1)
+            for (int pr = 0; pr < SORT_NP / 2; pr++) {
+                int i = (pr / stride) * 2 * stride + pr % stride;
+                int m = i + stride;
+                lanef ka = key[i], kb = key[m];
+                lanei ia = item[i], ib = item[m];
+                /* b goes first: swap in a rising run, keep in a falling
+                 * one (items differ, so "a goes first" is ~b_first) */
+                lanei b_first = (kb > ka) | ((kb == ka) & (ib < ia));
+                lanei sw = (i & size) ? ~b_first : b_first;
+                key[i] = select(ka, kb, sw);
+                key[m] = select(kb, ka, sw);
+                item[i] = select(ia, ib, sw);
+                item[m] = select(ib, ia, sw);
+            }
+}
+
+/* Candidates c0 .. c0+CAND_LANES-1 (those below cands): keyed, sorted,
+ * filled and refined as steps 2 and 3 of pack_row do one; s.cmax and
+ * s.contents get the results. Lanes past cands repeat candidate c0 and are
+ * not stored. */
+inline void pack_lanes(SCR const float *w, uint step, uint row, int cands,
+                       int rounds, float noise, uint seed_lo, uint seed_hi,
+                       int c0, pack_scratch_ptrs s)
+{
+    lanef pw[PACK_M], cw[PACK_N], key[SORT_NP];
+    lanei pn[PACK_M], ci[PACK_N], vis[SORT_NP];
     int nl = min(CAND_LANES, cands - c0);
-    for (int j = 0; j < nl; j++)
-        sort_candidate(s.keys + (c0 + j) * PACK_KS,
-                       s.order + (c0 + j) * PACK_OS);
+    {
+        uint cs[CAND_LANES];
+        float scs[CAND_LANES];
+        for (int j = 0; j < CAND_LANES; j++) {
+            int c = c0 + (j < nl ? j : 0);
+            cs[j] = (uint)c;
+            scs[j] = cand_scale(noise, c, cands);
+        }
+        laneu cand = LV(vload, CAND_LANES)(0, cs);
+        lanef scale = LV(vload, CAND_LANES)(0, scs);
+        /* the noisy keys, as step 2: four items per generator call */
+        for (int q = 0; q * 4 < PACK_N; q++) {
+            laneu bits[4];
+            eplb_bits4_lanes(seed_lo, seed_hi, step, row, cand, (uint)q,
+                             bits);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int i = q * 4 + j;
+                if (i >= PACK_N)
+                    break;
+                lanef u = LV(convert_float, CAND_LANES)(bits[j] >> 8) *
+                          (1.0f / 16777216.0f);
+                lanef jitter = u * w[i];
+                jitter = jitter * scale;
+                key[i] = w[i] + jitter;
+                vis[i] = i;
+            }
+        }
+        for (int i = PACK_N; i < SORT_NP; i++) {
+            key[i] = -INFINITY;
+            vis[i] = INT_MAX;
+        }
+        lanes_sort(key, vis);
+    }
     for (int p = 0; p < PACK_M; p++) {
         pw[p] = 0.0f;
         pn[p] = 0;
@@ -429,8 +506,7 @@ inline void pack_lanes(SCR const float *w, int rounds, int cands, int c0,
         float wis[CAND_LANES];
         int its[CAND_LANES], bs[CAND_LANES];
         for (int j = 0; j < CAND_LANES; j++) {
-            int c = c0 + (j < nl ? j : 0);
-            its[j] = s.order[c * PACK_OS + r];
+            its[j] = LANE_I(vis, r, j);
             wis[j] = w[its[j]];
         }
         lanei best = lanes_lightest_open(pw, pn);
@@ -526,6 +602,32 @@ UNROLL_K
 }
 #endif
 
+/* Step 4 of pack_row: the least largest pack wins, ties to the lower
+ * candidate; its contents become out_pack/out_rank. Must be reached by
+ * every work-item. */
+inline void pack_row_pick(int cands, pack_scratch_ptrs s, SCR int *best_c,
+                          SCR int *out_pack, SCR int *out_rank,
+                          SCR float *out_max)
+{
+    int lid = get_local_id(0);
+    if (lid == 0) {
+        int b = 0;
+        for (int c = 1; c < cands; c++)
+            if (s.cmax[c] < s.cmax[b])
+                b = c;
+        *best_c = b;
+        *out_max = s.cmax[b];
+    }
+    barrier(SCR_FENCE);
+    SCR const ushort *cont = s.contents + *best_c * PACK_OS;
+    for (int idx = lid; idx < PACK_N; idx += WG) {
+        int item = cont[idx];
+        out_pack[item] = idx / PACK_K;
+        out_rank[item] = idx % PACK_K;
+    }
+    barrier(SCR_FENCE);
+}
+
 /* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
  * out_max get the chosen candidate. cands 1 with rounds 0 is SPEC's
  * deterministic pack(). Must be reached by every work-item. */
@@ -571,8 +673,13 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         barrier(SCR_FENCE);
     }
 #else
+    /* CPU builds take CAND_LANES candidates per work-item (pack_lanes,
+     * which needs no base order) when there are enough to fill the lanes
+     * a little; the deterministic variant's one candidate goes the scalar
+     * way. Every work-item sees the same cands: no barrier diverges. */
+    int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
     /* 1. the base order: weight descending, equal weights by index */
-    for (int i = lid; i < PACK_N; i += WG) {
+    for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
         float wi = w[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
@@ -584,7 +691,8 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     /* 2. noisy sort keys, four items per generator call, stored at the
      * item's base position */
     const int quads = (PACK_N + 3) / 4;
-    for (int idx = lid; idx < cands * quads; idx += WG) {
+    for (int idx = lanes ? cands * quads : lid; idx < cands * quads;
+         idx += WG) {
         int c = idx / quads, q = idx - c * quads;
         uint4 bits = eplb_bits4(seed_lo, seed_hi, step, row, (uint)c,
                                 (uint)q);
@@ -603,12 +711,14 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         }
     }
     barrier(SCR_FENCE);
-    /* 3. each candidate sorted, filled and refined: CAND_LANES at a time
-     * by one work-item (CPU devices), or one per work-item */
+    /* 3. each candidate sorted, filled and refined by one work-item */
 #if CAND_LANES > 1
-    for (int c0 = lid * CAND_LANES; c0 < cands; c0 += WG * CAND_LANES)
-        pack_lanes(w, rounds, cands, c0, s);
-#else
+    if (lanes)
+        for (int c0 = lid * CAND_LANES; c0 < cands; c0 += WG * CAND_LANES)
+            pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
+                       c0, s);
+    else
+#endif
     for (int c = lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);
 #if PACK_M > PACK_M_REGISTERS
@@ -620,25 +730,8 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                                        s.contents + c * PACK_OS);
 #endif
     }
-#endif
     barrier(SCR_FENCE);
-    /* 4. the least largest pack wins, ties to the lower candidate */
-    if (lid == 0) {
-        int b = 0;
-        for (int c = 1; c < cands; c++)
-            if (s.cmax[c] < s.cmax[b])
-                b = c;
-        *best_c = b;
-        *out_max = s.cmax[b];
-    }
-    barrier(SCR_FENCE);
-    SCR const ushort *cont = s.contents + *best_c * PACK_OS;
-    for (int idx = lid; idx < PACK_N; idx += WG) {
-        int item = cont[idx];
-        out_pack[item] = idx / PACK_K;
-        out_rank[item] = idx % PACK_K;
-    }
-    barrier(SCR_FENCE);
+    pack_row_pick(cands, s, best_c, out_pack, out_rank, out_max);
 #endif
 }
 

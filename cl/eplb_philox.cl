@@ -48,3 +48,38 @@ inline uint4 eplb_bits4(uint seed_lo, uint seed_hi, uint step, uint row,
 {
     return philox4x32_10(quad, cand, row, step, seed_lo, seed_hi);
 }
+
+#if CAND_LANES > 1
+#define LV_(t, n) t##n
+#define LV(t, n) LV_(t, n)
+typedef LV(uint, CAND_LANES) laneu;
+typedef LV(ulong, CAND_LANES) laneul;
+#define PHILOX_MULHI_LANES(m, v)                                           \
+    LV(convert_uint, CAND_LANES)((LV(convert_ulong, CAND_LANES)(v) *        \
+                                  (ulong)(m)) >> 32)
+
+/* eplb_bits4 for CAND_LANES candidates at once (CPU builds): lane j gets
+ * the bits of candidate cand.sj, word j of item 4*quad+j in out[j]. */
+inline void eplb_bits4_lanes(uint seed_lo, uint seed_hi, uint step,
+                             uint row, laneu cand, uint quad, laneu *out)
+{
+    laneu c0 = quad, c1 = cand, c2 = row, c3 = step;
+    uint k0 = seed_lo, k1 = seed_hi;
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        laneu hi0 = PHILOX_MULHI_LANES(PHILOX_M0, c0), lo0 = PHILOX_M0 * c0;
+        laneu hi1 = PHILOX_MULHI_LANES(PHILOX_M1, c2), lo1 = PHILOX_M1 * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+#endif

@@ -210,11 +210,17 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
     return lo->bytes + LOCAL_MEM_RESERVE <= e->dev.local_mem;
 }
 
-/* EPLB_CL_LANES=1, 4, 8 or 16 overrides the device type's choice (to test
- * or time either path on any device). */
-static int cand_lanes(const cl_engine *e)
+/* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
+ * 16 overrides the device type's choice (to test or time either path on
+ * any device). Rows of more than LANES_MAX_ITEMS items stay scalar: the
+ * lanes path keeps a row's state per lane in private memory. */
+#define LANES_MAX_ITEMS 1024
+
+static int cand_lanes(const cl_engine *e, int n)
 {
     const char *v = getenv("EPLB_CL_LANES");
+    if (n > LANES_MAX_ITEMS)
+        return 1;
     if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
               !strcmp(v, "16")))
         return atoi(v);
@@ -244,7 +250,8 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off,
              lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
-             e->use_clblast, cand_lanes(e), slots ? " -DEPLB_SLOTS_PROGRAM" : "");
+             e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
+             slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
 }
