@@ -426,30 +426,42 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
 #define SORT_NP 1024
 #endif
 
-/* Sorts each lane's items by key descending, equal keys by lower item:
- * sort_candidate's order, which is a total order, so any correct sort
- * gives it. A bitonic network does the same compare-exchanges in every
- * lane, with no data-dependent branch (an insertion sort's mispredicted
- * exits were half of a lane's time). Padding (key -inf, item INT_MAX)
- * sorts after every real item, whose keys are >= 0. */
-inline void lanes_sort(lanef *key, lanei *item)
+/* One compare-exchange: the lower position gets the smaller code. */
+#define LANES_CX(v, i, m)                                                   \
+    do {                                                                   \
+        laneul a_ = (v)[i], b_ = (v)[m];                                   \
+        (v)[i] = min(a_, b_);                                              \
+        (v)[m] = max(a_, b_);                                              \
+    } while (0)
+
+/* Sorts each lane's codes ascending. A code is (0xFFFFFFFF - key bits)
+ * << 32 | item, as lib/pack.c's desc_key: ascending codes are keys
+ * descending, equal keys by lower item, which is sort_candidate's order (a
+ * total order, so any correct sort gives it). A bitonic network does the
+ * same compare-exchanges in every lane with no data-dependent branch (an
+ * insertion sort's mispredicted exits were half of a lane's time), each a
+ * 64-bit min and max. All its compare-exchanges point the same way (each
+ * merge starts by comparing mirrored positions), so padding to SORT_NP
+ * with codes above every real one would never move: the exchanges that
+ * touch a position >= PACK_N are left out, and no padding is stored. */
+inline void lanes_sort(laneul *v)
 {
-    for (int size = 2; size <= SORT_NP; size <<= 1)
-        for (int stride = size >> 1; stride > 0; stride >>= 1)
+    for (int size = 2; size <= SORT_NP; size <<= 1) {
+        int mid = size >> 1;
+        for (int pr = 0; pr < SORT_NP / 2; pr++) {
+            /* powers of two: masks, not divisions */
+            int at = (pr & ~(mid - 1)) << 1, off = pr & (mid - 1);
+            int m = at + size - 1 - off;
+            if (m < PACK_N)
+                LANES_CX(v, at + off, m);
+        }
+        for (int stride = size >> 2; stride > 0; stride >>= 1)
             for (int pr = 0; pr < SORT_NP / 2; pr++) {
-                int i = (pr / stride) * 2 * stride + pr % stride;
-                int m = i + stride;
-                lanef ka = key[i], kb = key[m];
-                lanei ia = item[i], ib = item[m];
-                /* b goes first: swap in a rising run, keep in a falling
-                 * one (items differ, so "a goes first" is ~b_first) */
-                lanei b_first = (kb > ka) | ((kb == ka) & (ib < ia));
-                lanei sw = (i & size) ? ~b_first : b_first;
-                key[i] = select(ka, kb, sw);
-                key[m] = select(kb, ka, sw);
-                item[i] = select(ia, ib, sw);
-                item[m] = select(ib, ia, sw);
+                int i = ((pr & ~(stride - 1)) << 1) | (pr & (stride - 1));
+                if (i + stride < PACK_N)
+                    LANES_CX(v, i, i + stride);
             }
+    }
 }
 
 /* Candidates c0 .. c0+CAND_LANES-1 (those below cands): keyed, sorted,
@@ -460,8 +472,9 @@ inline void pack_lanes(SCR const float *w, uint step, uint row, int cands,
                        int rounds, float noise, uint seed_lo, uint seed_hi,
                        int c0, pack_scratch_ptrs s)
 {
-    lanef pw[PACK_M], cw[PACK_N], key[SORT_NP];
-    lanei pn[PACK_M], ci[PACK_N], vis[SORT_NP];
+    lanef pw[PACK_M], cw[PACK_N];
+    lanei pn[PACK_M], ci[PACK_N];
+    laneul vis[PACK_N]; /* sort codes, then the visiting order */
     int nl = min(CAND_LANES, cands - c0);
     {
         uint cs[CAND_LANES];
@@ -487,15 +500,14 @@ inline void pack_lanes(SCR const float *w, uint step, uint row, int cands,
                           (1.0f / 16777216.0f);
                 lanef jitter = u * w[i];
                 jitter = jitter * scale;
-                key[i] = w[i] + jitter;
-                vis[i] = i;
+                /* + 0.0f: a -0.0 key sorts as 0.0 */
+                lanef key = (w[i] + jitter) + 0.0f;
+                laneu code = 0xFFFFFFFFu - LV(as_uint, CAND_LANES)(key);
+                vis[i] = LV(convert_ulong, CAND_LANES)(code) << 32 |
+                         (ulong)i;
             }
         }
-        for (int i = PACK_N; i < SORT_NP; i++) {
-            key[i] = -INFINITY;
-            vis[i] = INT_MAX;
-        }
-        lanes_sort(key, vis);
+        lanes_sort(vis);
     }
     for (int p = 0; p < PACK_M; p++) {
         pw[p] = 0.0f;
@@ -506,7 +518,7 @@ inline void pack_lanes(SCR const float *w, uint step, uint row, int cands,
         float wis[CAND_LANES];
         int its[CAND_LANES], bs[CAND_LANES];
         for (int j = 0; j < CAND_LANES; j++) {
-            its[j] = LANE_I(vis, r, j);
+            its[j] = (int)(((ulong *)vis)[r * CAND_LANES + j] & 0xFFFFFFFFu);
             wis[j] = w[its[j]];
         }
         lanei best = lanes_lightest_open(pw, pn);

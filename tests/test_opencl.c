@@ -152,6 +152,30 @@ static void test_global_scratch(void)
     unsetenv("EPLB_CL_SCRATCH");
 }
 
+/* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path, 16 the
+ * CPUs' default; 4 leaves lanes of a chunk past the candidates at 7. */
+static void test_lanes(void)
+{
+    static const char *const lanes[] = {"1", "4"};
+    eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 320, 8, 8, 64},
+                           {2, 256, 288, 8, 18, 144}, {3, 64, 96, 4, 2, 96}};
+    for (int i = 0; i < 2; i++) {
+        setenv("EPLB_CL_LANES", lanes[i], 1);
+        eplb_options o;
+        eplb_options_default(&o);
+        o.backend = EPLB_BACKEND_OPENCL;
+        eplb_context *ctx;
+        CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+        check_context_plans(ctx, shapes, 4, 70 + 10 * i);
+        eplb_context_destroy(ctx);
+        float *w = malloc(4 * 256 * sizeof(float));
+        workload_generate(w, 4, 256, 77);
+        compare(&shapes[0], w, 7, 20, 5);
+        free(w);
+    }
+    unsetenv("EPLB_CL_LANES");
+}
+
 static void test_device_filters(void)
 {
     eplb_options o;
@@ -394,6 +418,7 @@ static CU_TestInfo opencl_tests[] = {
     {"real workloads: equal to reference", test_real_equal},
     {"context reuse across shapes", test_context_reuse},
     {"state in global memory", test_global_scratch},
+    {"candidates per work-item", test_lanes},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
     {"corrupt cache is replaced", test_binary_cache},
