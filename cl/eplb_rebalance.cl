@@ -83,6 +83,24 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
         ratio[e] = wn[e];
     }
     barrier(SCR_FENCE);
+#if CAND_LANES > 1
+    /* CPU builds: one work-item scans the experts for each slot; a CPU
+     * runs a work-group's items one after the other anyway, and a tree
+     * reduction would cost a pass over all of them per level. Strict >
+     * from the lowest expert keeps ties on the lower one. */
+    if (lid == 0)
+        for (int slot = LPN_; slot < PPN_; slot++) {
+            int e = 0;
+            for (int x = 1; x < LPN_; x++)
+                if (ratio[x] > ratio[e])
+                    e = x;
+            sitem[slot] = e;
+            srank[slot] = cnt[e];
+            cnt[e]++;
+            ratio[e] = wn[e] / (float)cnt[e];
+        }
+    barrier(SCR_FENCE);
+#else
     for (int slot = LPN_; slot < PPN_; slot++) {
         /* ratios are >= 0, so -1 marks "none" */
         float bv = -1.0f;
@@ -116,6 +134,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
         }
         barrier(SCR_FENCE);
     }
+#endif
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -201,8 +220,19 @@ void eplb_finish(int layers, __global const int *slot_expert,
     __global int *logcnt =
         out + (size_t)layers * P_ + (size_t)layers * E_ * MAXREP_ +
         (size_t)l * E_;
+#if CAND_LANES > 1
+    /* CPU builds: a contiguous run per work-item, which compiles to wide
+     * stores; GPUs want neighbouring work-items on neighbouring words */
+    {
+        const int per = (E_ * MAXREP_ + WG - 1) / WG;
+        int end = min((lid + 1) * per, E_ * MAXREP_);
+        for (int i = lid * per; i < end; i++)
+            log2phy[i] = -1;
+    }
+#else
     for (int i = lid; i < E_ * MAXREP_; i += WG)
         log2phy[i] = -1;
+#endif
     for (int e = lid; e < E_; e += WG)
         logcnt[e] = cnt_in[vl * E_ + e];
     barrier(CLK_GLOBAL_MEM_FENCE);
