@@ -60,7 +60,9 @@ struct cl_engine {
 };
 
 static const char *const groups_files[] = {"eplb_philox.cl", "eplb_pack.cl",
+                                           "eplb_lanes.cl",
                                            "eplb_rebalance.cl"};
+#define N_GROUPS_FILES ((int)(sizeof groups_files / sizeof groups_files[0]))
 
 static int cl_fail(cl_int err, const char *what, const cl_engine *e)
 {
@@ -300,13 +302,13 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     for (;;) {
         char opts[OPTIONS_MAX];
         program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
-        int rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
-                                  &e->prog_groups);
+        int rc = cl_program_build(e->ctx, &e->dev, groups_files,
+                                  N_GROUPS_FILES, opts, &e->prog_groups);
         if (rc)
             return rc;
         program_options(opts, sizeof opts, e, d, 1, wg, &ls, e->local_slots);
-        rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
-                              &e->prog_slots);
+        rc = cl_program_build(e->ctx, &e->dev, groups_files, N_GROUPS_FILES,
+                              opts, &e->prog_slots);
         if (rc)
             return rc;
         size_t max_wg = wg;

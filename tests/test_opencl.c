@@ -232,8 +232,9 @@ static void test_broken_kernel(void)
     char dir[] = "kernels-XXXXXX";
     CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
     const char *files[] = {"eplb_philox.cl", "eplb_pack.cl",
-                           "eplb_rebalance.cl", "eplb_floor.cl"};
-    for (int i = 0; i < 4; i++) {
+                           "eplb_lanes.cl", "eplb_rebalance.cl",
+                           "eplb_floor.cl"};
+    for (int i = 0; i < 5; i++) {
         char from[4096], to[4096];
         snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
@@ -262,7 +263,7 @@ static void test_broken_kernel(void)
     CU_ASSERT(test_plan_is_poisoned(&p, POISON));
     eplb_context_destroy(ctx);
     /* The same directory with good files builds. */
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         char from[4096], to[4096];
         snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
@@ -273,7 +274,7 @@ static void test_broken_kernel(void)
               EPLB_OK);
     eplb_context_destroy(ctx);
     unsetenv("EPLB_CL_KERNEL_DIR");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         char to[4096];
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
         remove(to);
