@@ -21,6 +21,9 @@
 typedef LV(float, CAND_LANES) lanef;
 typedef LV(int, CAND_LANES) lanei;
 #define LANES_STORE LV(vstore, CAND_LANES)
+/* Up to this many packs the fill updates every pack's vector per item;
+ * beyond, only each lane's chosen pack, lane by lane. */
+#define LANES_FILL_VECTOR_MAX 16
 /* lane j of element i of a private lane-minor array */
 #define LANE_F(a, i, j) (((float *)(a))[(i) * CAND_LANES + (j)])
 #define LANE_I(a, i, j) (((int *)(a))[(i) * CAND_LANES + (j)])
@@ -220,24 +223,51 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
         pw[p] = 0.0f;
         pn[p] = 0;
     }
+    /* the visiting order's items and weights, lane-minor */
+    lanei vi[PACK_N];
+    lanef vw[PACK_N];
+    for (int r = 0; r < PACK_N; r++)
+        vi[r] = LV(convert_int, CAND_LANES)(vis[r] & 0xFFFFFFFFul);
+    for (int r = 0; r < PACK_N; r++)
+        for (int j = 0; j < CAND_LANES; j++)
+            LANE_F(vw, r, j) = w[LANE_I(vi, r, j)];
     /* greedy fill: the lightest open pack, ties to the lower index */
+#if PACK_M <= LANES_FILL_VECTOR_MAX
+    /* Few packs: every pack's vector takes the item where it was chosen
+     * (selects, no per-lane stores between the scans, whose vector loads
+     * would then wait for them); at[r] is where visit r's item lands. */
+    lanei at[PACK_N];
     for (int r = 0; r < PACK_N; r++) {
-        float wis[CAND_LANES];
-        int its[CAND_LANES], bs[CAND_LANES];
-        for (int j = 0; j < CAND_LANES; j++) {
-            its[j] = (int)(((ulong *)vis)[r * CAND_LANES + j] & 0xFFFFFFFFu);
-            wis[j] = w[its[j]];
-        }
         lanei best = lanes_lightest_open(pw, pn);
-        LANES_STORE(best, 0, bs);
+        lanei slot = 0;
+        for (int p = 0; p < PACK_M; p++) {
+            lanei hit = best == p;
+            pw[p] = select(pw[p], pw[p] + vw[r], hit);
+            slot = select(slot, pn[p] + p * PACK_K, hit);
+            pn[p] -= hit; /* hit is -1 where true */
+        }
+        at[r] = slot;
+    }
+    for (int r = 0; r < PACK_N; r++)
         for (int j = 0; j < CAND_LANES; j++) {
-            int p = bs[j], at = p * PACK_K + LANE_I(pn, p, j);
-            LANE_I(ci, at, j) = its[j];
-            LANE_F(cw, at, j) = wis[j];
-            LANE_F(pw, p, j) += wis[j];
+            int a = LANE_I(at, r, j);
+            LANE_I(ci, a, j) = LANE_I(vi, r, j);
+            LANE_F(cw, a, j) = LANE_F(vw, r, j);
+        }
+#else
+    /* Many packs: each lane updates its chosen pack alone. */
+    for (int r = 0; r < PACK_N; r++) {
+        int bs[CAND_LANES];
+        LANES_STORE(lanes_lightest_open(pw, pn), 0, bs);
+        for (int j = 0; j < CAND_LANES; j++) {
+            int p = bs[j], a = p * PACK_K + LANE_I(pn, p, j);
+            LANE_I(ci, a, j) = LANE_I(vi, r, j);
+            LANE_F(cw, a, j) = LANE_F(vw, r, j);
+            LANE_F(pw, p, j) += LANE_F(vw, r, j);
             LANE_I(pn, p, j) += 1;
         }
     }
+#endif
     /* swap rounds; live: the lanes still refining */
     lanei live = -1;
     for (int t = 0; t < rounds; t++) {
