@@ -33,19 +33,26 @@ typedef LV(int, CAND_LANES) lanei;
  * the extreme of its share of the packs and the lowest index reaching it
  * (strict compares in rising index order); merging the pairs by value,
  * then by lower index, gives the extreme over all packs and its lowest
- * index: the pack the scalar path's single scan picks. */
-#define LANES_SCAN4(v_init, i_init, step)                                   \
+ * index: the pack the scalar path's single scan picks. Declares v0..v3
+ * and i0..i3: a[q] replaces the pair's value when a[q] cmp value. */
+#define LANES_SCAN_STEP(a, cmp, v, i, q)                                    \
+    do {                                                                   \
+        lanei t_ = (a)[q] cmp v;                                           \
+        v = select(v, (a)[q], t_);                                         \
+        i = select(i, (lanei)(q), t_);                                     \
+    } while (0)
+#define LANES_SCAN4(a, cmp, v_init, i_init)                                 \
     lanef v0 = (v_init), v1 = (v_init), v2 = (v_init), v3 = (v_init);      \
     lanei i0 = (i_init), i1 = (i_init), i2 = (i_init), i3 = (i_init);      \
     int p = 0;                                                             \
     for (; p + 4 <= PACK_M; p += 4) {                                      \
-        step(v0, i0, p);                                                   \
-        step(v1, i1, p + 1);                                               \
-        step(v2, i2, p + 2);                                               \
-        step(v3, i3, p + 3);                                               \
+        LANES_SCAN_STEP(a, cmp, v0, i0, p);                                \
+        LANES_SCAN_STEP(a, cmp, v1, i1, p + 1);                            \
+        LANES_SCAN_STEP(a, cmp, v2, i2, p + 2);                            \
+        LANES_SCAN_STEP(a, cmp, v3, i3, p + 3);                            \
     }                                                                      \
     for (; p < PACK_M; p++)                                                \
-        step(v0, i0, p)
+        LANES_SCAN_STEP(a, cmp, v0, i0, p)
 
 /* (va, ia) takes (vb, ib) when vb is beyond va by cmp, or equal with a
  * lower index. */
@@ -61,20 +68,16 @@ typedef LV(int, CAND_LANES) lanei;
     LANES_MERGE(v2, i2, v3, i3, cmp);                                      \
     LANES_MERGE(v0, i0, v2, i2, cmp)
 
-/* The lightest open pack of each lane, ties to the lower index. */
-inline lanei lanes_lightest_open(const lanef *pw, const lanei *pn)
+/* The lightest open pack of each lane, ties to the lower index. ow holds
+ * the open packs' weights and +inf for full packs, so that a step is one
+ * compare; a lane whose minimum stays +inf has only packs at +inf open
+ * (overflowed sums: every pack's weight is finite otherwise), and gets
+ * its lowest open pack, as the scalar path would. */
+inline lanei lanes_lightest_open(const lanef *ow, const lanei *pn)
 {
-#define OPEN_STEP(v, i, q)                                                  \
-    do {                                                                   \
-        lanei t_ = (pn[q] < PACK_K) & (pw[q] < v);                         \
-        v = select(v, pw[q], t_);                                          \
-        i = select(i, (lanei)(q), t_);                                     \
-    } while (0)
-    LANES_SCAN4((lanef)INFINITY, (lanei)PACK_M, OPEN_STEP);
-#undef OPEN_STEP
+    LANES_SCAN4(ow, <, (lanef)INFINITY, (lanei)PACK_M);
     LANES_MERGE4(<);
     if (any(i0 >= PACK_M)) {
-        /* a lane whose open packs all overflowed to +inf: the lowest */
         lanei b = PACK_M;
         for (int q = PACK_M - 1; q >= 0; q--)
             b = select(b, (lanei)q, pn[q] < PACK_K);
@@ -89,27 +92,13 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
                            lanei *l)
 {
     {
-#define HI_STEP(v, i, q)                                                    \
-    do {                                                                   \
-        lanei t_ = pw[q] > v;                                              \
-        v = select(v, pw[q], t_);                                          \
-        i = select(i, (lanei)(q), t_);                                     \
-    } while (0)
-        LANES_SCAN4(pw[0], (lanei)0, HI_STEP);
-#undef HI_STEP
+        LANES_SCAN4(pw, >, pw[0], (lanei)0);
         LANES_MERGE4(>);
         *hv = v0;
         *h = i0;
     }
     {
-#define LO_STEP(v, i, q)                                                    \
-    do {                                                                   \
-        lanei t_ = pw[q] < v;                                              \
-        v = select(v, pw[q], t_);                                          \
-        i = select(i, (lanei)(q), t_);                                     \
-    } while (0)
-        LANES_SCAN4(pw[0], (lanei)0, LO_STEP);
-#undef LO_STEP
+        LANES_SCAN4(pw, <, pw[0], (lanei)0);
         LANES_MERGE4(<);
         *lv = v0;
         *l = i0;
@@ -182,7 +171,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
                 int rounds, float noise, uint seed_lo, uint seed_hi, int c0,
                 pack_scratch_ptrs s)
 {
-    lanef pw[PACK_M], cw[PACK_N];
+    lanef pw[PACK_M], ow[PACK_M], cw[PACK_N];
     lanei pn[PACK_M], ci[PACK_N];
     laneul vis[PACK_N]; /* sort codes, then the visiting order */
     int nl = min(CAND_LANES, cands - c0);
@@ -221,6 +210,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
     }
     for (int p = 0; p < PACK_M; p++) {
         pw[p] = 0.0f;
+        ow[p] = 0.0f;
         pn[p] = 0;
     }
     /* the visiting order's items and weights, lane-minor */
@@ -238,13 +228,14 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
      * would then wait for them); at[r] is where visit r's item lands. */
     lanei at[PACK_N];
     for (int r = 0; r < PACK_N; r++) {
-        lanei best = lanes_lightest_open(pw, pn);
+        lanei best = lanes_lightest_open(ow, pn);
         lanei slot = 0;
         for (int p = 0; p < PACK_M; p++) {
             lanei hit = best == p;
             pw[p] = select(pw[p], pw[p] + vw[r], hit);
             slot = select(slot, pn[p] + p * PACK_K, hit);
             pn[p] -= hit; /* hit is -1 where true */
+            ow[p] = select(pw[p], (lanef)INFINITY, pn[p] >= PACK_K);
         }
         at[r] = slot;
     }
@@ -258,13 +249,15 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
     /* Many packs: each lane updates its chosen pack alone. */
     for (int r = 0; r < PACK_N; r++) {
         int bs[CAND_LANES];
-        LANES_STORE(lanes_lightest_open(pw, pn), 0, bs);
+        LANES_STORE(lanes_lightest_open(ow, pn), 0, bs);
         for (int j = 0; j < CAND_LANES; j++) {
             int p = bs[j], a = p * PACK_K + LANE_I(pn, p, j);
             LANE_I(ci, a, j) = LANE_I(vi, r, j);
             LANE_F(cw, a, j) = LANE_F(vw, r, j);
-            LANE_F(pw, p, j) += LANE_F(vw, r, j);
+            float sum = LANE_F(pw, p, j) + LANE_F(vw, r, j);
+            LANE_F(pw, p, j) = sum;
             LANE_I(pn, p, j) += 1;
+            LANE_F(ow, p, j) = LANE_I(pn, p, j) < PACK_K ? sum : INFINITY;
         }
     }
 #endif

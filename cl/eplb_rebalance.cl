@@ -83,25 +83,20 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
         ratio[e] = wn[e];
     }
     barrier(SCR_FENCE);
-#if CAND_LANES > 1
-    /* CPU builds: one work-item scans the experts for each slot; a CPU
-     * runs a work-group's items one after the other anyway, and a tree
-     * reduction would cost a pass over all of them per level. Strict >
-     * from the lowest expert keeps ties on the lower one. */
-    if (lid == 0)
-        for (int slot = LPN_; slot < PPN_; slot++) {
-            int e = 0;
-            for (int x = 1; x < LPN_; x++)
-                if (ratio[x] > ratio[e])
-                    e = x;
-            sitem[slot] = e;
-            srank[slot] = cnt[e];
-            cnt[e]++;
-            ratio[e] = wn[e] / (float)cnt[e];
-        }
-    barrier(SCR_FENCE);
-#else
     for (int slot = LPN_; slot < PPN_; slot++) {
+#if CAND_LANES > 1
+        /* CPU builds: one work-item scans the experts; a CPU runs a
+         * work-group's items one after the other anyway, and the tree
+         * below would cost a pass over all of them per level. Strict >
+         * from the lowest expert keeps ties on the lower one. */
+        if (lid == 0) {
+            int bi = 0;
+            for (int e = 1; e < LPN_; e++)
+                if (ratio[e] > ratio[bi])
+                    bi = e;
+            red_i[0] = bi;
+        }
+#else
         /* ratios are >= 0, so -1 marks "none" */
         float bv = -1.0f;
         int bi = -1;
@@ -125,6 +120,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             }
             barrier(SCR_FENCE);
         }
+#endif
         if (lid == 0) {
             int e = red_i[0];
             sitem[slot] = e;
@@ -134,7 +130,6 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
         }
         barrier(SCR_FENCE);
     }
-#endif
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
