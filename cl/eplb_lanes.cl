@@ -274,31 +274,62 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
         int hs[CAND_LANES], ls[CAND_LANES];
         LANES_STORE(h, 0, hs);
         LANES_STORE(l, 0, ls);
+        /* the two packs' item weights */
         lanef wh[PACK_K], wl[PACK_K];
+#if PACK_M <= LANES_FILL_VECTOR_MAX
+        /* by selects: vector loads of vectors no lane just wrote */
+        for (int a = 0; a < PACK_K; a++)
+            wh[a] = wl[a] = cw[a];
+        for (int p = 1; p < PACK_M; p++) {
+            lanei at_h = h == p, at_l = l == p;
+            for (int a = 0; a < PACK_K; a++) {
+                wh[a] = select(wh[a], cw[p * PACK_K + a], at_h);
+                wl[a] = select(wl[a], cw[p * PACK_K + a], at_l);
+            }
+        }
+#else
         for (int j = 0; j < CAND_LANES; j++)
             for (int a = 0; a < PACK_K; a++) {
                 LANE_F(wh, a, j) = LANE_F(cw, hs[j] * PACK_K + a, j);
                 LANE_F(wl, a, j) = LANE_F(cw, ls[j] * PACK_K + a, j);
             }
-        /* swap_pair's search, all lanes at once */
-        lanef mid = gap * 0.5f, bestd = 0.0f;
-        lanei ba = -1, bb = -1;
+#endif
+        /* swap_pair's search, all lanes at once, the pair as one index
+         * a * PACK_K + b. bestd starts at +inf, so "no pair yet" needs no
+         * test of its own: while gap is finite a qualifying pair's dist
+         * is too (diff in (0, gap), mid = gap / 2). A lane whose heaviest
+         * pack overflowed to +inf has gap +inf: then the scalar path's
+         * test, with "no pair yet", is run for all lanes. */
+        lanef mid = gap * 0.5f, bestd = INFINITY;
+        lanei ab = -1;
 UNROLL_K
         for (int a = 0; a < PACK_K; a++) {
 UNROLL_K
             for (int b = 0; b < PACK_K; b++) {
                 lanef diff = wh[a] - wl[b];
                 lanef dist = fabs(diff - mid);
-                lanei better = (diff > 0.0f) & (diff < gap) &
-                               ((ba < 0) | (dist < bestd));
+                lanei better = (diff > 0.0f) & (diff < gap) & (dist < bestd);
                 bestd = select(bestd, dist, better);
-                ba = select(ba, (lanei)a, better);
-                bb = select(bb, (lanei)b, better);
+                ab = select(ab, (lanei)(a * PACK_K + b), better);
             }
         }
-        live &= ba >= 0;
+        if (any(live & (gap == INFINITY))) {
+            bestd = 0.0f;
+            ab = -1;
+            for (int a = 0; a < PACK_K; a++)
+                for (int b = 0; b < PACK_K; b++) {
+                    lanef diff = wh[a] - wl[b];
+                    lanef dist = fabs(diff - mid);
+                    lanei better = (diff > 0.0f) & (diff < gap) &
+                                   ((ab < 0) | (dist < bestd));
+                    bestd = select(bestd, dist, better);
+                    ab = select(ab, (lanei)(a * PACK_K + b), better);
+                }
+        }
+        live &= ab >= 0;
         if (!any(live))
             break;
+        lanei ba = ab / PACK_K, bb = ab % PACK_K;
         /* the packs' new sums, in rank order, as swap_pair */
         lanef xa = 0.0f, xb = 0.0f;
 UNROLL_K

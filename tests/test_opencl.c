@@ -176,6 +176,21 @@ static void test_lanes(void)
     unsetenv("EPLB_CL_LANES");
 }
 
+/* Loads near FLT_MAX: pack sums overflow to +inf, where the lanes path
+ * leaves its fast tests for the scalar path's. */
+static void test_overflowing_sums(void)
+{
+    static const eplb_shape shapes[] = {{2, 64, 80, 8, 4, 8},
+                                        {2, 64, 128, 8, 16, 64}};
+    float w[2 * 64];
+    for (int i = 0; i < 2 * 64; i++)
+        w[i] = i % 5 == 0 ? 3.0e38f : (float)(i % 17);
+    for (int k = 0; k < 2; k++) {
+        compare(&shapes[k], w, 64, 20, 1);
+        compare(&shapes[k], w, 7, 20, 2);
+    }
+}
+
 static void test_device_filters(void)
 {
     eplb_options o;
@@ -420,6 +435,7 @@ static CU_TestInfo opencl_tests[] = {
     {"context reuse across shapes", test_context_reuse},
     {"state in global memory", test_global_scratch},
     {"candidates per work-item", test_lanes},
+    {"overflowing pack sums", test_overflowing_sums},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
     {"corrupt cache is replaced", test_binary_cache},
