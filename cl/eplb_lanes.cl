@@ -68,23 +68,68 @@ typedef LV(int, CAND_LANES) lanei;
     LANES_MERGE(v2, i2, v3, i3, cmp);                                      \
     LANES_MERGE(v0, i0, v2, i2, cmp)
 
-/* The lightest open pack of each lane, ties to the lower index. ow holds
- * the open packs' weights and +inf for full packs, so that a step is one
- * compare; a lane whose minimum stays +inf has only packs at +inf open
- * (overflowed sums: every pack's weight is finite otherwise), and gets
- * its lowest open pack, as the scalar path would. */
-inline lanei lanes_lightest_open(const lanef *ow, const lanei *pn)
+/* The scans below look for the least weight among the open packs' ow
+ * (+inf for full packs, so that a step is one compare) and leave PACK_M
+ * in a lane whose minimum stays +inf: only packs at +inf are open there
+ * (overflowed sums; may_inf says whether the row's items can overflow
+ * at all). Such a lane gets its lowest open pack, as the scalar path. */
+inline lanei lanes_open_at_inf(lanei best, const lanei *pn, int may_inf)
+{
+    if (may_inf && any(best >= PACK_M)) {
+        lanei low = PACK_M;
+        for (int q = PACK_M - 1; q >= 0; q--)
+            low = select(low, (lanei)q, pn[q] < PACK_K);
+        best = select(best, low, best >= PACK_M);
+    }
+    return best;
+}
+
+/* The lightest open pack of each lane, ties to the lower index. */
+inline lanei lanes_lightest_open(const lanef *ow, const lanei *pn,
+                                 int may_inf)
 {
     LANES_SCAN4(ow, <, (lanef)INFINITY, (lanei)PACK_M);
     LANES_MERGE4(<);
-    if (any(i0 >= PACK_M)) {
-        lanei b = PACK_M;
-        for (int q = PACK_M - 1; q >= 0; q--)
-            b = select(b, (lanei)q, pn[q] < PACK_K);
-        i0 = select(i0, b, i0 >= PACK_M);
-    }
-    return i0;
+    return lanes_open_at_inf(i0, pn, may_inf);
 }
+
+#if PACK_M > LANES_FILL_VECTOR_MAX
+/* Packs per block for the many-packs fill, and the blocks. */
+#define LANES_BLOCK 16
+#define LANES_BLOCKS ((PACK_M + LANES_BLOCK - 1) / LANES_BLOCK)
+
+/* Block b's lightest open pack in each lane: its weight (+inf if none)
+ * and lowest index (PACK_M if none). A lane whose block did not change
+ * gets what it had. */
+inline void lanes_block_min(const lanef *ow, int b, lanef *v, lanei *i)
+{
+    lanef bv = INFINITY;
+    lanei bi = PACK_M;
+    for (int q = b * LANES_BLOCK; q < min((b + 1) * LANES_BLOCK, PACK_M);
+         q++) {
+        lanei t = ow[q] < bv;
+        bv = select(bv, ow[q], t);
+        bi = select(bi, (lanei)q, t);
+    }
+    *v = bv;
+    *i = bi;
+}
+
+/* lanes_lightest_open from the blocks' minima: the first block holding
+ * the least weight holds the lowest pack at it. */
+inline lanei lanes_lightest_block(const lanef *bv, const lanei *bi,
+                                  const lanei *pn, int may_inf)
+{
+    lanef v = INFINITY;
+    lanei best = PACK_M;
+    for (int b = 0; b < LANES_BLOCKS; b++) {
+        lanei t = bv[b] < v;
+        v = select(v, bv[b], t);
+        best = select(best, bi[b], t);
+    }
+    return lanes_open_at_inf(best, pn, may_inf);
+}
+#endif
 
 /* The heaviest pack of each lane (hv, h) and the lightest (lv, l), ties
  * to the lower index. */
@@ -239,6 +284,13 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
     for (int r = 0; r < PACK_N; r++)
         for (int j = 0; j < CAND_LANES; j++)
             LANE_F(vw, r, j) = w[LANE_I(vi, r, j)];
+    /* Pack sums reach +inf only with items near FLT_MAX: with K items
+     * under 2^125 / K each, every sum stays below 2^126 whatever the
+     * rounding, and the scans skip their +inf fallback test. */
+    float wmax = 0.0f;
+    for (int i = 0; i < PACK_N; i++)
+        wmax = fmax(wmax, w[i]);
+    int may_inf = !(wmax * (float)PACK_K < 0x1p125f);
     /* greedy fill: the lightest open pack, ties to the lower index */
 #if PACK_M <= LANES_FILL_VECTOR_MAX
     /* Few packs: every pack's vector takes the item where it was chosen
@@ -246,7 +298,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
      * would then wait for them); at[r] is where visit r's item lands. */
     lanei at[PACK_N];
     for (int r = 0; r < PACK_N; r++) {
-        lanei best = lanes_lightest_open(ow, pn);
+        lanei best = lanes_lightest_open(ow, pn, may_inf);
         lanei slot = 0;
         for (int p = 0; p < PACK_M; p++) {
             lanei hit = best == p;
@@ -264,10 +316,19 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
             LANE_F(cw, a, j) = LANE_F(vw, r, j);
         }
 #else
-    /* Many packs: each lane updates its chosen pack alone. */
+    /* Many packs: each lane updates its chosen pack alone, and the
+     * lightest open pack comes from the minima of blocks of packs, of
+     * which only those some lane just changed are scanned again. */
+    lanef bv[LANES_BLOCKS];
+    lanei bi[LANES_BLOCKS];
+    for (int b = 0; b < LANES_BLOCKS; b++) {
+        bv[b] = 0.0f; /* every pack empty: a block's first is lightest */
+        bi[b] = b * LANES_BLOCK;
+    }
     for (int r = 0; r < PACK_N; r++) {
         int bs[CAND_LANES];
-        LANES_STORE(lanes_lightest_open(ow, pn), 0, bs);
+        lanei best = lanes_lightest_block(bv, bi, pn, may_inf);
+        LANES_STORE(best, 0, bs);
         for (int j = 0; j < CAND_LANES; j++) {
             int p = bs[j], a = p * PACK_K + LANE_I(pn, p, j);
             LANE_I(ci, a, j) = LANE_I(vi, r, j);
@@ -277,6 +338,14 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
             LANE_I(pn, p, j) += 1;
             LANE_F(ow, p, j) = LANE_I(pn, p, j) < PACK_K ? sum : INFINITY;
         }
+        /* the blocks some lane changed, as bits (any() on a vector
+         * compiles to a chain of shuffles and branches on PoCL) */
+        ulong touched = 0;
+        for (int j = 0; j < CAND_LANES; j++)
+            touched |= 1ul << (bs[j] / LANES_BLOCK);
+        for (int b = 0; b < LANES_BLOCKS; b++)
+            if (touched >> b & 1)
+                lanes_block_min(ow, b, &bv[b], &bi[b]);
     }
 #endif
     /* swap rounds; live: the lanes still refining */
