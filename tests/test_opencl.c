@@ -153,20 +153,23 @@ static void test_global_scratch(void)
 }
 
 /* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path, 16 the
- * CPUs' default; 4 leaves lanes of a chunk past the candidates at 7. */
+ * CPUs' default; 4 leaves lanes of a chunk past the candidates at 7. The
+ * global shapes have 144 and 56 packs: blocks of 16 packs, the last one
+ * full or not. */
 static void test_lanes(void)
 {
-    static const char *const lanes[] = {"1", "4"};
+    static const char *const lanes[] = {"16", "1", "4"};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 320, 8, 8, 64},
-                           {2, 256, 288, 8, 18, 144}, {3, 64, 96, 4, 2, 96}};
-    for (int i = 0; i < 2; i++) {
+                           {2, 256, 288, 8, 18, 144}, {3, 64, 96, 4, 2, 96},
+                           {2, 256, 280, 8, 7, 56}};
+    for (int i = 0; i < 3; i++) {
         setenv("EPLB_CL_LANES", lanes[i], 1);
         eplb_options o;
         eplb_options_default(&o);
         o.backend = EPLB_BACKEND_OPENCL;
         eplb_context *ctx;
         CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
-        check_context_plans(ctx, shapes, 4, 70 + 10 * i);
+        check_context_plans(ctx, shapes, 5, 70 + 10 * i);
         eplb_context_destroy(ctx);
         float *w = malloc(4 * 256 * sizeof(float));
         workload_generate(w, 4, 256, 77);
