@@ -299,6 +299,40 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 }
 #endif
 
+#if CAND_LANES > 1
+/* cl/eplb_lanes.cl: candidates c0 .. c0+CAND_LANES-1 keyed, sorted, filled
+ * and refined by one work-item, into s.cmax and s.contents. */
+void pack_lanes(SCR const float *w, uint step, uint row, int cands,
+                int rounds, float noise, uint seed_lo, uint seed_hi, int c0,
+                pack_scratch_ptrs s);
+#endif
+
+/* Step 4 of pack_row: the least largest pack wins, ties to the lower
+ * candidate; its contents become out_pack/out_rank. Must be reached by
+ * every work-item. */
+inline void pack_row_pick(int cands, pack_scratch_ptrs s, SCR int *best_c,
+                          SCR int *out_pack, SCR int *out_rank,
+                          SCR float *out_max)
+{
+    int lid = get_local_id(0);
+    if (lid == 0) {
+        int b = 0;
+        for (int c = 1; c < cands; c++)
+            if (s.cmax[c] < s.cmax[b])
+                b = c;
+        *best_c = b;
+        *out_max = s.cmax[b];
+    }
+    barrier(SCR_FENCE);
+    SCR const ushort *cont = s.contents + *best_c * PACK_OS;
+    for (int idx = lid; idx < PACK_N; idx += WG) {
+        int item = cont[idx];
+        out_pack[item] = idx / PACK_K;
+        out_rank[item] = idx % PACK_K;
+    }
+    barrier(SCR_FENCE);
+}
+
 /* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
  * out_max get the chosen candidate. cands 1 with rounds 0 is SPEC's
  * deterministic pack(). Must be reached by every work-item. */
@@ -344,8 +378,13 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         barrier(SCR_FENCE);
     }
 #else
+    /* CPU builds take CAND_LANES candidates per work-item (pack_lanes,
+     * which needs no base order) when there are enough to fill the lanes
+     * a little; the deterministic variant's one candidate goes the scalar
+     * way. Every work-item sees the same cands: no barrier diverges. */
+    int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
     /* 1. the base order: weight descending, equal weights by index */
-    for (int i = lid; i < PACK_N; i += WG) {
+    for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
         float wi = w[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
@@ -357,7 +396,8 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     /* 2. noisy sort keys, four items per generator call, stored at the
      * item's base position */
     const int quads = (PACK_N + 3) / 4;
-    for (int idx = lid; idx < cands * quads; idx += WG) {
+    for (int idx = lanes ? cands * quads : lid; idx < cands * quads;
+         idx += WG) {
         int c = idx / quads, q = idx - c * quads;
         uint4 bits = eplb_bits4(seed_lo, seed_hi, step, row, (uint)c,
                                 (uint)q);
@@ -377,6 +417,13 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     }
     barrier(SCR_FENCE);
     /* 3. each candidate sorted, filled and refined by one work-item */
+#if CAND_LANES > 1
+    if (lanes)
+        for (int c0 = lid * CAND_LANES; c0 < cands; c0 += WG * CAND_LANES)
+            pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
+                       c0, s);
+    else
+#endif
     for (int c = lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);
 #if PACK_M > PACK_M_REGISTERS
@@ -389,23 +436,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
 #endif
     }
     barrier(SCR_FENCE);
-    /* 4. the least largest pack wins, ties to the lower candidate */
-    if (lid == 0) {
-        int b = 0;
-        for (int c = 1; c < cands; c++)
-            if (s.cmax[c] < s.cmax[b])
-                b = c;
-        *best_c = b;
-        *out_max = s.cmax[b];
-    }
-    barrier(SCR_FENCE);
-    SCR const ushort *cont = s.contents + *best_c * PACK_OS;
-    for (int idx = lid; idx < PACK_N; idx += WG) {
-        int item = cont[idx];
-        out_pack[item] = idx / PACK_K;
-        out_rank[item] = idx % PACK_K;
-    }
-    barrier(SCR_FENCE);
+    pack_row_pick(cands, s, best_c, out_pack, out_rank, out_max);
 #endif
 }
 

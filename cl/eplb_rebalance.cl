@@ -84,6 +84,19 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
     }
     barrier(SCR_FENCE);
     for (int slot = LPN_; slot < PPN_; slot++) {
+#if CAND_LANES > 1
+        /* CPU builds: one work-item scans the experts; a CPU runs a
+         * work-group's items one after the other anyway, and the tree
+         * below would cost a pass over all of them per level. Strict >
+         * from the lowest expert keeps ties on the lower one. */
+        if (lid == 0) {
+            int bi = 0;
+            for (int e = 1; e < LPN_; e++)
+                if (ratio[e] > ratio[bi])
+                    bi = e;
+            red_i[0] = bi;
+        }
+#else
         /* ratios are >= 0, so -1 marks "none" */
         float bv = -1.0f;
         int bi = -1;
@@ -107,6 +120,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             }
             barrier(SCR_FENCE);
         }
+#endif
         if (lid == 0) {
             int e = red_i[0];
             sitem[slot] = e;
@@ -201,8 +215,19 @@ void eplb_finish(int layers, __global const int *slot_expert,
     __global int *logcnt =
         out + (size_t)layers * P_ + (size_t)layers * E_ * MAXREP_ +
         (size_t)l * E_;
+#if CAND_LANES > 1
+    /* CPU builds: a contiguous run per work-item, which compiles to wide
+     * stores; GPUs want neighbouring work-items on neighbouring words */
+    {
+        const int per = (E_ * MAXREP_ + WG - 1) / WG;
+        int end = min((lid + 1) * per, E_ * MAXREP_);
+        for (int i = lid * per; i < end; i++)
+            log2phy[i] = -1;
+    }
+#else
     for (int i = lid; i < E_ * MAXREP_; i += WG)
         log2phy[i] = -1;
+#endif
     for (int e = lid; e < E_; e += WG)
         logcnt[e] = cnt_in[vl * E_ + e];
     barrier(CLK_GLOBAL_MEM_FENCE);

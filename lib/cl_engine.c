@@ -18,6 +18,10 @@
 #define WG_GPU 256
 #define WG_CPU 64
 #define WG_MIN 16
+/* Candidates per work-item on CPU devices, one per vector lane (the
+ * kernels' CAND_LANES): 16 floats fill an AVX-512 register, two AVX2
+ * ones. GPUs run one candidate per work-item (1). */
+#define LANES_CPU 16
 /* Local memory kept free for the compiler's own needs. */
 #define LOCAL_MEM_RESERVE 1024
 #define OPTIONS_MAX 2048
@@ -56,7 +60,9 @@ struct cl_engine {
 };
 
 static const char *const groups_files[] = {"eplb_philox.cl", "eplb_pack.cl",
+                                           "eplb_lanes.cl",
                                            "eplb_rebalance.cl"};
+#define N_GROUPS_FILES ((int)(sizeof groups_files / sizeof groups_files[0]))
 
 static int cl_fail(cl_int err, const char *what, const cl_engine *e)
 {
@@ -206,6 +212,23 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
     return lo->bytes + LOCAL_MEM_RESERVE <= e->dev.local_mem;
 }
 
+/* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
+ * 16 overrides the device type's choice (to test or time either path on
+ * any device). Rows of more than LANES_MAX_ITEMS items stay scalar: the
+ * lanes path keeps a row's state per lane in private memory. */
+#define LANES_MAX_ITEMS 1024
+
+static int cand_lanes(const cl_engine *e, int n)
+{
+    const char *v = getenv("EPLB_CL_LANES");
+    if (n > LANES_MAX_ITEMS)
+        return 1;
+    if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
+              !strcmp(v, "16")))
+        return atoi(v);
+    return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
+}
+
 static void program_options(char *buf, size_t len, const cl_engine *e,
                             const plan_dims *d, int slots, size_t wg,
                             const wg_layout *lo, int local)
@@ -220,7 +243,8 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              "-DPACK_HEAP_OFF=%zu -DPACK_SCRATCH_H=%zu "
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
-             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d%s",
+             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d "
+             "-DCAND_LANES=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
@@ -228,7 +252,8 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off,
              lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
-             e->use_clblast, slots ? " -DEPLB_SLOTS_PROGRAM" : "");
+             e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
+             slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
 }
@@ -277,13 +302,14 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     for (;;) {
         char opts[OPTIONS_MAX];
         program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
-        int rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
-                                  "eplb_groups", &e->prog_groups);
+        int rc = cl_program_build(e->ctx, &e->dev, groups_files,
+                                  N_GROUPS_FILES, opts, "eplb_groups",
+                                  &e->prog_groups);
         if (rc)
             return rc;
         program_options(opts, sizeof opts, e, d, 1, wg, &ls, e->local_slots);
-        rc = cl_program_build(e->ctx, &e->dev, groups_files, 3, opts,
-                              "eplb_slots;eplb_finish", &e->prog_slots);
+        rc = cl_program_build(e->ctx, &e->dev, groups_files, N_GROUPS_FILES,
+                              opts, "eplb_slots;eplb_finish", &e->prog_slots);
         if (rc)
             return rc;
         size_t max_wg = wg;

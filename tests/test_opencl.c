@@ -152,6 +152,48 @@ static void test_global_scratch(void)
     unsetenv("EPLB_CL_SCRATCH");
 }
 
+/* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path, 16 the
+ * CPUs' default; 4 leaves lanes of a chunk past the candidates at 7. The
+ * global shapes have 144 and 56 packs: blocks of 16 packs, the last one
+ * full or not. */
+static void test_lanes(void)
+{
+    static const char *const lanes[] = {"16", "1", "4"};
+    eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 320, 8, 8, 64},
+                           {2, 256, 288, 8, 18, 144}, {3, 64, 96, 4, 2, 96},
+                           {2, 256, 280, 8, 7, 56}};
+    for (int i = 0; i < 3; i++) {
+        setenv("EPLB_CL_LANES", lanes[i], 1);
+        eplb_options o;
+        eplb_options_default(&o);
+        o.backend = EPLB_BACKEND_OPENCL;
+        eplb_context *ctx;
+        CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+        check_context_plans(ctx, shapes, 5, 70 + 10 * i);
+        eplb_context_destroy(ctx);
+        float *w = malloc(4 * 256 * sizeof(float));
+        workload_generate(w, 4, 256, 77);
+        compare(&shapes[0], w, 7, 20, 5);
+        free(w);
+    }
+    unsetenv("EPLB_CL_LANES");
+}
+
+/* Loads near FLT_MAX: pack sums overflow to +inf, where the lanes path
+ * leaves its fast tests for the scalar path's. */
+static void test_overflowing_sums(void)
+{
+    static const eplb_shape shapes[] = {{2, 64, 80, 8, 4, 8},
+                                        {2, 64, 128, 8, 16, 64}};
+    float w[2 * 64];
+    for (int i = 0; i < 2 * 64; i++)
+        w[i] = i % 5 == 0 ? 3.0e38f : (float)(i % 17);
+    for (int k = 0; k < 2; k++) {
+        compare(&shapes[k], w, 64, 20, 1);
+        compare(&shapes[k], w, 7, 20, 2);
+    }
+}
+
 static void test_device_filters(void)
 {
     eplb_options o;
@@ -208,8 +250,9 @@ static void test_broken_kernel(void)
     char dir[] = "kernels-XXXXXX";
     CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
     const char *files[] = {"eplb_philox.cl", "eplb_pack.cl",
-                           "eplb_rebalance.cl", "eplb_floor.cl"};
-    for (int i = 0; i < 4; i++) {
+                           "eplb_lanes.cl", "eplb_rebalance.cl",
+                           "eplb_floor.cl"};
+    for (int i = 0; i < 5; i++) {
         char from[4096], to[4096];
         snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
@@ -238,7 +281,7 @@ static void test_broken_kernel(void)
     CU_ASSERT(test_plan_is_poisoned(&p, POISON));
     eplb_context_destroy(ctx);
     /* The same directory with good files builds. */
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         char from[4096], to[4096];
         snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
@@ -249,7 +292,7 @@ static void test_broken_kernel(void)
               EPLB_OK);
     eplb_context_destroy(ctx);
     unsetenv("EPLB_CL_KERNEL_DIR");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         char to[4096];
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
         remove(to);
@@ -394,6 +437,8 @@ static CU_TestInfo opencl_tests[] = {
     {"real loads: equal to reference", test_real_equal},
     {"context reuse across shapes", test_context_reuse},
     {"state in global memory", test_global_scratch},
+    {"candidates per work-item", test_lanes},
+    {"overflowing pack sums", test_overflowing_sums},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
     {"corrupt cache is replaced", test_binary_cache},

@@ -1,0 +1,445 @@
+/* pack() for CPU devices: CAND_LANES candidates per work-item, one per
+ * vector lane (lib/cl_engine.c builds with CAND_LANES > 1 for CPUs). It
+ * follows cl/eplb_pack.cl (scratch layout, cand_scale, PACK_K) and
+ * cl/eplb_philox.cl (eplb_bits4_lanes), and computes the bits of their
+ * scalar path: every float operation is the one pack_one_candidate does,
+ * in the same order. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#if CAND_LANES > 1
+/* CPU devices: one work-item advances CAND_LANES candidates at once, each
+ * candidate a lane of an OpenCL vector, so every compare, select and add
+ * of the fill and the swap rounds is one SIMD instruction for all lanes
+ * (a CPU compiler cannot vectorise across work-items whose loops have
+ * data-dependent trip counts; explicit vectors need no vectoriser). State
+ * is lane-minor: element i of every lane sits in one vector. Trip counts
+ * are uniform: a lane whose swaps stopped is masked, not branched around.
+ * Per-lane steps that index by a lane's own pack (placing an item,
+ * gathering and swapping pack contents) are scalar loops over the lanes.
+ * Every float operation is the one the scalar path does, in the same
+ * order, so the plans are the same bits. */
+typedef LV(float, CAND_LANES) lanef;
+typedef LV(int, CAND_LANES) lanei;
+#define LANES_STORE LV(vstore, CAND_LANES)
+/* Up to this many packs the fill updates every pack's vector per item;
+ * beyond, only each lane's chosen pack, lane by lane. */
+#define LANES_FILL_VECTOR_MAX 16
+/* lane j of element i of a private lane-minor array */
+#define LANE_F(a, i, j) (((float *)(a))[(i) * CAND_LANES + (j)])
+#define LANE_I(a, i, j) (((int *)(a))[(i) * CAND_LANES + (j)])
+
+/* Scans over the packs keep four independent (value, index) pairs, so
+ * that the loop is not one chain of dependent compares: each pair holds
+ * the extreme of its share of the packs and the lowest index reaching it
+ * (strict compares in rising index order); merging the pairs by value,
+ * then by lower index, gives the extreme over all packs and its lowest
+ * index: the pack the scalar path's single scan picks. Declares v0..v3
+ * and i0..i3: a[q] replaces the pair's value when a[q] cmp value. */
+#define LANES_SCAN_STEP(a, cmp, v, i, q)                                    \
+    do {                                                                   \
+        lanei t_ = (a)[q] cmp v;                                           \
+        v = select(v, (a)[q], t_);                                         \
+        i = select(i, (lanei)(q), t_);                                     \
+    } while (0)
+#define LANES_SCAN4(a, cmp, v_init, i_init)                                 \
+    lanef v0 = (v_init), v1 = (v_init), v2 = (v_init), v3 = (v_init);      \
+    lanei i0 = (i_init), i1 = (i_init), i2 = (i_init), i3 = (i_init);      \
+    int p = 0;                                                             \
+    for (; p + 4 <= PACK_M; p += 4) {                                      \
+        LANES_SCAN_STEP(a, cmp, v0, i0, p);                                \
+        LANES_SCAN_STEP(a, cmp, v1, i1, p + 1);                            \
+        LANES_SCAN_STEP(a, cmp, v2, i2, p + 2);                            \
+        LANES_SCAN_STEP(a, cmp, v3, i3, p + 3);                            \
+    }                                                                      \
+    for (; p < PACK_M; p++)                                                \
+        LANES_SCAN_STEP(a, cmp, v0, i0, p)
+
+/* (va, ia) takes (vb, ib) when vb is beyond va by cmp, or equal with a
+ * lower index. */
+#define LANES_MERGE(va, ia, vb, ib, cmp)                                    \
+    do {                                                                   \
+        lanei t_ = ((vb) cmp (va)) | (((vb) == (va)) & ((ib) < (ia)));     \
+        va = select(va, vb, t_);                                           \
+        ia = select(ia, ib, t_);                                           \
+    } while (0)
+
+#define LANES_MERGE4(cmp)                                                   \
+    LANES_MERGE(v0, i0, v1, i1, cmp);                                      \
+    LANES_MERGE(v2, i2, v3, i3, cmp);                                      \
+    LANES_MERGE(v0, i0, v2, i2, cmp)
+
+/* The scans below look for the least weight among the open packs' ow
+ * (+inf for full packs, so that a step is one compare) and leave PACK_M
+ * in a lane whose minimum stays +inf: only packs at +inf are open there
+ * (overflowed sums; may_inf says whether the row's items can overflow
+ * at all). Such a lane gets its lowest open pack, as the scalar path. */
+inline lanei lanes_open_at_inf(lanei best, const lanei *pn, int may_inf)
+{
+    if (may_inf && any(best >= PACK_M)) {
+        lanei low = PACK_M;
+        for (int q = PACK_M - 1; q >= 0; q--)
+            low = select(low, (lanei)q, pn[q] < PACK_K);
+        best = select(best, low, best >= PACK_M);
+    }
+    return best;
+}
+
+/* The lightest open pack of each lane, ties to the lower index. */
+inline lanei lanes_lightest_open(const lanef *ow, const lanei *pn,
+                                 int may_inf)
+{
+    LANES_SCAN4(ow, <, (lanef)INFINITY, (lanei)PACK_M);
+    LANES_MERGE4(<);
+    return lanes_open_at_inf(i0, pn, may_inf);
+}
+
+#if PACK_M > LANES_FILL_VECTOR_MAX
+/* Packs per block for the many-packs fill, and the blocks. */
+#define LANES_BLOCK 16
+#define LANES_BLOCKS ((PACK_M + LANES_BLOCK - 1) / LANES_BLOCK)
+
+/* Block b's lightest open pack in each lane: its weight (+inf if none)
+ * and lowest index (PACK_M if none). A lane whose block did not change
+ * gets what it had. */
+inline void lanes_block_min(const lanef *ow, int b, lanef *v, lanei *i)
+{
+    lanef bv = INFINITY;
+    lanei bi = PACK_M;
+    for (int q = b * LANES_BLOCK; q < min((b + 1) * LANES_BLOCK, PACK_M);
+         q++) {
+        lanei t = ow[q] < bv;
+        bv = select(bv, ow[q], t);
+        bi = select(bi, (lanei)q, t);
+    }
+    *v = bv;
+    *i = bi;
+}
+
+/* lanes_lightest_open from the blocks' minima: the first block holding
+ * the least weight holds the lowest pack at it. */
+inline lanei lanes_lightest_block(const lanef *bv, const lanei *bi,
+                                  const lanei *pn, int may_inf)
+{
+    lanef v = INFINITY;
+    lanei best = PACK_M;
+    for (int b = 0; b < LANES_BLOCKS; b++) {
+        lanei t = bv[b] < v;
+        v = select(v, bv[b], t);
+        best = select(best, bi[b], t);
+    }
+    return lanes_open_at_inf(best, pn, may_inf);
+}
+#endif
+
+/* The heaviest pack of each lane (hv, h) and the lightest (lv, l), ties
+ * to the lower index. */
+inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
+                           lanei *l)
+{
+    {
+        LANES_SCAN4(pw, >, pw[0], (lanei)0);
+        LANES_MERGE4(>);
+        *hv = v0;
+        *h = i0;
+    }
+    {
+        LANES_SCAN4(pw, <, pw[0], (lanei)0);
+        LANES_MERGE4(<);
+        *lv = v0;
+        *l = i0;
+    }
+}
+
+/* The sorting network's width: PACK_N rounded up to a power of two (the
+ * host keeps PACK_N <= 1024 for the lanes path). */
+#if PACK_N <= 8
+#define SORT_NP 8
+#elif PACK_N <= 16
+#define SORT_NP 16
+#elif PACK_N <= 32
+#define SORT_NP 32
+#elif PACK_N <= 64
+#define SORT_NP 64
+#elif PACK_N <= 128
+#define SORT_NP 128
+#elif PACK_N <= 256
+#define SORT_NP 256
+#elif PACK_N <= 512
+#define SORT_NP 512
+#else
+#define SORT_NP 1024
+#endif
+
+/* One compare-exchange: the lower position gets the smaller code. */
+#define LANES_CX(v, i, m)                                                   \
+    do {                                                                   \
+        laneul a_ = (v)[i], b_ = (v)[m];                                   \
+        (v)[i] = min(a_, b_);                                              \
+        (v)[m] = max(a_, b_);                                              \
+    } while (0)
+
+/* Sorts each lane's codes ascending. A code is (0xFFFFFFFF - key bits)
+ * << 32 | item, as lib/pack.c's desc_key: ascending codes are keys
+ * descending, equal keys by lower item, which is sort_candidate's order (a
+ * total order, so any correct sort gives it). A bitonic network does the
+ * same compare-exchanges in every lane with no data-dependent branch (an
+ * insertion sort's mispredicted exits were half of a lane's time), each a
+ * 64-bit min and max. All its compare-exchanges point the same way (each
+ * merge starts by comparing mirrored positions), so padding to SORT_NP
+ * with codes above every real one would never move: the exchanges that
+ * touch a position >= PACK_N are left out, and no padding is stored. */
+inline void lanes_sort(laneul *v)
+{
+    for (int size = 2; size <= SORT_NP; size <<= 1) {
+        int mid = size >> 1;
+        for (int pr = 0; pr < SORT_NP / 2; pr++) {
+            /* powers of two: masks, not divisions */
+            int at = (pr & ~(mid - 1)) << 1, off = pr & (mid - 1);
+            int m = at + size - 1 - off;
+            if (m < PACK_N)
+                LANES_CX(v, at + off, m);
+        }
+        for (int stride = size >> 2; stride > 0; stride >>= 1)
+            for (int pr = 0; pr < SORT_NP / 2; pr++) {
+                int i = ((pr & ~(stride - 1)) << 1) | (pr & (stride - 1));
+                if (i + stride < PACK_N)
+                    LANES_CX(v, i, i + stride);
+            }
+    }
+}
+
+/* swap_pair's search over the pairs (a, b) of wh and wl, all lanes at
+ * once: ab gets a * PACK_K + b of the pair whose difference is in
+ * (0, gap) and closest to mid, ties to the first; none_yet says when a
+ * lane has no pair yet (a qualifying pair then wins whatever bestd).
+ * Left to the compiler to unroll or not: forced full unrolling of both
+ * uses cost about 15% more time per plan on PoCL. */
+#define LANES_PAIR_SEARCH(none_yet)                                         \
+    for (int a = 0; a < PACK_K; a++) {                                     \
+        for (int b = 0; b < PACK_K; b++) {                                 \
+            lanef diff = wh[a] - wl[b];                                    \
+            lanef dist = fabs(diff - mid);                                 \
+            lanei better = (diff > 0.0f) & (diff < gap) &                  \
+                           ((none_yet) | (dist < bestd));                  \
+            bestd = select(bestd, dist, better);                           \
+            ab = select(ab, (lanei)(a * PACK_K + b), better);              \
+        }                                                                  \
+    }
+
+/* Candidates c0 .. c0+CAND_LANES-1 (those below cands): keyed, sorted,
+ * filled and refined as steps 2 and 3 of pack_row do one; s.cmax and
+ * s.contents get the results. Lanes past cands repeat candidate c0 and are
+ * not stored. */
+void pack_lanes(SCR const float *w, uint step, uint row, int cands,
+                int rounds, float noise, uint seed_lo, uint seed_hi, int c0,
+                pack_scratch_ptrs s)
+{
+    lanef pw[PACK_M], ow[PACK_M], cw[PACK_N];
+    lanei pn[PACK_M], ci[PACK_N];
+    laneul vis[PACK_N]; /* sort codes, then the visiting order */
+    int nl = min(CAND_LANES, cands - c0);
+    {
+        uint cs[CAND_LANES];
+        float scs[CAND_LANES];
+        for (int j = 0; j < CAND_LANES; j++) {
+            int c = c0 + (j < nl ? j : 0);
+            cs[j] = (uint)c;
+            scs[j] = cand_scale(noise, c, cands);
+        }
+        laneu cand = LV(vload, CAND_LANES)(0, cs);
+        lanef scale = LV(vload, CAND_LANES)(0, scs);
+        /* the noisy keys, as step 2: four items per generator call */
+        for (int q = 0; q * 4 < PACK_N; q++) {
+            laneu bits[4];
+            eplb_bits4_lanes(seed_lo, seed_hi, step, row, cand, (uint)q,
+                             bits);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int i = q * 4 + j;
+                if (i >= PACK_N)
+                    break;
+                lanef u = LV(convert_float, CAND_LANES)(bits[j] >> 8) *
+                          (1.0f / 16777216.0f);
+                lanef jitter = u * w[i];
+                jitter = jitter * scale;
+                /* + 0.0f: a -0.0 key sorts as 0.0 */
+                lanef key = (w[i] + jitter) + 0.0f;
+                laneu code = 0xFFFFFFFFu - LV(as_uint, CAND_LANES)(key);
+                vis[i] = LV(convert_ulong, CAND_LANES)(code) << 32 |
+                         (ulong)i;
+            }
+        }
+        lanes_sort(vis);
+    }
+    for (int p = 0; p < PACK_M; p++) {
+        pw[p] = 0.0f;
+        ow[p] = 0.0f;
+        pn[p] = 0;
+    }
+    /* the visiting order's items and weights, lane-minor */
+    lanei vi[PACK_N];
+    lanef vw[PACK_N];
+    for (int r = 0; r < PACK_N; r++)
+        vi[r] = LV(convert_int, CAND_LANES)(vis[r] & 0xFFFFFFFFul);
+    for (int r = 0; r < PACK_N; r++)
+        for (int j = 0; j < CAND_LANES; j++)
+            LANE_F(vw, r, j) = w[LANE_I(vi, r, j)];
+    /* Pack sums reach +inf only with items near FLT_MAX: with K items
+     * under 2^125 / K each, every sum stays below 2^126 whatever the
+     * rounding, and the scans skip their +inf fallback test. */
+    float wmax = 0.0f;
+    for (int i = 0; i < PACK_N; i++)
+        wmax = fmax(wmax, w[i]);
+    int may_inf = !(wmax * (float)PACK_K < 0x1p125f);
+    /* greedy fill: the lightest open pack, ties to the lower index */
+#if PACK_M <= LANES_FILL_VECTOR_MAX
+    /* Few packs: every pack's vector takes the item where it was chosen
+     * (selects, no per-lane stores between the scans, whose vector loads
+     * would then wait for them); at[r] is where visit r's item lands. */
+    lanei at[PACK_N];
+    for (int r = 0; r < PACK_N; r++) {
+        lanei best = lanes_lightest_open(ow, pn, may_inf);
+        lanei slot = 0;
+        for (int p = 0; p < PACK_M; p++) {
+            lanei hit = best == p;
+            pw[p] = select(pw[p], pw[p] + vw[r], hit);
+            slot = select(slot, pn[p] + p * PACK_K, hit);
+            pn[p] -= hit; /* hit is -1 where true */
+            ow[p] = select(pw[p], (lanef)INFINITY, pn[p] >= PACK_K);
+        }
+        at[r] = slot;
+    }
+    for (int r = 0; r < PACK_N; r++)
+        for (int j = 0; j < CAND_LANES; j++) {
+            int a = LANE_I(at, r, j);
+            LANE_I(ci, a, j) = LANE_I(vi, r, j);
+            LANE_F(cw, a, j) = LANE_F(vw, r, j);
+        }
+#else
+    /* Many packs: each lane updates its chosen pack alone, and the
+     * lightest open pack comes from the minima of blocks of packs, of
+     * which only those some lane just changed are scanned again. */
+    lanef bv[LANES_BLOCKS];
+    lanei bi[LANES_BLOCKS];
+    for (int b = 0; b < LANES_BLOCKS; b++) {
+        bv[b] = 0.0f; /* every pack empty: a block's first is lightest */
+        bi[b] = b * LANES_BLOCK;
+    }
+    for (int r = 0; r < PACK_N; r++) {
+        int bs[CAND_LANES];
+        lanei best = lanes_lightest_block(bv, bi, pn, may_inf);
+        LANES_STORE(best, 0, bs);
+        for (int j = 0; j < CAND_LANES; j++) {
+            int p = bs[j], a = p * PACK_K + LANE_I(pn, p, j);
+            LANE_I(ci, a, j) = LANE_I(vi, r, j);
+            LANE_F(cw, a, j) = LANE_F(vw, r, j);
+            float sum = LANE_F(pw, p, j) + LANE_F(vw, r, j);
+            LANE_F(pw, p, j) = sum;
+            LANE_I(pn, p, j) += 1;
+            LANE_F(ow, p, j) = LANE_I(pn, p, j) < PACK_K ? sum : INFINITY;
+        }
+        /* the blocks some lane changed, as bits (any() on a vector
+         * compiles to a chain of shuffles and branches on PoCL) */
+        ulong touched = 0;
+        for (int j = 0; j < CAND_LANES; j++)
+            touched |= 1ul << (bs[j] / LANES_BLOCK);
+        for (int b = 0; b < LANES_BLOCKS; b++)
+            if (touched >> b & 1)
+                lanes_block_min(ow, b, &bv[b], &bi[b]);
+    }
+#endif
+    /* swap rounds; live: the lanes still refining */
+    lanei live = -1;
+    for (int t = 0; t < rounds; t++) {
+        lanef hv, lv;
+        lanei h, l;
+        lanes_extremes(pw, &hv, &h, &lv, &l);
+        lanef gap = hv - lv;
+        live &= gap > 0.0f;
+        if (!any(live))
+            break;
+        int hs[CAND_LANES], ls[CAND_LANES];
+        LANES_STORE(h, 0, hs);
+        LANES_STORE(l, 0, ls);
+        /* the two packs' item weights */
+        lanef wh[PACK_K], wl[PACK_K];
+#if PACK_M <= LANES_FILL_VECTOR_MAX
+        /* by selects: vector loads of vectors no lane just wrote */
+        for (int a = 0; a < PACK_K; a++)
+            wh[a] = wl[a] = cw[a];
+        for (int p = 1; p < PACK_M; p++) {
+            lanei at_h = h == p, at_l = l == p;
+            for (int a = 0; a < PACK_K; a++) {
+                wh[a] = select(wh[a], cw[p * PACK_K + a], at_h);
+                wl[a] = select(wl[a], cw[p * PACK_K + a], at_l);
+            }
+        }
+#else
+        for (int j = 0; j < CAND_LANES; j++)
+            for (int a = 0; a < PACK_K; a++) {
+                LANE_F(wh, a, j) = LANE_F(cw, hs[j] * PACK_K + a, j);
+                LANE_F(wl, a, j) = LANE_F(cw, ls[j] * PACK_K + a, j);
+            }
+#endif
+        /* swap_pair's search, all lanes at once, the pair as one index
+         * a * PACK_K + b. bestd starts at +inf, so "no pair yet" needs no
+         * test of its own: while gap is finite a qualifying pair's dist
+         * is too (diff in (0, gap), mid = gap / 2). A lane whose heaviest
+         * pack overflowed to +inf has gap +inf: then the scalar path's
+         * test, with "no pair yet", is run for all lanes. */
+        lanef mid = gap * 0.5f, bestd = INFINITY;
+        lanei ab = -1;
+        LANES_PAIR_SEARCH(0);
+        if (any(live & (gap == INFINITY))) {
+            bestd = 0.0f;
+            ab = -1;
+            LANES_PAIR_SEARCH(ab < 0);
+        }
+        live &= ab >= 0;
+        if (!any(live))
+            break;
+        lanei ba = ab / PACK_K, bb = ab % PACK_K;
+        /* the packs' new sums, in rank order, as swap_pair */
+        lanef xa = 0.0f, xb = 0.0f;
+UNROLL_K
+        for (int a = 0; a < PACK_K; a++) {
+            xa = select(xa, wh[a], ba == a);
+            xb = select(xb, wl[a], bb == a);
+        }
+        lanef sh = 0.0f, sl = 0.0f;
+UNROLL_K
+        for (int a = 0; a < PACK_K; a++) {
+            sh += select(wh[a], xb, ba == a);
+            sl += select(wl[a], xa, bb == a);
+        }
+        for (int p = 0; p < PACK_M; p++) {
+            pw[p] = select(pw[p], sh, live & (h == p));
+            pw[p] = select(pw[p], sl, live & (l == p));
+        }
+        int lives[CAND_LANES], bas[CAND_LANES], bbs[CAND_LANES];
+        LANES_STORE(live, 0, lives);
+        LANES_STORE(ba, 0, bas);
+        LANES_STORE(bb, 0, bbs);
+        for (int j = 0; j < CAND_LANES; j++)
+            if (lives[j]) {
+                int x = hs[j] * PACK_K + bas[j], y = ls[j] * PACK_K + bbs[j];
+                int ti = LANE_I(ci, x, j);
+                LANE_I(ci, x, j) = LANE_I(ci, y, j);
+                LANE_I(ci, y, j) = ti;
+                float tw = LANE_F(cw, x, j);
+                LANE_F(cw, x, j) = LANE_F(cw, y, j);
+                LANE_F(cw, y, j) = tw;
+            }
+    }
+    lanef mx, mn;
+    lanei at_mx, at_mn;
+    lanes_extremes(pw, &mx, &at_mx, &mn, &at_mn);
+    float mxs[CAND_LANES];
+    LANES_STORE(mx, 0, mxs);
+    for (int j = 0; j < nl; j++) {
+        s.cmax[c0 + j] = mxs[j];
+        for (int i = 0; i < PACK_N; i++)
+            s.contents[(c0 + j) * PACK_OS + i] = (ushort)LANE_I(ci, i, j);
+    }
+}
+#endif
