@@ -324,7 +324,8 @@ static long data_bytes(void)
 
 /* In a child: a context made, then the address space capped so that the
  * padded kernel file cannot be read; the rebalance must say "out of
- * memory". Exit 0 when it does, 1 when another status came back. */
+ * memory". Exit 0 when it does, 1 when another status came back, 3
+ * when there is no CPU device. */
 static int oom_child(const char *kdir)
 {
     setenv("EPLB_CL_KERNEL_DIR", kdir, 1);
@@ -332,9 +333,13 @@ static int oom_child(const char *kdir)
     eplb_options o;
     eplb_options_default(&o);
     o.backend = EPLB_BACKEND_OPENCL;
+    /* A CPU device: a GPU driver's own mappings under the cap would make
+     * the figure about the driver, not about reading the sources. */
+    o.device_type = "cpu";
+    o.enforce_device = 1;
     eplb_context *ctx;
     if (eplb_context_create(&ctx, &o) != EPLB_OK)
-        return 2;
+        return 3;
     test_plan p;
     if (test_plan_alloc(&p, &shape))
         return 2;
@@ -370,7 +375,10 @@ static void test_kernel_source_oom(void)
         _exit(oom_child(kdir));
     int st = 0;
     CU_ASSERT(waitpid(pid, &st, 0) == pid);
-    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 3)
+        printf("\n  SKIP: no OpenCL CPU device to cap\n");
+    else
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     DIR *d = opendir(kdir);
     struct dirent *ent;
     while (d && (ent = readdir(d))) {

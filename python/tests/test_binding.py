@@ -45,6 +45,15 @@ def load_in_child(env):
     full = {k: v for k, v in os.environ.items()
             if k not in ("EPLB_CL_LIBRARY", "LD_LIBRARY_PATH",
                          "PKG_CONFIG_PATH")}
+    # The loader may keep its other folders (where the library's own
+    # dependencies may live), never the one that holds the built library.
+    built = os.environ.get("EPLB_CL_LIBRARY")
+    built = os.path.dirname(os.path.abspath(built)) if built else None
+    keep = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":")
+            if d and (built is None or
+                      os.path.abspath(d) != built)]
+    if keep:
+        full["LD_LIBRARY_PATH"] = ":".join(keep)
     full.update(env)
     full["PYTHONPATH"] = PACKAGE_DIR
     r = subprocess.run([sys.executable, "-c", code], env=full,
