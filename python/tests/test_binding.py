@@ -52,9 +52,11 @@ def load_in_child(env):
     keep = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":")
             if d and (built is None or
                       os.path.abspath(d) != built)]
-    if keep:
-        full["LD_LIBRARY_PATH"] = ":".join(keep)
     full.update(env)
+    if keep:
+        full["LD_LIBRARY_PATH"] = ":".join(
+            ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else [])
+            + keep)
     full["PYTHONPATH"] = PACKAGE_DIR
     r = subprocess.run([sys.executable, "-c", code], env=full,
                        capture_output=True, text=True)
