@@ -418,13 +418,12 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     barrier(SCR_FENCE);
     /* 3. each candidate sorted, filled and refined by one work-item */
 #if CAND_LANES > 1
-    if (lanes)
-        for (int c0 = lid * CAND_LANES; c0 < cands; c0 += WG * CAND_LANES)
-            pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
-                       c0, s);
-    else
+    for (int c0 = lanes ? lid * CAND_LANES : cands; c0 < cands;
+         c0 += WG * CAND_LANES)
+        pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
+                   c0, s);
 #endif
-    for (int c = lid; c < cands; c += WG) {
+    for (int c = lanes ? cands : lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);
 #if PACK_M > PACK_M_REGISTERS
         s.cmax[c] = pack_one_candidate_heap(

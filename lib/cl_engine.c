@@ -231,11 +231,13 @@ static int lanes_unsupported(const cl_engine *e)
 static int cand_lanes(const cl_engine *e, int n)
 {
     const char *v = getenv("EPLB_CL_LANES");
-    if (n > LANES_MAX_ITEMS || lanes_unsupported(e))
+    if (n > LANES_MAX_ITEMS)
         return 1;
     if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
               !strcmp(v, "16")))
         return atoi(v);
+    if (lanes_unsupported(e))
+        return 1;
     return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
 }
 
