@@ -218,16 +218,6 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
  * lanes path keeps a row's state per lane in private memory. */
 #define LANES_MAX_ITEMS 1024
 
-/* PoCL 5's work-group compiler aborts on the lanes kernel (an assertion
- * in its parallel-region formation, "region_entry_barrier != NULL", seen
- * with PoCL 5.0 on x86-64); PoCL 3 builds and runs it. Until that is
- * resolved, the lanes path stays off on PoCL 5 and later. */
-static int lanes_unsupported(const cl_engine *e)
-{
-    const char *v = strstr(e->dev.platform_version, "PoCL ");
-    return v && atoi(v + 5) >= 5;
-}
-
 static int cand_lanes(const cl_engine *e, int n)
 {
     const char *v = getenv("EPLB_CL_LANES");
@@ -236,8 +226,6 @@ static int cand_lanes(const cl_engine *e, int n)
     if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
               !strcmp(v, "16")))
         return atoi(v);
-    if (lanes_unsupported(e))
-        return 1;
     return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
 }
 
