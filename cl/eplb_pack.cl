@@ -419,7 +419,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     /* 3. each candidate sorted, filled and refined by one work-item. Two
      * loops whose start decides which one runs, not an if/else around
      * them: PoCL 5's work-group compiler aborts on the branch form
-     * ("region_entry_barrier != NULL"), PoCL 3 and NVIDIA take both. */
+     * ("region_entry_barrier != NULL"); PoCL 3 and NVIDIA take both. */
 #if CAND_LANES > 1
     for (int c0 = lanes ? lid * CAND_LANES : cands; c0 < cands;
          c0 += WG * CAND_LANES)
