@@ -75,17 +75,26 @@ static int copy_ints(const json_t *v, const int *dims, int ndims,
     return 0;
 }
 
+/* The text as strict JSON (duplicate keys refused), or NULL with
+ * "name:line:column: what" in err. */
+static json_t *parse_strict(const char *text, size_t len, const char *name,
+                            char *err, size_t errlen)
+{
+    json_error_t e;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (!root)
+        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line, e.column,
+                 e.text);
+    return root;
+}
+
 int plan_parse_json(const char *text, size_t len, const char *name,
                     const eplb_shape *s, int32_t *phy2log, int32_t *log2phy,
                     int32_t *logcnt, char *err, size_t errlen)
 {
-    json_error_t e;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    if (!root) {
-        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line, e.column,
-                 e.text);
+    json_t *root = parse_strict(text, len, name, err, errlen);
+    if (!root)
         return -1;
-    }
     int L = s->layers, E = s->experts, P = s->num_replicas;
     int d_p2l[] = {L, P}, d_l2p[] = {L, E, P - E + 1}, d_cnt[] = {L, E};
     struct { const char *key; const int *dims; int nd; int32_t *dst; } f[] = {
@@ -116,13 +125,9 @@ int plan_parse_phy2log(const char *text, size_t len, const char *name,
                        const eplb_shape *s, int32_t *phy2log, char *err,
                        size_t errlen)
 {
-    json_error_t e;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    if (!root) {
-        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line, e.column,
-                 e.text);
+    json_t *root = parse_strict(text, len, name, err, errlen);
+    if (!root)
         return -1;
-    }
     const json_t *v = root;
     if (json_is_object(root) && !(v = json_object_get(root, "phy2log"))) {
         snprintf(err, errlen, "%s:1:1: no \"phy2log\" member", name);

@@ -10,6 +10,14 @@
 #include "testutil.h"
 #include "workload.h"
 
+/* The tool's stderr, one file per test binary: make check runs this file's
+ * two builds (with and without the recorded loads) side by side. */
+#ifdef EPLB_REAL_LOADS
+#define TOOL_STDERR "tool-stderr-real.txt"
+#else
+#define TOOL_STDERR "tool-stderr.txt"
+#endif
+
 static int parse(const char *text, load_matrix *m, char *err, size_t len)
 {
     return load_matrix_parse(text, strlen(text), "t", m, err, len);
@@ -249,7 +257,7 @@ static int run_tool(const char *args, const char *out_file)
 {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "examples/eplb-cl --backend reference %s %s%s"
-             " 2>tool-stderr.txt", args, out_file ? "--output " : "",
+             " 2>" TOOL_STDERR, args, out_file ? "--output " : "",
              out_file ? out_file : "");
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -268,7 +276,7 @@ static void tool_refuses(const char *file, const char *text,
     snprintf(cmd, sizeof cmd, "%s %s", args, file);
     CU_ASSERT(run_tool(cmd, NULL) == 2);
     size_t len;
-    char *msg = read_file("tool-stderr.txt", &len, err, sizeof err);
+    char *msg = read_file(TOOL_STDERR, &len, err, sizeof err);
     CU_ASSERT(msg && strstr(msg, where));
     free(msg);
 }
@@ -289,7 +297,7 @@ static void test_tool_runs(void)
     CU_ASSERT(test_plan_check(&p, 1) == NULL);
     free(text);
     test_plan_free(&p);
-    char *summary = read_file("tool-stderr.txt", &len, err, sizeof err);
+    char *summary = read_file(TOOL_STDERR, &len, err, sizeof err);
     CU_ASSERT_FATAL(summary != NULL);
     CU_ASSERT(strstr(summary, "balancedness: before") != NULL);
     CU_ASSERT(strstr(summary, "of it") != NULL);
@@ -309,12 +317,74 @@ static void test_tool_runs(void)
     remove("tool-bad.csv");
     /* Shapes that don't divide: a clear error, status 2 is not a crash. */
     CU_ASSERT(run_tool("--num-gpus 7", NULL) != 0);
-    summary = read_file("tool-stderr.txt", &len, err, sizeof err);
+    summary = read_file(TOOL_STDERR, &len, err, sizeof err);
     CU_ASSERT(summary && strstr(summary, "num_gpus (7)"));
     free(summary);
     remove("tool-plan.json");
     remove("tool-bad.json");
-    remove("tool-stderr.txt");
+    remove(TOOL_STDERR);
+}
+
+/* --current with the tool's own plan: on the same loads nothing moves
+ * (the same phy2log, zero copies in the summary); a bare phy2log array is
+ * taken too; a plan of another shape is refused (status 2, the file
+ * named). */
+static void test_tool_current(void)
+{
+    const char *det = "--candidates 1 --swap-rounds 0 --repeat 0";
+    char args[512], err[256];
+    CU_ASSERT_FATAL(run_tool(det, "tool-cur.json") == 0);
+    snprintf(args, sizeof args, "%s --current tool-cur.json --tolerance 0",
+             det);
+    CU_ASSERT_FATAL(run_tool(args, "tool-next.json") == 0);
+    eplb_shape s = {58, 256, 288, 8, 4, 32};
+    test_plan a, b;
+    CU_ASSERT_FATAL(test_plan_alloc(&a, &s) == 0);
+    CU_ASSERT_FATAL(test_plan_alloc(&b, &s) == 0);
+    size_t len;
+    char *ta = read_file("tool-cur.json", &len, err, sizeof err);
+    CU_ASSERT_FATAL(ta != NULL);
+    CU_ASSERT(plan_parse_json(ta, len, "tool-cur.json", &s, a.phy2log,
+                              a.log2phy, a.logcnt, err, sizeof err) == 0);
+    char *tb = read_file("tool-next.json", &len, err, sizeof err);
+    CU_ASSERT_FATAL(tb != NULL);
+    CU_ASSERT(plan_parse_json(tb, len, "tool-next.json", &s, b.phy2log,
+                              b.log2phy, b.logcnt, err, sizeof err) == 0);
+    CU_ASSERT(memcmp(a.phy2log, b.phy2log, a.n_p2l * sizeof(int32_t)) == 0);
+    CU_ASSERT(test_plan_check(&b, 1) == NULL);
+    char *summary = read_file(TOOL_STDERR, &len, err, sizeof err);
+    CU_ASSERT(summary && strstr(summary, "migration:    0 expert copies"));
+    CU_ASSERT(summary && strstr(summary, "not moving:"));
+    free(summary);
+    /* The same placement as a bare JSON array of phy2log rows. */
+    FILE *f = fopen("tool-bare.json", "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputc('[', f);
+    for (int l = 0; l < s.layers; l++) {
+        fputs(l ? ",[" : "[", f);
+        for (int q = 0; q < s.num_replicas; q++)
+            fprintf(f, q ? ",%d" : "%d", a.phy2log[l * s.num_replicas + q]);
+        fputc(']', f);
+    }
+    fputs("]\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "%s --current tool-bare.json", det);
+    CU_ASSERT(run_tool(args, "tool-next.json") == 0);
+    /* A plan for 16 slots per layer fits no row of this shape. */
+    snprintf(args, sizeof args, "%s --num-replicas 320 --num-gpus 32 "
+             "--current tool-cur.json", det);
+    CU_ASSERT(run_tool(args, "tool-next.json") == 2);
+    summary = read_file(TOOL_STDERR, &len, err, sizeof err);
+    CU_ASSERT(summary && strstr(summary, "tool-cur.json"));
+    free(summary);
+    free(ta);
+    free(tb);
+    test_plan_free(&a);
+    test_plan_free(&b);
+    remove("tool-cur.json");
+    remove("tool-next.json");
+    remove("tool-bare.json");
+    remove(TOOL_STDERR);
 }
 
 /* The tool on every real file under SPEC's three configs, deterministic:
@@ -351,7 +421,7 @@ static void test_real_file_through_tool(void)
             CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 1, 0, 0,
                                            &s, w, &q) == EPLB_OK);
             CU_ASSERT(test_plan_equal(&p, &q));
-            char *summary = read_file("tool-stderr.txt", &len, err,
+            char *summary = read_file(TOOL_STDERR, &len, err,
                                       sizeof err);
             CU_ASSERT(summary && strstr(summary, "dropped 3 all-zero layers"));
             free(summary);
@@ -362,7 +432,7 @@ static void test_real_file_through_tool(void)
         free(w);
     }
     remove("tool-real.json");
-    remove("tool-stderr.txt");
+    remove(TOOL_STDERR);
 }
 
 static CU_TestInfo tool_tests[] = {
@@ -375,6 +445,7 @@ static CU_TestInfo tool_tests[] = {
     {"plan JSON round trip", test_plan_round_trip},
     {"plan reader: 32-bit integers only", test_plan_reader_strict},
     {"eplb-cl runs and fails cleanly", test_tool_runs},
+    {"eplb-cl --current: its own plan back, nothing moves", test_tool_current},
     {"real loads: eplb-cl on 12 files x 3 configs equals the library",
      test_real_file_through_tool},
     CU_TEST_INFO_NULL};
