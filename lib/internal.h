@@ -3,6 +3,11 @@
 #define EPLB_INTERNAL_H
 
 #include "config.h"
+/* The library defines the header's experimental (measuring) calls, so it
+ * always sees their declarations, however it is compiled. */
+#ifndef EPLB_EXPERIMENTAL
+#define EPLB_EXPERIMENTAL
+#endif
 #include "eplb_cl.h"
 
 #include <stddef.h>
