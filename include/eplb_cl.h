@@ -220,12 +220,14 @@ EPLB_API int eplb_rebalance(eplb_context *ctx, const eplb_shape *shape,
  * in eplb_rebalance's phy2log layout; -1 marks an empty slot (as masked
  * plans leave on dead GPUs). Every expert must hold a slot, ids must be in
  * 0..E-1, and under the hierarchical policy every group must sit on one
- * node (unless gpu_mask marks a GPU dead). NULL: plan from scratch.
+ * node (not checked when a gpu_mask is given: plans over a degraded
+ * cluster may have had to split a group). NULL: plan from scratch.
  *
  * gpu_mask [M] (caller owns, may be NULL): nonzero for a usable GPU, 0 for
  * a dead one. Dead GPUs get no expert: their slots hold -1 in phy2log,
  * log2phy never names them, logcnt counts live slots only. NULL: all GPUs
- * usable.
+ * usable. With a mask and a current plan, the search may move experts
+ * between nodes (a node that lost a GPU may have to hand some over).
  *
  * With a current plan the result is the plan that needs the fewest expert
  * copies (experts a GPU holds that it did not hold before) among those the
