@@ -62,16 +62,13 @@ static void test_generated_equal(void)
 
 static void test_deterministic_is_reference(void)
 {
-    eplb_shape s = {2, 12, 16, 4, 2, 8};
-    const float w[24] = {90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
-                         20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27};
-    const int32_t golden[32] = {5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1,
-                                11, 1, 7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1,
-                                5, 0, 3, 1};
+    eplb_shape s = test_golden_shape;
+    const float *w = test_golden_weight;
+    const int32_t *golden = test_golden_phy2log;
     test_plan p;
     CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_OPENCL, 1, 0, 0, &s, w, &p) ==
                     EPLB_OK);
-    CU_ASSERT(memcmp(p.phy2log, golden, sizeof golden) == 0);
+    CU_ASSERT(memcmp(p.phy2log, golden, sizeof test_golden_phy2log) == 0);
     test_plan_free(&p);
 }
 

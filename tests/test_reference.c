@@ -10,16 +10,6 @@
 #include "testutil.h"
 #include "workload.h"
 
-static const float golden_w[24] = {
-    90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
-    20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27};
-static const eplb_shape golden_shape = {2, 12, 16, 4, 2, 8};
-static const int32_t golden_phy2log[32] = {
-    5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1,
-    7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1};
-static const int32_t golden_logcnt[24] = {1, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2, 1,
-                                          1, 2, 1, 1, 1, 2, 2, 1, 2, 1, 1, 1};
-
 /* ---- a naive transcription of SPEC.md, as the oracle ---------------- */
 
 static void naive_pack(const float *w, int n, int m, int *pack, int *rank)
@@ -170,9 +160,12 @@ static void test_golden(void)
 {
     test_plan p;
     CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 1, 0, 0,
-                                   &golden_shape, golden_w, &p) == EPLB_OK);
-    CU_ASSERT(memcmp(p.phy2log, golden_phy2log, sizeof golden_phy2log) == 0);
-    CU_ASSERT(memcmp(p.logcnt, golden_logcnt, sizeof golden_logcnt) == 0);
+                                   &test_golden_shape, test_golden_weight,
+                                   &p) == EPLB_OK);
+    CU_ASSERT(memcmp(p.phy2log, test_golden_phy2log,
+                     sizeof test_golden_phy2log) == 0);
+    CU_ASSERT(memcmp(p.logcnt, test_golden_logcnt,
+                     sizeof test_golden_logcnt) == 0);
     CU_ASSERT(test_plan_check(&p, 1) == NULL);
     /* log2phy lists replicas in replica order: expert 5 of layer 0 sits in
      * slots 0 and 2, its second replica being the one made later. */
@@ -182,8 +175,8 @@ static void test_golden(void)
 
 static void test_golden_candidates(void)
 {
-    check_shape(&golden_shape, golden_w, 0);
-    check_shape(&golden_shape, golden_w, 12345);
+    check_shape(&test_golden_shape, test_golden_weight, 0);
+    check_shape(&test_golden_shape, test_golden_weight, 12345);
 }
 
 static void test_philox_known_answer(void)

@@ -18,6 +18,16 @@ const char *const test_workload_files[] = {
     "prefill_in500out1500.json", "prefill_in512.json",
     NULL};
 
+const eplb_shape test_golden_shape = {2, 12, 16, 4, 2, 8};
+const float test_golden_weight[24] = {
+    90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
+    20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27};
+const int32_t test_golden_phy2log[32] = {
+    5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1,
+    7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1};
+const int32_t test_golden_logcnt[24] = {1, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2, 1,
+                                        1, 2, 1, 1, 1, 2, 2, 1, 2, 1, 1, 1};
+
 int test_plan_alloc(test_plan *p, const eplb_shape *shape)
 {
     memset(p, 0, sizeof *p);
