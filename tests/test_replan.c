@@ -32,6 +32,15 @@ static eplb_context *context(eplb_backend backend, int candidates,
     return ctx;
 }
 
+/* p allocated for s and filled with ctx's fresh plan of w. */
+static void fresh_into(eplb_context *ctx, const eplb_shape *s,
+                       const float *w, test_plan *p)
+{
+    CU_ASSERT_FATAL(test_plan_alloc(p, s) == 0);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w, p->phy2log, p->log2phy,
+                                   p->logcnt) == EPLB_OK);
+}
+
 /* Largest GPU load of each layer, as eplb_gpu_loads sums them. */
 static void layer_peaks(const eplb_shape *s, const float *w,
                         const test_plan *p, double *peak)
@@ -60,10 +69,8 @@ static long check_replan(eplb_context *ctx, const eplb_shape *s,
     int hier = eplb_resolve_policy(EPLB_POLICY_AUTO, s) ==
                EPLB_POLICY_HIERARCHICAL;
     test_plan fresh;
-    CU_ASSERT_FATAL(test_plan_alloc(&fresh, s) == 0);
+    fresh_into(ctx, s, w, &fresh);
     CU_ASSERT_FATAL(test_plan_alloc(out, s) == 0);
-    CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w, fresh.phy2log, fresh.log2phy,
-                                   fresh.logcnt) == EPLB_OK);
     int rc = eplb_rebalance_from(ctx, s, w, current->phy2log, NULL,
                                  out->phy2log, out->log2phy, out->logcnt);
     if (rc)
@@ -118,9 +125,7 @@ static void replan_shapes(int candidates, float amount, float tolerance)
                                     tolerance);
         CU_ASSERT_FATAL(ctx != NULL);
         test_plan cur, next;
-        CU_ASSERT_FATAL(test_plan_alloc(&cur, s) == 0);
-        CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w0, cur.phy2log, cur.log2phy,
-                                       cur.logcnt) == EPLB_OK);
+        fresh_into(ctx, s, w0, &cur);
         long copies = check_replan(ctx, s, w1, &cur, tolerance, &next);
         long slots = (long)s->layers * s->num_replicas;
         CU_ASSERT(copies >= 0 && copies <= slots);
@@ -164,12 +169,8 @@ static void test_few_copies(void)
     workload_perturb(w1, s.layers, s.experts, 0.01f, 8);
     eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
     test_plan cur, fresh, next;
-    test_plan_alloc(&cur, &s);
-    test_plan_alloc(&fresh, &s);
-    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w0, cur.phy2log, cur.log2phy,
-                                   cur.logcnt) == EPLB_OK);
-    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w1, fresh.phy2log,
-                                   fresh.log2phy, fresh.logcnt) == EPLB_OK);
+    fresh_into(ctx, &s, w0, &cur);
+    fresh_into(ctx, &s, w1, &fresh);
     long replan = check_replan(ctx, &s, w1, &cur, 0.0f, &next);
     long scratch = -1, slots = (long)s.layers * s.num_replicas;
     eplb_copies(&s, cur.phy2log, fresh.phy2log, NULL, &scratch);
@@ -196,9 +197,7 @@ static void test_current_is_fresh(void)
         workload_generate(w, s->layers, s->experts, 60 + i);
         eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 8, 0.0f);
         test_plan cur, next;
-        test_plan_alloc(&cur, s);
-        CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w, cur.phy2log, cur.log2phy,
-                                       cur.logcnt) == EPLB_OK);
+        fresh_into(ctx, s, w, &cur);
         long copies = check_replan(ctx, s, w, &cur, 0.0f, &next);
         CU_ASSERT(copies == 0);
         CU_ASSERT(memcmp(cur.phy2log, next.phy2log,
@@ -232,11 +231,9 @@ static void test_backends_agree(void)
             free(w1);
             return;
         }
-        test_plan_alloc(&cur, s);
-        test_plan_alloc(&a, s);
-        test_plan_alloc(&b, s);
-        CU_ASSERT_FATAL(eplb_rebalance(ref, s, w0, cur.phy2log, cur.log2phy,
-                                       cur.logcnt) == EPLB_OK);
+        fresh_into(ref, s, w0, &cur);
+        CU_ASSERT_FATAL(test_plan_alloc(&a, s) == 0);
+        CU_ASSERT_FATAL(test_plan_alloc(&b, s) == 0);
         CU_ASSERT(eplb_rebalance_from(ref, s, w1, cur.phy2log, NULL,
                                       a.phy2log, a.log2phy,
                                       a.logcnt) == EPLB_OK);
@@ -264,10 +261,8 @@ static void test_bad_current(void)
         w[i] = (float)(10 + 7 * i % 23);
     eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
     test_plan good, out;
-    test_plan_alloc(&good, &s);
-    test_plan_alloc(&out, &s);
-    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, good.phy2log, good.log2phy,
-                                   good.logcnt) == EPLB_OK);
+    fresh_into(ctx, &s, w, &good);
+    CU_ASSERT_FATAL(test_plan_alloc(&out, &s) == 0);
     int32_t bad[32];
     struct {
         const char *what, *detail;
@@ -369,10 +364,8 @@ static void test_dead_gpu_from_current(void)
     workload_generate(w, s.layers, s.experts, 17);
     eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
     test_plan cur, next;
-    test_plan_alloc(&cur, &s);
-    test_plan_alloc(&next, &s);
-    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, cur.phy2log, cur.log2phy,
-                                   cur.logcnt) == EPLB_OK);
+    fresh_into(ctx, &s, w, &cur);
+    CU_ASSERT_FATAL(test_plan_alloc(&next, &s) == 0);
     uint8_t mask[32];
     memset(mask, 1, sizeof mask);
     mask[5] = 0;
