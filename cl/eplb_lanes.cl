@@ -1,9 +1,10 @@
 /* pack() for CPU devices: CAND_LANES candidates per work-item, one per
  * vector lane (lib/cl_engine.c builds with CAND_LANES > 1 for CPUs). It
- * follows cl/eplb_pack.cl (scratch layout, cand_scale, PACK_K) and
- * cl/eplb_philox.cl (eplb_bits4_lanes), and computes the bits of their
- * scalar path: every float operation is the one pack_one_candidate does,
- * in the same order. */
+ * applies the rules of cl/eplb_rules.h (eplb_bits4_lanes, the noisy key,
+ * the sort code, the swap pair) on vectors, follows cl/eplb_pack.cl
+ * (scratch layout, PACK_K), and computes the bits of their scalar path:
+ * every float operation is the one pack_one_candidate does, in the same
+ * order. */
 #pragma OPENCL FP_CONTRACT OFF
 
 #if CAND_LANES > 1
@@ -178,8 +179,8 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
         (v)[m] = max(a_, b_);                                              \
     } while (0)
 
-/* Sorts each lane's codes ascending. A code is (0xFFFFFFFF - key bits)
- * << 32 | item, as lib/pack.c's desc_key: ascending codes are keys
+/* Sorts each lane's codes ascending. A code is EPLB_DESC_CODE's (0xFFFFFFFF
+ * - key bits) << 32 | item, as lib/pack.c sorts: ascending codes are keys
  * descending, equal keys by lower item, which is sort_candidate's order (a
  * total order, so any correct sort gives it). A bitonic network does the
  * same compare-exchanges in every lane with no data-dependent branch (an
@@ -212,15 +213,15 @@ inline void lanes_sort(laneul *v)
  * once: ab gets a * PACK_K + b of the pair whose difference is in
  * (0, gap) and closest to mid, ties to the first; none_yet says when a
  * lane has no pair yet (a qualifying pair then wins whatever bestd).
- * Left to the compiler to unroll or not: forced full unrolling of both
+ * (EPLB_SWAP_BETTER's rule). Left to the compiler to unroll or not: forced full unrolling of both
  * uses cost about 15% more time per plan on PoCL. */
 #define LANES_PAIR_SEARCH(none_yet)                                         \
     for (int a = 0; a < PACK_K; a++) {                                     \
         for (int b = 0; b < PACK_K; b++) {                                 \
             lanef diff = wh[a] - wl[b];                                    \
-            lanef dist = fabs(diff - mid);                                 \
-            lanei better = (diff > 0.0f) & (diff < gap) &                  \
-                           ((none_yet) | (dist < bestd));                  \
+            lanef dist = EPLB_SWAP_DIST(diff, mid);                        \
+            lanei better =                                                 \
+                EPLB_SWAP_BETTER(diff, dist, gap, bestd, none_yet);        \
             bestd = select(bestd, dist, better);                           \
             ab = select(ab, (lanei)(a * PACK_K + b), better);              \
         }                                                                  \
@@ -244,7 +245,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
         for (int j = 0; j < CAND_LANES; j++) {
             int c = c0 + (j < nl ? j : 0);
             cs[j] = (uint)c;
-            scs[j] = cand_scale(noise, c, cands);
+            scs[j] = eplb_cand_scale(noise, c, cands);
         }
         laneu cand = LV(vload, CAND_LANES)(0, cs);
         lanef scale = LV(vload, CAND_LANES)(0, scs);
@@ -258,15 +259,13 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
                 int i = q * 4 + j;
                 if (i >= PACK_N)
                     break;
-                lanef u = LV(convert_float, CAND_LANES)(bits[j] >> 8) *
-                          (1.0f / 16777216.0f);
-                lanef jitter = u * w[i];
-                jitter = jitter * scale;
-                /* + 0.0f: a -0.0 key sorts as 0.0 */
-                lanef key = (w[i] + jitter) + 0.0f;
-                laneu code = 0xFFFFFFFFu - LV(as_uint, CAND_LANES)(key);
-                vis[i] = LV(convert_ulong, CAND_LANES)(code) << 32 |
-                         (ulong)i;
+                lanef u = EPLB_UNIT(LV(convert_float, CAND_LANES), bits[j]);
+                lanef key;
+                EPLB_NOISY_KEY(lanef, key, w[i], u, scale);
+                key = EPLB_NO_NEG_ZERO(key); /* -0.0 sorts as 0.0 */
+                vis[i] = EPLB_DESC_CODE(LV(convert_ulong, CAND_LANES),
+                                        LV(as_uint, CAND_LANES)(key),
+                                        (ulong)i);
             }
         }
         lanes_sort(vis);
@@ -387,7 +386,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
          * is too (diff in (0, gap), mid = gap / 2). A lane whose heaviest
          * pack overflowed to +inf has gap +inf: then the scalar path's
          * test, with "no pair yet", is run for all lanes. */
-        lanef mid = gap * 0.5f, bestd = INFINITY;
+        lanef mid = EPLB_SWAP_MID(gap), bestd = INFINITY;
         lanei ab = -1;
         LANES_PAIR_SEARCH(0);
         if (any(live & (gap == INFINITY))) {

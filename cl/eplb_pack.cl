@@ -1,24 +1,31 @@
 /* pack(): PACK_N items into PACK_M packs of PACK_K each, the parallel-
- * candidates way (SPEC.md): noisy sort keys, greedy fill, heaviest-lightest
- * swaps, best candidate. lib/pack.c computes the same bits on the host.
+ * candidates way (doc/ALGORITHM.md section 5): noisy sort keys, greedy
+ * fill, heaviest-lightest swaps, best candidate, by a work-group. The
+ * rules it applies are cl/eplb_rules.h's, which lib/pack.c applies on the
+ * host; its scratch is laid out by cl/eplb_scratch.h.
  *
  * Built with: PACK_N, PACK_M (compile-time, so pack weights live in
- * registers), WG (work-group size), SCRATCH_LOCAL (1: a work-group's state
- * in local memory, 0: in a slice of a global buffer), and the scratch
- * layout the host computed: PACK_KS and PACK_OS (the per-candidate row
- * strides of the float keys and of the ushort orders and contents, padded
- * so that work-items on neighbouring candidates hit different local memory
- * banks), PACK_SCRATCH_K, PACK_SCRATCH_C, PACK_SCRATCH_O, PACK_SCRATCH_B
- * (elements), PACK_HEAP_OFF (bytes) and PACK_SCRATCH_H (elements of the
- * many-packs arrays),
- * ROW_OFF_BYTES and WG_SCRATCH_BYTES. */
+ * registers), PACK_CANDS (the candidates, which size the scratch), WG
+ * (work-group size), SCRATCH_LOCAL (1: a work-group's state in local
+ * memory, 0: in a slice of a global buffer) and ROW_WORDS (the size of the
+ * row area cl/eplb_rebalance.cl carves after the packing arrays). */
 #pragma OPENCL FP_CONTRACT OFF
 
 #define PACK_K (PACK_N / PACK_M)
 /* Up to this many packs, a candidate's pack weights live in registers and
  * each item scans them; beyond, a heap in scratch memory finds the
- * lightest open pack (as lib/pack.c does past GREEDY_SCAN_MAX). */
-#define PACK_M_REGISTERS 32
+ * lightest open pack (lib/pack.c switches at the same count). */
+#define PACK_M_REGISTERS EPLB_PACK_SCAN_MAX
+/* A quantity of the scratch layout (cl/eplb_scratch.h) for this row
+ * shape, in 64-bit arithmetic so that no size wraps; then the
+ * per-candidate strides of the keys and of the orders and contents. */
+#define PACK_SCR(what) what((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS)
+#define PACK_KS EPLB_SCR_KEY_STRIDE(PACK_N)
+#define PACK_OS EPLB_SCR_ORD_STRIDE(PACK_N)
+#define ROW_OFF_BYTES PACK_SCR(EPLB_SCR_ROW_OFF)
+#define WG_SCRATCH_BYTES                                                   \
+    EPLB_SCR_BYTES((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS,        \
+                   (ulong)ROW_WORDS)
 /* Loops over a pack's PACK_K items unroll fully when packs are small; a
  * full unroll of the PACK_K^2 pair search for big packs would only bloat
  * the code (and the compile time) without keeping them in registers. */
@@ -38,9 +45,10 @@
 #define SCR_FENCE (CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
 #endif
 
-/* Per-row scratch: each candidate's sort keys and visiting order (kept
- * side by side, by position), its pack contents and largest pack weight,
- * and the row's base order (weight descending) with its inverse. */
+/* Per-row scratch (cl/eplb_scratch.h): each candidate's sort keys and
+ * visiting order (kept side by side, by position), its pack contents and
+ * largest pack weight, and the row's base order (weight descending) with
+ * its inverse. */
 typedef struct pack_scratch_ptrs {
     SCR float *keys;
     SCR float *cmax;
@@ -58,15 +66,15 @@ typedef struct pack_scratch_ptrs {
 inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
 {
     pack_scratch_ptrs s;
-    s.keys = (SCR float *)mem;
-    s.cmax = s.keys + PACK_SCRATCH_K;
-    s.order = (SCR ushort *)(s.cmax + PACK_SCRATCH_C);
-    s.contents = s.order + PACK_SCRATCH_O;
-    s.base = s.contents + PACK_SCRATCH_O;
-    s.base_rank = s.base + PACK_SCRATCH_B;
-    s.packw = (SCR float *)(mem + PACK_HEAP_OFF);
-    s.packn = (SCR ushort *)(s.packw + PACK_SCRATCH_H);
-    s.heap = s.packn + PACK_SCRATCH_H;
+    s.keys = (SCR float *)(mem + PACK_SCR(EPLB_SCR_KEYS_OFF));
+    s.cmax = (SCR float *)(mem + PACK_SCR(EPLB_SCR_CMAX_OFF));
+    s.order = (SCR ushort *)(mem + PACK_SCR(EPLB_SCR_ORDER_OFF));
+    s.contents = (SCR ushort *)(mem + PACK_SCR(EPLB_SCR_CONTENTS_OFF));
+    s.base = (SCR ushort *)(mem + PACK_SCR(EPLB_SCR_BASE_OFF));
+    s.base_rank = (SCR ushort *)(mem + PACK_SCR(EPLB_SCR_BASE_RANK_OFF));
+    s.packw = (SCR float *)(mem + PACK_SCR(EPLB_SCR_PACKW_OFF));
+    s.packn = (SCR ushort *)(mem + PACK_SCR(EPLB_SCR_PACKN_OFF));
+    s.heap = (SCR ushort *)(mem + PACK_SCR(EPLB_SCR_HEAP_OFF));
     return s;
 }
 
@@ -82,24 +90,18 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
         (gscratch) + (size_t)get_group_id(0) * WG_SCRATCH_BYTES
 #endif
 
-inline float cand_scale(float noise, int c, int cands)
-{
-    if (cands <= 1)
-        return 0.0f;
-    return noise * (float)c / (float)(cands - 1);
-}
-
 /* Candidate c's visiting order: its keys and items start in the row's
  * base order (weight descending) and an insertion sort brings them to key
- * descending, equal keys by item index. Noise is small, so few items move
- * far: the cost is about n plus the number of inversions. */
+ * descending, equal keys by item index (eplb_larger_first). Noise is
+ * small, so few items move far: the cost is about n plus the number of
+ * inversions. */
 inline void sort_candidate(SCR float *k, SCR ushort *o)
 {
     for (int r = 1; r < PACK_N; r++) {
         float kv = k[r];
         ushort iv = o[r];
         int j = r - 1;
-        while (j >= 0 && (k[j] < kv || (k[j] == kv && o[j] > iv))) {
+        while (j >= 0 && eplb_larger_first(kv, iv, k[j], o[j])) {
             k[j + 1] = k[j];
             o[j + 1] = o[j];
             j--;
@@ -110,10 +112,10 @@ inline void sort_candidate(SCR float *k, SCR ushort *o)
 }
 
 /* One swap round between the heaviest pack (items hc) and the lightest
- * (lc), gap apart: among pairs with 0 < w[a]-w[b] < gap, the one closest to
- * gap/2 (ties: lower a, then lower b) trades places. The two packs' item
- * weights are copied to registers first. Returns 0 when no pair
- * qualifies; else the packs' new sums, in rank order, in *sh and *sl. */
+ * (lc), gap apart: the pair of EPLB_SWAP_BETTER's rule trades places. The
+ * two packs' item weights are copied to registers first. Returns 0 when
+ * no pair qualifies; else the packs' new sums, in rank order, in *sh and
+ * *sl. */
 inline int swap_pair(SCR const float *w, SCR ushort *hc, SCR ushort *lc,
                      float gap, float *sh, float *sl)
 {
@@ -123,7 +125,7 @@ UNROLL_K
         wh[a] = w[hc[a]];
         wl[a] = w[lc[a]];
     }
-    float mid = gap * 0.5f, bestd = 0.0f;
+    float mid = EPLB_SWAP_MID(gap), bestd = 0.0f;
     int ba = -1, bb = -1;
 UNROLL_K
     for (int a = 0; a < PACK_K; a++) {
@@ -131,9 +133,8 @@ UNROLL_K
         for (int b = 0; b < PACK_K; b++) {
             /* branch-free, so the compiler unrolls it into registers */
             float diff = wh[a] - wl[b];
-            float dist = fabs(diff - mid);
-            int better = (diff > 0.0f) & (diff < gap) &
-                         ((ba < 0) | (dist < bestd));
+            float dist = EPLB_SWAP_DIST(diff, mid);
+            int better = EPLB_SWAP_BETTER(diff, dist, gap, bestd, ba < 0);
             bestd = better ? dist : bestd;
             ba = better ? a : ba;
             bb = better ? b : bb;
@@ -230,28 +231,7 @@ inline float pack_one_candidate(SCR const float *w, int rounds,
 
 #if PACK_M > PACK_M_REGISTERS
 /* Open packs ordered by (weight, index): the lightest, lowest first. */
-inline int pack_lighter(SCR const float *pw, int a, int b)
-{
-    return pw[a] < pw[b] || (pw[a] == pw[b] && a < b);
-}
-
-inline void pack_sift_down(SCR ushort *heap, int len, SCR const float *pw,
-                           int at)
-{
-    for (;;) {
-        int l = 2 * at + 1, r = l + 1, m = at;
-        if (l < len && pack_lighter(pw, heap[l], heap[m]))
-            m = l;
-        if (r < len && pack_lighter(pw, heap[r], heap[m]))
-            m = r;
-        if (m == at)
-            return;
-        ushort t = heap[at];
-        heap[at] = heap[m];
-        heap[m] = t;
-        at = m;
-    }
-}
+EPLB_DEFINE_SIFT_DOWN(pack_sift_down, SCR, ushort, eplb_lighter_first)
 
 /* pack_one_candidate for many packs: the same fill and swaps, with the
  * pack weights in scratch memory and a heap for the lightest open pack. */
@@ -334,8 +314,9 @@ inline void pack_row_pick(int cands, pack_scratch_ptrs s, SCR int *best_c,
 }
 
 /* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
- * out_max get the chosen candidate. cands 1 with rounds 0 is SPEC's
- * deterministic pack(). Must be reached by every work-item. */
+ * out_max get the chosen candidate. cands 1 with rounds 0 is the
+ * deterministic pack() (doc/ALGORITHM.md section 3). Must be reached by
+ * every work-item. */
 void pack_row(SCR const float *w, uint step, uint row, int cands,
               int rounds, float noise, uint seed_lo, uint seed_hi,
               pack_scratch_ptrs s, SCR int *best_c, SCR int *out_pack,
@@ -354,7 +335,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                 float wi = w[i];
                 int r = 0;
                 for (int j = 0; j < PACK_N; j++)
-                    r += (w[j] > wi) || (w[j] == wi && j < i);
+                    r += eplb_larger_first(w[j], j, wi, i);
                 out_pack[i] = 0;
                 out_rank[i] = r;
             }
@@ -388,7 +369,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         float wi = w[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
-            r += (w[j] > wi) || (w[j] == wi && j < i);
+            r += eplb_larger_first(w[j], j, wi, i);
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }
@@ -399,19 +380,17 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     for (int idx = lanes ? cands * quads : lid; idx < cands * quads;
          idx += WG) {
         int c = idx / quads, q = idx - c * quads;
-        uint4 bits = eplb_bits4(seed_lo, seed_hi, step, row, (uint)c,
-                                (uint)q);
-        uint words[4] = {bits.x, bits.y, bits.z, bits.w};
-        float scale = cand_scale(noise, c, cands);
+        uint words[4];
+        eplb_bits4(seed_lo, seed_hi, step, row, (uint)c, (uint)q, words);
+        float scale = eplb_cand_scale(noise, c, cands);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = q * 4 + j;
             if (i >= PACK_N)
                 break;
             int r = s.base_rank[i];
-            float jitter = eplb_unit(words[j]) * w[i];
-            jitter = jitter * scale;
-            s.keys[c * PACK_KS + r] = w[i] + jitter;
+            s.keys[c * PACK_KS + r] =
+                eplb_noisy_key(w[i], eplb_unit(words[j]), scale);
             s.order[c * PACK_OS + r] = (ushort)i;
         }
     }

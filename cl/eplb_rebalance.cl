@@ -1,4 +1,4 @@
-/* The rebalance as three kernels (SPEC.md's hierarchical pipeline):
+/* The rebalance as three kernels (doc/ALGORITHM.md sections 3 and 5):
  *   eplb_groups  - one work-group per layer: group loads, groups to nodes
  *   eplb_slots   - one work-group per (variant, layer, node): replicate the
  *                  node's experts into its slots, pack slots onto its GPUs
@@ -9,7 +9,16 @@
  * reference has a strictly lower largest GPU load.
  *
  * The groups program is built with PACK_N = G_, PACK_M = N_; the slots
- * program (EPLB_SLOTS_PROGRAM) with PACK_N = PPN_, PACK_M = GN_. */
+ * program (EPLB_SLOTS_PROGRAM) with PACK_N = PPN_, PACK_M = GN_. Each
+ * work-group's row area (after the packing arrays) holds ROW_WORDS words,
+ * as cl/eplb_scratch.h counts them for the kernel's carving below. */
+#ifdef EPLB_SLOTS_PROGRAM
+#if ROW_WORDS < EPLB_SLOTS_ROW_WORDS(GPN_, LPN_, PPN_, WG)
+#error "ROW_WORDS is smaller than eplb_slots' row area"
+#endif
+#elif ROW_WORDS < EPLB_GROUPS_ROW_WORDS(G_)
+#error "ROW_WORDS is smaller than eplb_groups' row area"
+#endif
 
 /* The tree reduction spans the work-items that can hold an expert. */
 #define REDUCE_WIDTH_ (LPN_ < WG ? LPN_ : WG)
@@ -68,9 +77,10 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
 
 #else /* EPLB_SLOTS_PROGRAM */
 
-/* SPEC's replicate(): LPN_ experts into PPN_ slots. Each extra slot goes
- * to the expert with the largest load per replica (ties: lower expert),
- * found by a work-group reduction; red_v/red_i hold WG entries. */
+/* replicate() (doc/ALGORITHM.md section 3): LPN_ experts into PPN_
+ * slots. Each extra slot goes to the expert with the largest load per
+ * replica (ties: lower expert, eplb_larger_first), found by a work-group
+ * reduction; red_v/red_i hold WG entries. */
 inline void replicate_node(SCR const float *wn, SCR int *sitem,
                            SCR int *srank, SCR int *cnt, SCR float *ratio,
                            SCR float *red_v, SCR int *red_i)
@@ -112,8 +122,9 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             if (lid < span) {
                 float ov = red_v[lid + span];
                 int oi = red_i[lid + span];
-                if (ov > red_v[lid] || (ov == red_v[lid] && oi < red_i[lid] &&
-                                        oi >= 0)) {
+                /* oi < 0: no expert, whose -1 loses every comparison */
+                if (oi >= 0 && eplb_larger_first(ov, oi, red_v[lid],
+                                                 red_i[lid])) {
                     red_v[lid] = ov;
                     red_i[lid] = oi;
                 }

@@ -3,6 +3,8 @@
  * weights stay in registers) and kept, with the buffers, while the shape
  * stays the same. */
 #include "cl_internal.h"
+#include "eplb_rules.h"
+#include "eplb_scratch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +61,10 @@ struct cl_engine {
     int32_t *f_host;
 };
 
-static const char *const groups_files[] = {"eplb_philox.cl", "eplb_pack.cl",
-                                           "eplb_lanes.cl",
+/* The shared headers first: the kernels' rules and scratch layout are
+ * the host's (cl/eplb_rules.h, cl/eplb_scratch.h). */
+static const char *const groups_files[] = {"eplb_rules.h", "eplb_scratch.h",
+                                           "eplb_pack.cl", "eplb_lanes.cl",
                                            "eplb_rebalance.cl"};
 #define N_GROUPS_FILES ((int)(sizeof groups_files / sizeof groups_files[0]))
 
@@ -170,40 +174,19 @@ const char *cl_engine_device_name(const cl_engine *e)
     return e->name;
 }
 
-/* Where a work-group's state lives; must match cl/eplb_pack.cl. */
+/* A work-group's state: what the kernels lay it out by (candidates, the
+ * row area's words) and its size, as they carve it (cl/eplb_scratch.h). */
 typedef struct wg_layout {
-    size_t key_stride, ord_stride;       /* per candidate, in elements */
-    size_t pack_k, pack_c, pack_o, pack_b; /* array lengths */
-    size_t heap_off, pack_h;             /* the many-packs arrays */
-    size_t row_off, bytes;
+    int cands;
+    size_t row_words, bytes;
 } wg_layout;
-
-/* As PACK_M_REGISTERS in cl/eplb_pack.cl: more packs use a heap. */
-#define PACK_M_REGISTERS 32
-
-static size_t align_up(size_t v, size_t a)
-{
-    return (v + a - 1) / a * a;
-}
 
 static wg_layout layout_for(int n, int m, int cands, size_t row_words)
 {
     wg_layout lo;
-    int active = n / m > 1 && m > 1;
-    /* Candidate c's rows start c strides apart: an odd stride in 32-bit
-     * words sends neighbouring work-items to different banks. */
-    lo.key_stride = (size_t)n | 1;
-    lo.ord_stride = (size_t)n + (6 - (size_t)n % 4) % 4; /* 2 mod 4 ushorts */
-    lo.pack_k = active ? (size_t)cands * lo.key_stride : 1;
-    lo.pack_c = active ? (size_t)cands : 1;
-    lo.pack_o = active ? (size_t)cands * lo.ord_stride : 1;
-    lo.pack_b = active ? (size_t)n : 1;
-    size_t pack_bytes = (lo.pack_k + lo.pack_c) * 4 + lo.pack_o * 2 * 2 +
-                        lo.pack_b * 2 * 2;
-    lo.heap_off = align_up(pack_bytes, 16);
-    lo.pack_h = active && m > PACK_M_REGISTERS ? (size_t)cands * m : 1;
-    lo.row_off = align_up(lo.heap_off + lo.pack_h * (4 + 2 + 2), 16);
-    lo.bytes = align_up(lo.row_off + row_words * 4, 64);
+    lo.cands = cands;
+    lo.row_words = row_words;
+    lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands, row_words);
     return lo;
 }
 
@@ -250,19 +233,14 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
     const char *extra = getenv("EPLB_CL_BUILD_OPTIONS");
     int n = snprintf(buf, len,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
-             "-DPACK_M=%d -DPACK_KS=%zu -DPACK_OS=%zu -DPACK_SCRATCH_K=%zu "
-             "-DPACK_SCRATCH_C=%zu -DPACK_SCRATCH_O=%zu -DPACK_SCRATCH_B=%zu "
-             "-DPACK_HEAP_OFF=%zu -DPACK_SCRATCH_H=%zu "
-             "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
+             "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d "
              "-DCAND_LANES=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
-             lo->key_stride, lo->ord_stride, lo->pack_k, lo->pack_c,
-             lo->pack_o, lo->pack_b, lo->heap_off, lo->pack_h, lo->row_off,
-             lo->bytes, d->E, d->P, d->G,
+             lo->cands, lo->row_words, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
@@ -299,10 +277,12 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
         wg /= 2;
     /* Row areas as cl/eplb_rebalance.cl carves them; the reduction arrays
      * are sized for the widest group we may build. */
-    wg_layout lg = layout_for(d->G, d->N, cands, 3 * (size_t)d->G + 2);
+    wg_layout lg = layout_for(d->G, d->N, cands,
+                              EPLB_GROUPS_ROW_WORDS((size_t)d->G));
     wg_layout ls = layout_for(d->ppn, d->gn, cands,
-                              (size_t)d->gpn + 4 * (size_t)d->lpn +
-                                  5 * (size_t)d->ppn + 2 + 2 * wg);
+                              EPLB_SLOTS_ROW_WORDS((size_t)d->gpn,
+                                                   (size_t)d->lpn,
+                                                   (size_t)d->ppn, wg));
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */
     const char *where = getenv("EPLB_CL_SCRATCH");

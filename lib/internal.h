@@ -80,9 +80,6 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
                       const pack_params *pp, int *pack, int *rank,
                       pack_scratch *s);
 
-/* s_c = noise * c / (C - 1), as both backends compute it. */
-float candidate_noise_scale(float noise, int c, int candidates);
-
 /* ---- replication (replicate.c) ---------------------------------------- */
 
 /* SPEC's replicate(w[n], p): slot_item[p], slot_rank[p], count[n].

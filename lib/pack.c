@@ -1,10 +1,12 @@
 /* pack(): n weighted items into m packs of exactly n/m items each.
- * The deterministic reference (SPEC: greedy by weight descending) and the
- * parallel-candidates variant (noisy sort keys, greedy fill, heaviest-
- * lightest swaps, best candidate) in plain C. The OpenCL kernels in
- * cl/eplb_pack.cl compute the same thing and must give the same bits. */
+ * The deterministic reference (doc/ALGORITHM.md section 3: greedy by
+ * weight descending) and the parallel-candidates variant (section 5:
+ * noisy sort keys, greedy fill, heaviest-lightest swaps, best candidate)
+ * as host loops. The rules they apply (noise, ties, heap, swap pair) are
+ * those of cl/eplb_rules.h, which the kernels of cl/eplb_pack.cl apply
+ * too. */
 #include "internal.h"
-#include "philox.h"
+#include "eplb_rules.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,10 +55,9 @@ void pack_scratch_free(pack_scratch *s)
 static uint64_t desc_key(float v, int index)
 {
     uint32_t bits;
-    if (v == 0.0f)
-        v = 0.0f; /* -0.0 sorts as 0.0 */
+    v = EPLB_NO_NEG_ZERO(v);
     memcpy(&bits, &v, sizeof bits);
-    return (uint64_t)(0xFFFFFFFFu - bits) << 32 | (uint32_t)index;
+    return EPLB_DESC_CODE((uint64_t), bits, (uint32_t)index);
 }
 
 #define SORT_RUN 16
@@ -74,8 +75,8 @@ static void insertion_sort_u64(uint64_t *v, int n)
     }
 }
 
-/* order[0..n) = items by key descending, equal keys by lower index (SPEC's
- * tie rule). tmp holds 2n uint64. */
+/* order[0..n) = items by key descending, equal keys by lower index
+ * (eplb_larger_first's order). tmp holds 2n uint64. */
 static void sort_desc(const float *key, int *order, uint64_t *tmp, int n)
 {
     uint64_t *a = tmp, *b = tmp + n;
@@ -104,30 +105,7 @@ static void sort_desc(const float *key, int *order, uint64_t *tmp, int n)
 }
 
 /* Min-heap of pack indices by (weight, index). */
-static int pack_lighter(const float *pw, int a, int b)
-{
-    return pw[a] < pw[b] || (pw[a] == pw[b] && a < b);
-}
-
-static void heap_sift_down(int *heap, int len, const float *pw, int at)
-{
-    for (;;) {
-        int l = 2 * at + 1, r = l + 1, m = at;
-        if (l < len && pack_lighter(pw, heap[l], heap[m]))
-            m = l;
-        if (r < len && pack_lighter(pw, heap[r], heap[m]))
-            m = r;
-        if (m == at)
-            return;
-        int t = heap[at];
-        heap[at] = heap[m];
-        heap[m] = t;
-        at = m;
-    }
-}
-
-/* Packs up to this many are scanned; more go through the heap. */
-#define GREEDY_SCAN_MAX 32
+EPLB_DEFINE_SIFT_DOWN(heap_sift_down, , int, eplb_lighter_first)
 
 /* Greedy fill in the given visiting order: each item to the lightest pack
  * that is not full (ties: lower pack). contents[p*k + r] is the item at
@@ -136,11 +114,11 @@ static void greedy_fill(const float *w, const int *order, int n, int m,
                         float *pw, int *pn, int *heap, int *contents)
 {
     int k = n / m;
-    if (m <= GREEDY_SCAN_MAX) {
+    if (m <= EPLB_PACK_SCAN_MAX) {
         /* The open packs, kept in index order so a strict scan breaks
          * ties to the lower pack. */
-        float ow[GREEDY_SCAN_MAX];
-        int oid[GREEDY_SCAN_MAX], open = m;
+        float ow[EPLB_PACK_SCAN_MAX];
+        int oid[EPLB_PACK_SCAN_MAX], open = m;
         for (int p = 0; p < m; p++) {
             ow[p] = 0.0f;
             oid[p] = p;
@@ -197,8 +175,9 @@ static float max_of(const float *v, int n)
     return m;
 }
 
-/* SPEC's swap refinement: move the pair closest to half the heaviest-
- * lightest gap, up to rounds times. */
+/* The swap refinement (doc/ALGORITHM.md section 5): trade the pair of
+ * EPLB_SWAP_BETTER's rule between the heaviest and the lightest pack, up
+ * to rounds times. */
 static void swap_refine(const float *w, int m, int k, float *pw,
                         int *contents, int rounds)
 {
@@ -213,20 +192,18 @@ static void swap_refine(const float *w, int m, int k, float *pw,
         float gap = pw[h] - pw[l];
         if (!(gap > 0.0f))
             return;
-        float mid = gap * 0.5f, best = 0.0f;
+        float mid = EPLB_SWAP_MID(gap), best = 0.0f;
         int ba = -1, bb = -1;
         int *hc = contents + h * k, *lc = contents + l * k;
         for (int a = 0; a < k; a++) {
             float wa = w[hc[a]];
             for (int b = 0; b < k; b++) {
                 float diff = wa - w[lc[b]];
-                if (diff > 0.0f && diff < gap) {
-                    float dist = fabsf(diff - mid);
-                    if (ba < 0 || dist < best) {
-                        best = dist;
-                        ba = a;
-                        bb = b;
-                    }
+                float dist = EPLB_SWAP_DIST(diff, mid);
+                if (EPLB_SWAP_BETTER(diff, dist, gap, best, ba < 0)) {
+                    best = dist;
+                    ba = a;
+                    bb = b;
                 }
             }
         }
@@ -276,13 +253,6 @@ float pack_reference(const float *w, int n, int m, int *pack, int *rank,
     return max_of(s->pack_w, m);
 }
 
-float candidate_noise_scale(float noise, int c, int candidates)
-{
-    if (candidates <= 1)
-        return 0.0f;
-    return noise * (float)c / (float)(candidates - 1);
-}
-
 float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
                       const pack_params *pp, int *pack, int *rank,
                       pack_scratch *s)
@@ -291,18 +261,17 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
     if (n == m || m == 1)
         return pack_reference(w, n, m, pack, rank, s);
     int k = n / m;
+    uint32_t seed_lo = (uint32_t)pp->seed, seed_hi = (uint32_t)(pp->seed >> 32);
     float best = 0.0f;
     for (int c = 0; c < pp->candidates; c++) {
-        float scale = candidate_noise_scale(pp->noise, c, pp->candidates);
+        float scale = eplb_cand_scale(pp->noise, c, pp->candidates);
         for (int q = 0; q * 4 < n; q++) {
-            float u[4];
-            eplb_uniform4(pp->seed, (uint32_t)step, row, (uint32_t)c,
-                          (uint32_t)q, u);
-            for (int i = q * 4; i < n && i < q * 4 + 4; i++) {
-                float jitter = u[i - q * 4] * w[i];
-                jitter = jitter * scale;
-                s->keys[i] = w[i] + jitter;
-            }
+            uint32_t bits[4];
+            eplb_bits4(seed_lo, seed_hi, (uint32_t)step, row, (uint32_t)c,
+                       (uint32_t)q, bits);
+            for (int i = q * 4; i < n && i < q * 4 + 4; i++)
+                s->keys[i] = eplb_noisy_key(w[i], eplb_unit(bits[i - q * 4]),
+                                            scale);
         }
         sort_desc(s->keys, s->order, s->sort_tmp, n);
         greedy_fill(w, s->order, n, m, s->pack_w, s->pack_n, s->heap,

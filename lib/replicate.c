@@ -1,33 +1,15 @@
 /* replicate(): give p slots to n experts, each extra slot to the expert
- * with the largest load per replica (SPEC; ties to the lower expert). A
- * few extra slots are found by scanning; many go through a max-heap, which
- * keeps it O(p log n) instead of a scan per slot. */
+ * with the largest load per replica (doc/ALGORITHM.md section 3; ties to
+ * the lower expert, eplb_larger_first of cl/eplb_rules.h). A few extra
+ * slots are found by scanning; many go through a max-heap, which keeps it
+ * O(p log n) instead of a scan per slot. */
 #include "internal.h"
+#include "eplb_rules.h"
 
 /* Extra slots up to this many are found by scanning. */
 #define REPLICATE_SCAN_MAX 16
 
-static int ahead(const float *ratio, int a, int b)
-{
-    return ratio[a] > ratio[b] || (ratio[a] == ratio[b] && a < b);
-}
-
-static void sift_down(int *heap, int len, const float *ratio, int at)
-{
-    for (;;) {
-        int l = 2 * at + 1, r = l + 1, m = at;
-        if (l < len && ahead(ratio, heap[l], heap[m]))
-            m = l;
-        if (r < len && ahead(ratio, heap[r], heap[m]))
-            m = r;
-        if (m == at)
-            return;
-        int t = heap[at];
-        heap[at] = heap[m];
-        heap[m] = t;
-        at = m;
-    }
-}
+EPLB_DEFINE_SIFT_DOWN(sift_down, , int, eplb_larger_first)
 
 void replicate_reference(const float *w, int n, int p, int *slot_item,
                          int *slot_rank, int *count, float *ratio, int *heap)

@@ -272,7 +272,7 @@ static void test_directory(void)
 static int kernel_copy(const char *kdir, size_t pad)
 {
     const char *src = getenv("EPLB_TEST_SRCDIR");
-    const char *files[] = {"eplb_philox.cl", "eplb_pack.cl",
+    const char *files[] = {"eplb_rules.h", "eplb_scratch.h", "eplb_pack.cl",
                            "eplb_rebalance.cl", "eplb_floor.cl"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char from[4096], to[4096];

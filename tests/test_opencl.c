@@ -246,14 +246,15 @@ static void test_broken_kernel(void)
     CU_ASSERT_FATAL(src != NULL);
     char dir[] = "kernels-XXXXXX";
     CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
-    const char *files[] = {"eplb_philox.cl", "eplb_pack.cl",
+    const char *files[] = {"eplb_rules.h", "eplb_scratch.h", "eplb_pack.cl",
                            "eplb_lanes.cl", "eplb_rebalance.cl",
                            "eplb_floor.cl"};
-    for (int i = 0; i < 5; i++) {
+    const int nfiles = (int)(sizeof files / sizeof files[0]);
+    for (int i = 0; i < nfiles; i++) {
         char from[4096], to[4096];
         snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
-        CU_ASSERT_FATAL(copy_file(from, to, i == 1 ? "\nthis is not C;\n"
+        CU_ASSERT_FATAL(copy_file(from, to, i == 2 ? "\nthis is not C;\n"
                                                    : NULL) == 0);
     }
     setenv("EPLB_CL_KERNEL_DIR", dir, 1);
@@ -278,7 +279,7 @@ static void test_broken_kernel(void)
     CU_ASSERT(test_plan_is_poisoned(&p, POISON));
     eplb_context_destroy(ctx);
     /* The same directory with good files builds. */
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < nfiles; i++) {
         char from[4096], to[4096];
         snprintf(from, sizeof from, "%s/cl/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
@@ -289,7 +290,7 @@ static void test_broken_kernel(void)
               EPLB_OK);
     eplb_context_destroy(ctx);
     unsetenv("EPLB_CL_KERNEL_DIR");
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < nfiles; i++) {
         char to[4096];
         snprintf(to, sizeof to, "%s/%s", dir, files[i]);
         remove(to);

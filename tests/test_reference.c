@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cunit_main.h"
-#include "philox.h"
+#include "eplb_rules.h"
 #include "testutil.h"
 #include "workload.h"
 
