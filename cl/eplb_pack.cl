@@ -232,6 +232,7 @@ inline float pack_one_candidate(SCR const float *w, int rounds,
 #if PACK_M > PACK_M_REGISTERS
 /* Open packs ordered by (weight, index): the lightest, lowest first. */
 EPLB_DEFINE_SIFT_DOWN(pack_sift_down, SCR, ushort, eplb_lighter_first)
+EPLB_DEFINE_EXTREMES(pack_extremes, SCR)
 
 /* pack_one_candidate for many packs: the same fill and swaps, with the
  * pack weights in scratch memory and a heap for the lightest open pack. */
@@ -255,14 +256,8 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
         pack_sift_down(heap, len, pw, 0);
     }
     for (int t = 0; t < rounds; t++) {
-        int h = 0, l = 0;
-        for (int p = 1; p < PACK_M; p++) {
-            if (pw[p] > pw[h])
-                h = p;
-            if (pw[p] < pw[l])
-                l = p;
-        }
-        float gap = pw[h] - pw[l];
+        int h, l;
+        float gap = pack_extremes(pw, PACK_M, &h, &l);
         if (!(gap > 0.0f))
             break;
         float sh, sl;

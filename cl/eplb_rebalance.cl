@@ -77,6 +77,8 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
 
 #else /* EPLB_SLOTS_PROGRAM */
 
+EPLB_DEFINE_ADD_REPLICA(add_replica, SCR)
+
 /* replicate() (doc/ALGORITHM.md section 3): LPN_ experts into PPN_
  * slots. Each extra slot goes to the expert with the largest load per
  * replica (ties: lower expert, eplb_larger_first), found by a work-group
@@ -132,13 +134,8 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             barrier(SCR_FENCE);
         }
 #endif
-        if (lid == 0) {
-            int e = red_i[0];
-            sitem[slot] = e;
-            srank[slot] = cnt[e];
-            cnt[e]++;
-            ratio[e] = wn[e] / (float)cnt[e];
-        }
+        if (lid == 0)
+            add_replica(wn, red_i[0], slot, sitem, srank, cnt, ratio);
         barrier(SCR_FENCE);
     }
 }

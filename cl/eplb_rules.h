@@ -106,6 +106,23 @@ EPLB_FN int eplb_lighter_first(float va, int a, float vb, int b)
         }                                                                  \
     }
 
+/* ---- replication (doc/ALGORITHM.md section 3) -------------------------- */
+
+/* Defines name(w, e, slot, slot_item, slot_rank, count, ratio): slot
+ * becomes expert e's next replica, numbered by e's count before it is
+ * raised; e's load per replica is then w[e] / count[e] in float32. AS is
+ * the arrays' address space (empty on the host). */
+#define EPLB_DEFINE_ADD_REPLICA(name, AS)                                   \
+    EPLB_FN void name(AS const float *w, int e, int slot,                  \
+                      AS int *slot_item, AS int *slot_rank, AS int *count, \
+                      AS float *ratio)                                     \
+    {                                                                      \
+        slot_item[slot] = e;                                               \
+        slot_rank[slot] = count[e];                                        \
+        count[e]++;                                                        \
+        ratio[e] = w[e] / (float)count[e];                                 \
+    }
+
 /* ---- candidate noise (doc/ALGORITHM.md section 5) ---------------------- */
 
 #define EPLB_PHILOX_M0 0xD2511F53u
@@ -189,6 +206,25 @@ EPLB_FN float eplb_noisy_key(float w, float u, float scale)
 }
 
 /* ---- swap refinement (doc/ALGORITHM.md section 5) ---------------------- */
+
+/* Defines name(pw, m, &h, &l): the heaviest pack h and the lightest l of
+ * pw[0..m), ties to the lower index (strict compares in index order), and
+ * returns the gap pw[h] - pw[l]; the swaps stop where it is not > 0. AS
+ * is pw's address space (empty on the host). */
+#define EPLB_DEFINE_EXTREMES(name, AS)                                      \
+    EPLB_FN float name(AS const float *pw, int m, int *h_out, int *l_out)  \
+    {                                                                      \
+        int h = 0, l = 0;                                                  \
+        for (int p = 1; p < m; p++) {                                      \
+            if (pw[p] > pw[h])                                             \
+                h = p;                                                     \
+            if (pw[p] < pw[l])                                             \
+                l = p;                                                     \
+        }                                                                  \
+        *h_out = h;                                                        \
+        *l_out = l;                                                        \
+        return pw[h] - pw[l];                                              \
+    }
 
 /* Between the heaviest and the lightest pack, gap apart, the pair (a, b)
  * whose difference diff = w[a] - w[b] lies in (0, gap) and is closest to

@@ -178,18 +178,14 @@ static float max_of(const float *v, int n)
 /* The swap refinement (doc/ALGORITHM.md section 5): trade the pair of
  * EPLB_SWAP_BETTER's rule between the heaviest and the lightest pack, up
  * to rounds times. */
+EPLB_DEFINE_EXTREMES(pack_extremes, )
+
 static void swap_refine(const float *w, int m, int k, float *pw,
                         int *contents, int rounds)
 {
     for (int t = 0; t < rounds; t++) {
-        int h = 0, l = 0;
-        for (int p = 1; p < m; p++) {
-            if (pw[p] > pw[h])
-                h = p;
-            if (pw[p] < pw[l])
-                l = p;
-        }
-        float gap = pw[h] - pw[l];
+        int h, l;
+        float gap = pack_extremes(pw, m, &h, &l);
         if (!(gap > 0.0f))
             return;
         float mid = EPLB_SWAP_MID(gap), best = 0.0f;

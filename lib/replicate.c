@@ -10,6 +10,7 @@
 #define REPLICATE_SCAN_MAX 16
 
 EPLB_DEFINE_SIFT_DOWN(sift_down, , int, eplb_larger_first)
+EPLB_DEFINE_ADD_REPLICA(add_replica, )
 
 void replicate_reference(const float *w, int n, int p, int *slot_item,
                          int *slot_rank, int *count, float *ratio, int *heap)
@@ -30,21 +31,14 @@ void replicate_reference(const float *w, int n, int p, int *slot_item,
             for (int i = 1; i < n; i++)
                 if (ratio[i] > ratio[e])
                     e = i;
-            slot_item[slot] = e;
-            slot_rank[slot] = count[e];
-            count[e]++;
-            ratio[e] = w[e] / (float)count[e];
+            add_replica(w, e, slot, slot_item, slot_rank, count, ratio);
         }
         return;
     }
     for (int at = n / 2 - 1; at >= 0; at--)
         sift_down(heap, n, ratio, at);
     for (int slot = n; slot < p; slot++) {
-        int e = heap[0];
-        slot_item[slot] = e;
-        slot_rank[slot] = count[e];
-        count[e]++;
-        ratio[e] = w[e] / (float)count[e];
+        add_replica(w, heap[0], slot, slot_item, slot_rank, count, ratio);
         sift_down(heap, n, ratio, 0);
     }
 }
