@@ -212,9 +212,9 @@ inline void lanes_sort(laneul *v)
 /* swap_pair's search over the pairs (a, b) of wh and wl, all lanes at
  * once: ab gets a * PACK_K + b of the pair whose difference is in
  * (0, gap) and closest to mid, ties to the first; none_yet says when a
- * lane has no pair yet (a qualifying pair then wins whatever bestd).
- * (EPLB_SWAP_BETTER's rule). Left to the compiler to unroll or not: forced full unrolling of both
- * uses cost about 15% more time per plan on PoCL. */
+ * lane has no pair yet (a qualifying pair then wins whatever bestd):
+ * EPLB_SWAP_BETTER's rule. Left to the compiler to unroll or not: forced
+ * full unrolling of both uses cost about 15% more time per plan on PoCL. */
 #define LANES_PAIR_SEARCH(none_yet)                                         \
     for (int a = 0; a < PACK_K; a++) {                                     \
         for (int b = 0; b < PACK_K; b++) {                                 \

@@ -173,7 +173,8 @@ EPLB_FN void eplb_bits4(eplb_u32 seed_lo, eplb_u32 seed_hi, eplb_u32 step,
 
 /* 24 random bits as u in [0, 1), exact in float32. to_float converts a
  * 32-bit word (a cast) or a vector of them. */
-#define EPLB_UNIT(to_float, bits) (to_float((bits) >> 8) * (1.0f / 16777216.0f))
+#define EPLB_UNIT(to_float, bits)                                          \
+    (to_float((bits) >> 8) * (1.0f / 16777216.0f))
 
 EPLB_FN float eplb_unit(eplb_u32 bits)
 {

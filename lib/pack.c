@@ -257,7 +257,8 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
     if (n == m || m == 1)
         return pack_reference(w, n, m, pack, rank, s);
     int k = n / m;
-    uint32_t seed_lo = (uint32_t)pp->seed, seed_hi = (uint32_t)(pp->seed >> 32);
+    uint32_t seed_lo = (uint32_t)pp->seed;
+    uint32_t seed_hi = (uint32_t)(pp->seed >> 32);
     float best = 0.0f;
     for (int c = 0; c < pp->candidates; c++) {
         float scale = eplb_cand_scale(pp->noise, c, pp->candidates);
