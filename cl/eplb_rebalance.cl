@@ -190,8 +190,8 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
         rowmax[(size_t)vl * N_ + n] = *mx;
 }
 
-/* out = phy2log [layers][P_] ++ log2phy [layers][E_][MAXREP_] ++
- * logcnt [layers][E_]: one buffer, one download. */
+/* out = phy2log [layers][P_] ++ replica rank [layers][P_] ++ logcnt
+ * [layers][E_]: one buffer, one download; the host makes log2phy. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void eplb_finish(int layers, __global const int *slot_expert,
                  __global const int *slot_rank, __global const int *cnt_in,
@@ -210,31 +210,13 @@ void eplb_finish(int layers, __global const int *slot_expert,
     barrier(CLK_LOCAL_MEM_FENCE);
     size_t vl = (size_t)pick * layers + l;
     __global int *phy2log = out + (size_t)l * P_;
-    __global int *log2phy =
-        out + (size_t)layers * P_ + (size_t)l * E_ * MAXREP_;
-    __global int *logcnt =
-        out + (size_t)layers * P_ + (size_t)layers * E_ * MAXREP_ +
-        (size_t)l * E_;
-#if CAND_LANES > 1
-    /* CPU builds: a contiguous run per work-item, which compiles to wide
-     * stores; GPUs want neighbouring work-items on neighbouring words */
-    {
-        const int per = (E_ * MAXREP_ + WG - 1) / WG;
-        int end = min((lid + 1) * per, E_ * MAXREP_);
-        for (int i = lid * per; i < end; i++)
-            log2phy[i] = -1;
-    }
-#else
-    for (int i = lid; i < E_ * MAXREP_; i += WG)
-        log2phy[i] = -1;
-#endif
+    __global int *rank = out + (size_t)(layers + l) * P_;
+    __global int *logcnt = out + (size_t)layers * 2 * P_ + (size_t)l * E_;
     for (int e = lid; e < E_; e += WG)
         logcnt[e] = cnt_in[vl * E_ + e];
-    barrier(CLK_GLOBAL_MEM_FENCE);
     for (int slot = lid; slot < P_; slot += WG) {
-        int e = slot_expert[vl * P_ + slot];
-        phy2log[slot] = e;
-        log2phy[e * MAXREP_ + slot_rank[vl * P_ + slot]] = slot;
+        phy2log[slot] = slot_expert[vl * P_ + slot];
+        rank[slot] = slot_rank[vl * P_ + slot];
     }
 }
 
