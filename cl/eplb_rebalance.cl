@@ -33,6 +33,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
                  __global const float *gw_given)
 {
     WG_MEMORY(gscratch);
+    __local uint pack_xch[PACK_XCH_WORDS];
     pack_scratch_ptrs s = pack_scratch_at(wg_mem);
     SCR float *gw = (SCR float *)(wg_mem + ROW_OFF_BYTES);
     SCR int *pk = (SCR int *)(gw + G_);
@@ -56,7 +57,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
     barrier(SCR_FENCE);
     for (int v = 0; v < VARIANTS; v++) {
         pack_row(gw, STEP_GROUPS, (uint)l, v ? cands : 1, v ? rounds : 0,
-                 noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
+                 noise, seed_lo, seed_hi, s, best_c, pk, rk, mx, pack_xch);
         __global int *out = gplace + ((size_t)v * layers + l) * G_ * 2;
         for (int g = lid; g < G_; g += WG) {
             out[2 * g] = pk[g];
@@ -73,7 +74,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
  * found by a work-group reduction; red_v/red_i hold WG entries. */
 inline void replicate_node(SCR const float *wn, SCR int *sitem,
                            SCR int *srank, SCR int *cnt, SCR float *ratio,
-                           SCR float *red_v, SCR int *red_i)
+                           __local float *red_v, __local int *red_i)
 {
     int lid = get_local_id(0);
     for (int e = lid; e < LPN_; e += WG) {
@@ -107,7 +108,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             }
         red_v[lid] = bv;
         red_i[lid] = bi;
-        barrier(SCR_FENCE);
+        barrier(CLK_LOCAL_MEM_FENCE);
         for (int span = REDUCE_WIDTH / 2; span > 0; span >>= 1) {
             if (lid < span) {
                 float ov = red_v[lid + span];
@@ -118,7 +119,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
                     red_i[lid] = oi;
                 }
             }
-            barrier(SCR_FENCE);
+            barrier(CLK_LOCAL_MEM_FENCE);
         }
 #endif
         if (lid == 0) {
@@ -140,6 +141,7 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
                 __global float *rowmax, __global uchar *gscratch)
 {
     WG_MEMORY(gscratch);
+    __local uint pack_xch[PACK_XCH_WORDS];
     pack_scratch_ptrs s = pack_scratch_at(wg_mem);
     SCR int *grp_at = (SCR int *)(wg_mem + ROW_OFF_BYTES);
     SCR int *ids = grp_at + GPN_;
@@ -153,12 +155,15 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     SCR int *rk = pk + PPN_;
     SCR int *best_c = rk + PPN_;
     SCR float *mx = (SCR float *)(best_c + 1);
-    SCR float *red_v = mx + 1;
-    SCR int *red_i = (SCR int *)(red_v + WG);
+    /* the replicate step's reductions: local memory, whatever SCR is */
+    __local float red_v[WG];
+    __local int red_i[WG];
 
     int gid = get_group_id(0), lid = get_local_id(0);
-    int n = gid % N_, vl = gid / N_;
-    int l = vl % layers, v = vl / layers;
+    /* The candidate variant's rows come first: a device that runs more
+     * rows than it has cores then ends on the cheap deterministic ones. */
+    int n = gid % N_, l = (gid / N_) % layers;
+    int v = VARIANTS - 1 - gid / (N_ * layers), vl = v * layers + l;
     __global const int *place = gplace + (size_t)vl * G_ * 2;
     for (int g = lid; g < G_; g += WG)
         if (place[2 * g] == n)
@@ -177,7 +182,8 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     }
     barrier(SCR_FENCE);
     pack_row(tw, STEP_SLOTS, (uint)(l * N_ + n), v ? cands : 1,
-             v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
+             v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx,
+             pack_xch);
     size_t base = (size_t)vl * P_;
     for (int p = lid; p < PPN_; p += WG) {
         int slot = n * PPN_ + pk[p] * PPG_ + rk[p];

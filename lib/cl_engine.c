@@ -185,6 +185,7 @@ typedef struct wg_layout {
     size_t pack_k, pack_c, pack_o, pack_b; /* array lengths */
     size_t heap_off, pack_h;             /* the many-packs arrays */
     size_t row_off, bytes;
+    size_t local_extra; /* local memory beside the scratch, in bytes */
 } wg_layout;
 
 /* As PACK_M_REGISTERS in cl/eplb_pack.cl: more packs use a heap. */
@@ -195,7 +196,13 @@ static size_t align_up(size_t v, size_t a)
     return (v + a - 1) / a * a;
 }
 
-static wg_layout layout_for(int n, int m, int cands, size_t row_words)
+/* lanes: the program's CAND_LANES. Many packs on a GPU (lanes 1) are
+ * filled by several work-items per candidate, which exchange partial
+ * results through a local array of their own (at most 11 words per
+ * work-item, cl/eplb_pack.cl's PACK_XCH_WORDS, counted in local_extra);
+ * CPU builds keep a heap per candidate in the many-packs area. */
+static wg_layout layout_for(int n, int m, int cands, size_t row_words,
+                            int lanes, size_t wg)
 {
     wg_layout lo;
     int active = n / m > 1 && m > 1;
@@ -210,7 +217,10 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words)
     size_t pack_bytes = (lo.pack_k + lo.pack_c) * 4 + lo.pack_o * 2 * 2 +
                         lo.pack_b * 2 * 2;
     lo.heap_off = align_up(pack_bytes, 16);
-    lo.pack_h = active && m > PACK_M_REGISTERS ? (size_t)cands * m : 1;
+    int split = active && m > PACK_M_REGISTERS && lanes == 1;
+    lo.pack_h = active && m > PACK_M_REGISTERS && !split ? (size_t)cands * m
+                                                         : 1;
+    lo.local_extra = split ? 11 * wg * 4 : 4;
     lo.row_off = align_up(lo.heap_off + lo.pack_h * (4 + 2 + 2), 16);
     lo.bytes = align_up(lo.row_off + row_words * 4, 64);
     return lo;
@@ -218,7 +228,8 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words)
 
 static int fits_local(const cl_engine *e, const wg_layout *lo)
 {
-    return lo->bytes + LOCAL_MEM_RESERVE <= e->dev.local_mem;
+    return lo->bytes + lo->local_extra + LOCAL_MEM_RESERVE <=
+           e->dev.local_mem;
 }
 
 /* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
@@ -333,12 +344,15 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     while (wg > e->dev.max_work_group && wg > 1)
         wg /= 2;
     wg = lanes_group_width(e, d, wg);
-    /* Row areas as cl/eplb_rebalance.cl carves them; the reduction arrays
-     * are sized for the widest group we may build. */
-    wg_layout lg = layout_for(d->G, d->N, cands, 3 * (size_t)d->G + 2);
+    /* Row areas as cl/eplb_rebalance.cl carves them; local arrays beside
+     * them are sized for the widest group we may build. */
+    wg_layout lg = layout_for(d->G, d->N, cands, 3 * (size_t)d->G + 2,
+                              cand_lanes(e, d->G), wg);
     wg_layout ls = layout_for(d->ppn, d->gn, cands,
                               (size_t)d->gpn + 4 * (size_t)d->lpn +
-                                  5 * (size_t)d->ppn + 2 + 2 * wg);
+                                  5 * (size_t)d->ppn + 2,
+                              cand_lanes(e, d->ppn), wg);
+    ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */
     const char *where = getenv("EPLB_CL_SCRATCH");
