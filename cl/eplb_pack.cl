@@ -15,6 +15,9 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 #define PACK_K (PACK_N / PACK_M)
+#ifndef PACK_SORT_BATCH
+#define PACK_SORT_BATCH 0
+#endif
 /* Up to this many packs, a candidate's pack weights live in registers and
  * each item scans them; beyond, a heap in scratch memory finds the
  * lightest open pack (as lib/pack.c does past GREEDY_SCAN_MAX). */
@@ -93,21 +96,23 @@ inline float cand_scale(float noise, int c, int cands)
  * base order (weight descending) and an insertion sort brings them to key
  * descending, equal keys by item index. Noise is small, so few items move
  * far: the cost is about n plus the number of inversions. */
-inline void sort_candidate(SCR float *k, SCR ushort *o)
-{
-    for (int r = 1; r < PACK_N; r++) {
-        float kv = k[r];
-        ushort iv = o[r];
-        int j = r - 1;
-        while (j >= 0 && (k[j] < kv || (k[j] == kv && o[j] > iv))) {
-            k[j + 1] = k[j];
-            o[j + 1] = o[j];
-            j--;
-        }
-        k[j + 1] = kv;
-        o[j + 1] = iv;
+#define DEFINE_SORT_CANDIDATE(name, AS)                                    \
+    inline void name(AS float *k, AS ushort *o)                            \
+    {                                                                      \
+        for (int r = 1; r < PACK_N; r++) {                                 \
+            float kv = k[r];                                               \
+            ushort iv = o[r];                                              \
+            int j = r - 1;                                                 \
+            while (j >= 0 && (k[j] < kv || (k[j] == kv && o[j] > iv))) {   \
+                k[j + 1] = k[j];                                           \
+                o[j + 1] = o[j];                                           \
+                j--;                                                       \
+            }                                                              \
+            k[j + 1] = kv;                                                 \
+            o[j + 1] = iv;                                                 \
+        }                                                                  \
     }
-}
+DEFINE_SORT_CANDIDATE(sort_candidate, SCR)
 
 /* One swap round between the heaviest pack (items hc) and the lightest
  * (lc), gap apart: among pairs with 0 < w[a]-w[b] < gap, the one closest to
@@ -321,8 +326,22 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 #define PACK_CPP (WG / PACK_SPLIT)
 /* The reports' exchange, in local memory whatever SCRATCH_LOCAL says (the
  * host counts it): rv[4][WG], ri[4][WG], then per candidate of a pass
- * the pair search's two sums and verdict. */
-#define PACK_XCH_WORDS (8 * WG + 3 * PACK_CPP)
+ * the pair search's two sums and verdict, then (PACK_SORT_BATCH > 0, set
+ * by the host when the scratch is in global memory) room to sort that
+ * many candidates' orders in local memory: one shift of an insertion
+ * sort in global memory waits on the L2 cache each time. */
+#define PACK_SORT_KS (PACK_N | 1)
+#define PACK_SORT_OS (PACK_N + (6 - PACK_N % 4) % 4)
+#define PACK_XCH_SORT_OFF (8 * WG + 3 * PACK_CPP)
+#define PACK_XCH_WORDS                                                     \
+    (PACK_XCH_SORT_OFF +                                                   \
+     (PACK_SORT_BATCH * (PACK_SORT_KS * 4 + PACK_SORT_OS * 2) + 3) / 4)
+#if PACK_SORT_BATCH > 0
+DEFINE_SORT_CANDIDATE(sort_candidate_local, __local)
+/* at most a pass's candidates at once */
+#define PACK_SORT_B                                                        \
+    (PACK_SORT_BATCH < PACK_CPP ? PACK_SORT_BATCH : PACK_CPP)
+#endif
 
 /* The merge of the reports v[base .. base+PACK_SPLIT) (index -1: none):
  * the lowest value (less != 0) or the highest, the earlier on ties. */
@@ -360,8 +379,40 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
         int c = c0 + slot, live = c < cands;
         SCR ushort *order = s.order + (live ? c : 0) * PACK_OS;
         SCR ushort *cont = s.contents + (live ? c : 0) * PACK_OS;
+#if PACK_SORT_BATCH > 0
+        {
+            __local float *sk = (__local float *)(xch + PACK_XCH_SORT_OFF);
+            __local ushort *so =
+                (__local ushort *)(sk + PACK_SORT_BATCH * PACK_SORT_KS);
+            int end = min(c0 + PACK_CPP, cands);
+            for (int b0 = c0; b0 < end; b0 += PACK_SORT_B) {
+                for (int x = lid; x < PACK_SORT_B * PACK_N; x += WG) {
+                    int cb = x / PACK_N, i = x - cb * PACK_N;
+                    if (b0 + cb < end) {
+                        sk[cb * PACK_SORT_KS + i] =
+                            s.keys[(b0 + cb) * PACK_KS + i];
+                        so[cb * PACK_SORT_OS + i] =
+                            s.order[(b0 + cb) * PACK_OS + i];
+                    }
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                if (lid < PACK_SORT_B && b0 + lid < end)
+                    sort_candidate_local(sk + lid * PACK_SORT_KS,
+                                         so + lid * PACK_SORT_OS);
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int x = lid; x < PACK_SORT_B * PACK_N; x += WG) {
+                    int cb = x / PACK_N, i = x - cb * PACK_N;
+                    if (b0 + cb < end)
+                        s.order[(b0 + cb) * PACK_OS + i] =
+                            so[cb * PACK_SORT_OS + i];
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+        }
+#else
         if (live && part == 0)
             sort_candidate(s.keys + c * PACK_KS, order);
+#endif
         barrier(SCR_FENCE);
         float pw[PACK_SEG];
         int pn[PACK_SEG];
@@ -375,15 +426,28 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
         for (int r = 0; r < PACK_N; r++) {
             __local float *v = rv + (r & 1) * WG;
             __local int *ix = ri + (r & 1) * WG;
-            int bp = -1;
-            float bw = 0.0f;
+            /* the segment's lightest open pack, lowest index first, by a
+             * tree (a closed pack counts as infinitely heavy): a short
+             * dependency chain instead of one compare per pack */
+            float tv[PACK_SEG];
+            int ti[PACK_SEG], to[PACK_SEG];
 #pragma unroll
-            for (int j = 0; j < PACK_SEG; j++)
-                if (p0 + j < PACK_M && pn[j] < PACK_K &&
-                    (bp < 0 || pw[j] < bw)) {
-                    bp = p0 + j;
-                    bw = pw[j];
-                }
+            for (int j = 0; j < PACK_SEG; j++) {
+                to[j] = p0 + j < PACK_M && pn[j] < PACK_K;
+                tv[j] = pw[j];
+                ti[j] = j;
+            }
+#pragma unroll
+            for (int span = 1; span < PACK_SEG; span *= 2)
+#pragma unroll
+                for (int j = 0; j + span < PACK_SEG; j += 2 * span)
+                    if (to[j + span] && (!to[j] || tv[j + span] < tv[j])) {
+                        tv[j] = tv[j + span];
+                        ti[j] = ti[j + span];
+                        to[j] = 1;
+                    }
+            int bp = to[0] ? p0 + ti[0] : -1;
+            float bw = tv[0];
             v[lid] = bw;
             ix[lid] = bp;
             barrier(CLK_LOCAL_MEM_FENCE);

@@ -186,6 +186,8 @@ typedef struct wg_layout {
     size_t heap_off, pack_h;             /* the many-packs arrays */
     size_t row_off, bytes;
     size_t local_extra; /* local memory beside the scratch, in bytes */
+    int split;          /* many packs on a GPU: several work-items each */
+    int sort_batch;     /* candidates sorted at once in local memory */
 } wg_layout;
 
 /* As PACK_M_REGISTERS in cl/eplb_pack.cl: more packs use a heap. */
@@ -218,6 +220,8 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words,
                         lo.pack_b * 2 * 2;
     lo.heap_off = align_up(pack_bytes, 16);
     int split = active && m > PACK_M_REGISTERS && lanes == 1;
+    lo.split = split;
+    lo.sort_batch = 0;
     lo.pack_h = active && m > PACK_M_REGISTERS && !split ? (size_t)cands * m
                                                          : 1;
     lo.local_extra = split ? 11 * wg * 4 : 4;
@@ -230,6 +234,25 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
 {
     return lo->bytes + lo->local_extra + LOCAL_MEM_RESERVE <=
            e->dev.local_mem;
+}
+
+/* With the split packing's scratch in global memory, the local memory
+ * left over sorts that many candidates at once (cl/eplb_pack.cl's
+ * PACK_SORT_BATCH: keys at an odd stride, orders at 2 mod 4 ushorts). */
+static void plan_sort_batch(const cl_engine *e, wg_layout *lo, int n,
+                            int local, size_t wg)
+{
+    if (!lo->split || local)
+        return;
+    size_t per = ((size_t)n | 1) * 4 + ((size_t)n + (6 - (size_t)n % 4) % 4) * 2;
+    size_t used = lo->local_extra + LOCAL_MEM_RESERVE;
+    if (used + per > e->dev.local_mem)
+        return;
+    size_t b = (e->dev.local_mem - used) / per;
+    if (b > wg)
+        b = wg;
+    lo->sort_batch = (int)b;
+    lo->local_extra += b * per + 4;
 }
 
 /* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
@@ -302,7 +325,7 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              "-DROW_OFF_BYTES=%zu -DWG_SCRATCH_BYTES=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DGROUP_LOADS_GIVEN=%d "
-             "-DCAND_LANES=%d%s",
+             "-DCAND_LANES=%d -DPACK_SORT_BATCH=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
@@ -311,6 +334,7 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              lo->bytes, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
+             lo->sort_batch,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
@@ -359,6 +383,8 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     int force_global = where && strcmp(where, "global") == 0;
     e->local_groups = !force_global && fits_local(e, &lg);
     e->local_slots = !force_global && fits_local(e, &ls);
+    plan_sort_batch(e, &lg, d->G, e->local_groups, wg);
+    plan_sort_batch(e, &ls, d->ppn, e->local_slots, wg);
     e->wg_bytes_groups = lg.bytes;
     e->wg_bytes_slots = ls.bytes;
     for (;;) {
