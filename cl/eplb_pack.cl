@@ -12,6 +12,9 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 #define PACK_K (PACK_N / PACK_M)
+#ifndef PACK_SORT_BATCH
+#define PACK_SORT_BATCH 0
+#endif
 /* Up to this many packs, a candidate's pack weights live in registers and
  * each item scans them; beyond, a heap in scratch memory finds the
  * lightest open pack (lib/pack.c switches at the same count). */
@@ -19,13 +22,14 @@
 /* A quantity of the scratch layout (cl/eplb_scratch.h) for this row
  * shape, in 64-bit arithmetic so that no size wraps; then the
  * per-candidate strides of the keys and of the orders and contents. */
-#define PACK_SCR(what) what((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS)
+#define PACK_SCR(what)                                                     \
+    what((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS, (ulong)CAND_LANES)
 #define PACK_KS EPLB_SCR_KEY_STRIDE(PACK_N)
 #define PACK_OS EPLB_SCR_ORD_STRIDE(PACK_N)
 #define ROW_OFF_BYTES PACK_SCR(EPLB_SCR_ROW_OFF)
 #define WG_SCRATCH_BYTES                                                   \
     EPLB_SCR_BYTES((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS,        \
-                   (ulong)ROW_WORDS)
+                   (ulong)CAND_LANES, (ulong)ROW_WORDS)
 /* Loops over a pack's PACK_K items unroll fully when packs are small; a
  * full unroll of the PACK_K^2 pair search for big packs would only bloat
  * the code (and the compile time) without keeping them in registers. */
@@ -94,22 +98,24 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
  * base order (weight descending) and an insertion sort brings them to key
  * descending, equal keys by item index (eplb_larger_first). Noise is
  * small, so few items move far: the cost is about n plus the number of
- * inversions. */
-inline void sort_candidate(SCR float *k, SCR ushort *o)
-{
-    for (int r = 1; r < PACK_N; r++) {
-        float kv = k[r];
-        ushort iv = o[r];
-        int j = r - 1;
-        while (j >= 0 && eplb_larger_first(kv, iv, k[j], o[j])) {
-            k[j + 1] = k[j];
-            o[j + 1] = o[j];
-            j--;
-        }
-        k[j + 1] = kv;
-        o[j + 1] = iv;
+ * inversions. AS: the arrays' address space. */
+#define DEFINE_SORT_CANDIDATE(name, AS)                                    \
+    inline void name(AS float *k, AS ushort *o)                            \
+    {                                                                      \
+        for (int r = 1; r < PACK_N; r++) {                                 \
+            float kv = k[r];                                               \
+            ushort iv = o[r];                                              \
+            int j = r - 1;                                                 \
+            while (j >= 0 && eplb_larger_first(kv, iv, k[j], o[j])) {      \
+                k[j + 1] = k[j];                                           \
+                o[j + 1] = o[j];                                           \
+                j--;                                                       \
+            }                                                              \
+            k[j + 1] = kv;                                                 \
+            o[j + 1] = iv;                                                 \
+        }                                                                  \
     }
-}
+DEFINE_SORT_CANDIDATE(sort_candidate, SCR)
 
 /* One swap round between the heaviest pack (items hc) and the lightest
  * (lc), gap apart: the pair of EPLB_SWAP_BETTER's rule trades places. The
@@ -274,6 +280,244 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 }
 #endif
 
+#if PACK_M > PACK_M_REGISTERS && CAND_LANES == 1
+/* Many packs on a GPU: PACK_SPLIT work-items share a candidate, each
+ * keeping the weights and counts of PACK_SEG consecutive packs in
+ * registers (a heap in scratch memory costs a chain of dependent loads per
+ * item). Per item, each reports its segment's lightest open pack, lowest
+ * index first; merging the reports in segment order, ties to the earlier,
+ * finds the pack the heap would pop, and its owner places the item. The
+ * swap rounds merge the segments' heaviest and lightest the same way, and
+ * one work-item searches the pair. Every float operation is the heap
+ * path's, in its order: the plans are the same bits. */
+#define PACK_SEG_MAX 40
+#define PACK_SPLIT_NEED ((PACK_M + PACK_SEG_MAX - 1) / PACK_SEG_MAX)
+#define PACK_SPLIT_                                                        \
+    (PACK_SPLIT_NEED <= 1 ? 1 : PACK_SPLIT_NEED <= 2 ? 2                   \
+     : PACK_SPLIT_NEED <= 4 ? 4 : PACK_SPLIT_NEED <= 8 ? 8                 \
+     : PACK_SPLIT_NEED <= 16 ? 16 : PACK_SPLIT_NEED <= 32 ? 32 : 64)
+#define PACK_SPLIT (PACK_SPLIT_ < WG ? PACK_SPLIT_ : WG)
+#define PACK_SEG ((PACK_M + PACK_SPLIT - 1) / PACK_SPLIT)
+/* candidates per pass of the work-group */
+#define PACK_CPP (WG / PACK_SPLIT)
+/* The reports' exchange, in local memory whatever SCRATCH_LOCAL says (the
+ * host counts it): rv[4][WG], ri[4][WG], then per candidate of a pass
+ * the pair search's two sums and verdict, then (PACK_SORT_BATCH > 0, set
+ * by the host when the scratch is in global memory) room to sort that
+ * many candidates' orders in local memory: one shift of an insertion
+ * sort in global memory waits on the L2 cache each time. */
+#define PACK_SORT_KS EPLB_SCR_KEY_STRIDE(PACK_N)
+#define PACK_SORT_OS EPLB_SCR_ORD_STRIDE(PACK_N)
+#define PACK_XCH_SORT_OFF (8 * WG + 3 * PACK_CPP)
+#define PACK_XCH_WORDS                                                     \
+    (PACK_XCH_SORT_OFF +                                                   \
+     (PACK_SORT_BATCH * EPLB_XCH_SORT_BYTES(PACK_N) + 3) / 4)
+#if PACK_XCH_SORT_OFF > EPLB_XCH_REPORT_WORDS_MAX(WG)
+#error "the reports' exchange outgrew what lib/cl_engine.c sets aside"
+#endif
+#if PACK_SORT_BATCH > 0
+DEFINE_SORT_CANDIDATE(sort_candidate_local, __local)
+/* at most a pass's candidates at once */
+#define PACK_SORT_B                                                        \
+    (PACK_SORT_BATCH < PACK_CPP ? PACK_SORT_BATCH : PACK_CPP)
+#endif
+
+/* The merge of the reports v[base .. base+PACK_SPLIT) (index -1: none):
+ * the lowest value (less != 0) or the highest, the earlier on ties. */
+inline int split_merge(__local const float *v, __local const int *ix, int base,
+                       int less, float *out_v)
+{
+    int best = -1;
+    float bv = 0.0f;
+    for (int q = 0; q < PACK_SPLIT; q++) {
+        int qi = ix[base + q];
+        float qv = v[base + q];
+        if (qi >= 0 && (best < 0 || (less ? qv < bv : qv > bv))) {
+            best = qi;
+            bv = qv;
+        }
+    }
+    *out_v = bv;
+    return best;
+}
+
+/* Step 3 of pack_row for many packs on a GPU: every candidate sorted,
+ * filled and refined, s.cmax written. The reports go through xch (see
+ * PACK_XCH_WORDS); barriers that order only them fence local memory. */
+inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
+                                  pack_scratch_ptrs s, __local uint *xch)
+{
+    int lid = get_local_id(0);
+    int part = lid % PACK_SPLIT, slot = lid / PACK_SPLIT;
+    int p0 = part * PACK_SEG, base = slot * PACK_SPLIT;
+    __local float *rv = (__local float *)xch;
+    __local int *ri = (__local int *)(xch + 4 * WG);
+    __local float *sw_v = (__local float *)(xch + 8 * WG);
+    __local int *sw_ok = (__local int *)(xch + 8 * WG + 2 * PACK_CPP);
+    for (int c0 = 0; c0 < cands; c0 += PACK_CPP) {
+        int c = c0 + slot, live = c < cands;
+        SCR ushort *order = s.order + (live ? c : 0) * PACK_OS;
+        SCR ushort *cont = s.contents + (live ? c : 0) * PACK_OS;
+#if PACK_SORT_BATCH > 0
+        {
+            __local float *sk = (__local float *)(xch + PACK_XCH_SORT_OFF);
+            __local ushort *so =
+                (__local ushort *)(sk + PACK_SORT_BATCH * PACK_SORT_KS);
+            int end = min(c0 + PACK_CPP, cands);
+            for (int b0 = c0; b0 < end; b0 += PACK_SORT_B) {
+                for (int x = lid; x < PACK_SORT_B * PACK_N; x += WG) {
+                    int cb = x / PACK_N, i = x - cb * PACK_N;
+                    if (b0 + cb < end) {
+                        sk[cb * PACK_SORT_KS + i] =
+                            s.keys[(b0 + cb) * PACK_KS + i];
+                        so[cb * PACK_SORT_OS + i] =
+                            s.order[(b0 + cb) * PACK_OS + i];
+                    }
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                if (lid < PACK_SORT_B && b0 + lid < end)
+                    sort_candidate_local(sk + lid * PACK_SORT_KS,
+                                         so + lid * PACK_SORT_OS);
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int x = lid; x < PACK_SORT_B * PACK_N; x += WG) {
+                    int cb = x / PACK_N, i = x - cb * PACK_N;
+                    if (b0 + cb < end)
+                        s.order[(b0 + cb) * PACK_OS + i] =
+                            so[cb * PACK_SORT_OS + i];
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+        }
+#else
+        if (live && part == 0)
+            sort_candidate(s.keys + c * PACK_KS, order);
+#endif
+        barrier(SCR_FENCE);
+        float pw[PACK_SEG];
+        int pn[PACK_SEG];
+#pragma unroll
+        for (int j = 0; j < PACK_SEG; j++) {
+            pw[j] = 0.0f;
+            pn[j] = 0;
+        }
+        /* the fill: one barrier per item, the reports alternating
+         * between two arrays */
+        for (int r = 0; r < PACK_N; r++) {
+            __local float *v = rv + (r & 1) * WG;
+            __local int *ix = ri + (r & 1) * WG;
+            /* the segment's lightest open pack, lowest index first, by a
+             * tree (a closed pack counts as infinitely heavy): a short
+             * dependency chain instead of one compare per pack */
+            float tv[PACK_SEG];
+            int ti[PACK_SEG], to[PACK_SEG];
+#pragma unroll
+            for (int j = 0; j < PACK_SEG; j++) {
+                to[j] = p0 + j < PACK_M && pn[j] < PACK_K;
+                tv[j] = pw[j];
+                ti[j] = j;
+            }
+#pragma unroll
+            for (int span = 1; span < PACK_SEG; span *= 2)
+#pragma unroll
+                for (int j = 0; j + span < PACK_SEG; j += 2 * span)
+                    if (to[j + span] && (!to[j] || tv[j + span] < tv[j])) {
+                        tv[j] = tv[j + span];
+                        ti[j] = ti[j + span];
+                        to[j] = 1;
+                    }
+            int bp = to[0] ? p0 + ti[0] : -1;
+            float bw = tv[0];
+            v[lid] = bw;
+            ix[lid] = bp;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            float mv;
+            int best = split_merge(v, ix, base, 1, &mv);
+            if (live && best >= p0 && best < p0 + PACK_SEG) {
+                int item = order[r];
+                float wi = w[item];
+#pragma unroll
+                for (int j = 0; j < PACK_SEG; j++)
+                    if (p0 + j == best) {
+                        cont[best * PACK_K + pn[j]] = (ushort)item;
+                        pw[j] += wi;
+                        pn[j]++;
+                    }
+            }
+        }
+        barrier(SCR_FENCE);
+        /* the swap rounds, a candidate's stop masked, not branched on */
+        int done = !live;
+        for (int t = 0; t < rounds; t++) {
+            int h = -1, l = -1;
+            float hv = 0.0f, lv = 0.0f;
+#pragma unroll
+            for (int j = 0; j < PACK_SEG; j++)
+                if (p0 + j < PACK_M) {
+                    if (h < 0 || pw[j] > hv) {
+                        h = p0 + j;
+                        hv = pw[j];
+                    }
+                    if (l < 0 || pw[j] < lv) {
+                        l = p0 + j;
+                        lv = pw[j];
+                    }
+                }
+            rv[lid] = hv;
+            ri[lid] = h;
+            rv[WG + lid] = lv;
+            ri[WG + lid] = l;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            h = split_merge(rv, ri, base, 0, &hv);
+            l = split_merge(rv + WG, ri + WG, base, 1, &lv);
+            if (!done && part == 0) {
+                float gap = hv - lv, sh = 0.0f, sl = 0.0f;
+                int ok = gap > 0.0f &&
+                         swap_pair(w, cont + h * PACK_K, cont + l * PACK_K,
+                                   gap, &sh, &sl);
+                sw_ok[slot] = ok;
+                sw_v[2 * slot] = sh;
+                sw_v[2 * slot + 1] = sl;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (!done) {
+                if (!sw_ok[slot]) {
+                    done = 1;
+                } else {
+                    float sh = sw_v[2 * slot], sl = sw_v[2 * slot + 1];
+#pragma unroll
+                    for (int j = 0; j < PACK_SEG; j++) {
+                        if (p0 + j == h)
+                            pw[j] = sh;
+                        if (p0 + j == l)
+                            pw[j] = sl;
+                    }
+                }
+            }
+        }
+        /* the largest pack */
+        float mx = 0.0f;
+        int at = -1;
+#pragma unroll
+        for (int j = 0; j < PACK_SEG; j++)
+            if (p0 + j < PACK_M && (at < 0 || pw[j] > mx)) {
+                at = p0 + j;
+                mx = pw[j];
+            }
+        rv[2 * WG + lid] = mx;
+        ri[2 * WG + lid] = at;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (live && part == 0) {
+            float m;
+            split_merge(rv + 2 * WG, ri + 2 * WG, base, 0, &m);
+            s.cmax[c] = m;
+        }
+        barrier(SCR_FENCE);
+    }
+}
+#else
+#define PACK_XCH_WORDS 1
+#endif
+
 #if CAND_LANES > 1
 /* cl/eplb_lanes.cl: candidates c0 .. c0+CAND_LANES-1 keyed, sorted, filled
  * and refined by one work-item, into s.cmax and s.contents. */
@@ -309,13 +553,14 @@ inline void pack_row_pick(int cands, pack_scratch_ptrs s, SCR int *best_c,
 }
 
 /* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
- * out_max get the chosen candidate. cands 1 with rounds 0 is the
- * deterministic pack() (doc/ALGORITHM.md section 3). Must be reached by
- * every work-item. */
+ * out_max get the chosen candidate; xch is the kernel's local exchange of
+ * PACK_XCH_WORDS words (read on GPUs with many packs only). cands 1 with
+ * rounds 0 is the deterministic pack() (doc/ALGORITHM.md section 3). Must
+ * be reached by every work-item. */
 void pack_row(SCR const float *w, uint step, uint row, int cands,
               int rounds, float noise, uint seed_lo, uint seed_hi,
               pack_scratch_ptrs s, SCR int *best_c, SCR int *out_pack,
-              SCR int *out_rank, SCR float *out_max)
+              SCR int *out_rank, SCR float *out_max, __local uint *xch)
 {
     int lid = get_local_id(0);
 #if PACK_K == 1 || PACK_M == 1
@@ -400,6 +645,9 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
                    c0, s);
 #endif
+#if PACK_M > PACK_M_REGISTERS && CAND_LANES == 1
+    pack_split_candidates(w, cands, rounds, s, xch);
+#else
     for (int c = lanes ? cands : lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);
 #if PACK_M > PACK_M_REGISTERS
@@ -411,6 +659,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                                        s.contents + c * PACK_OS);
 #endif
     }
+#endif
     barrier(SCR_FENCE);
     pack_row_pick(cands, s, best_c, out_pack, out_rank, out_max);
 #endif

@@ -13,7 +13,7 @@
  * work-group's row area (after the packing arrays) holds ROW_WORDS words,
  * as cl/eplb_scratch.h counts them for the kernel's carving below. */
 #ifdef EPLB_SLOTS_PROGRAM
-#if ROW_WORDS < EPLB_SLOTS_ROW_WORDS(GPN_, LPN_, PPN_, WG)
+#if ROW_WORDS < EPLB_SLOTS_ROW_WORDS(GPN_, LPN_, PPN_)
 #error "ROW_WORDS is smaller than eplb_slots' row area"
 #endif
 #elif ROW_WORDS < EPLB_GROUPS_ROW_WORDS(G_)
@@ -42,6 +42,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
                  __global const float *gw_given)
 {
     WG_MEMORY(gscratch);
+    __local uint pack_xch[PACK_XCH_WORDS];
     pack_scratch_ptrs s = pack_scratch_at(wg_mem);
     SCR float *gw = (SCR float *)(wg_mem + ROW_OFF_BYTES);
     SCR int *pk = (SCR int *)(gw + G_);
@@ -65,7 +66,7 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
     barrier(SCR_FENCE);
     for (int v = 0; v < VARIANTS; v++) {
         pack_row(gw, STEP_GROUPS, (uint)l, v ? cands : 1, v ? rounds : 0,
-                 noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
+                 noise, seed_lo, seed_hi, s, best_c, pk, rk, mx, pack_xch);
         __global int *out = gplace + ((size_t)v * layers + l) * G_ * 2;
         for (int g = lid; g < G_; g += WG) {
             out[2 * g] = pk[g];
@@ -85,7 +86,7 @@ EPLB_DEFINE_ADD_REPLICA(add_replica, SCR)
  * reduction; red_v/red_i hold WG entries. */
 inline void replicate_node(SCR const float *wn, SCR int *sitem,
                            SCR int *srank, SCR int *cnt, SCR float *ratio,
-                           SCR float *red_v, SCR int *red_i)
+                           __local float *red_v, __local int *red_i)
 {
     int lid = get_local_id(0);
     for (int e = lid; e < LPN_; e += WG) {
@@ -119,7 +120,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
             }
         red_v[lid] = bv;
         red_i[lid] = bi;
-        barrier(SCR_FENCE);
+        barrier(CLK_LOCAL_MEM_FENCE);
         for (int span = REDUCE_WIDTH / 2; span > 0; span >>= 1) {
             if (lid < span) {
                 float ov = red_v[lid + span];
@@ -131,7 +132,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
                     red_i[lid] = oi;
                 }
             }
-            barrier(SCR_FENCE);
+            barrier(CLK_LOCAL_MEM_FENCE);
         }
 #endif
         if (lid == 0)
@@ -148,6 +149,7 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
                 __global float *rowmax, __global uchar *gscratch)
 {
     WG_MEMORY(gscratch);
+    __local uint pack_xch[PACK_XCH_WORDS];
     pack_scratch_ptrs s = pack_scratch_at(wg_mem);
     SCR int *grp_at = (SCR int *)(wg_mem + ROW_OFF_BYTES);
     SCR int *ids = grp_at + GPN_;
@@ -161,12 +163,15 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     SCR int *rk = pk + PPN_;
     SCR int *best_c = rk + PPN_;
     SCR float *mx = (SCR float *)(best_c + 1);
-    SCR float *red_v = mx + 1;
-    SCR int *red_i = (SCR int *)(red_v + WG);
+    /* the replicate step's reductions: local memory, whatever SCR is */
+    __local float red_v[WG];
+    __local int red_i[WG];
 
     int gid = get_group_id(0), lid = get_local_id(0);
-    int n = gid % N_, vl = gid / N_;
-    int l = vl % layers, v = vl / layers;
+    /* The candidate variant's rows come first: a device that runs more
+     * rows than it has cores then ends on the cheap deterministic ones. */
+    int n = gid % N_, l = (gid / N_) % layers;
+    int v = VARIANTS - 1 - gid / (N_ * layers), vl = v * layers + l;
     __global const int *place = gplace + (size_t)vl * G_ * 2;
     for (int g = lid; g < G_; g += WG)
         if (place[2 * g] == n)
@@ -185,7 +190,8 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     }
     barrier(SCR_FENCE);
     pack_row(tw, STEP_SLOTS, (uint)(l * N_ + n), v ? cands : 1,
-             v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx);
+             v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx,
+             pack_xch);
     size_t base = (size_t)vl * P_;
     for (int p = lid; p < PPN_; p += WG) {
         int slot = n * PPN_ + pk[p] * PPG_ + rk[p];
@@ -198,8 +204,8 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
         rowmax[(size_t)vl * N_ + n] = *mx;
 }
 
-/* out = phy2log [layers][P_] ++ log2phy [layers][E_][MAXREP_] ++
- * logcnt [layers][E_]: one buffer, one download. */
+/* out = phy2log [layers][P_] ++ replica rank [layers][P_] ++ logcnt
+ * [layers][E_]: one buffer, one download; the host makes log2phy. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void eplb_finish(int layers, __global const int *slot_expert,
                  __global const int *slot_rank, __global const int *cnt_in,
@@ -218,31 +224,13 @@ void eplb_finish(int layers, __global const int *slot_expert,
     barrier(CLK_LOCAL_MEM_FENCE);
     size_t vl = (size_t)pick * layers + l;
     __global int *phy2log = out + (size_t)l * P_;
-    __global int *log2phy =
-        out + (size_t)layers * P_ + (size_t)l * E_ * MAXREP_;
-    __global int *logcnt =
-        out + (size_t)layers * P_ + (size_t)layers * E_ * MAXREP_ +
-        (size_t)l * E_;
-#if CAND_LANES > 1
-    /* CPU builds: a contiguous run per work-item, which compiles to wide
-     * stores; GPUs want neighbouring work-items on neighbouring words */
-    {
-        const int per = (E_ * MAXREP_ + WG - 1) / WG;
-        int end = min((lid + 1) * per, E_ * MAXREP_);
-        for (int i = lid * per; i < end; i++)
-            log2phy[i] = -1;
-    }
-#else
-    for (int i = lid; i < E_ * MAXREP_; i += WG)
-        log2phy[i] = -1;
-#endif
+    __global int *rank = out + (size_t)(layers + l) * P_;
+    __global int *logcnt = out + (size_t)layers * 2 * P_ + (size_t)l * E_;
     for (int e = lid; e < E_; e += WG)
         logcnt[e] = cnt_in[vl * E_ + e];
-    barrier(CLK_GLOBAL_MEM_FENCE);
     for (int slot = lid; slot < P_; slot += WG) {
-        int e = slot_expert[vl * P_ + slot];
-        phy2log[slot] = e;
-        log2phy[e * MAXREP_ + slot_rank[vl * P_ + slot]] = slot;
+        phy2log[slot] = slot_expert[vl * P_ + slot];
+        rank[slot] = slot_rank[vl * P_ + slot];
     }
 }
 

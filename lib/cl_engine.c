@@ -46,6 +46,10 @@ struct cl_engine {
     int cap_layers;
     cl_mem b_w, b_gplace, b_slot_expert, b_slot_rank, b_cnt, b_rowmax, b_out,
         b_scratch;
+    /* the plan's download: pinned host memory, mapped for the engine's
+     * life (b_host), and its address */
+    cl_mem b_host;
+    int32_t *host_out;
     /* group loads by CLBlast (use_clblast): gw = W [L*G][gs] x ones */
     int use_clblast;
     cl_mem b_gw, b_ones;
@@ -120,10 +124,15 @@ int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
 
 static void release_buffers(cl_engine *e)
 {
+    if (e->host_out) {
+        clEnqueueUnmapMemObject(e->q, e->b_host, e->host_out, 0, NULL, NULL);
+        clFinish(e->q);
+        e->host_out = NULL;
+    }
     cl_mem *bufs[] = {&e->b_w,      &e->b_gplace, &e->b_slot_expert,
                       &e->b_slot_rank, &e->b_cnt, &e->b_rowmax,
                       &e->b_out,    &e->b_scratch, &e->b_gw,
-                      &e->b_ones};
+                      &e->b_ones,   &e->b_host};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (*bufs[i]) {
             clReleaseMemObject(*bufs[i]);
@@ -179,20 +188,53 @@ const char *cl_engine_device_name(const cl_engine *e)
 typedef struct wg_layout {
     int cands;
     size_t row_words, bytes;
+    size_t local_extra; /* local memory beside the scratch, in bytes */
+    int split;          /* many packs on a GPU: several work-items each */
+    int sort_batch;     /* candidates sorted at once in local memory */
 } wg_layout;
 
-static wg_layout layout_for(int n, int m, int cands, size_t row_words)
+/* lanes: the program's CAND_LANES. Many packs on a GPU (lanes 1) are
+ * filled by several work-items per candidate, which exchange partial
+ * results through a local array of their own (EPLB_XCH_REPORT_WORDS_MAX
+ * words per work-item at most, counted in local_extra); CPU builds keep a
+ * heap per candidate in the many-packs area. */
+static wg_layout layout_for(int n, int m, int cands, size_t row_words,
+                            int lanes, size_t wg)
 {
     wg_layout lo;
     lo.cands = cands;
     lo.row_words = row_words;
-    lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands, row_words);
+    lo.split = EPLB_SCR_SPLIT((size_t)n, (size_t)m, (size_t)lanes);
+    lo.sort_batch = 0;
+    lo.local_extra = lo.split ? EPLB_XCH_REPORT_WORDS_MAX(wg) * 4 : 4;
+    lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands,
+                              (size_t)lanes, row_words);
     return lo;
 }
 
 static int fits_local(const cl_engine *e, const wg_layout *lo)
 {
-    return lo->bytes + LOCAL_MEM_RESERVE <= e->dev.local_mem;
+    return lo->bytes + lo->local_extra + LOCAL_MEM_RESERVE <=
+           e->dev.local_mem;
+}
+
+/* With the split packing's scratch in global memory, the local memory
+ * left over sorts that many candidates at once (cl/eplb_pack.cl's
+ * PACK_SORT_BATCH, each EPLB_XCH_SORT_BYTES of cl/eplb_scratch.h). */
+static void plan_sort_batch(const cl_engine *e, wg_layout *lo, int n,
+                            int local, size_t wg)
+{
+    if (!lo->split || local)
+        return;
+    size_t per = EPLB_XCH_SORT_BYTES((size_t)n);
+    size_t used = lo->local_extra + LOCAL_MEM_RESERVE;
+    if (used + per > e->dev.local_mem)
+        return;
+    size_t b = (e->dev.local_mem - used) / per;
+    if (b > wg)
+        b = wg;
+    lo->sort_batch = (int)b;
+    lo->local_extra += b * per + 4;
 }
 
 /* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
@@ -201,27 +243,53 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
  * lanes path keeps a row's state per lane in private memory. */
 #define LANES_MAX_ITEMS 1024
 
-/* On PoCL 5 the lanes kernel builds (in the two-loop form of
- * cl/eplb_pack.cl) and gives the same plans, but its work-group threads
- * crash now and then (segmentation faults in the plan-identity tests and
- * the benchmark, seen with PoCL 5.0 on 16 x86-64 cores); PoCL 3 runs it
- * cleanly. Until that is understood the lanes path stays off on PoCL 5
- * and later, even when EPLB_CL_LANES asks for it. */
-static int lanes_unsafe(const cl_engine *e)
-{
-    const char *v = strstr(e->dev.platform_version, "PoCL ");
-    return v && atoi(v + 5) >= 5;
-}
-
 static int cand_lanes(const cl_engine *e, int n)
 {
     const char *v = getenv("EPLB_CL_LANES");
-    if (n > LANES_MAX_ITEMS || lanes_unsafe(e))
+    if (n > LANES_MAX_ITEMS)
         return 1;
     if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
               !strcmp(v, "16")))
         return atoi(v);
     return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
+}
+
+/* The private memory one work-item of the lanes path holds for a row of n
+ * items in m packs (cl/eplb_lanes.cl: three pack-sized and five row-sized
+ * arrays of lane vectors, and the 64-bit sort codes). */
+static size_t lanes_private_bytes(int lanes, int n, int m)
+{
+    return (size_t)lanes * 4 * (3 * (size_t)m + 5 * (size_t)n) +
+           (size_t)lanes * 8 * (size_t)n;
+}
+
+/* A CPU compiler runs a work-group as a loop over its work-items on one
+ * thread's stack, and PoCL 5 keeps a copy of a work-item's private arrays
+ * per work-item there: with 64 work-items the lanes path's arrays
+ * overflowed the worker threads' stacks (segmentation faults now and then
+ * with the usual 8 MiB, nearly always with glibc's 2 MiB for an unlimited
+ * stack limit). Lanes builds therefore narrow the group until its private
+ * arrays fit in LANES_STACK_BUDGET, a quarter of the smaller stack. The
+ * group's width costs a CPU nothing: cores are kept busy by the many
+ * work-groups, not by the work-items of one. */
+#define LANES_STACK_BUDGET (512 * 1024)
+
+static size_t lanes_group_width(const cl_engine *e, const plan_dims *d,
+                                size_t wg)
+{
+    size_t need = 0;
+    int rows[2][2] = {{d->G, d->N}, {d->ppn, d->gn}};
+    for (int i = 0; i < 2; i++) {
+        int lanes = cand_lanes(e, rows[i][0]);
+        if (lanes > 1) {
+            size_t b = lanes_private_bytes(lanes, rows[i][0], rows[i][1]);
+            if (b > need)
+                need = b;
+        }
+    }
+    while (need && wg > 1 && wg * need > LANES_STACK_BUDGET)
+        wg /= 2;
+    return wg;
 }
 
 static void program_options(char *buf, size_t len, const cl_engine *e,
@@ -235,14 +303,15 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
              "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
-             "-DGN_=%d -DPPG_=%d -DMAXREP_=%d -DGROUP_LOADS_GIVEN=%d "
-             "-DCAND_LANES=%d%s",
+             "-DGN_=%d -DPPG_=%d -DGROUP_LOADS_GIVEN=%d "
+             "-DCAND_LANES=%d -DPACK_SORT_BATCH=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->cands, lo->row_words, d->E, d->P, d->G,
-             d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg, d->maxrep,
+             d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
+             lo->sort_batch,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
@@ -275,20 +344,26 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     size_t wg = (e->dev.type & CL_DEVICE_TYPE_CPU) ? WG_CPU : WG_GPU;
     while (wg > e->dev.max_work_group && wg > 1)
         wg /= 2;
-    /* Row areas as cl/eplb_rebalance.cl carves them; the reduction arrays
-     * are sized for the widest group we may build. */
+    wg = lanes_group_width(e, d, wg);
+    /* Row areas as cl/eplb_rebalance.cl carves them; local arrays beside
+     * them are sized for the widest group we may build. */
     wg_layout lg = layout_for(d->G, d->N, cands,
-                              EPLB_GROUPS_ROW_WORDS((size_t)d->G));
+                              EPLB_GROUPS_ROW_WORDS((size_t)d->G),
+                              cand_lanes(e, d->G), wg);
     wg_layout ls = layout_for(d->ppn, d->gn, cands,
                               EPLB_SLOTS_ROW_WORDS((size_t)d->gpn,
                                                    (size_t)d->lpn,
-                                                   (size_t)d->ppn, wg));
+                                                   (size_t)d->ppn),
+                              cand_lanes(e, d->ppn), wg);
+    ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */
     const char *where = getenv("EPLB_CL_SCRATCH");
     int force_global = where && strcmp(where, "global") == 0;
     e->local_groups = !force_global && fits_local(e, &lg);
     e->local_slots = !force_global && fits_local(e, &ls);
+    plan_sort_batch(e, &lg, d->G, e->local_groups, wg);
+    plan_sort_batch(e, &ls, d->ppn, e->local_slots, wg);
     e->wg_bytes_groups = lg.bytes;
     e->wg_bytes_slots = ls.bytes;
     for (;;) {
@@ -332,10 +407,21 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     return EPLB_OK;
 }
 
-static size_t out_elements(const plan_dims *d, int layers)
+/* What eplb_finish writes and the host reads back, one buffer:
+ * phy2log [L][P] ++ each slot's replica rank [L][P] ++ logcnt [L][E].
+ * log2phy, [L][E][maxrep] and mostly -1, is made from it on the host:
+ * writing those 2 MB (DeepSeek's shape) in host memory is cheaper than
+ * carrying them over the bus. */
+static size_t out_elements(const plan_dims *d)
 {
-    return (size_t)layers * d->P + (size_t)layers * d->E * d->maxrep +
-           (size_t)layers * d->E;
+    return (size_t)d->L * (2 * (size_t)d->P + (size_t)d->E);
+}
+
+/* A whole plan as the caller receives it: the floor job's download. */
+static size_t plan_elements(const plan_dims *d)
+{
+    return (size_t)d->L * d->P + (size_t)d->L * d->E * d->maxrep +
+           (size_t)d->L * d->E;
 }
 
 /* The all-ones vector the group-load GEMV multiplies by, and a zeroed
@@ -378,7 +464,8 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
         {&e->b_slot_rank, 2 * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
         {&e->b_cnt, 2 * L * d->E * sizeof(int), CL_MEM_READ_WRITE},
         {&e->b_rowmax, 2 * L * d->N * sizeof(float), CL_MEM_READ_WRITE},
-        {&e->b_out, out_elements(d, d->L) * sizeof(int), CL_MEM_WRITE_ONLY},
+        {&e->b_out, out_elements(d) * sizeof(int), CL_MEM_WRITE_ONLY},
+        {&e->b_host, out_elements(d) * sizeof(int), CL_MEM_ALLOC_HOST_PTR},
         {&e->b_scratch, scratch, CL_MEM_READ_WRITE},
         /* CLBlast's group loads only: the last two */
         {&e->b_gw, L * d->G * sizeof(float), CL_MEM_READ_WRITE},
@@ -402,6 +489,15 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
             release_buffers(e);
             return cl_fail(err, "clCreateBuffer", e);
         }
+    }
+    cl_int err;
+    e->host_out = clEnqueueMapBuffer(e->q, e->b_host, CL_TRUE, CL_MAP_WRITE,
+                                     0, out_elements(d) * sizeof(int32_t), 0,
+                                     NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        e->host_out = NULL;
+        release_buffers(e);
+        return cl_fail(err, "mapping the plan's host buffer", e);
     }
     if (e->use_clblast) {
         int rc = clblast_buffers_init(e, d);
@@ -506,21 +602,10 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
                                      &local, 0, NULL, EV(3));
     /* The plan goes straight into the caller's arrays: every enqueue
      * above succeeded, so these reads only run after the kernels did. */
-    size_t n_p2l = (size_t)d->L * d->P, n_l2p = (size_t)d->L * d->E * d->maxrep;
     if (err == CL_SUCCESS)
-        err = clEnqueueReadBuffer(e->q, e->b_out, CL_FALSE, 0,
-                                  n_p2l * sizeof(int32_t), phy2log, 0, NULL,
-                                  NULL);
-    if (err == CL_SUCCESS)
-        err = clEnqueueReadBuffer(e->q, e->b_out, CL_FALSE,
-                                  (n_p2l + n_l2p) * sizeof(int32_t),
-                                  (size_t)d->L * d->E * sizeof(int32_t),
-                                  logcnt, 0, NULL, NULL);
-    if (err == CL_SUCCESS)
-        err = clEnqueueReadBuffer(e->q, e->b_out, CL_TRUE,
-                                  n_p2l * sizeof(int32_t),
-                                  n_l2p * sizeof(int32_t), log2phy, 0, NULL,
-                                  EV(4));
+        err = clEnqueueReadBuffer(e->q, e->b_out, CL_TRUE, 0,
+                                  out_elements(d) * sizeof(int32_t),
+                                  e->host_out, 0, NULL, EV(4));
 #undef EV
     if (err != CL_SUCCESS) {
         clFinish(e->q);
@@ -543,6 +628,15 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
         e->last_profile = (eplb_profile){us[0], us[1], us[2], us[3], us[4]};
         e->have_profile = 1;
     }
+    /* Only now, with every command done, do the caller's arrays change. */
+    size_t n_p2l = (size_t)d->L * d->P, row = (size_t)d->E * d->maxrep;
+    const int32_t *rank = e->host_out + n_p2l;
+    memcpy(phy2log, e->host_out, n_p2l * sizeof(int32_t));
+    memcpy(logcnt, e->host_out + 2 * n_p2l,
+           (size_t)d->L * d->E * sizeof(int32_t));
+    for (int l = 0; l < d->L; l++)
+        plan_fill_log2phy(d, phy2log + (size_t)l * d->P,
+                          rank + (size_t)l * d->P, log2phy + (size_t)l * row);
     return EPLB_OK;
 }
 
@@ -611,7 +705,7 @@ static int floor_reserve(cl_engine *e, size_t in_bytes, size_t out_bytes)
 int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
                     double *median_us, double *p99_us)
 {
-    size_t n_in = (size_t)d->L * d->E, n_out = out_elements(d, d->L);
+    size_t n_in = (size_t)d->L * d->E, n_out = plan_elements(d);
     int rc = floor_reserve(e, n_in * sizeof(float), n_out * sizeof(int32_t));
     if (rc)
         return rc;
