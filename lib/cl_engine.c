@@ -238,13 +238,17 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
 
 /* With the split packing's scratch in global memory, the local memory
  * left over sorts that many candidates at once (cl/eplb_pack.cl's
- * PACK_SORT_BATCH: keys at an odd stride, orders at 2 mod 4 ushorts). */
+ * PACK_SORT_BATCH: a key and an item for each of n rounded up to a power
+ * of two, at least 64). */
 static void plan_sort_batch(const cl_engine *e, wg_layout *lo, int n,
                             int local, size_t wg)
 {
     if (!lo->split || local)
         return;
-    size_t per = ((size_t)n | 1) * 4 + ((size_t)n + (6 - (size_t)n % 4) % 4) * 2;
+    size_t p2 = 64;
+    while (p2 < (size_t)n)
+        p2 *= 2;
+    size_t per = p2 * 6;
     size_t used = lo->local_extra + LOCAL_MEM_RESERVE;
     if (used + per > e->dev.local_mem)
         return;
