@@ -737,7 +737,7 @@ static void test_metrics_bad_plans(void)
 static int tool(const char *args)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "examples/eplb-cl --backend reference "
+    snprintf(cmd, sizeof cmd, "tools/eplb-cl --backend reference "
              "--repeat 0 -q %s 2>/dev/null", args);
     int st = system(cmd);
     return st == -1 ? -1 : WEXITSTATUS(st);

@@ -378,7 +378,7 @@ static void test_no_platform_fallback(void)
 {
     /* The ICD loader reads its vendor list once per process: run the tool
      * in a child with an empty one. */
-    int st = system("OCL_ICD_VENDORS=/nonexistent-vendors examples/eplb-cl "
+    int st = system("OCL_ICD_VENDORS=/nonexistent-vendors tools/eplb-cl "
                     "--repeat 0 --output /dev/null 2>fallback.txt");
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     char err[256];
@@ -397,7 +397,7 @@ static void test_no_platform_fallback(void)
     CU_ASSERT(strstr(text, "backend:      reference") != NULL);
     CU_ASSERT(strstr(text, "no OpenCL platform") != NULL);
     free(text);
-    st = system("OCL_ICD_VENDORS=/nonexistent-vendors examples/eplb-cl "
+    st = system("OCL_ICD_VENDORS=/nonexistent-vendors tools/eplb-cl "
                 "--backend opencl --repeat 0 --output /dev/null "
                 "2>fallback.txt");
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0);

@@ -256,7 +256,7 @@ static void test_plan_reader_strict(void)
 static int run_tool(const char *args, const char *out_file)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "examples/eplb-cl --backend reference %s %s%s"
+    snprintf(cmd, sizeof cmd, "tools/eplb-cl --backend reference %s %s%s"
              " 2>" TOOL_STDERR, args, out_file ? "--output " : "",
              out_file ? out_file : "");
     int st = system(cmd);
