@@ -20,6 +20,19 @@ int eplb_fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void eplb_clear_error(void);
 
+/* ---- output structs (status.c) ---------------------------------------- */
+
+/* An output struct (eplb_quality, eplb_profile) begins with the caller's
+ * uint32_t struct_size. out_struct_check: EPLB_OK when it lies in
+ * [min, full] (min: just past the first result field; full: the library's
+ * sizeof), else EPLB_ERR_BAD_OPTION naming out->struct_size of `type`.
+ * out_struct_write: copies the result `src` (a whole struct of the
+ * library's layout) into the first struct_size bytes of out, all but
+ * struct_size itself. Call it only after out_struct_check passed. */
+int out_struct_check(const void *out, size_t min, size_t full,
+                     const char *type);
+void out_struct_write(void *out, const void *src);
+
 /* ---- derived sizes of one problem (validate.c) ------------------------ */
 
 typedef struct plan_dims {

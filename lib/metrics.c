@@ -325,6 +325,15 @@ double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
 }
 
 int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
+/* eplb_quality is an output struct (eplb_cl.h): at least its first
+ * result field. */
+static int check_quality_out(const eplb_quality *out)
+{
+    return out_struct_check(out, offsetof(eplb_quality, balancedness_mean) +
+                            sizeof out->balancedness_mean, sizeof *out,
+                            "eplb_quality");
+}
+
                       const float *weight, const int32_t *phy2log,
                       const int32_t *logcnt, eplb_quality *out)
 {
@@ -336,6 +345,9 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
                          "weight, phy2log, logcnt and out must not be NULL");
     plan_dims d;
+    int rc = check_quality_out(out);
+    if (rc)
+        return rc;
     plan_dims_init(&d, shape, pol);
     double *load = malloc((size_t)d.L * d.M * sizeof(double));
     uint8_t *live = malloc((size_t)d.L * d.M);
@@ -344,14 +356,14 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
         free(live);
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
-    int rc = plan_loads(shape, weight, phy2log, logcnt, load, live);
+    rc = plan_loads(shape, weight, phy2log, logcnt, load, live);
     if (rc) {
         free(load);
         free(live);
         return rc;
     }
-    memset(out, 0, sizeof *out);
-    out->balancedness_worst = INFINITY;
+    eplb_quality q = {0};
+    q.balancedness_worst = INFINITY;
     for (int l = 0; l < d.L; l++) {
         const uint8_t *lv = live + (size_t)l * d.M;
         int n_live = 0;
@@ -362,17 +374,17 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
         int weak;
         double bound = n_live < d.M ? masked_bound_dims(&d, w, n_live, &weak)
                                     : layer_bound_dims(&d, w, &weak);
-        out->balancedness_mean += b / d.L;
-        out->bound_mean += bound / d.L;
-        out->bound_is_weak |= weak;
-        if (b < out->balancedness_worst) {
-            out->balancedness_worst = b;
-            out->worst_layer = l;
+        q.balancedness_mean += b / d.L;
+        q.bound_mean += bound / d.L;
+        q.bound_is_weak |= weak;
+        if (b < q.balancedness_worst) {
+            q.balancedness_worst = b;
+            q.worst_layer = l;
         }
     }
-    out->share_of_bound = out->bound_mean > 0.0
-                              ? out->balancedness_mean / out->bound_mean
-                              : 0.0;
+    q.share_of_bound =
+        q.bound_mean > 0.0 ? q.balancedness_mean / q.bound_mean : 0.0;
+    out_struct_write(out, &q);
     free(load);
     free(live);
     return EPLB_OK;
@@ -389,6 +401,9 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "weight and out must not "
                          "be NULL");
     rc = validate_loads(shape, weight);
+    rc = check_quality_out(out);
+    if (rc)
+        return rc;
     if (rc)
         return rc;
     /* Experts in order over the GPUs, one slot each. When E is not a
@@ -397,21 +412,22 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     double *load = calloc((size_t)M, sizeof(double));
     if (!load)
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    memset(out, 0, sizeof *out);
-    out->balancedness_worst = INFINITY;
+    eplb_quality q = {0};
+    q.balancedness_worst = INFINITY;
     for (int l = 0; l < L; l++) {
         memset(load, 0, (size_t)M * sizeof(double));
         for (int e = 0; e < E; e++)
             load[(long)e * M / E] += weight[(size_t)l * E + e];
         double b = layer_balancedness(load, NULL, M);
-        out->balancedness_mean += b / L;
-        if (b < out->balancedness_worst) {
-            out->balancedness_worst = b;
-            out->worst_layer = l;
+        q.balancedness_mean += b / L;
+        if (b < q.balancedness_worst) {
+            q.balancedness_worst = b;
+            q.worst_layer = l;
         }
     }
     free(load);
     return EPLB_OK;
+    out_struct_write(out, &q);
 }
 
 long eplb_migration(const eplb_shape *shape, const int32_t *a,

@@ -240,7 +240,7 @@ static void test_mask_random(void)
                 printf("\n  E=%d P=%d G=%d N=%d M=%d: %s\n", E, s.num_replicas,
                        G, N, M, bad);
             CU_ASSERT(bad == NULL);
-            eplb_quality q;
+            eplb_quality q = {.struct_size = sizeof q};
             CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log,
                                         p.logcnt, &q) == EPLB_OK);
             test_plan_free(&p);
@@ -398,7 +398,8 @@ static void test_mask_from_current(void)
                                             after.phy2log, after.log2phy,
                                             after.logcnt) == EPLB_OK);
         CU_ASSERT(masked_check(&after, mask) == NULL);
-        eplb_quality qb, qa;
+        eplb_quality qb = {.struct_size = sizeof qb};
+        eplb_quality qa = {.struct_size = sizeof qa};
         CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, before.phy2log,
                                     before.logcnt, &qb) == EPLB_OK);
         CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, after.phy2log,
@@ -447,7 +448,7 @@ static void test_mask_quality(void)
         CU_ASSERT(fabs(sum - total) < 1e-6 * total);
         mean_b += sum / 30 / mx / 4;
     }
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     CU_ASSERT_FATAL(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log,
                                       p.logcnt, &q) == EPLB_OK);
     CU_ASSERT(fabs(q.balancedness_mean - mean_b) < 1e-12);
@@ -648,7 +649,7 @@ static void expect_metrics(const metric_case *c, const float *w, int want,
               want);
     for (int i = 0; want && i < 3 * 16; i++)
         CU_ASSERT(load[i] == -7.0);
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     CU_ASSERT(eplb_plan_quality(&c->s, EPLB_POLICY_AUTO, w, c->p.phy2log,
                                 c->p.logcnt, &q) == want);
     if (plan_used)

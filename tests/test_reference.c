@@ -140,7 +140,8 @@ static void check_shape(const eplb_shape *s, const float *w, uint64_t seed)
         CU_ASSERT(c <= d * (1.0 + 1e-6));
     }
     /* No plan beats the bound. */
-    eplb_quality qd, qc;
+    eplb_quality qd = {.struct_size = sizeof qd};
+    eplb_quality qc = {.struct_size = sizeof qc};
     CU_ASSERT(eplb_plan_quality(s, EPLB_POLICY_AUTO, w, det.phy2log,
                                 det.logcnt, &qd) == EPLB_OK);
     CU_ASSERT(eplb_plan_quality(s, EPLB_POLICY_AUTO, w, cand.phy2log,
@@ -279,7 +280,8 @@ static void test_metrics(void)
             sum += loads[l * 8 + g];
         CU_ASSERT(fabs(sum - total) <= 1e-9 * total);
     }
-    eplb_quality q, before;
+    eplb_quality q = {.struct_size = sizeof q};
+    eplb_quality before = {.struct_size = sizeof before};
     CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log, p.logcnt,
                                 &q) == EPLB_OK);
     CU_ASSERT(eplb_identity_quality(&s, w, &before) == EPLB_OK);

@@ -239,7 +239,9 @@ static void quality_tables(bench *b, const eplb_options *fast)
             plan_buf pd, pc;
             plan_with(&det, &s, w[f], &pd);
             plan_with(&cand, &s, w[f], &pc);
-            eplb_quality qb, qd, qc;
+            eplb_quality qb = {.struct_size = sizeof qb};
+            eplb_quality qd = {.struct_size = sizeof qd};
+            eplb_quality qc = {.struct_size = sizeof qc};
             eplb_identity_quality(&s, w[f], &qb);
             eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[f], pd.phy2log,
                               pd.logcnt, &qd);
@@ -286,7 +288,9 @@ static void quality_tables(bench *b, const eplb_options *fast)
         plan_with(&det, &s, w[a], &pd);
         plan_with(&cand, &s, w[a], &pc);
         plan_with(&cand, &s, w[z], &pz);
-        eplb_quality qd, qc, qz;
+        eplb_quality qd = {.struct_size = sizeof qd};
+        eplb_quality qc = {.struct_size = sizeof qc};
+        eplb_quality qz = {.struct_size = sizeof qz};
         eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pd.phy2log, pd.logcnt,
                           &qd);
         eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pc.phy2log, pc.logcnt,
@@ -328,7 +332,7 @@ typedef struct replan_row {
 static double balancedness(const eplb_shape *s, const float *w,
                            const plan_buf *p)
 {
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     if (eplb_plan_quality(s, EPLB_POLICY_AUTO, w, p->phy2log, p->logcnt, &q))
         die("plan quality");
     return q.balancedness_mean;
