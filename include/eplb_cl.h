@@ -190,8 +190,8 @@ typedef struct eplb_options {
     /* 1: no GPU holds two replicas of the same expert (a second replica on
      * one GPU adds a slot but no capacity); the plan moves such replicas
      * to other GPUs without raising any layer's largest GPU load. 0: plans
-     * exactly as SPEC.md (the deterministic mode is DeepSeek's, bit for
-     * bit). Default 0. */
+     * exactly as doc/ALGORITHM.md, sections 3 to 6 (the deterministic mode
+     * is DeepSeek's, bit for bit). Default 0. */
     int distinct_per_gpu;
 } eplb_options;
 

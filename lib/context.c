@@ -287,8 +287,8 @@ int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
     if (current && (rc = replan_check_current(&d, current, mask)) != EPLB_OK)
         return rc;
 
-    /* SPEC's plan straight into the caller's arrays: the backends write
-     * nothing on failure. */
+    /* The fresh plan (doc/ALGORITHM.md sections 3 to 6) straight into the
+     * caller's arrays: the backends write nothing on failure. */
     if (!current && !mask && !ctx->opts.distinct_per_gpu)
         return context_backend_plan(ctx, &d, weight, phy2log, log2phy,
                                     logcnt);

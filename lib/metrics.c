@@ -1,5 +1,6 @@
 /* How good is a plan: GPU loads, balancedness (mean / max GPU load), the
- * bounds of SPEC.md that no plan can beat, and migration between plans.
+ * bounds that no plan can beat, and migration between plans
+ * (doc/ALGORITHM.md section 7).
  * Judging is done in double; the plans themselves are computed in float. */
 #include "internal.h"
 
@@ -324,7 +325,6 @@ double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
     return layer_bound_dims(&d, layer_weight, weak);
 }
 
-int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
 /* eplb_quality is an output struct (eplb_cl.h): at least its first
  * result field. */
 static int check_quality_out(const eplb_quality *out)
@@ -334,6 +334,7 @@ static int check_quality_out(const eplb_quality *out)
                             "eplb_quality");
 }
 
+int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
                       const float *weight, const int32_t *phy2log,
                       const int32_t *logcnt, eplb_quality *out)
 {
@@ -344,10 +345,10 @@ static int check_quality_out(const eplb_quality *out)
     if (!weight || !phy2log || !logcnt || !out)
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
                          "weight, phy2log, logcnt and out must not be NULL");
-    plan_dims d;
     int rc = check_quality_out(out);
     if (rc)
         return rc;
+    plan_dims d;
     plan_dims_init(&d, shape, pol);
     double *load = malloc((size_t)d.L * d.M * sizeof(double));
     uint8_t *live = malloc((size_t)d.L * d.M);
@@ -400,10 +401,10 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     if (!weight || !out)
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "weight and out must not "
                          "be NULL");
-    rc = validate_loads(shape, weight);
     rc = check_quality_out(out);
     if (rc)
         return rc;
+    rc = validate_loads(shape, weight);
     if (rc)
         return rc;
     /* Experts in order over the GPUs, one slot each. When E is not a
@@ -426,8 +427,8 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
         }
     }
     free(load);
-    return EPLB_OK;
     out_struct_write(out, &q);
+    return EPLB_OK;
 }
 
 long eplb_migration(const eplb_shape *shape, const int32_t *a,

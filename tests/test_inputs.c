@@ -1,13 +1,14 @@
-/* Every input rule of SPEC.md is its own status with a message naming the
- * value, and on any error no output element is written. */
+/* Every input rule (doc/ALGORITHM.md section 1) is its own status with a
+ * message naming the value, and on any error no output element is
+ * written; output structs get no byte past their struct_size. */
 #include <math.h>
-#include <stdio.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "cunit_main.h"
 /* for eplb_context_profile */
 #define EPLB_EXPERIMENTAL
+#include "cunit_main.h"
 #include "testutil.h"
 
 #define POISON 0x5A5A5A5A
@@ -159,7 +160,6 @@ static void test_options(void)
     eplb_context_destroy(ctx);
 }
 
-static void test_status_table(void)
 /* Output structs (eplb_cl.h): the library writes the first struct_size
  * bytes, all but struct_size itself, and nothing past them. */
 
@@ -259,6 +259,7 @@ static void test_profile_bad_size(void)
     CU_ASSERT(strstr(eplb_last_error(), "reference backend") != NULL);
 }
 
+static void test_status_table(void)
 {
     CU_ASSERT_STRING_EQUAL(eplb_strerror(EPLB_OK), "success");
     for (int code = -1; code >= EPLB_ERR_DEVICE_LIMIT; code--)
@@ -275,11 +276,11 @@ static CU_TestInfo input_tests[] = {
     {"NULL arguments", test_null_arguments},
     {"options", test_options},
     {"status table and version", test_status_table},
-    CU_TEST_INFO_NULL};
     {"eplb_quality: a shorter struct_size gets its prefix",
      test_quality_prefix},
     {"eplb_quality: struct_size out of range", test_quality_bad_size},
     {"eplb_profile: struct_size out of range", test_profile_bad_size},
+    CU_TEST_INFO_NULL};
 
 static CU_SuiteInfo suites[] = {
     {"input rules", open_ctx, close_ctx, NULL, NULL, input_tests},

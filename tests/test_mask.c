@@ -327,7 +327,8 @@ static long whole_groups(const eplb_shape *s, int dead, eplb_policy policy)
 /* The hierarchical policy keeps groups on one node where the live GPUs
  * have room: with one GPU of 16 dead (3 of 4 live in node 0, 8 slots per
  * GPU, 8 experts per group) every node still takes two whole groups. With
- * SPEC's first config and one GPU dead, node 0 has 63 slots, room for one
+ * the first reference config (doc/ALGORITHM.md section 12) and one GPU
+ * dead, node 0 has 63 slots, room for one
  * group of 32, so one group is split; the global policy keeps none. */
 static void test_mask_locality(void)
 {
@@ -591,7 +592,8 @@ static void test_distinct_real(void)
         CU_ASSERT(on_cfg[c] * 3 < off_cfg[c] || off_cfg[c] == 0);
 }
 
-/* Neither option used: SPEC's golden plan, bit for bit, through both
+/* Neither option used: the golden plan (doc/ALGORITHM.md section 4), bit
+ * for bit, through both
  * entry points. */
 static void test_spec_untouched(void)
 {
@@ -799,7 +801,7 @@ static CU_TestInfo mask_tests[] = {
 static CU_TestInfo distinct_tests[] = {
     {"distinct_per_gpu on generated loads", test_distinct_generated},
     {"distinct_per_gpu on 12 real files x 3 configs", test_distinct_real},
-    {"neither option: SPEC's golden plan", test_spec_untouched},
+    {"neither option: the golden plan", test_spec_untouched},
     CU_TEST_INFO_NULL};
 
 static CU_TestInfo metric_tests[] = {

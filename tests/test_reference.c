@@ -1,4 +1,5 @@
-/* The reference backend: SPEC.md's golden case, an independent naive
+/* The reference backend: the golden case (doc/ALGORITHM.md section 4), an
+ * independent naive
  * implementation of the deterministic algorithm as oracle, plan validity on
  * generated and real loads, the candidate mode's promises, and metrics. */
 #include <math.h>
@@ -10,7 +11,7 @@
 #include "testutil.h"
 #include "workload.h"
 
-/* ---- a naive transcription of SPEC.md, as the oracle ---------------- */
+/* ---- a naive transcription of doc/ALGORITHM.md section 3, the oracle */
 
 static void naive_pack(const float *w, int n, int m, int *pack, int *rank)
 {
@@ -305,7 +306,7 @@ static void test_metrics(void)
 }
 
 static CU_TestInfo reference_tests[] = {
-    {"golden case (SPEC.md) exact", test_golden},
+    {"golden case exact", test_golden},
     {"golden case, candidate mode", test_golden_candidates},
     {"philox4x32-10 known answers", test_philox_known_answer},
     {"generated loads, ten shapes", test_generated_shapes},

@@ -387,9 +387,10 @@ static void test_tool_current(void)
     remove(TOOL_STDERR);
 }
 
-/* The tool on every real file under SPEC's three configs, deterministic:
- * its JSON plan equals the library's (itself checked against SPEC's
- * oracle in test_reference). */
+/* The tool on every real file under the three reference configs
+ * (doc/ALGORITHM.md section 12), deterministic: its JSON plan equals the
+ * library's (itself checked against the naive oracle in
+ * test_reference). */
 static void test_real_file_through_tool(void)
 {
     const char *dir = test_workloads_dir();

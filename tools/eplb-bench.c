@@ -6,8 +6,8 @@
  * accelerator, cpu) it measures, on the same job: the round-trip floor,
  * the warm time per rebalance (median, p99), the cold first call; then the
  * plans' quality on the real loads (when present), out of sample, the
- * migration between near-identical inputs, each GPU of SPEC's first config
- * dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
+ * migration between near-identical inputs, each GPU of the first
+ * reference config (doc/ALGORITHM.md section 12) dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
  * scaling sweep. */
 #include <getopt.h>
 #include <stdarg.h>
@@ -607,8 +607,8 @@ static void sweep(bench *b, engine *en, int n_en)
     fprintf(stderr, "\r%40s\r", "");
 }
 
-/* Speed on the real file (or the built-in workload) under SPEC.md's
- * configs: every engine, and the host's deterministic mode. */
+/* Speed on the real file (or the built-in workload) under the reference
+ * configs (doc/ALGORITHM.md section 12): every engine, and the host's deterministic mode. */
 static void speed_section(bench *b, engine *en, int n_en, int have_real,
                           int cands, int rounds)
 {
@@ -726,7 +726,7 @@ static void loadset_free(loadset *s)
         free(s->w[f]);
 }
 
-/* Each single GPU of SPEC's first config dead in turn, from the plan in
+/* Each single GPU of the first reference config dead in turn, from the plan in
  * service before the failure: the global policy over the live GPUs
  * (SGLang's answer), the hierarchical plan over the live GPUs, and the
  * re-plan from the plan in service. Means over the loads. */
