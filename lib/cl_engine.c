@@ -650,7 +650,11 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
             us[i] = (double)(t1 - t0) / 1e3;
             clReleaseEvent(ev[i]);
         }
-        e->last_profile = (eplb_profile){us[0], us[1], us[2], us[3], us[4]};
+        e->last_profile = (eplb_profile){.upload_us = us[0],
+                                         .groups_us = us[1],
+                                         .slots_us = us[2],
+                                         .finish_us = us[3],
+                                         .download_us = us[4]};
         e->have_profile = 1;
     }
     /* Only now, with every command done, do the caller's arrays change. */
