@@ -98,24 +98,22 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
  * base order (weight descending) and an insertion sort brings them to key
  * descending, equal keys by item index (eplb_larger_first). Noise is
  * small, so few items move far: the cost is about n plus the number of
- * inversions. AS: the arrays' address space. */
-#define DEFINE_SORT_CANDIDATE(name, AS)                                    \
-    inline void name(AS float *k, AS ushort *o)                            \
-    {                                                                      \
-        for (int r = 1; r < PACK_N; r++) {                                 \
-            float kv = k[r];                                               \
-            ushort iv = o[r];                                              \
-            int j = r - 1;                                                 \
-            while (j >= 0 && eplb_larger_first(kv, iv, k[j], o[j])) {      \
-                k[j + 1] = k[j];                                           \
-                o[j + 1] = o[j];                                           \
-                j--;                                                       \
-            }                                                              \
-            k[j + 1] = kv;                                                 \
-            o[j + 1] = iv;                                                 \
-        }                                                                  \
+ * inversions. */
+inline void sort_candidate(SCR float *k, SCR ushort *o)
+{
+    for (int r = 1; r < PACK_N; r++) {
+        float kv = k[r];
+        ushort iv = o[r];
+        int j = r - 1;
+        while (j >= 0 && eplb_larger_first(kv, iv, k[j], o[j])) {
+            k[j + 1] = k[j];
+            o[j + 1] = o[j];
+            j--;
+        }
+        k[j + 1] = kv;
+        o[j + 1] = iv;
     }
-DEFINE_SORT_CANDIDATE(sort_candidate, SCR)
+}
 
 /* One swap round between the heaviest pack (items hc) and the lightest
  * (lc), gap apart: the pair of EPLB_SWAP_BETTER's rule trades places. The
@@ -290,7 +288,9 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
  * swap rounds merge the segments' heaviest and lightest the same way, and
  * one work-item searches the pair. Every float operation is the heap
  * path's, in its order: the plans are the same bits. */
+#ifndef PACK_SEG_MAX
 #define PACK_SEG_MAX 40
+#endif
 #define PACK_SPLIT_NEED ((PACK_M + PACK_SEG_MAX - 1) / PACK_SEG_MAX)
 #define PACK_SPLIT_                                                        \
     (PACK_SPLIT_NEED <= 1 ? 1 : PACK_SPLIT_NEED <= 2 ? 2                   \
@@ -304,10 +304,12 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
  * host counts it): rv[4][WG], ri[4][WG], then per candidate of a pass
  * the pair search's two sums and verdict, then (PACK_SORT_BATCH > 0, set
  * by the host when the scratch is in global memory) room to sort that
- * many candidates' orders in local memory: one shift of an insertion
- * sort in global memory waits on the L2 cache each time. */
-#define PACK_SORT_KS EPLB_SCR_KEY_STRIDE(PACK_N)
-#define PACK_SORT_OS EPLB_SCR_ORD_STRIDE(PACK_N)
+ * many candidates at once in local memory by a bitonic network over the
+ * whole work-group. Many packs means many items with close weights: the
+ * noise moves items far, and one work-item's insertion sort, shifting
+ * through global memory, was most of the kernel's time. Its size is the
+ * host's (cl/eplb_scratch.h), which the kernel checks. */
+#define PACK_SORT_P2 EPLB_XCH_SORT_P2(PACK_N)
 #define PACK_XCH_SORT_OFF (8 * WG + 3 * PACK_CPP)
 #define PACK_XCH_WORDS                                                     \
     (PACK_XCH_SORT_OFF +                                                   \
@@ -316,10 +318,58 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 #error "the reports' exchange outgrew what lib/cl_engine.c sets aside"
 #endif
 #if PACK_SORT_BATCH > 0
-DEFINE_SORT_CANDIDATE(sort_candidate_local, __local)
 /* at most a pass's candidates at once */
 #define PACK_SORT_B                                                        \
     (PACK_SORT_BATCH < PACK_CPP ? PACK_SORT_BATCH : PACK_CPP)
+
+/* Candidates b0 .. end-1's keys and orders sorted as sort_candidate
+ * sorts them (key descending, equal keys by lower item; the order is a
+ * strict one, so any correct sort gives the same result), PACK_SORT_B at
+ * a time; padding sorts last (key -1 < every key, item 0xFFFF). Must be
+ * reached by every work-item. */
+inline void sort_candidates_bitonic(pack_scratch_ptrs s, int c0, int end,
+                                    __local uint *xch)
+{
+    int lid = get_local_id(0);
+    __local float *sk = (__local float *)(xch + PACK_XCH_SORT_OFF);
+    __local ushort *so = (__local ushort *)(sk + PACK_SORT_BATCH * PACK_SORT_P2);
+    const int pairs = PACK_SORT_P2 / 2;
+    for (int b0 = c0; b0 < end; b0 += PACK_SORT_B) {
+        for (int x = lid; x < PACK_SORT_B * PACK_SORT_P2; x += WG) {
+            int cb = x / PACK_SORT_P2, i = x - cb * PACK_SORT_P2;
+            int in = b0 + cb < end && i < PACK_N;
+            sk[x] = in ? s.keys[(b0 + cb) * PACK_KS + i] : -1.0f;
+            so[x] = in ? s.order[(b0 + cb) * PACK_OS + i] : (ushort)0xFFFF;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 2; k <= PACK_SORT_P2; k <<= 1)
+            for (int j = k >> 1; j > 0; j >>= 1) {
+                for (int t = lid; t < PACK_SORT_B * pairs; t += WG) {
+                    int cb = t / pairs, h = t - cb * pairs;
+                    int i = 2 * j * (h / j) + h % j;
+                    int a = cb * PACK_SORT_P2 + i, b = a + j;
+                    float ka = sk[a], kb = sk[b];
+                    ushort ia = so[a], ib = so[b];
+                    /* b belongs before a in the final order */
+                    int b_first = eplb_larger_first(kb, ib, ka, ia);
+                    int up = (i & k) == 0;
+                    if (b_first == up) {
+                        sk[a] = kb;
+                        sk[b] = ka;
+                        so[a] = ib;
+                        so[b] = ia;
+                    }
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+        for (int x = lid; x < PACK_SORT_B * PACK_SORT_P2; x += WG) {
+            int cb = x / PACK_SORT_P2, i = x - cb * PACK_SORT_P2;
+            if (b0 + cb < end && i < PACK_N)
+                s.order[(b0 + cb) * PACK_OS + i] = so[x];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
 #endif
 
 /* The merge of the reports v[base .. base+PACK_SPLIT) (index -1: none):
@@ -359,35 +409,7 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
         SCR ushort *order = s.order + (live ? c : 0) * PACK_OS;
         SCR ushort *cont = s.contents + (live ? c : 0) * PACK_OS;
 #if PACK_SORT_BATCH > 0
-        {
-            __local float *sk = (__local float *)(xch + PACK_XCH_SORT_OFF);
-            __local ushort *so =
-                (__local ushort *)(sk + PACK_SORT_BATCH * PACK_SORT_KS);
-            int end = min(c0 + PACK_CPP, cands);
-            for (int b0 = c0; b0 < end; b0 += PACK_SORT_B) {
-                for (int x = lid; x < PACK_SORT_B * PACK_N; x += WG) {
-                    int cb = x / PACK_N, i = x - cb * PACK_N;
-                    if (b0 + cb < end) {
-                        sk[cb * PACK_SORT_KS + i] =
-                            s.keys[(b0 + cb) * PACK_KS + i];
-                        so[cb * PACK_SORT_OS + i] =
-                            s.order[(b0 + cb) * PACK_OS + i];
-                    }
-                }
-                barrier(CLK_LOCAL_MEM_FENCE);
-                if (lid < PACK_SORT_B && b0 + lid < end)
-                    sort_candidate_local(sk + lid * PACK_SORT_KS,
-                                         so + lid * PACK_SORT_OS);
-                barrier(CLK_LOCAL_MEM_FENCE);
-                for (int x = lid; x < PACK_SORT_B * PACK_N; x += WG) {
-                    int cb = x / PACK_N, i = x - cb * PACK_N;
-                    if (b0 + cb < end)
-                        s.order[(b0 + cb) * PACK_OS + i] =
-                            so[cb * PACK_SORT_OS + i];
-                }
-                barrier(CLK_LOCAL_MEM_FENCE);
-            }
-        }
+        sort_candidates_bitonic(s, c0, min(c0 + PACK_CPP, cands), xch);
 #else
         if (live && part == 0)
             sort_candidate(s.keys + c * PACK_KS, order);
@@ -402,7 +424,18 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
         }
         /* the fill: one barrier per item, the reports alternating
          * between two arrays */
+        /* the next item and its weight are loaded an item ahead: they do
+         * not depend on the fill, and their latency then hides behind the
+         * scan and the barrier */
+        int item_next = live ? order[0] : 0;
+        float w_next = w[item_next];
         for (int r = 0; r < PACK_N; r++) {
+            int item = item_next;
+            float wi = w_next;
+            if (live && r + 1 < PACK_N) {
+                item_next = order[r + 1];
+                w_next = w[item_next];
+            }
             __local float *v = rv + (r & 1) * WG;
             __local int *ix = ri + (r & 1) * WG;
             /* the segment's lightest open pack, lowest index first, by a
@@ -433,8 +466,6 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
             float mv;
             int best = split_merge(v, ix, base, 1, &mv);
             if (live && best >= p0 && best < p0 + PACK_SEG) {
-                int item = order[r];
-                float wi = w[item];
 #pragma unroll
                 for (int j = 0; j < PACK_SEG; j++)
                     if (p0 + j == best) {
@@ -604,12 +635,23 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
      * a little; the deterministic variant's one candidate goes the scalar
      * way. Every work-item sees the same cands: no barrier diverges. */
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
-    /* 1. the base order: weight descending, equal weights by index */
+    /* 1. the base order: weight descending, equal weights by index. Each
+     * work-item reads every weight: with the scratch in global memory the
+     * weights are first copied to the local exchange, when they fit. */
+#if !SCRATCH_LOCAL && PACK_M > PACK_M_REGISTERS && CAND_LANES == 1 &&      \
+    PACK_N <= PACK_XCH_SORT_OFF
+    __local float *bw = (__local float *)xch;
+    for (int i = lid; i < PACK_N; i += WG)
+        bw[i] = w[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    SCR const float *bw = w;
+#endif
     for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
-        float wi = w[i];
+        float wi = bw[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
-            r += eplb_larger_first(w[j], j, wi, i);
+            r += eplb_larger_first(bw[j], j, wi, i);
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }

@@ -42,7 +42,7 @@ int main(void)
             printf(" %d", phy2log[l * shape.num_replicas + s]);
         printf("\n");
     }
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     eplb_plan_quality(&shape, opts.policy, weight, phy2log, logcnt, &q);
     printf("balancedness %.4f (bound %.4f)\n", q.balancedness_mean,
            q.bound_mean);

@@ -117,6 +117,26 @@ EPLB_API int eplb_plan_sizes(const eplb_shape *shape, size_t *phy2log_len,
  * detail in eplb_last_error(). */
 EPLB_API int eplb_check_input(const eplb_shape *shape, const float *weight);
 
+/* ---- Output structs ---------------------------------------------------- */
+
+/* eplb_quality and eplb_profile are filled by the library in memory the
+ * caller allocates. Their first member, uint32_t struct_size, is the
+ * caller's to set, to the struct's size as the caller was compiled:
+ *
+ *     eplb_quality q = {.struct_size = sizeof q};
+ *
+ * The library then writes only the first struct_size bytes, never
+ * struct_size itself and never a byte past it. Later versions add fields
+ * at the end only, so a caller built against an older, shorter header keeps
+ * working: the fields it does not know are not written.
+ *
+ * struct_size must be at least the offset just past the first result field
+ * (16 on the usual ABIs: struct_size, padding, one double) and at most the
+ * library's own sizeof of the struct. Anything else, 0 included (a struct
+ * never set up), is EPLB_ERR_BAD_OPTION with eplb_last_error() naming
+ * out->struct_size, and nothing is written. A caller built against a newer
+ * header than the library gets that error rather than fields left unset. */
+
 /* ---- Options ----------------------------------------------------------- */
 
 typedef enum eplb_backend {
@@ -170,8 +190,8 @@ typedef struct eplb_options {
     /* 1: no GPU holds two replicas of the same expert (a second replica on
      * one GPU adds a slot but no capacity); the plan moves such replicas
      * to other GPUs without raising any layer's largest GPU load. 0: plans
-     * exactly as SPEC.md (the deterministic mode is DeepSeek's, bit for
-     * bit). Default 0. */
+     * exactly as doc/ALGORITHM.md, sections 3 to 6 (the deterministic mode
+     * is DeepSeek's, bit for bit). Default 0. */
     int distinct_per_gpu;
 } eplb_options;
 
@@ -267,6 +287,9 @@ EPLB_API int eplb_context_floor(eplb_context *ctx, const eplb_shape *shape,
  * environment variable EPLB_CL_PROFILE=1 (profiling slows the queue a
  * little); else EPLB_ERR_BAD_OPTION. */
 typedef struct eplb_profile {
+    /* Set by the caller to sizeof(eplb_profile): an output struct (see
+     * "Output structs" above). */
+    uint32_t struct_size;
     double upload_us, groups_us, slots_us, finish_us, download_us;
 } eplb_profile;
 EPLB_API int eplb_context_profile(const eplb_context *ctx, eplb_profile *out);
@@ -287,6 +310,9 @@ EPLB_API int eplb_gpu_loads(const eplb_shape *shape, const float *weight,
                             double *gpu_load);
 
 typedef struct eplb_quality {
+    /* Set by the caller to sizeof(eplb_quality): an output struct (see
+     * "Output structs" above). */
+    uint32_t struct_size;
     double balancedness_mean;  /* mean over layers of mean/max GPU load */
     double balancedness_worst; /* the worst layer's */
     int worst_layer;

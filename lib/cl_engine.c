@@ -220,7 +220,8 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
 
 /* With the split packing's scratch in global memory, the local memory
  * left over sorts that many candidates at once (cl/eplb_pack.cl's
- * PACK_SORT_BATCH, each EPLB_XCH_SORT_BYTES of cl/eplb_scratch.h). */
+ * PACK_SORT_BATCH, each EPLB_XCH_SORT_BYTES of cl/eplb_scratch.h: a key
+ * and an item for each of n rounded up to a power of two, at least 64). */
 static void plan_sort_batch(const cl_engine *e, wg_layout *lo, int n,
                             int local, size_t wg)
 {
@@ -625,7 +626,11 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
             us[i] = (double)(t1 - t0) / 1e3;
             clReleaseEvent(ev[i]);
         }
-        e->last_profile = (eplb_profile){us[0], us[1], us[2], us[3], us[4]};
+        e->last_profile = (eplb_profile){.upload_us = us[0],
+                                         .groups_us = us[1],
+                                         .slots_us = us[2],
+                                         .finish_us = us[3],
+                                         .download_us = us[4]};
         e->have_profile = 1;
     }
     /* Only now, with every command done, do the caller's arrays change. */

@@ -1,6 +1,7 @@
 /* Kernel programs: sources embedded at build time (or read from
- * $EPLB_CL_KERNEL_DIR), built with SPEC.md's floating-point options, and
- * their binaries cached on disk so a new process pays only for a read. */
+ * $EPLB_CL_KERNEL_DIR), built with the floating-point options of
+ * doc/ALGORITHM.md section 8, and their binaries cached on disk so a new
+ * process pays only for a read. */
 #include "cl_internal.h"
 #include "cl_sources.h"
 

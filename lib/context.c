@@ -287,8 +287,8 @@ int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
     if (current && (rc = replan_check_current(&d, current, mask)) != EPLB_OK)
         return rc;
 
-    /* SPEC's plan straight into the caller's arrays: the backends write
-     * nothing on failure. */
+    /* The fresh plan (doc/ALGORITHM.md sections 3 to 6) straight into the
+     * caller's arrays: the backends write nothing on failure. */
     if (!current && !mask && !ctx->opts.distinct_per_gpu)
         return context_backend_plan(ctx, &d, weight, phy2log, log2phy,
                                     logcnt);
@@ -349,8 +349,19 @@ int eplb_context_profile(const eplb_context *ctx, eplb_profile *out)
     if (!ctx || !out)
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and out must not be "
                          "NULL");
+    /* An output struct (eplb_cl.h): at least its first result field. */
+    int rc = out_struct_check(out, offsetof(eplb_profile, upload_us) +
+                              sizeof out->upload_us, sizeof *out,
+                              "eplb_profile");
+    if (rc)
+        return rc;
     if (ctx->backend != EPLB_BACKEND_OPENCL)
         return eplb_fail(EPLB_ERR_BAD_OPTION, "profiles are OpenCL "
                          "figures; this context runs the reference backend");
-    return cl_engine_profile(ctx->cl, out);
+    eplb_profile p = {0};
+    rc = cl_engine_profile(ctx->cl, &p);
+    if (rc)
+        return rc;
+    out_struct_write(out, &p);
+    return EPLB_OK;
 }

@@ -1,7 +1,7 @@
 /* One replica of an expert per GPU at most.
  *
- * SPEC's packing may put two replicas of one expert on one GPU; the second
- * adds a slot but no capacity (the GPU serves the same share of the expert
+ * The packing (doc/ALGORITHM.md section 3) may put two replicas of one
+ * expert on one GPU; the second adds a slot but no capacity (the GPU serves the same share of the expert
  * either way). Each such duplicate slot, in slot order, is given a better
  * use: either it trades places with a slot of another GPU (of the same
  * node under the hierarchical policy) that holds neither expert twice, or

@@ -20,6 +20,19 @@ int eplb_fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void eplb_clear_error(void);
 
+/* ---- output structs (status.c) ---------------------------------------- */
+
+/* An output struct (eplb_quality, eplb_profile) begins with the caller's
+ * uint32_t struct_size. out_struct_check: EPLB_OK when it lies in
+ * [min, full] (min: just past the first result field; full: the library's
+ * sizeof), else EPLB_ERR_BAD_OPTION naming out->struct_size of `type`.
+ * out_struct_write: copies the result `src` (a whole struct of the
+ * library's layout) into the first struct_size bytes of out, all but
+ * struct_size itself. Call it only after out_struct_check passed. */
+int out_struct_check(const void *out, size_t min, size_t full,
+                     const char *type);
+void out_struct_write(void *out, const void *src);
+
 /* ---- derived sizes of one problem (validate.c) ------------------------ */
 
 typedef struct plan_dims {
@@ -69,7 +82,7 @@ typedef struct pack_scratch {
 int pack_scratch_reserve(pack_scratch *s, int n);
 void pack_scratch_free(pack_scratch *s);
 
-/* The deterministic pack(w[n], m) (doc/ALGORITHM.md section 3): pack[i],
+/* The deterministic pack(w[n], m) of doc/ALGORITHM.md section 3: pack[i],
  * rank[i]. Returns the largest pack weight. */
 float pack_reference(const float *w, int n, int m, int *pack, int *rank,
                      pack_scratch *s);
@@ -82,9 +95,8 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
 
 /* ---- replication (replicate.c) ---------------------------------------- */
 
-/* replicate(w[n], p) (doc/ALGORITHM.md section 3): slot_item[p],
- * slot_rank[p], count[n]. ratio (n floats) and heap (n ints) are
- * scratch. */
+/* replicate(w[n], p) of doc/ALGORITHM.md section 3: slot_item[p],
+ * slot_rank[p], count[n]. ratio (n floats) and heap (n ints) are scratch. */
 void replicate_reference(const float *w, int n, int p, int *slot_item,
                          int *slot_rank, int *count, float *ratio,
                          int *heap);
@@ -115,8 +127,9 @@ int cl_engine_profile(const cl_engine *e, eplb_profile *out);
 /* ---- the context's backend (context.c) -------------------------------- */
 
 /* The fresh plan of the context's backend and options for dims d
- * (doc/ALGORITHM.md's plan; no mask, no distinct pass). Writes nothing on
- * failure. Other parts of the library call it on sub-problems (mask.c). */
+ * (doc/ALGORITHM.md sections 3 to 6; no mask, no distinct pass). Writes
+ * nothing on failure. Other parts of the library call it on sub-problems
+ * (mask.c). */
 int context_backend_plan(eplb_context *ctx, const plan_dims *d,
                          const float *weight, int32_t *phy2log,
                          int32_t *log2phy, int32_t *logcnt);

@@ -357,7 +357,8 @@ int mask_plan_fresh(eplb_context *ctx, const plan_dims *d,
                     const float *weight, const uint8_t *mask,
                     int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
 {
-    /* No GPU dead: the plan of no mask, so SPEC's plans stay bit for bit. */
+    /* No GPU dead: the plan of no mask, so the plans of doc/ALGORITHM.md
+     * sections 3 to 6 stay bit for bit. */
     if (count_live(mask, 0, d->M) == d->M)
         return context_backend_plan(ctx, d, weight, phy2log, log2phy,
                                     logcnt);

@@ -1,5 +1,6 @@
 /* How good is a plan: GPU loads, balancedness (mean / max GPU load), the
- * bounds of SPEC.md that no plan can beat, and migration between plans.
+ * bounds that no plan can beat, and migration between plans
+ * (doc/ALGORITHM.md section 7).
  * Judging is done in double; the plans themselves are computed in float. */
 #include "internal.h"
 
@@ -324,6 +325,15 @@ double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
     return layer_bound_dims(&d, layer_weight, weak);
 }
 
+/* eplb_quality is an output struct (eplb_cl.h): at least its first
+ * result field. */
+static int check_quality_out(const eplb_quality *out)
+{
+    return out_struct_check(out, offsetof(eplb_quality, balancedness_mean) +
+                            sizeof out->balancedness_mean, sizeof *out,
+                            "eplb_quality");
+}
+
 int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
                       const float *weight, const int32_t *phy2log,
                       const int32_t *logcnt, eplb_quality *out)
@@ -335,6 +345,9 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
     if (!weight || !phy2log || !logcnt || !out)
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
                          "weight, phy2log, logcnt and out must not be NULL");
+    int rc = check_quality_out(out);
+    if (rc)
+        return rc;
     plan_dims d;
     plan_dims_init(&d, shape, pol);
     double *load = malloc((size_t)d.L * d.M * sizeof(double));
@@ -344,14 +357,14 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
         free(live);
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
-    int rc = plan_loads(shape, weight, phy2log, logcnt, load, live);
+    rc = plan_loads(shape, weight, phy2log, logcnt, load, live);
     if (rc) {
         free(load);
         free(live);
         return rc;
     }
-    memset(out, 0, sizeof *out);
-    out->balancedness_worst = INFINITY;
+    eplb_quality q = {0};
+    q.balancedness_worst = INFINITY;
     for (int l = 0; l < d.L; l++) {
         const uint8_t *lv = live + (size_t)l * d.M;
         int n_live = 0;
@@ -362,17 +375,17 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
         int weak;
         double bound = n_live < d.M ? masked_bound_dims(&d, w, n_live, &weak)
                                     : layer_bound_dims(&d, w, &weak);
-        out->balancedness_mean += b / d.L;
-        out->bound_mean += bound / d.L;
-        out->bound_is_weak |= weak;
-        if (b < out->balancedness_worst) {
-            out->balancedness_worst = b;
-            out->worst_layer = l;
+        q.balancedness_mean += b / d.L;
+        q.bound_mean += bound / d.L;
+        q.bound_is_weak |= weak;
+        if (b < q.balancedness_worst) {
+            q.balancedness_worst = b;
+            q.worst_layer = l;
         }
     }
-    out->share_of_bound = out->bound_mean > 0.0
-                              ? out->balancedness_mean / out->bound_mean
-                              : 0.0;
+    q.share_of_bound =
+        q.bound_mean > 0.0 ? q.balancedness_mean / q.bound_mean : 0.0;
+    out_struct_write(out, &q);
     free(load);
     free(live);
     return EPLB_OK;
@@ -388,6 +401,9 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     if (!weight || !out)
         return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "weight and out must not "
                          "be NULL");
+    rc = check_quality_out(out);
+    if (rc)
+        return rc;
     rc = validate_loads(shape, weight);
     if (rc)
         return rc;
@@ -397,20 +413,21 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     double *load = calloc((size_t)M, sizeof(double));
     if (!load)
         return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    memset(out, 0, sizeof *out);
-    out->balancedness_worst = INFINITY;
+    eplb_quality q = {0};
+    q.balancedness_worst = INFINITY;
     for (int l = 0; l < L; l++) {
         memset(load, 0, (size_t)M * sizeof(double));
         for (int e = 0; e < E; e++)
             load[(long)e * M / E] += weight[(size_t)l * E + e];
         double b = layer_balancedness(load, NULL, M);
-        out->balancedness_mean += b / L;
-        if (b < out->balancedness_worst) {
-            out->balancedness_worst = b;
-            out->worst_layer = l;
+        q.balancedness_mean += b / L;
+        if (b < q.balancedness_worst) {
+            q.balancedness_worst = b;
+            q.worst_layer = l;
         }
     }
     free(load);
+    out_struct_write(out, &q);
     return EPLB_OK;
 }
 

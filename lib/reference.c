@@ -1,7 +1,7 @@
-/* The reference backend: SPEC's hierarchical pipeline in plain C, with
- * either the deterministic pack() or the parallel-candidates pack(). It is
- * the oracle the OpenCL backend is tested against and the fallback when no
- * OpenCL device is present. */
+/* The reference backend: the hierarchical pipeline of doc/ALGORITHM.md
+ * (sections 3 and 5) in plain C, with either the deterministic pack() or the
+ * parallel-candidates pack(). It is the oracle the OpenCL backend is tested
+ * against and the fallback when no OpenCL device is present. */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -102,8 +102,9 @@ static int state_reserve(reference_state **stp, const plan_dims *d)
     return EPLB_OK;
 }
 
-/* One packing row: pp NULL for SPEC's deterministic pack(), else the
- * parallel candidates. (The kernels' pack_row is another function.) */
+/* One packing row: pp NULL for the deterministic pack() (doc/ALGORITHM.md
+ * section 3), else the parallel candidates. (The kernels' pack_row is another
+ * function.) */
 static void pack_by_mode(reference_state *st, const float *w, int n, int m,
                          int step, uint32_t row, const pack_params *pp,
                          int *pack, int *rank)
@@ -114,7 +115,8 @@ static void pack_by_mode(reference_state *st, const float *w, int n, int m,
         pack_reference(w, n, m, pack, rank, &st->ps);
 }
 
-/* One layer of SPEC's hierarchical(): pp NULL for the deterministic pack. */
+/* One layer (doc/ALGORITHM.md section 3, "One layer"): pp NULL for the
+ * deterministic pack. */
 static void layer_plan(reference_state *st, const plan_dims *d, int layer,
                        const float *w, const pack_params *pp,
                        int32_t *phy2log, int32_t *phyrank, int32_t *logcnt)

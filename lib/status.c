@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Long enough for an OpenCL build log of a broken kernel. */
 #define EPLB_ERROR_DETAIL_MAX 16384
@@ -39,6 +40,33 @@ int eplb_fail(int code, const char *fmt, ...)
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
     return code;
+}
+
+static uint32_t out_struct_size(const void *out)
+{
+    uint32_t size;
+    memcpy(&size, out, sizeof size);
+    return size;
+}
+
+int out_struct_check(const void *out, size_t min, size_t full,
+                     const char *type)
+{
+    uint32_t size = out_struct_size(out);
+    if (size < min || size > full)
+        return eplb_fail(EPLB_ERR_BAD_OPTION,
+                         "out->struct_size is %lu: set it to sizeof(%s) "
+                         "(%lu in this library; at least %lu) before the "
+                         "call", (unsigned long)size, type,
+                         (unsigned long)full, (unsigned long)min);
+    return EPLB_OK;
+}
+
+void out_struct_write(void *out, const void *src)
+{
+    uint32_t size = out_struct_size(out);
+    memcpy((char *)out + sizeof size, (const char *)src + sizeof size,
+           size - sizeof size);
 }
 
 const char *eplb_version_string(void)

@@ -1,4 +1,5 @@
-/* SPEC.md's input rules, each its own status, with the offending value
+/* The input rules (doc/ALGORITHM.md section 1), each its own status, with
+ * the offending value
  * named so the caller knows what to change. */
 #include "internal.h"
 

@@ -1,9 +1,13 @@
-/* Every input rule of SPEC.md is its own status with a message naming the
- * value, and on any error no output element is written. */
+/* Every input rule (doc/ALGORITHM.md section 1) is its own status with a
+ * message naming the value, and on any error no output element is
+ * written; output structs get no byte past their struct_size. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+/* for eplb_context_profile */
+#define EPLB_EXPERIMENTAL
 #include "cunit_main.h"
 #include "testutil.h"
 
@@ -156,6 +160,105 @@ static void test_options(void)
     eplb_context_destroy(ctx);
 }
 
+/* Output structs (eplb_cl.h): the library writes the first struct_size
+ * bytes, all but struct_size itself, and nothing past them. */
+
+#define STRUCT_POISON 0xA5
+
+/* A one-layer plan whose quality is known: GPU loads 2 and 4. */
+static const eplb_shape q_shape = {1, 4, 4, 1, 1, 2};
+static const float q_w[4] = {1, 1, 1, 3};
+static const int32_t q_p2l[4] = {0, 1, 2, 3};
+static const int32_t q_cnt[4] = {1, 1, 1, 1};
+
+static int plan_q(eplb_quality *q)
+{
+    return eplb_plan_quality(&q_shape, EPLB_POLICY_GLOBAL, q_w, q_p2l, q_cnt,
+                             q);
+}
+
+static int identity_q(eplb_quality *q)
+{
+    return eplb_identity_quality(&q_shape, q_w, q);
+}
+
+/* Bytes [from, to) of a struct all still STRUCT_POISON. */
+static int poisoned(const void *p, size_t from, size_t to)
+{
+    const unsigned char *b = p;
+    for (size_t i = from; i < to; i++)
+        if (b[i] != STRUCT_POISON)
+            return 0;
+    return 1;
+}
+
+static void test_quality_prefix(void)
+{
+    int (*const calls[])(eplb_quality *) = {plan_q, identity_q};
+    for (int c = 0; c < 2; c++) {
+        eplb_quality full = {.struct_size = sizeof full};
+        CU_ASSERT_FATAL(calls[c](&full) == EPLB_OK);
+        CU_ASSERT(full.struct_size == sizeof full);
+        CU_ASSERT(full.balancedness_mean == 0.75 &&
+                  full.balancedness_worst == 0.75 && full.worst_layer == 0);
+        /* A caller built when the struct ended after balancedness_worst,
+         * and one with the first result field only. */
+        const size_t sizes[] = {offsetof(eplb_quality, worst_layer),
+                                offsetof(eplb_quality, balancedness_mean) +
+                                    sizeof(double)};
+        for (int k = 0; k < 2; k++) {
+            eplb_quality q;
+            memset(&q, STRUCT_POISON, sizeof q);
+            q.struct_size = (uint32_t)sizes[k];
+            CU_ASSERT(calls[c](&q) == EPLB_OK);
+            CU_ASSERT(q.struct_size == sizes[k]);
+            CU_ASSERT(q.balancedness_mean == full.balancedness_mean);
+            if (k == 0)
+                CU_ASSERT(q.balancedness_worst == full.balancedness_worst);
+            CU_ASSERT(poisoned(&q, sizes[k], sizeof q));
+        }
+    }
+}
+
+static void test_quality_bad_size(void)
+{
+    const size_t min = offsetof(eplb_quality, balancedness_mean) +
+                       sizeof(double);
+    const uint32_t bad[] = {0, sizeof(uint32_t), (uint32_t)min - 1,
+                            sizeof(eplb_quality) + 1, 0xFFFFFFFFu};
+    int (*const calls[])(eplb_quality *) = {plan_q, identity_q};
+    for (int c = 0; c < 2; c++)
+        for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+            eplb_quality q;
+            memset(&q, STRUCT_POISON, sizeof q);
+            q.struct_size = bad[k];
+            CU_ASSERT(calls[c](&q) == EPLB_ERR_BAD_OPTION);
+            CU_ASSERT(strstr(eplb_last_error(), "out->struct_size") != NULL);
+            CU_ASSERT(strstr(eplb_last_error(), "eplb_quality") != NULL);
+            CU_ASSERT(q.struct_size == bad[k]);
+            CU_ASSERT(poisoned(&q, sizeof q.struct_size, sizeof q));
+        }
+}
+
+/* The size is checked before anything else about the context, so the
+ * reference backend shows it (test_opencl.c writes real profiles). */
+static void test_profile_bad_size(void)
+{
+    const uint32_t bad[] = {0, sizeof(uint32_t), sizeof(eplb_profile) + 1};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        eplb_profile p;
+        memset(&p, STRUCT_POISON, sizeof p);
+        p.struct_size = bad[k];
+        CU_ASSERT(eplb_context_profile(ref_ctx, &p) == EPLB_ERR_BAD_OPTION);
+        CU_ASSERT(strstr(eplb_last_error(), "out->struct_size") != NULL);
+        CU_ASSERT(strstr(eplb_last_error(), "eplb_profile") != NULL);
+        CU_ASSERT(poisoned(&p, sizeof p.struct_size, sizeof p));
+    }
+    eplb_profile p = {.struct_size = sizeof p};
+    CU_ASSERT(eplb_context_profile(ref_ctx, &p) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "reference backend") != NULL);
+}
+
 static void test_status_table(void)
 {
     CU_ASSERT_STRING_EQUAL(eplb_strerror(EPLB_OK), "success");
@@ -173,6 +276,10 @@ static CU_TestInfo input_tests[] = {
     {"NULL arguments", test_null_arguments},
     {"options", test_options},
     {"status table and version", test_status_table},
+    {"eplb_quality: a shorter struct_size gets its prefix",
+     test_quality_prefix},
+    {"eplb_quality: struct_size out of range", test_quality_bad_size},
+    {"eplb_profile: struct_size out of range", test_profile_bad_size},
     CU_TEST_INFO_NULL};
 
 static CU_SuiteInfo suites[] = {

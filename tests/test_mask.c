@@ -240,7 +240,7 @@ static void test_mask_random(void)
                 printf("\n  E=%d P=%d G=%d N=%d M=%d: %s\n", E, s.num_replicas,
                        G, N, M, bad);
             CU_ASSERT(bad == NULL);
-            eplb_quality q;
+            eplb_quality q = {.struct_size = sizeof q};
             CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log,
                                         p.logcnt, &q) == EPLB_OK);
             test_plan_free(&p);
@@ -327,7 +327,8 @@ static long whole_groups(const eplb_shape *s, int dead, eplb_policy policy)
 /* The hierarchical policy keeps groups on one node where the live GPUs
  * have room: with one GPU of 16 dead (3 of 4 live in node 0, 8 slots per
  * GPU, 8 experts per group) every node still takes two whole groups. With
- * SPEC's first config and one GPU dead, node 0 has 63 slots, room for one
+ * the first reference config (doc/ALGORITHM.md section 12) and one GPU
+ * dead, node 0 has 63 slots, room for one
  * group of 32, so one group is split; the global policy keeps none. */
 static void test_mask_locality(void)
 {
@@ -398,7 +399,8 @@ static void test_mask_from_current(void)
                                             after.phy2log, after.log2phy,
                                             after.logcnt) == EPLB_OK);
         CU_ASSERT(masked_check(&after, mask) == NULL);
-        eplb_quality qb, qa;
+        eplb_quality qb = {.struct_size = sizeof qb};
+        eplb_quality qa = {.struct_size = sizeof qa};
         CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, before.phy2log,
                                     before.logcnt, &qb) == EPLB_OK);
         CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, after.phy2log,
@@ -447,7 +449,7 @@ static void test_mask_quality(void)
         CU_ASSERT(fabs(sum - total) < 1e-6 * total);
         mean_b += sum / 30 / mx / 4;
     }
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     CU_ASSERT_FATAL(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log,
                                       p.logcnt, &q) == EPLB_OK);
     CU_ASSERT(fabs(q.balancedness_mean - mean_b) < 1e-12);
@@ -590,7 +592,8 @@ static void test_distinct_real(void)
         CU_ASSERT(on_cfg[c] * 3 < off_cfg[c] || off_cfg[c] == 0);
 }
 
-/* Neither option used: SPEC's golden plan, bit for bit, through both
+/* Neither option used: the golden plan (doc/ALGORITHM.md section 4), bit
+ * for bit, through both
  * entry points. */
 static void test_spec_untouched(void)
 {
@@ -648,7 +651,7 @@ static void expect_metrics(const metric_case *c, const float *w, int want,
               want);
     for (int i = 0; want && i < 3 * 16; i++)
         CU_ASSERT(load[i] == -7.0);
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     CU_ASSERT(eplb_plan_quality(&c->s, EPLB_POLICY_AUTO, w, c->p.phy2log,
                                 c->p.logcnt, &q) == want);
     if (plan_used)
@@ -737,7 +740,7 @@ static void test_metrics_bad_plans(void)
 static int tool(const char *args)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "examples/eplb-cl --backend reference "
+    snprintf(cmd, sizeof cmd, "tools/eplb-cl --backend reference "
              "--repeat 0 -q %s 2>/dev/null", args);
     int st = system(cmd);
     return st == -1 ? -1 : WEXITSTATUS(st);
@@ -798,7 +801,7 @@ static CU_TestInfo mask_tests[] = {
 static CU_TestInfo distinct_tests[] = {
     {"distinct_per_gpu on generated loads", test_distinct_generated},
     {"distinct_per_gpu on 12 real files x 3 configs", test_distinct_real},
-    {"neither option: SPEC's golden plan", test_spec_untouched},
+    {"neither option: the golden plan", test_spec_untouched},
     CU_TEST_INFO_NULL};
 
 static CU_TestInfo metric_tests[] = {

@@ -3,6 +3,8 @@
  * backend, device filters, kernel build errors, the binary cache, and the
  * fallback when no platform exists. */
 #include <dirent.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,8 @@
 #include <unistd.h>
 
 #include "config.h"
+/* for eplb_context_profile */
+#define EPLB_EXPERIMENTAL
 #include "cunit_main.h"
 #include "loadfile.h"
 #include "testutil.h"
@@ -189,6 +193,58 @@ static void test_overflowing_sums(void)
         compare(&shapes[k], w, 64, 20, 1);
         compare(&shapes[k], w, 7, 20, 2);
     }
+}
+
+/* EPLB_CL_PROFILE=1: device times of the last rebalance, written into the
+ * first struct_size bytes of the caller's eplb_profile only. */
+static void test_profile(void)
+{
+    setenv("EPLB_CL_PROFILE", "1", 1);
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    unsetenv("EPLB_CL_PROFILE");
+    eplb_profile full = {.struct_size = sizeof full};
+    /* No rebalance yet: no profile, nothing written. */
+    CU_ASSERT(eplb_context_profile(ctx, &full) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(full.upload_us == 0.0);
+    eplb_shape s = {2, 64, 80, 8, 4, 8};
+    float w[2 * 64];
+    for (int i = 0; i < 2 * 64; i++)
+        w[i] = (float)(i % 13);
+    test_plan p;
+    CU_ASSERT_FATAL(test_plan_alloc(&p, &s) == 0);
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, p.phy2log, p.log2phy,
+                                   p.logcnt) == EPLB_OK);
+    CU_ASSERT_FATAL(eplb_context_profile(ctx, &full) == EPLB_OK);
+    CU_ASSERT(full.struct_size == sizeof full);
+    const double t[] = {full.upload_us, full.groups_us, full.slots_us,
+                        full.finish_us, full.download_us};
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT(isfinite(t[i]) && t[i] >= 0.0);
+    /* A caller whose struct ends after upload_us, or after slots_us. */
+    const size_t sizes[] = {offsetof(eplb_profile, groups_us),
+                            offsetof(eplb_profile, finish_us)};
+    for (int k = 0; k < 2; k++) {
+        eplb_profile q;
+        memset(&q, 0xA5, sizeof q);
+        q.struct_size = (uint32_t)sizes[k];
+        CU_ASSERT(eplb_context_profile(ctx, &q) == EPLB_OK);
+        CU_ASSERT(q.struct_size == sizes[k]);
+        CU_ASSERT(q.upload_us == full.upload_us);
+        if (k == 1)
+            CU_ASSERT(q.groups_us == full.groups_us &&
+                      q.slots_us == full.slots_us);
+        const unsigned char *b = (const unsigned char *)&q;
+        int untouched = 1;
+        for (size_t i = sizes[k]; i < sizeof q; i++)
+            untouched &= b[i] == 0xA5;
+        CU_ASSERT(untouched);
+    }
+    test_plan_free(&p);
+    eplb_context_destroy(ctx);
 }
 
 static void test_device_filters(void)
@@ -379,7 +435,7 @@ static void test_no_platform_fallback(void)
 {
     /* The ICD loader reads its vendor list once per process: run the tool
      * in a child with an empty one. */
-    int st = system("OCL_ICD_VENDORS=/nonexistent-vendors examples/eplb-cl "
+    int st = system("OCL_ICD_VENDORS=/nonexistent-vendors tools/eplb-cl "
                     "--repeat 0 --output /dev/null 2>fallback.txt");
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     char err[256];
@@ -398,7 +454,7 @@ static void test_no_platform_fallback(void)
     CU_ASSERT(strstr(text, "backend:      reference") != NULL);
     CU_ASSERT(strstr(text, "no OpenCL platform") != NULL);
     free(text);
-    st = system("OCL_ICD_VENDORS=/nonexistent-vendors examples/eplb-cl "
+    st = system("OCL_ICD_VENDORS=/nonexistent-vendors tools/eplb-cl "
                 "--backend opencl --repeat 0 --output /dev/null "
                 "2>fallback.txt");
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0);
@@ -437,6 +493,7 @@ static CU_TestInfo opencl_tests[] = {
     {"state in global memory", test_global_scratch},
     {"candidates per work-item", test_lanes},
     {"overflowing pack sums", test_overflowing_sums},
+    {"EPLB_CL_PROFILE: device times, struct_size prefix", test_profile},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
     {"corrupt cache is replaced", test_binary_cache},

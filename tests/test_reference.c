@@ -1,4 +1,5 @@
-/* The reference backend: SPEC.md's golden case, an independent naive
+/* The reference backend: the golden case (doc/ALGORITHM.md section 4), an
+ * independent naive
  * implementation of the deterministic algorithm as oracle, plan validity on
  * generated and real loads, the candidate mode's promises, and metrics. */
 #include <math.h>
@@ -10,7 +11,7 @@
 #include "testutil.h"
 #include "workload.h"
 
-/* ---- a naive transcription of SPEC.md, as the oracle ---------------- */
+/* ---- a naive transcription of doc/ALGORITHM.md section 3, the oracle */
 
 static void naive_pack(const float *w, int n, int m, int *pack, int *rank)
 {
@@ -140,7 +141,8 @@ static void check_shape(const eplb_shape *s, const float *w, uint64_t seed)
         CU_ASSERT(c <= d * (1.0 + 1e-6));
     }
     /* No plan beats the bound. */
-    eplb_quality qd, qc;
+    eplb_quality qd = {.struct_size = sizeof qd};
+    eplb_quality qc = {.struct_size = sizeof qc};
     CU_ASSERT(eplb_plan_quality(s, EPLB_POLICY_AUTO, w, det.phy2log,
                                 det.logcnt, &qd) == EPLB_OK);
     CU_ASSERT(eplb_plan_quality(s, EPLB_POLICY_AUTO, w, cand.phy2log,
@@ -279,7 +281,8 @@ static void test_metrics(void)
             sum += loads[l * 8 + g];
         CU_ASSERT(fabs(sum - total) <= 1e-9 * total);
     }
-    eplb_quality q, before;
+    eplb_quality q = {.struct_size = sizeof q};
+    eplb_quality before = {.struct_size = sizeof before};
     CU_ASSERT(eplb_plan_quality(&s, EPLB_POLICY_AUTO, w, p.phy2log, p.logcnt,
                                 &q) == EPLB_OK);
     CU_ASSERT(eplb_identity_quality(&s, w, &before) == EPLB_OK);
@@ -303,7 +306,7 @@ static void test_metrics(void)
 }
 
 static CU_TestInfo reference_tests[] = {
-    {"golden case (SPEC.md) exact", test_golden},
+    {"golden case exact", test_golden},
     {"golden case, candidate mode", test_golden_candidates},
     {"philox4x32-10 known answers", test_philox_known_answer},
     {"generated loads, ten shapes", test_generated_shapes},

@@ -256,7 +256,7 @@ static void test_plan_reader_strict(void)
 static int run_tool(const char *args, const char *out_file)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "examples/eplb-cl --backend reference %s %s%s"
+    snprintf(cmd, sizeof cmd, "tools/eplb-cl --backend reference %s %s%s"
              " 2>" TOOL_STDERR, args, out_file ? "--output " : "",
              out_file ? out_file : "");
     int st = system(cmd);
@@ -387,9 +387,10 @@ static void test_tool_current(void)
     remove(TOOL_STDERR);
 }
 
-/* The tool on every real file under SPEC's three configs, deterministic:
- * its JSON plan equals the library's (itself checked against SPEC's
- * oracle in test_reference). */
+/* The tool on every real file under the three reference configs
+ * (doc/ALGORITHM.md section 12), deterministic: its JSON plan equals the
+ * library's (itself checked against the naive oracle in
+ * test_reference). */
 static void test_real_file_through_tool(void)
 {
     const char *dir = test_workloads_dir();

@@ -39,14 +39,15 @@ extern const char *const test_workload_files[];
 /* Loads one real file (all-zero layers dropped); malloc'd [layers][E]. */
 float *test_load_workload(const char *file, int *layers, int *experts);
 
-/* DeepSeek's README example, which SPEC.md's rules reproduce exactly:
+/* DeepSeek's README example, which the rules of doc/ALGORITHM.md
+ * reproduce exactly (section 4):
  * 2 layers x 12 experts onto 16 slots, G=4 N=2 M=8. */
 extern const eplb_shape test_golden_shape;
 extern const float test_golden_weight[24];
 extern const int32_t test_golden_phy2log[32];
 extern const int32_t test_golden_logcnt[24];
 
-/* SPEC.md's three reference configs: P, G, N, M. */
+/* The three reference configs (doc/ALGORITHM.md section 12): P, G, N, M. */
 extern const int test_configs[3][4];
 
 #endif

@@ -1,8 +1,10 @@
 """Finding libeplb-cl and declaring its C API for ctypes.
 
-The structures mirror include/eplb_cl.h field for field; a test compares
+The structures mirror include/eplb_cl.h field for field; tests compare
 ctypes.sizeof(Options) with the struct_size that eplb_options_default()
-writes, so a header change that is not mirrored here fails loudly.
+writes, and check that the library takes ctypes.sizeof(Quality) as a
+struct_size and refuses one byte more, so a header change that is not
+mirrored here fails loudly.
 """
 
 import ctypes
@@ -50,7 +52,10 @@ class Options(ctypes.Structure):
 
 
 class Quality(ctypes.Structure):
+    # An output struct: struct_size is the caller's to set (Quality.new()),
+    # and the library writes no byte past it.
     _fields_ = [
+        ("struct_size", ctypes.c_uint32),
         ("balancedness_mean", ctypes.c_double),
         ("balancedness_worst", ctypes.c_double),
         ("worst_layer", ctypes.c_int),
@@ -58,6 +63,11 @@ class Quality(ctypes.Structure):
         ("share_of_bound", ctypes.c_double),
         ("bound_is_weak", ctypes.c_int),
     ]
+
+    @classmethod
+    def new(cls):
+        """A Quality whose struct_size is set, ready for the library."""
+        return cls(struct_size=ctypes.sizeof(cls))
 
 
 # Arrays travel as plain addresses (numpy's arr.ctypes.data): building a

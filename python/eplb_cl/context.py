@@ -208,7 +208,7 @@ def quality(weight, phy2log, logcnt, num_groups, num_nodes, num_gpus,
                    num_nodes, num_gpus)
     p2l = _convert.plan(p2l, (shape.layers, shape.num_replicas), "phy2log")
     cnt = _convert.plan(logcnt, (shape.layers, shape.experts), "logcnt")
-    q = Quality()
+    q = Quality.new()
     check(lib().eplb_plan_quality(
         ctypes.byref(shape), _choice(POLICIES, policy, "policy"),
         w.ctypes.data, p2l.ctypes.data, cnt.ctypes.data, ctypes.byref(q)))

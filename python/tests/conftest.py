@@ -1,5 +1,6 @@
 """Shared helpers of the eplb_cl tests: seeded loads, the real loads, the
-C tool, and a plan checker that knows SPEC.md's layout rules."""
+C tool, and a plan checker that knows the layout rules of
+doc/ALGORITHM.md (section 2)."""
 
 import json
 import os
@@ -8,9 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 
-# DeepSeek-V3's prefill EP32 configuration (SPEC.md's reference config).
+# DeepSeek-V3's prefill EP32 configuration (doc/ALGORITHM.md section 12).
 DEEPSEEK = dict(num_replicas=288, num_groups=8, num_nodes=4, num_gpus=32)
-# SPEC.md's golden case (from DeepSeek's README).
+# The golden case (doc/ALGORITHM.md section 4, from DeepSeek's README).
 GOLDEN_WEIGHT = [[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
                  [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]
 GOLDEN_PHY2LOG = [[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
@@ -79,7 +80,8 @@ def tool_plan(tmp_path, loads, num_replicas, num_groups, num_nodes,
 
 def check_plan(weight, phy2log, log2phy, logcnt, num_replicas, num_gpus,
                mask=None, width=None):
-    """Every layout rule of SPEC.md (and of masked plans) holds."""
+    """Every layout rule of doc/ALGORITHM.md section 2 (and of masked
+    plans, section 10) holds."""
     phy2log, log2phy, logcnt = (np.asarray(a) for a in
                                 (phy2log, log2phy, logcnt))
     L, E = np.asarray(weight).shape

@@ -28,6 +28,34 @@ def test_options_mirror_the_c_struct():
             opts.distinct_per_gpu) == (0, 0, 0.0, 0)
 
 
+def test_quality_mirrors_the_c_struct():
+    # The library takes a struct_size up to its own sizeof(eplb_quality)
+    # and refuses one byte more: equal sizes. A one-layer plan whose
+    # figures are known checks the offsets.
+    shape = _lib.Shape(1, 4, 4, 1, 1, 2)
+    w = (ctypes.c_float * 4)(1, 1, 1, 3)
+    p2l = (ctypes.c_int32 * 4)(0, 1, 2, 3)
+    cnt = (ctypes.c_int32 * 4)(1, 1, 1, 1)
+    lib = _lib.lib()
+
+    def quality(q):
+        return lib.eplb_plan_quality(ctypes.byref(shape), 2,
+                                     ctypes.addressof(w), ctypes.addressof(p2l),
+                                     ctypes.addressof(cnt), ctypes.byref(q))
+
+    q = _lib.Quality.new()
+    assert quality(q) == 0
+    assert q.struct_size == ctypes.sizeof(_lib.Quality)
+    # GPU loads 2 and 4: balancedness 3/4 in the one layer.
+    assert (q.balancedness_mean, q.balancedness_worst, q.worst_layer) == (
+        0.75, 0.75, 0)
+    for bad in (0, ctypes.sizeof(_lib.Quality) + 1):
+        q = _lib.Quality(struct_size=bad, balancedness_mean=-1.0)
+        assert quality(q) == -11  # EPLB_ERR_BAD_OPTION
+        assert b"struct_size" in lib.eplb_last_error()
+        assert q.balancedness_mean == -1.0
+
+
 def test_calls_release_the_gil():
     # ctypes.CDLL drops the GIL around each call; PyDLL would keep it.
     lib = _lib.lib()

@@ -1,5 +1,5 @@
 """The package's plans equal the C tool's for the same options, and the
-deterministic mode equals SPEC.md's reference (its golden case)."""
+deterministic mode gives the golden case (doc/ALGORITHM.md section 4)."""
 
 import numpy as np
 import pytest

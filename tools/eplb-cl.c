@@ -404,7 +404,8 @@ int main(int argc, char **argv)
         goto done;
     }
     if (!quiet) {
-        eplb_quality before, after;
+        eplb_quality before = {.struct_size = sizeof before};
+        eplb_quality after = {.struct_size = sizeof after};
         int policy = eplb_resolve_policy(opts.policy, &shape);
         eplb_identity_quality(&shape, m.data, &before);
         eplb_plan_quality(&shape, opts.policy, m.data, phy2log, logcnt,
@@ -435,7 +436,7 @@ int main(int argc, char **argv)
             fprintf(stderr, ", warm median %.1f us over %ld calls",
                     times[1 + repeat / 2], repeat);
         fputc('\n', stderr);
-        eplb_profile prof;
+        eplb_profile prof = {.struct_size = sizeof prof};
         if (eplb_context_profile(ctx, &prof) == EPLB_OK)
             fprintf(stderr, "  device time:  upload %.1f us, groups %.1f us, "
                     "slots %.1f us, finish %.1f us, download %.1f us "
@@ -451,7 +452,7 @@ int main(int argc, char **argv)
                 "constraint dropped)" : "", 100.0 * after.share_of_bound);
         if (current) {
             long copies = 0, slots = (long)shape.layers * shape.num_replicas;
-            eplb_quality stale;
+            eplb_quality stale = {.struct_size = sizeof stale};
             eplb_copies(&shape, current, phy2log, NULL, &copies);
             long changed = eplb_migration(&shape, current, phy2log);
             fprintf(stderr, "  migration:    %ld expert copies (%.2f%% of %ld "

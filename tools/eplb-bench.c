@@ -6,8 +6,8 @@
  * accelerator, cpu) it measures, on the same job: the round-trip floor,
  * the warm time per rebalance (median, p99), the cold first call; then the
  * plans' quality on the real loads (when present), out of sample, the
- * migration between near-identical inputs, each GPU of SPEC's first config
- * dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
+ * migration between near-identical inputs, each GPU of the first
+ * reference config (doc/ALGORITHM.md section 12) dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
  * scaling sweep. */
 #include <getopt.h>
 #include <stdarg.h>
@@ -239,7 +239,9 @@ static void quality_tables(bench *b, const eplb_options *fast)
             plan_buf pd, pc;
             plan_with(&det, &s, w[f], &pd);
             plan_with(&cand, &s, w[f], &pc);
-            eplb_quality qb, qd, qc;
+            eplb_quality qb = {.struct_size = sizeof qb};
+            eplb_quality qd = {.struct_size = sizeof qd};
+            eplb_quality qc = {.struct_size = sizeof qc};
             eplb_identity_quality(&s, w[f], &qb);
             eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[f], pd.phy2log,
                               pd.logcnt, &qd);
@@ -286,7 +288,9 @@ static void quality_tables(bench *b, const eplb_options *fast)
         plan_with(&det, &s, w[a], &pd);
         plan_with(&cand, &s, w[a], &pc);
         plan_with(&cand, &s, w[z], &pz);
-        eplb_quality qd, qc, qz;
+        eplb_quality qd = {.struct_size = sizeof qd};
+        eplb_quality qc = {.struct_size = sizeof qc};
+        eplb_quality qz = {.struct_size = sizeof qz};
         eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pd.phy2log, pd.logcnt,
                           &qd);
         eplb_plan_quality(&s, EPLB_POLICY_AUTO, w[z], pc.phy2log, pc.logcnt,
@@ -328,7 +332,7 @@ typedef struct replan_row {
 static double balancedness(const eplb_shape *s, const float *w,
                            const plan_buf *p)
 {
-    eplb_quality q;
+    eplb_quality q = {.struct_size = sizeof q};
     if (eplb_plan_quality(s, EPLB_POLICY_AUTO, w, p->phy2log, p->logcnt, &q))
         die("plan quality");
     return q.balancedness_mean;
@@ -603,8 +607,8 @@ static void sweep(bench *b, engine *en, int n_en)
     fprintf(stderr, "\r%40s\r", "");
 }
 
-/* Speed on the real file (or the built-in workload) under SPEC.md's
- * configs: every engine, and the host's deterministic mode. */
+/* Speed on the real file (or the built-in workload) under the reference
+ * configs (doc/ALGORITHM.md section 12): every engine, and the host's deterministic mode. */
 static void speed_section(bench *b, engine *en, int n_en, int have_real,
                           int cands, int rounds)
 {
@@ -722,7 +726,7 @@ static void loadset_free(loadset *s)
         free(s->w[f]);
 }
 
-/* Each single GPU of SPEC's first config dead in turn, from the plan in
+/* Each single GPU of the first reference config dead in turn, from the plan in
  * service before the failure: the global policy over the live GPUs
  * (SGLang's answer), the hierarchical plan over the live GPUs, and the
  * re-plan from the plan in service. Means over the loads. */
