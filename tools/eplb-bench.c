@@ -4,11 +4,15 @@
  *
  * For the host reference backend and each OpenCL device type found (gpu,
  * accelerator, cpu) it measures, on the same job: the round-trip floor,
- * the warm time per rebalance (median, p99), the cold first call; then the
- * plans' quality on the real loads (when present), out of sample, the
- * migration between near-identical inputs, each GPU of the first
- * reference config (doc/ALGORITHM.md section 12) dead in turn, duplicate replicas with distinct_per_gpu off and on, and a
- * scaling sweep. */
+ * the warm time per rebalance (median, p99), a new context's creation and
+ * its first call apart (programs from the disk cache), a cache miss's
+ * compile time per device; then the plans' quality on the real loads
+ * (when present), out of sample, the migration between near-identical
+ * inputs, each GPU of the first reference config (doc/ALGORITHM.md
+ * section 12) dead in turn, duplicate replicas with distinct_per_gpu off
+ * and on, and a scaling sweep. */
+#define _XOPEN_SOURCE 700 /* mkdtemp, setenv, nftw */
+#include <ftw.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -109,7 +113,9 @@ static int die(const char *what)
 /* ---- speed ----------------------------------------------------------- */
 
 typedef struct timing {
-    double floor_us, floor_p99, warm_us, warm_p99, cold_us;
+    /* cold: a new context (context_us, the driver's part) and its first
+     * rebalance (first_us: programs from the disk cache, when warm) */
+    double floor_us, floor_p99, warm_us, warm_p99, context_us, first_us;
 } timing;
 
 static void time_engine(bench *b, const engine *en, const eplb_shape *s,
@@ -122,9 +128,11 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
     double t0 = now_us();
     if (eplb_context_create(&ctx, &en->opts))
         die("context");
+    t->context_us = now_us() - t0;
+    t0 = now_us();
     if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
         die("rebalance");
-    t->cold_us = now_us() - t0;
+    t->first_us = now_us() - t0;
     /* Warm runs: as many as asked, but about a second at most. */
     t0 = now_us();
     if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
@@ -164,25 +172,27 @@ static void print_timing_row(bench *b, const engine *en, const char *config,
         snprintf(ratio, sizeof ratio, "%.2f", t->warm_us / t->floor_us);
         snprintf(floor_s, sizeof floor_s, "%.1f", t->floor_us);
     }
-    printf("%-14s %-22s %-24s %9s %10.1f %9.1f %10.0f %8s\n", en->label,
-           config, workload, floor_s, t->warm_us, t->warm_p99, t->cold_us,
-           ratio);
+    printf("%-14s %-22s %-24s %9s %10.1f %9.1f %9.0f %9.0f %8s\n",
+           en->label, config, workload, floor_s, t->warm_us, t->warm_p99,
+           t->context_us, t->first_us, ratio);
     json_record(b, "{\"kind\":\"speed\",\"engine\":\"%s\",\"device\":\"%s\","
                 "\"config\":\"%s\",\"workload\":\"%s\",\"layers\":%d,"
                 "\"experts\":%d,\"candidates\":%d,\"swap_rounds\":%d,"
                 "\"floor_us\":%.2f,\"floor_p99_us\":%.2f,\"warm_us\":%.2f,"
-                "\"warm_p99_us\":%.2f,\"cold_us\":%.1f,\"x_floor\":%.3f}",
+                "\"warm_p99_us\":%.2f,\"context_us\":%.1f,"
+                "\"first_call_us\":%.1f,\"x_floor\":%.3f}",
                 en->label, en->device, config, workload, s->layers,
                 s->experts, en->opts.candidates, en->opts.swap_rounds,
                 t->floor_us, t->floor_p99, t->warm_us, t->warm_p99,
-                t->cold_us, t->floor_us > 0 ? t->warm_us / t->floor_us : 0.0);
+                t->context_us, t->first_us,
+                t->floor_us > 0 ? t->warm_us / t->floor_us : 0.0);
 }
 
 static void speed_header(void)
 {
-    printf("%-14s %-22s %-24s %9s %10s %9s %10s %8s\n", "engine", "config",
-           "workload", "floor us", "warm us", "p99 us", "cold us",
-           "x floor");
+    printf("%-14s %-22s %-24s %9s %10s %9s %9s %9s %8s\n", "engine",
+           "config", "workload", "floor us", "warm us", "p99 us", "ctx us",
+           "first us", "x floor");
 }
 
 /* ---- quality --------------------------------------------------------- */
@@ -607,6 +617,58 @@ static void sweep(bench *b, engine *en, int n_en)
     fprintf(stderr, "\r%40s\r", "");
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* A cache miss: each OpenCL engine's first rebalance (DeepSeek's shape)
+ * with the program cache pointed at a new, empty folder, so both programs
+ * are compiled; the context's creation is timed apart. */
+static void compile_times(bench *b, engine *en, int n_en, const float *w,
+                          int layers)
+{
+    const char *old = getenv("EPLB_CL_CACHE_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    char dir[] = "/tmp/eplb-bench-cache-XXXXXX";
+    if (!mkdtemp(dir)) {
+        free(saved);
+        return;
+    }
+    printf("\ncache miss (a new, empty program cache; P=%d G=%d N=%d "
+           "M=%d):\n", configs[0][0], configs[0][1], configs[0][2],
+           configs[0][3]);
+    for (int i = 0; i < n_en; i++) {
+        if (en[i].opts.backend != EPLB_BACKEND_OPENCL ||
+            en[i].opts.use_clblast)
+            continue;
+        char sub[sizeof dir + 8];
+        snprintf(sub, sizeof sub, "%s/%d", dir, i);
+        setenv("EPLB_CL_CACHE_DIR", sub, 1);
+        eplb_shape s = {layers, 256, configs[0][0], configs[0][1],
+                        configs[0][2], configs[0][3]};
+        timing t;
+        time_engine(b, &en[i], &s, w, &t);
+        printf("  %-14s %-60s context %.0f us, first call %.0f us\n",
+               en[i].label, en[i].device, t.context_us, t.first_us);
+        json_record(b, "{\"kind\":\"compile\",\"engine\":\"%s\","
+                    "\"device\":\"%s\",\"context_us\":%.1f,"
+                    "\"first_call_us\":%.1f}", en[i].label, en[i].device,
+                    t.context_us, t.first_us);
+    }
+    if (saved)
+        setenv("EPLB_CL_CACHE_DIR", saved, 1);
+    else
+        unsetenv("EPLB_CL_CACHE_DIR");
+    free(saved);
+    if (nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "eplb-bench: could not remove %s\n", dir);
+}
+
 /* Speed on the real file (or the built-in workload) under the reference
  * configs (doc/ALGORITHM.md section 12): every engine, and the host's deterministic mode. */
 static void speed_section(bench *b, engine *en, int n_en, int have_real,
@@ -650,6 +712,7 @@ static void speed_section(bench *b, engine *en, int n_en, int have_real,
         }
     }
     fprintf(stderr, "\r%40s\r", "");
+    compile_times(b, en, n_en, real ? real : gen, L);
     free(gen);
     free(real);
 }
