@@ -7,15 +7,15 @@ echo "#include <stddef.h>"
 echo "#include \"cl_sources.h\""
 i=0
 for f in "$@"; do
-  echo "static const char cl_src_$i[] = {"
+  echo "static const char ocl_src_$i[] = {"
   od -An -v -tx1 "$f" | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'
   echo "0x00};"
   i=$((i + 1))
 done
-echo "const struct cl_embedded_source cl_embedded_sources[] = {"
+echo "const struct ocl_embedded_source ocl_embedded_sources[] = {"
 i=0
 for f in "$@"; do
-  echo "  {\"$(basename "$f")\", cl_src_$i, sizeof cl_src_$i - 1},"
+  echo "  {\"$(basename "$f")\", ocl_src_$i, sizeof ocl_src_$i - 1},"
   i=$((i + 1))
 done
 echo "  {NULL, NULL, 0}"

@@ -1,6 +1,6 @@
 /* pack() for CPU devices: CAND_LANES candidates per work-item, one per
  * vector lane (lib/cl_engine.c builds with CAND_LANES > 1 for CPUs). It
- * applies the rules of cl/eplb_rules.h (eplb_bits4_lanes, the noisy key,
+ * applies the rules of cl/eplb_rules.h (eplbi_bits4_lanes, the noisy key,
  * the sort code, the swap pair) on vectors, follows cl/eplb_pack.cl
  * (scratch layout, PACK_K), and computes the bits of their scalar path:
  * every float operation is the one pack_one_candidate does, in the same
@@ -245,15 +245,15 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
         for (int j = 0; j < CAND_LANES; j++) {
             int c = c0 + (j < nl ? j : 0);
             cs[j] = (uint)c;
-            scs[j] = eplb_cand_scale(noise, c, cands);
+            scs[j] = eplbi_cand_scale(noise, c, cands);
         }
         laneu cand = LV(vload, CAND_LANES)(0, cs);
         lanef scale = LV(vload, CAND_LANES)(0, scs);
         /* the noisy keys, as step 2: four items per generator call */
         for (int q = 0; q * 4 < PACK_N; q++) {
             laneu bits[4];
-            eplb_bits4_lanes(seed_lo, seed_hi, step, row, cand, (uint)q,
-                             bits);
+            eplbi_bits4_lanes(seed_lo, seed_hi, step, row, cand, (uint)q,
+                              bits);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 int i = q * 4 + j;

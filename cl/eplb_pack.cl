@@ -96,7 +96,7 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
 
 /* Candidate c's visiting order: its keys and items start in the row's
  * base order (weight descending) and an insertion sort brings them to key
- * descending, equal keys by item index (eplb_larger_first). Noise is
+ * descending, equal keys by item index (eplbi_larger_first). Noise is
  * small, so few items move far: the cost is about n plus the number of
  * inversions. */
 inline void sort_candidate(SCR float *k, SCR ushort *o)
@@ -105,7 +105,7 @@ inline void sort_candidate(SCR float *k, SCR ushort *o)
         float kv = k[r];
         ushort iv = o[r];
         int j = r - 1;
-        while (j >= 0 && eplb_larger_first(kv, iv, k[j], o[j])) {
+        while (j >= 0 && eplbi_larger_first(kv, iv, k[j], o[j])) {
             k[j + 1] = k[j];
             o[j + 1] = o[j];
             j--;
@@ -235,7 +235,7 @@ inline float pack_one_candidate(SCR const float *w, int rounds,
 
 #if PACK_M > PACK_M_REGISTERS
 /* Open packs ordered by (weight, index): the lightest, lowest first. */
-EPLB_DEFINE_SIFT_DOWN(pack_sift_down, SCR, ushort, eplb_lighter_first)
+EPLB_DEFINE_SIFT_DOWN(pack_sift_down, SCR, ushort, eplbi_lighter_first)
 EPLB_DEFINE_EXTREMES(pack_extremes, SCR)
 
 /* pack_one_candidate for many packs: the same fill and swaps, with the
@@ -351,7 +351,7 @@ inline void sort_candidates_bitonic(pack_scratch_ptrs s, int c0, int end,
                     float ka = sk[a], kb = sk[b];
                     ushort ia = so[a], ib = so[b];
                     /* b belongs before a in the final order */
-                    int b_first = eplb_larger_first(kb, ib, ka, ia);
+                    int b_first = eplbi_larger_first(kb, ib, ka, ia);
                     int up = (i & k) == 0;
                     if (b_first == up) {
                         sk[a] = kb;
@@ -606,7 +606,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                 float wi = w[i];
                 int r = 0;
                 for (int j = 0; j < PACK_N; j++)
-                    r += eplb_larger_first(w[j], j, wi, i);
+                    r += eplbi_larger_first(w[j], j, wi, i);
                 out_pack[i] = 0;
                 out_rank[i] = r;
             }
@@ -651,7 +651,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         float wi = bw[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
-            r += eplb_larger_first(bw[j], j, wi, i);
+            r += eplbi_larger_first(bw[j], j, wi, i);
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }
@@ -663,8 +663,8 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
          idx += WG) {
         int c = idx / quads, q = idx - c * quads;
         uint words[4];
-        eplb_bits4(seed_lo, seed_hi, step, row, (uint)c, (uint)q, words);
-        float scale = eplb_cand_scale(noise, c, cands);
+        eplbi_bits4(seed_lo, seed_hi, step, row, (uint)c, (uint)q, words);
+        float scale = eplbi_cand_scale(noise, c, cands);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = q * 4 + j;
@@ -672,7 +672,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                 break;
             int r = s.base_rank[i];
             s.keys[c * PACK_KS + r] =
-                eplb_noisy_key(w[i], eplb_unit(words[j]), scale);
+                eplbi_noisy_key(w[i], eplbi_unit(words[j]), scale);
             s.order[c * PACK_OS + r] = (ushort)i;
         }
     }

@@ -82,7 +82,7 @@ EPLB_DEFINE_ADD_REPLICA(add_replica, SCR)
 
 /* replicate() (doc/ALGORITHM.md section 3): LPN_ experts into PPN_
  * slots. Each extra slot goes to the expert with the largest load per
- * replica (ties: lower expert, eplb_larger_first), found by a work-group
+ * replica (ties: lower expert, eplbi_larger_first), found by a work-group
  * reduction; red_v/red_i hold WG entries. */
 inline void replicate_node(SCR const float *wn, SCR int *sitem,
                            SCR int *srank, SCR int *cnt, SCR float *ratio,
@@ -126,7 +126,7 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
                 float ov = red_v[lid + span];
                 int oi = red_i[lid + span];
                 /* oi < 0: no expert, whose -1 loses every comparison */
-                if (oi >= 0 && eplb_larger_first(ov, oi, red_v[lid],
+                if (oi >= 0 && eplbi_larger_first(ov, oi, red_v[lid],
                                                  red_i[lid])) {
                     red_v[lid] = ov;
                     red_i[lid] = oi;

@@ -52,7 +52,7 @@ typedef uint64_t eplb_u64;
 
 /* Up to this many packs the greedy fill scans the packs for the lightest
  * open one (the host over an array, a kernel work-item over registers);
- * beyond, a min-heap ordered by eplb_lighter_first finds it. Both paths
+ * beyond, a min-heap ordered by eplbi_lighter_first finds it. Both paths
  * give the same plan; lib/cl_engine.c sizes the heap's scratch by it. */
 #define EPLB_PACK_SCAN_MAX 32
 
@@ -61,14 +61,14 @@ typedef uint64_t eplb_u64;
 /* Whether item a (value va) comes before item b (value vb) when larger
  * values come first and equal values go to the lower index: sort keys and
  * weights descending, the replication heap (load per replica). */
-EPLB_FN int eplb_larger_first(float va, int a, float vb, int b)
+EPLB_FN int eplbi_larger_first(float va, int a, float vb, int b)
 {
     return va > vb || (va == vb && a < b);
 }
 
 /* Whether pack a (weight va) comes before pack b when lighter packs come
  * first and equal weights go to the lower index: the fill's pack choice. */
-EPLB_FN int eplb_lighter_first(float va, int a, float vb, int b)
+EPLB_FN int eplbi_lighter_first(float va, int a, float vb, int b)
 {
     return va < vb || (va == vb && a < b);
 }
@@ -83,8 +83,8 @@ EPLB_FN int eplb_lighter_first(float va, int a, float vb, int b)
 
 /* Defines name(heap, len, key, at): restores the heap property of
  * heap[0..len) below position at, where entry x sits above entry y when
- * before(key[x], x, key[y], y) (eplb_lighter_first: a min-heap of packs;
- * eplb_larger_first: a max-heap of experts). AS is the address space of
+ * before(key[x], x, key[y], y) (eplbi_lighter_first: a min-heap of packs;
+ * eplbi_larger_first: a max-heap of experts). AS is the address space of
  * heap and key (empty on the host), IDX the heap's element type. */
 #define EPLB_DEFINE_SIFT_DOWN(name, AS, IDX, before)                        \
     EPLB_FN void name(AS IDX *heap, int len, AS const float *key, int at)  \
@@ -163,9 +163,9 @@ EPLB_FN void philox4x32_10(const eplb_u32 in[4], eplb_u32 k0, eplb_u32 k1,
 /* The bits of items 4q..4q+3 of one candidate: one Philox call counted by
  * (step, row, candidate, quad), keyed by the seed's low and high words;
  * word j for item 4q+j. */
-EPLB_FN void eplb_bits4(eplb_u32 seed_lo, eplb_u32 seed_hi, eplb_u32 step,
-                        eplb_u32 row, eplb_u32 cand, eplb_u32 quad,
-                        eplb_u32 out[4])
+EPLB_FN void eplbi_bits4(eplb_u32 seed_lo, eplb_u32 seed_hi, eplb_u32 step,
+                         eplb_u32 row, eplb_u32 cand, eplb_u32 quad,
+                         eplb_u32 out[4])
 {
     eplb_u32 ctr[4] = {quad, cand, row, step};
     philox4x32_10(ctr, seed_lo, seed_hi, out);
@@ -176,13 +176,13 @@ EPLB_FN void eplb_bits4(eplb_u32 seed_lo, eplb_u32 seed_hi, eplb_u32 step,
 #define EPLB_UNIT(to_float, bits)                                          \
     (to_float((bits) >> 8) * (1.0f / 16777216.0f))
 
-EPLB_FN float eplb_unit(eplb_u32 bits)
+EPLB_FN float eplbi_unit(eplb_u32 bits)
 {
     return EPLB_UNIT((float), bits);
 }
 
 /* Candidate c's noise scale s_c = noise * c / (C - 1), 0 when C is 1. */
-EPLB_FN float eplb_cand_scale(float noise, int c, int cands)
+EPLB_FN float eplbi_cand_scale(float noise, int c, int cands)
 {
     if (cands <= 1)
         return 0.0f;
@@ -199,7 +199,7 @@ EPLB_FN float eplb_cand_scale(float noise, int c, int cands)
         key = (w) + jitter_;                                               \
     } while (0)
 
-EPLB_FN float eplb_noisy_key(float w, float u, float scale)
+EPLB_FN float eplbi_noisy_key(float w, float u, float scale)
 {
     float key;
     EPLB_NOISY_KEY(float, key, w, u, scale);
@@ -249,10 +249,10 @@ typedef LV(ulong, CAND_LANES) laneul;
     LV(convert_uint, CAND_LANES)((LV(convert_ulong, CAND_LANES)(v) *        \
                                   (ulong)(m)) >> 32)
 
-/* eplb_bits4 for CAND_LANES candidates at once: lane j gets the bits of
+/* eplbi_bits4 for CAND_LANES candidates at once: lane j gets the bits of
  * candidate cand.sj, word j of item 4*quad+j in out[j]. */
-inline void eplb_bits4_lanes(uint seed_lo, uint seed_hi, uint step,
-                             uint row, laneu cand, uint quad, laneu *out)
+inline void eplbi_bits4_lanes(uint seed_lo, uint seed_hi, uint step,
+                              uint row, laneu cand, uint quad, laneu *out)
 {
     laneu c0 = quad, c1 = cand, c2 = row, c3 = step;
     uint k0 = seed_lo, k1 = seed_hi;

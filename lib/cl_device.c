@@ -12,7 +12,7 @@
 #define EPLB_MAX_PLATFORMS 16
 #define EPLB_MAX_DEVICES 64
 
-const char *cl_error_name(cl_int err)
+const char *ocl_error_name(cl_int err)
 {
     switch (err) {
 #define E_(x) case x: return #x;
@@ -69,7 +69,7 @@ static int parse_type(const char *s, cl_device_type *t)
     return 0;
 }
 
-static void fill_choice(cl_platform_id p, cl_device_id d, cl_device_choice *c)
+static void fill_choice(cl_platform_id p, cl_device_id d, ocl_device_choice *c)
 {
     memset(c, 0, sizeof *c);
     c->platform = p;
@@ -124,7 +124,7 @@ static struct {
     cl_int err;       /* clGetPlatformIDs' answer */
     cl_uint platforms;
     int count;        /* usable devices (available, with a compiler) */
-    cl_device_choice *devs;
+    ocl_device_choice *devs;
 } found;
 static pthread_once_t found_once = PTHREAD_ONCE_INIT;
 
@@ -163,39 +163,39 @@ static void discover(void)
     }
 }
 
-int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
-                     char *note, size_t note_len)
+int ocl_device_choose(const eplb_options *opts, ocl_device_choice *out,
+                      char *note, size_t note_len)
 {
     pthread_once(&found_once, discover);
     cl_int err = found.err;
     cl_uint np = found.platforms;
     if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && np == 0))
-        return eplb_fail(EPLB_ERR_NO_DEVICE,
-                         "no OpenCL platform is installed "
-                         "(clGetPlatformIDs: %s): install a driver, e.g. "
-                         "pocl-opencl-icd for the CPU, or use backend "
-                         "reference", cl_error_name(err));
+        return eplbi_fail(EPLB_ERR_NO_DEVICE,
+                          "no OpenCL platform is installed "
+                          "(clGetPlatformIDs: %s): install a driver, e.g. "
+                          "pocl-opencl-icd for the CPU, or use backend "
+                          "reference", ocl_error_name(err));
     if (err == CL_OUT_OF_HOST_MEMORY)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                         "out of host memory while listing OpenCL devices");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                          "out of host memory while listing OpenCL devices");
     if (err != CL_SUCCESS)
-        return eplb_fail(EPLB_ERR_NO_DEVICE,
-                         "clGetPlatformIDs failed with %s (%d)",
-                         cl_error_name(err), err);
+        return eplbi_fail(EPLB_ERR_NO_DEVICE,
+                          "clGetPlatformIDs failed with %s (%d)",
+                          ocl_error_name(err), err);
 
     const char *want_plat = env_or(opts->platform, "EPLB_CL_PLATFORM");
     const char *want_dev = env_or(opts->device, "EPLB_CL_DEVICE");
     const char *want_type_s = env_or(opts->device_type, "EPLB_CL_DEVICE_TYPE");
     cl_device_type want_type;
     if (parse_type(want_type_s, &want_type))
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "device type '%s' is not gpu, cpu or accelerator",
-                         want_type_s);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "device type '%s' is not gpu, cpu or accelerator",
+                          want_type_s);
 
-    const cl_device_choice *best_match = NULL, *best_any = NULL;
+    const ocl_device_choice *best_match = NULL, *best_any = NULL;
     char seen[1024] = "";
     for (int k = 0; k < found.count; k++) {
-        const cl_device_choice *c = &found.devs[k];
+        const ocl_device_choice *c = &found.devs[k];
         size_t len = strlen(seen);
         snprintf(seen + len, sizeof seen - len, "%s'%s / %s'",
                  len ? ", " : "", c->platform_name, c->device_name);
@@ -207,21 +207,21 @@ int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
             best_match = c;
     }
     if (!best_any)
-        return eplb_fail(EPLB_ERR_NO_DEVICE,
-                         "no available OpenCL device with a compiler on %u "
-                         "platform(s): check the driver, or use backend "
-                         "reference", np);
+        return eplbi_fail(EPLB_ERR_NO_DEVICE,
+                          "no available OpenCL device with a compiler on %u "
+                          "platform(s): check the driver, or use backend "
+                          "reference", np);
     if (best_match) {
         *out = *best_match;
         return EPLB_OK;
     }
     if (opts->enforce_device)
-        return eplb_fail(EPLB_ERR_NO_DEVICE,
-                         "no OpenCL device matches platform '%s', device "
-                         "'%s', type '%s' (devices present: %s): change the "
-                         "filter or drop enforce_device",
-                         want_plat ? want_plat : "*", want_dev ? want_dev : "*",
-                         want_type_s ? want_type_s : "*", seen);
+        return eplbi_fail(EPLB_ERR_NO_DEVICE,
+                          "no OpenCL device matches platform '%s', device "
+                          "'%s', type '%s' (devices present: %s): change the "
+                          "filter or drop enforce_device",
+                          want_plat ? want_plat : "*", want_dev ? want_dev : "*",
+                          want_type_s ? want_type_s : "*", seen);
     snprintf(note, note_len,
              "no OpenCL device matches platform '%s', device '%s', type "
              "'%s'; using '%s / %s' instead",

@@ -28,8 +28,8 @@
 #define LOCAL_MEM_RESERVE 1024
 #define OPTIONS_MAX 2048
 
-struct cl_engine {
-    cl_device_choice dev;
+struct ocl_engine {
+    ocl_device_choice dev;
     cl_context ctx;
     cl_command_queue q;
     char name[2 * EPLB_NAME_MAX + 4];
@@ -72,22 +72,22 @@ static const char *const groups_files[] = {"eplb_rules.h", "eplb_scratch.h",
                                            "eplb_rebalance.cl"};
 #define N_GROUPS_FILES ((int)(sizeof groups_files / sizeof groups_files[0]))
 
-static int cl_fail(cl_int err, const char *what, const cl_engine *e)
+static int ocl_fail(cl_int err, const char *what, const ocl_engine *e)
 {
-    return eplb_fail(err == CL_OUT_OF_HOST_MEMORY ? EPLB_ERR_OUT_OF_MEMORY
+    return eplbi_fail(err == CL_OUT_OF_HOST_MEMORY ? EPLB_ERR_OUT_OF_MEMORY
                                                   : EPLB_ERR_OPENCL,
-                     "%s failed with %s (%d) on '%s'", what,
-                     cl_error_name(err), err, e->dev.device_name);
+                      "%s failed with %s (%d) on '%s'", what,
+                      ocl_error_name(err), err, e->dev.device_name);
 }
 
-int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
-                     size_t note_len)
+int ocl_engine_create(ocl_engine **out, const eplb_options *opts, char *note,
+                      size_t note_len)
 {
     *out = NULL;
-    cl_engine *e = calloc(1, sizeof *e);
+    ocl_engine *e = calloc(1, sizeof *e);
     if (!e)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    int rc = cl_device_choose(opts, &e->dev, note, note_len);
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    int rc = ocl_device_choose(opts, &e->dev, note, note_len);
     if (rc) {
         free(e);
         return rc;
@@ -104,8 +104,8 @@ int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
             e->ctx, e->dev.device,
             e->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) {
-        rc = cl_fail(err, "creating the OpenCL context and queue", e);
-        cl_engine_destroy(e);
+        rc = ocl_fail(err, "creating the OpenCL context and queue", e);
+        ocl_engine_destroy(e);
         return rc;
     }
     e->use_clblast = opts->use_clblast;
@@ -122,7 +122,7 @@ int cl_engine_create(cl_engine **out, const eplb_options *opts, char *note,
     return EPLB_OK;
 }
 
-static void release_buffers(cl_engine *e)
+static void release_buffers(ocl_engine *e)
 {
     if (e->host_out) {
         clEnqueueUnmapMemObject(e->q, e->b_host, e->host_out, 0, NULL, NULL);
@@ -141,7 +141,7 @@ static void release_buffers(cl_engine *e)
     e->cap_layers = 0;
 }
 
-static void release_programs(cl_engine *e)
+static void release_programs(ocl_engine *e)
 {
     cl_kernel ks[] = {e->k_groups, e->k_slots, e->k_finish};
     for (int i = 0; i < 3; i++)
@@ -156,7 +156,7 @@ static void release_programs(cl_engine *e)
     e->built = 0;
 }
 
-void cl_engine_destroy(cl_engine *e)
+void ocl_engine_destroy(ocl_engine *e)
 {
     if (!e)
         return;
@@ -178,7 +178,7 @@ void cl_engine_destroy(cl_engine *e)
     free(e);
 }
 
-const char *cl_engine_device_name(const cl_engine *e)
+const char *ocl_engine_device_name(const ocl_engine *e)
 {
     return e->name;
 }
@@ -212,7 +212,7 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words,
     return lo;
 }
 
-static int fits_local(const cl_engine *e, const wg_layout *lo)
+static int fits_local(const ocl_engine *e, const wg_layout *lo)
 {
     return lo->bytes + lo->local_extra + LOCAL_MEM_RESERVE <=
            e->dev.local_mem;
@@ -222,7 +222,7 @@ static int fits_local(const cl_engine *e, const wg_layout *lo)
  * left over sorts that many candidates at once (cl/eplb_pack.cl's
  * PACK_SORT_BATCH, each EPLB_XCH_SORT_BYTES of cl/eplb_scratch.h: a key
  * and an item for each of n rounded up to a power of two, at least 64). */
-static void plan_sort_batch(const cl_engine *e, wg_layout *lo, int n,
+static void plan_sort_batch(const ocl_engine *e, wg_layout *lo, int n,
                             int local, size_t wg)
 {
     if (!lo->split || local)
@@ -244,7 +244,7 @@ static void plan_sort_batch(const cl_engine *e, wg_layout *lo, int n,
  * lanes path keeps a row's state per lane in private memory. */
 #define LANES_MAX_ITEMS 1024
 
-static int cand_lanes(const cl_engine *e, int n)
+static int cand_lanes(const ocl_engine *e, int n)
 {
     const char *v = getenv("EPLB_CL_LANES");
     if (n > LANES_MAX_ITEMS)
@@ -275,7 +275,7 @@ static size_t lanes_private_bytes(int lanes, int n, int m)
  * work-groups, not by the work-items of one. */
 #define LANES_STACK_BUDGET (512 * 1024)
 
-static size_t lanes_group_width(const cl_engine *e, const plan_dims *d,
+static size_t lanes_group_width(const ocl_engine *e, const plan_dims *d,
                                 size_t wg)
 {
     size_t need = 0;
@@ -293,7 +293,7 @@ static size_t lanes_group_width(const cl_engine *e, const plan_dims *d,
     return wg;
 }
 
-static void program_options(char *buf, size_t len, const cl_engine *e,
+static void program_options(char *buf, size_t len, const ocl_engine *e,
                             const plan_dims *d, int slots, size_t wg,
                             const wg_layout *lo, int local)
 {
@@ -318,13 +318,13 @@ static void program_options(char *buf, size_t len, const cl_engine *e,
         snprintf(buf + n, len - (size_t)n, " %s", extra);
 }
 
-static int make_kernel(cl_engine *e, cl_program p, const char *name,
+static int make_kernel(ocl_engine *e, cl_program p, const char *name,
                        cl_kernel *k, size_t *max_wg)
 {
     cl_int err;
     *k = clCreateKernel(p, name, &err);
     if (err != CL_SUCCESS)
-        return cl_fail(err, "clCreateKernel", e);
+        return ocl_fail(err, "clCreateKernel", e);
     size_t kwg = 0;
     clGetKernelWorkGroupInfo(*k, e->dev.device, CL_KERNEL_WORK_GROUP_SIZE,
                              sizeof kwg, &kwg, NULL);
@@ -333,15 +333,15 @@ static int make_kernel(cl_engine *e, cl_program p, const char *name,
     return EPLB_OK;
 }
 
-static int build_for(cl_engine *e, const plan_dims *d, int cands)
+static int build_for(ocl_engine *e, const plan_dims *d, int cands)
 {
     release_programs(e);
     release_buffers(e);
     if (d->ppn > 65535 || d->G > 65535)
-        return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
-                         "%d slots per node exceed the kernels' 16-bit item "
-                         "indices: use more nodes or the reference backend",
-                         d->ppn);
+        return eplbi_fail(EPLB_ERR_DEVICE_LIMIT,
+                          "%d slots per node exceed the kernels' 16-bit item "
+                          "indices: use more nodes or the reference backend",
+                          d->ppn);
     size_t wg = (e->dev.type & CL_DEVICE_TYPE_CPU) ? WG_CPU : WG_GPU;
     while (wg > e->dev.max_work_group && wg > 1)
         wg /= 2;
@@ -370,14 +370,14 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
     for (;;) {
         char opts[OPTIONS_MAX];
         program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
-        int rc = cl_program_build(e->ctx, &e->dev, groups_files,
-                                  N_GROUPS_FILES, opts, "eplb_groups",
-                                  &e->prog_groups);
+        int rc = ocl_program_build(e->ctx, &e->dev, groups_files,
+                                   N_GROUPS_FILES, opts, "eplb_groups",
+                                   &e->prog_groups);
         if (rc)
             return rc;
         program_options(opts, sizeof opts, e, d, 1, wg, &ls, e->local_slots);
-        rc = cl_program_build(e->ctx, &e->dev, groups_files, N_GROUPS_FILES,
-                              opts, "eplb_slots;eplb_finish", &e->prog_slots);
+        rc = ocl_program_build(e->ctx, &e->dev, groups_files, N_GROUPS_FILES,
+                               opts, "eplb_slots;eplb_finish", &e->prog_slots);
         if (rc)
             return rc;
         size_t max_wg = wg;
@@ -396,9 +396,9 @@ static int build_for(cl_engine *e, const plan_dims *d, int cands)
         /* The compiled kernels need a narrower group on this device. */
         release_programs(e);
         if (wg <= WG_MIN)
-            return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
-                             "device '%s' runs these kernels only in groups "
-                             "of %zu work-items", e->dev.device_name, max_wg);
+            return eplbi_fail(EPLB_ERR_DEVICE_LIMIT,
+                              "device '%s' runs these kernels only in groups "
+                              "of %zu work-items", e->dev.device_name, max_wg);
         wg /= 2;
     }
     e->wg = wg;
@@ -427,11 +427,11 @@ static size_t plan_elements(const plan_dims *d)
 
 /* The all-ones vector the group-load GEMV multiplies by, and a zeroed
  * result (CLBlast computes beta * y even for beta 0: y must hold no NaN). */
-static int clblast_buffers_init(cl_engine *e, const plan_dims *d)
+static int clblast_buffers_init(ocl_engine *e, const plan_dims *d)
 {
     float *ones = malloc((size_t)d->gs * sizeof(float));
     if (!ones)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int j = 0; j < d->gs; j++)
         ones[j] = 1.0f;
     cl_int err = clEnqueueWriteBuffer(e->q, e->b_ones, CL_TRUE, 0,
@@ -444,10 +444,10 @@ static int clblast_buffers_init(cl_engine *e, const plan_dims *d)
                                   (size_t)d->L * d->G * sizeof(float), 0,
                                   NULL, NULL);
     return err == CL_SUCCESS ? EPLB_OK
-                             : cl_fail(err, "initialising CLBlast's buffers", e);
+                             : ocl_fail(err, "initialising CLBlast's buffers", e);
 }
 
-static int reserve_buffers(cl_engine *e, const plan_dims *d)
+static int reserve_buffers(ocl_engine *e, const plan_dims *d)
 {
     if (e->cap_layers >= d->L)
         return EPLB_OK;
@@ -476,19 +476,19 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
     for (size_t i = 0; i < n_want; i++) {
         if (want[i].bytes > e->dev.max_alloc) {
             release_buffers(e);
-            return eplb_fail(EPLB_ERR_DEVICE_LIMIT,
-                             "a %zu-byte buffer exceeds device '%s''s "
-                             "largest allocation (%llu bytes): split the "
-                             "layers into several calls", want[i].bytes,
-                             e->dev.device_name,
-                             (unsigned long long)e->dev.max_alloc);
+            return eplbi_fail(EPLB_ERR_DEVICE_LIMIT,
+                              "a %zu-byte buffer exceeds device '%s''s "
+                              "largest allocation (%llu bytes): split the "
+                              "layers into several calls", want[i].bytes,
+                              e->dev.device_name,
+                              (unsigned long long)e->dev.max_alloc);
         }
         cl_int err;
         *want[i].buf = clCreateBuffer(e->ctx, want[i].flags, want[i].bytes,
                                       NULL, &err);
         if (err != CL_SUCCESS) {
             release_buffers(e);
-            return cl_fail(err, "clCreateBuffer", e);
+            return ocl_fail(err, "clCreateBuffer", e);
         }
     }
     cl_int err;
@@ -498,7 +498,7 @@ static int reserve_buffers(cl_engine *e, const plan_dims *d)
     if (err != CL_SUCCESS) {
         e->host_out = NULL;
         release_buffers(e);
-        return cl_fail(err, "mapping the plan's host buffer", e);
+        return ocl_fail(err, "mapping the plan's host buffer", e);
     }
     if (e->use_clblast) {
         int rc = clblast_buffers_init(e, d);
@@ -519,9 +519,9 @@ static int same_shape(const plan_dims *a, const plan_dims *b)
 
 #define SET_ARG(k, i, v) err |= clSetKernelArg(k, i, sizeof(v), &(v))
 
-int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
-                        const pack_params *pp, const float *weight,
-                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
+int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
+                         const pack_params *pp, const float *weight,
+                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
 {
     int rc;
     if (!e->built || !same_shape(&e->dims, d) || e->cands != pp->candidates) {
@@ -568,7 +568,7 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     SET_ARG(e->k_finish, 4, e->b_rowmax);
     SET_ARG(e->k_finish, 5, e->b_out);
     if (err != CL_SUCCESS)
-        return cl_fail(err, "clSetKernelArg", e);
+        return ocl_fail(err, "clSetKernelArg", e);
     size_t local = e->wg;
     size_t g_layers = (size_t)d->L * e->wg;
     size_t g_rows = 2 * (size_t)d->L * d->N * e->wg;
@@ -585,10 +585,10 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
             0.0f, e->b_gw, 0, 1, &e->q, NULL);
         if (st != CLBlastSuccess) {
             clFinish(e->q);
-            return eplb_fail(EPLB_ERR_OPENCL,
-                             "CLBlastSgemv (group loads) failed with status "
-                             "%d on '%s': set use_clblast to 0",
-                             (int)st, e->dev.device_name);
+            return eplbi_fail(EPLB_ERR_OPENCL,
+                              "CLBlastSgemv (group loads) failed with status "
+                              "%d on '%s': set use_clblast to 0",
+                              (int)st, e->dev.device_name);
         }
     }
 #endif
@@ -613,7 +613,7 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
         for (int i = 0; i < 5; i++)
             if (ev[i])
                 clReleaseEvent(ev[i]);
-        return cl_fail(err, "running the rebalance kernels", e);
+        return ocl_fail(err, "running the rebalance kernels", e);
     }
     if (e->profile) {
         double us[5];
@@ -645,12 +645,12 @@ int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
     return EPLB_OK;
 }
 
-int cl_engine_profile(const cl_engine *e, eplb_profile *out)
+int ocl_engine_profile(const ocl_engine *e, eplb_profile *out)
 {
     if (!e->profile || !e->have_profile)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "no profile: set EPLB_CL_PROFILE=1 before creating "
-                         "the context, then call eplb_rebalance");
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "no profile: set EPLB_CL_PROFILE=1 before creating "
+                          "the context, then call eplb_rebalance");
     *out = e->last_profile;
     return EPLB_OK;
 }
@@ -669,18 +669,18 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Buffers for the floor job, grown as needed. */
-static int floor_reserve(cl_engine *e, size_t in_bytes, size_t out_bytes)
+static int floor_reserve(ocl_engine *e, size_t in_bytes, size_t out_bytes)
 {
     if (!e->k_floor) {
         static const char *const files[] = {"eplb_floor.cl"};
-        int rc = cl_program_build(e->ctx, &e->dev, files, 1, "-cl-std=CL1.2",
-                                  "eplb_floor", &e->prog_floor);
+        int rc = ocl_program_build(e->ctx, &e->dev, files, 1, "-cl-std=CL1.2",
+                                   "eplb_floor", &e->prog_floor);
         if (rc)
             return rc;
         cl_int err;
         e->k_floor = clCreateKernel(e->prog_floor, "eplb_floor", &err);
         if (err != CL_SUCCESS)
-            return cl_fail(err, "clCreateKernel(eplb_floor)", e);
+            return ocl_fail(err, "clCreateKernel(eplb_floor)", e);
     }
     if (e->f_in_bytes >= in_bytes && e->f_out_bytes >= out_bytes)
         return EPLB_OK;
@@ -698,17 +698,17 @@ static int floor_reserve(cl_engine *e, size_t in_bytes, size_t out_bytes)
                                   &err);
     e->f_host = malloc(in_bytes > out_bytes ? in_bytes : out_bytes);
     if (err != CL_SUCCESS || !e->f_host)
-        return err != CL_SUCCESS ? cl_fail(err, "clCreateBuffer", e)
-                                 : eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                                             "out of host memory");
+        return err != CL_SUCCESS ? ocl_fail(err, "clCreateBuffer", e)
+                                 : eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                                              "out of host memory");
     memset(e->f_host, 0, in_bytes > out_bytes ? in_bytes : out_bytes);
     e->f_in_bytes = in_bytes;
     e->f_out_bytes = out_bytes;
     return EPLB_OK;
 }
 
-int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
-                    double *median_us, double *p99_us)
+int ocl_engine_floor(ocl_engine *e, const plan_dims *d, int runs,
+                     double *median_us, double *p99_us)
 {
     size_t n_in = (size_t)d->L * d->E, n_out = plan_elements(d);
     int rc = floor_reserve(e, n_in * sizeof(float), n_out * sizeof(int32_t));
@@ -716,7 +716,7 @@ int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
         return rc;
     double *t = malloc((size_t)runs * sizeof(double));
     if (!t)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     cl_uint a_in = (cl_uint)n_in, a_out = (cl_uint)n_out;
     cl_int err = 0;
     SET_ARG(e->k_floor, 0, e->f_in);
@@ -740,7 +740,7 @@ int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
     }
     if (err != CL_SUCCESS) {
         free(t);
-        return cl_fail(err, "the floor job", e);
+        return ocl_fail(err, "the floor job", e);
     }
     qsort(t, (size_t)runs, sizeof *t, cmp_double);
     *median_us = t[runs / 2];

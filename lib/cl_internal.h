@@ -18,7 +18,7 @@
 
 #define EPLB_NAME_MAX 256
 
-typedef struct cl_device_choice {
+typedef struct ocl_device_choice {
     cl_platform_id platform;
     cl_device_id device;
     cl_device_type type;
@@ -30,23 +30,23 @@ typedef struct cl_device_choice {
     size_t max_work_group;
     cl_ulong local_mem;
     cl_ulong max_alloc;
-} cl_device_choice;
+} ocl_device_choice;
 
 /* Picks a device by the options, then the environment filters, then the
  * default order (GPU, accelerator, CPU). note gets a line on fallbacks. */
-int cl_device_choose(const eplb_options *opts, cl_device_choice *out,
-                     char *note, size_t note_len);
+int ocl_device_choose(const eplb_options *opts, ocl_device_choice *out,
+                      char *note, size_t note_len);
 
 /* Name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES". */
-const char *cl_error_name(cl_int err);
+const char *ocl_error_name(cl_int err);
 
 /* Builds a program from the named kernel files (embedded, or read from
  * $EPLB_CL_KERNEL_DIR), using the on-disk binary cache. kernels: the
  * ';'-separated kernel names the caller will create; a cached binary
  * that lacks one is rebuilt from source. */
-int cl_program_build(cl_context ctx, const cl_device_choice *dev,
-                     const char *const *files, int nfiles,
-                     const char *options, const char *kernels,
-                     cl_program *out);
+int ocl_program_build(cl_context ctx, const ocl_device_choice *dev,
+                      const char *const *files, int nfiles,
+                      const char *options, const char *kernels,
+                      cl_program *out);
 
 #endif

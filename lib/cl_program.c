@@ -51,12 +51,12 @@ static char *read_kernel_file(const char *dir, const char *name, size_t *len,
     FILE *f = NULL;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         st.st_size > KERNEL_FILE_MAX || !(f = fdopen(fd, "rb"))) {
-        *rc = eplb_fail(EPLB_ERR_KERNEL_BUILD,
-                        "EPLB_CL_KERNEL_DIR is set but %s cannot be read "
-                        "(%s): point it at a copy of the cl/ directory or "
-                        "unset it", path,
-                        fd < 0 ? strerror(errno)
-                        : !S_ISREG(st.st_mode) ? "not a regular file"
+        *rc = eplbi_fail(EPLB_ERR_KERNEL_BUILD,
+                         "EPLB_CL_KERNEL_DIR is set but %s cannot be read "
+                         "(%s): point it at a copy of the cl/ directory or "
+                         "unset it", path,
+                         fd < 0 ? strerror(errno)
+                         : !S_ISREG(st.st_mode) ? "not a regular file"
                                                : "larger than 256 MiB");
         if (fd >= 0)
             close(fd);
@@ -65,8 +65,8 @@ static char *read_kernel_file(const char *dir, const char *name, size_t *len,
     char *buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
         fclose(f);
-        *rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                        "out of host memory reading kernel file %s", path);
+        *rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                         "out of host memory reading kernel file %s", path);
         return NULL;
     }
     size_t n = fread(buf, 1, (size_t)st.st_size, f);
@@ -84,7 +84,7 @@ static char *program_source(const char *const *files, int nfiles,
     size_t total = 0, cap = 1 << 16;
     char *src = malloc(cap);
     if (!src) {
-        *rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        *rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
         return NULL;
     }
     for (int i = 0; i < nfiles; i++) {
@@ -98,7 +98,7 @@ static char *program_source(const char *const *files, int nfiles,
                 return NULL;
             }
         } else {
-            for (const struct cl_embedded_source *e = cl_embedded_sources;
+            for (const struct ocl_embedded_source *e = ocl_embedded_sources;
                  e->name; e++)
                 if (strcmp(e->name, files[i]) == 0) {
                     text = e->text;
@@ -106,9 +106,9 @@ static char *program_source(const char *const *files, int nfiles,
                 }
             if (!text) {
                 free(src);
-                *rc = eplb_fail(EPLB_ERR_KERNEL_BUILD,
-                                "kernel file %s is not embedded in this "
-                                "build", files[i]);
+                *rc = eplbi_fail(EPLB_ERR_KERNEL_BUILD,
+                                 "kernel file %s is not embedded in this "
+                                 "build", files[i]);
                 return NULL;
             }
         }
@@ -119,8 +119,8 @@ static char *program_source(const char *const *files, int nfiles,
             if (!ns) {
                 free(owned);
                 free(src);
-                *rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                                "out of host memory for the kernel source");
+                *rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                                 "out of host memory for the kernel source");
                 return NULL;
             }
             src = ns;
@@ -168,7 +168,7 @@ typedef struct cache_key {
     int usable;
 } cache_key;
 
-static void make_cache_key(cache_key *k, const cl_device_choice *dev,
+static void make_cache_key(cache_key *k, const ocl_device_choice *dev,
                            const char *src, size_t src_len,
                            const char *options)
 {
@@ -285,7 +285,7 @@ static void cache_store(const cache_key *k, const unsigned char *bin,
         unlink(tmp);
 }
 
-static int build_log_error(cl_program prog, const cl_device_choice *dev,
+static int build_log_error(cl_program prog, const ocl_device_choice *dev,
                            const char *options, cl_int err)
 {
     size_t log_len = 0;
@@ -298,21 +298,21 @@ static int build_log_error(cl_program prog, const cl_device_choice *dev,
                               log_len, log, NULL);
         log[log_len] = '\0';
     }
-    int rc = eplb_fail(EPLB_ERR_KERNEL_BUILD,
-                       "the kernels failed to build (%s) on device '%s' "
-                       "(platform '%s', driver %s) with options '%s'. If "
-                       "EPLB_CL_KERNEL_DIR is set, check those .cl files; "
-                       "else report this log:\n%s",
-                       cl_error_name(err), dev->device_name,
-                       dev->platform_name, dev->driver_version, options,
-                       log ? log : "(no log)");
+    int rc = eplbi_fail(EPLB_ERR_KERNEL_BUILD,
+                        "the kernels failed to build (%s) on device '%s' "
+                        "(platform '%s', driver %s) with options '%s'. If "
+                        "EPLB_CL_KERNEL_DIR is set, check those .cl files; "
+                        "else report this log:\n%s",
+                        ocl_error_name(err), dev->device_name,
+                        dev->platform_name, dev->driver_version, options,
+                        log ? log : "(no log)");
     free(log);
     return rc;
 }
 
 /* EPLB_CL_BUILD_LOG=1: the compiler's log of every fresh build on stderr
  * (registers, spills), for work on the kernels. */
-static void print_build_log(cl_program prog, const cl_device_choice *dev,
+static void print_build_log(cl_program prog, const ocl_device_choice *dev,
                             const char *options)
 {
     size_t len = 0;
@@ -353,7 +353,7 @@ static int kernels_present(cl_program p, const char *kernels)
     return ok;
 }
 
-static cl_program from_binary(cl_context ctx, const cl_device_choice *dev,
+static cl_program from_binary(cl_context ctx, const ocl_device_choice *dev,
                               const unsigned char *bin, size_t len,
                               const char *options, const char *kernels)
 {
@@ -388,15 +388,15 @@ static void store_binary(cl_program p, const cache_key *k)
  * builds are rare (once per shape, mostly from the cache). */
 static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int build_locked(cl_context ctx, const cl_device_choice *dev,
+static int build_locked(cl_context ctx, const ocl_device_choice *dev,
                         const char *const *files, int nfiles,
                         const char *options, const char *kernels,
                         cl_program *out);
 
-int cl_program_build(cl_context ctx, const cl_device_choice *dev,
-                     const char *const *files, int nfiles,
-                     const char *options, const char *kernels,
-                     cl_program *out)
+int ocl_program_build(cl_context ctx, const ocl_device_choice *dev,
+                      const char *const *files, int nfiles,
+                      const char *options, const char *kernels,
+                      cl_program *out)
 {
     pthread_mutex_lock(&build_lock);
     int rc = build_locked(ctx, dev, files, nfiles, options, kernels, out);
@@ -404,7 +404,7 @@ int cl_program_build(cl_context ctx, const cl_device_choice *dev,
     return rc;
 }
 
-static int build_locked(cl_context ctx, const cl_device_choice *dev,
+static int build_locked(cl_context ctx, const ocl_device_choice *dev,
                         const char *const *files, int nfiles,
                         const char *options, const char *kernels,
                         cl_program *out)
@@ -435,9 +435,9 @@ static int build_locked(cl_context ctx, const cl_device_choice *dev,
     free(src);
     if (err != CL_SUCCESS) {
         free(key.text);
-        return eplb_fail(EPLB_ERR_OPENCL,
-                         "clCreateProgramWithSource failed with %s on '%s'",
-                         cl_error_name(err), dev->device_name);
+        return eplbi_fail(EPLB_ERR_OPENCL,
+                          "clCreateProgramWithSource failed with %s on '%s'",
+                          ocl_error_name(err), dev->device_name);
     }
     err = clBuildProgram(p, 1, &dev->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {

@@ -5,13 +5,13 @@
 
 #include <stddef.h>
 
-struct cl_embedded_source {
+struct ocl_embedded_source {
     const char *name; /* file name in cl/, e.g. "eplb_pack.cl" */
     const char *text;
     size_t length;
 };
 
 /* Terminated by an entry with name NULL. */
-extern const struct cl_embedded_source cl_embedded_sources[];
+extern const struct ocl_embedded_source ocl_embedded_sources[];
 
 #endif

@@ -22,7 +22,7 @@ struct eplb_context {
     eplb_options opts;
     int backend; /* EPLB_BACKEND_REFERENCE or EPLB_BACKEND_OPENCL */
     reference_state *ref;
-    cl_engine *cl;
+    ocl_engine *cl;
     plan_buf fresh, next; /* the fresh plan; the plan being returned */
     replan_state *replan;
     char note[EPLB_NOTE_MAX];
@@ -54,9 +54,9 @@ static int plan_buf_reserve(plan_buf *b, const plan_dims *d)
     if (grow(&b->phy2log, &b->p2l_cap, L * d->P) ||
         grow(&b->log2phy, &b->l2p_cap, L * d->E * d->maxrep) ||
         grow(&b->logcnt, &b->cnt_cap, L * d->E))
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                         "out of host memory for a %d-layer, %d-slot plan",
-                         d->L, d->P);
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                          "out of host memory for a %d-layer, %d-slot plan",
+                          d->L, d->P);
     return EPLB_OK;
 }
 
@@ -77,61 +77,61 @@ void eplb_options_default(eplb_options *o)
 static int check_options(const eplb_options *o)
 {
     if (o->backend < EPLB_BACKEND_AUTO || o->backend > EPLB_BACKEND_OPENCL)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "backend %d is not auto, reference or opencl",
-                         (int)o->backend);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "backend %d is not auto, reference or opencl",
+                          (int)o->backend);
     if (o->policy < EPLB_POLICY_AUTO || o->policy > EPLB_POLICY_GLOBAL)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "policy %d is not auto, hierarchical or global",
-                         (int)o->policy);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "policy %d is not auto, hierarchical or global",
+                          (int)o->policy);
     if (o->candidates < 1 || o->candidates > EPLB_MAX_CANDIDATES)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "candidates is %d: use 1..%d (1 with swap_rounds 0 "
-                         "is the deterministic algorithm)",
-                         o->candidates, EPLB_MAX_CANDIDATES);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "candidates is %d: use 1..%d (1 with swap_rounds 0 "
+                          "is the deterministic algorithm)",
+                          o->candidates, EPLB_MAX_CANDIDATES);
     if (!(o->noise >= 0.0f && o->noise <= 1.0f))
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "noise is %g: use a value in [0, 1] (default 0.2)",
-                         (double)o->noise);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "noise is %g: use a value in [0, 1] (default 0.2)",
+                          (double)o->noise);
     if (o->use_clblast != 0 && o->use_clblast != 1)
-        return eplb_fail(EPLB_ERR_BAD_OPTION, "use_clblast is %d: use 0 or 1",
-                         o->use_clblast);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION, "use_clblast is %d: use 0 or 1",
+                          o->use_clblast);
 #ifndef HAVE_CLBLAST
     if (o->use_clblast)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "use_clblast is 1 but this build has no CLBlast: "
-                         "install libclblast-dev and re-run ./configure");
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "use_clblast is 1 but this build has no CLBlast: "
+                          "install libclblast-dev and re-run ./configure");
 #endif
     if (o->swap_rounds < 0 || o->swap_rounds > EPLB_MAX_SWAP_ROUNDS)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "swap_rounds is %d: use 0..%d (default 20)",
-                         o->swap_rounds, EPLB_MAX_SWAP_ROUNDS);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "swap_rounds is %d: use 0..%d (default 20)",
+                          o->swap_rounds, EPLB_MAX_SWAP_ROUNDS);
     if (!(o->tolerance >= 0.0f && o->tolerance <= 0.5f))
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "tolerance is %g: use a fraction in [0, 0.5] "
-                         "(default 0: at least as balanced as a fresh plan)",
-                         (double)o->tolerance);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "tolerance is %g: use a fraction in [0, 0.5] "
+                          "(default 0: at least as balanced as a fresh plan)",
+                          (double)o->tolerance);
     if (o->distinct_per_gpu != 0 && o->distinct_per_gpu != 1)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "distinct_per_gpu is %d: use 0 or 1",
-                         o->distinct_per_gpu);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "distinct_per_gpu is %d: use 0 or 1",
+                          o->distinct_per_gpu);
     /* Here and not only where OpenCL looks for a device: with backend
      * auto or reference a misspelt type would pass unnoticed. */
     const char *t = o->device_type;
     if (t && *t && strcasecmp(t, "gpu") != 0 && strcasecmp(t, "cpu") != 0 &&
         strcasecmp(t, "accelerator") != 0)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "device_type is '%s': use gpu, cpu or accelerator "
-                         "(or NULL for no filter)", t);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "device_type is '%s': use gpu, cpu or accelerator "
+                          "(or NULL for no filter)", t);
     return EPLB_OK;
 }
 
 int eplb_context_create(eplb_context **out, const eplb_options *opts)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     if (!out)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "out is NULL: pass the address of an eplb_context*");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "out is NULL: pass the address of an eplb_context*");
     *out = NULL;
     /* Options from a caller built against an older header are shorter: the
      * fields it does not know keep their defaults. */
@@ -140,10 +140,10 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
     if (opts) {
         if (opts->struct_size < offsetof(eplb_options, tolerance) ||
             opts->struct_size > sizeof given)
-            return eplb_fail(EPLB_ERR_BAD_OPTION,
-                             "opts->struct_size is %u: fill the options with "
-                             "eplb_options_default() before setting fields",
-                             (unsigned)opts->struct_size);
+            return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                              "opts->struct_size is %u: fill the options with "
+                              "eplb_options_default() before setting fields",
+                              (unsigned)opts->struct_size);
         memcpy(&given, opts, opts->struct_size);
         given.struct_size = (uint32_t)sizeof given;
     }
@@ -153,13 +153,13 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
         return rc;
     eplb_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     ctx->opts = *opts;
     /* The filter strings are borrowed during create only. */
     ctx->opts.platform = ctx->opts.device = ctx->opts.device_type = NULL;
     ctx->backend = EPLB_BACKEND_REFERENCE;
     if (opts->backend != EPLB_BACKEND_REFERENCE) {
-        rc = cl_engine_create(&ctx->cl, opts, ctx->note, sizeof ctx->note);
+        rc = ocl_engine_create(&ctx->cl, opts, ctx->note, sizeof ctx->note);
         if (rc == EPLB_OK) {
             ctx->backend = EPLB_BACKEND_OPENCL;
         } else if (opts->backend == EPLB_BACKEND_OPENCL ||
@@ -172,7 +172,7 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
             snprintf(ctx->note, sizeof ctx->note,
                      "no usable OpenCL device (%s); running the reference "
                      "backend on the host", eplb_last_error());
-            eplb_clear_error();
+            eplbi_clear_error();
         }
     }
     *out = ctx;
@@ -184,7 +184,7 @@ void eplb_context_destroy(eplb_context *ctx)
     if (!ctx)
         return;
     reference_state_free(ctx->ref);
-    cl_engine_destroy(ctx->cl);
+    ocl_engine_destroy(ctx->cl);
     plan_buf_free(&ctx->fresh);
     plan_buf_free(&ctx->next);
     replan_state_free(ctx->replan);
@@ -202,7 +202,7 @@ const char *eplb_context_device(const eplb_context *ctx)
 {
     if (!ctx)
         return "none";
-    return ctx->backend == EPLB_BACKEND_OPENCL ? cl_engine_device_name(ctx->cl)
+    return ctx->backend == EPLB_BACKEND_OPENCL ? ocl_engine_device_name(ctx->cl)
                                                : "host CPU";
 }
 
@@ -218,8 +218,8 @@ int context_backend_plan(eplb_context *ctx, const plan_dims *d,
     pack_params pp = {ctx->opts.candidates, ctx->opts.swap_rounds,
                       ctx->opts.noise, ctx->opts.seed};
     if (ctx->backend == EPLB_BACKEND_OPENCL)
-        return cl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
-                                   logcnt);
+        return ocl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
+                                    logcnt);
     return reference_rebalance(&ctx->ref, d, &pp, weight, phy2log, log2phy,
                                logcnt);
 }
@@ -262,17 +262,17 @@ int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
                         const uint8_t *mask, int32_t *phy2log,
                         int32_t *log2phy, int32_t *logcnt)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     if (!ctx)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "ctx is NULL: create one with eplb_context_create");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "ctx is NULL: create one with eplb_context_create");
     int rc = validate_shape(shape);
     if (rc)
         return rc;
     if (!phy2log || !log2phy || !logcnt)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "%s is NULL: allocate the sizes eplb_plan_sizes() "
-                         "gives", !phy2log ? "phy2log"
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "%s is NULL: allocate the sizes eplb_plan_sizes() "
+                          "gives", !phy2log ? "phy2log"
                                   : !log2phy ? "log2phy" : "logcnt");
     rc = validate_loads(shape, weight);
     if (rc)
@@ -324,31 +324,31 @@ int eplb_rebalance(eplb_context *ctx, const eplb_shape *shape,
 int eplb_context_floor(eplb_context *ctx, const eplb_shape *shape, int runs,
                        double *median_us, double *p99_us)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     if (!ctx || !median_us)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and median_us must "
-                         "not be NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and median_us must "
+                          "not be NULL");
     if (ctx->backend != EPLB_BACKEND_OPENCL)
-        return eplb_fail(EPLB_ERR_BAD_OPTION, "the floor is an OpenCL "
-                         "figure; this context runs the reference backend");
+        return eplbi_fail(EPLB_ERR_BAD_OPTION, "the floor is an OpenCL "
+                          "figure; this context runs the reference backend");
     int rc = validate_shape(shape);
     if (rc)
         return rc;
     if (runs < 1)
-        return eplb_fail(EPLB_ERR_BAD_OPTION, "runs is %d: use 1 or more",
-                         runs);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION, "runs is %d: use 1 or more",
+                          runs);
     int policy = eplb_resolve_policy(EPLB_POLICY_AUTO, shape);
     plan_dims d;
     plan_dims_init(&d, shape, policy);
-    return cl_engine_floor(ctx->cl, &d, runs, median_us, p99_us);
+    return ocl_engine_floor(ctx->cl, &d, runs, median_us, p99_us);
 }
 
 int eplb_context_profile(const eplb_context *ctx, eplb_profile *out)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     if (!ctx || !out)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and out must not be "
-                         "NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT, "ctx and out must not be "
+                          "NULL");
     /* An output struct (eplb_cl.h): at least its first result field. */
     int rc = out_struct_check(out, offsetof(eplb_profile, upload_us) +
                               sizeof out->upload_us, sizeof *out,
@@ -356,10 +356,10 @@ int eplb_context_profile(const eplb_context *ctx, eplb_profile *out)
     if (rc)
         return rc;
     if (ctx->backend != EPLB_BACKEND_OPENCL)
-        return eplb_fail(EPLB_ERR_BAD_OPTION, "profiles are OpenCL "
-                         "figures; this context runs the reference backend");
+        return eplbi_fail(EPLB_ERR_BAD_OPTION, "profiles are OpenCL "
+                          "figures; this context runs the reference backend");
     eplb_profile p = {0};
-    rc = cl_engine_profile(ctx->cl, &p);
+    rc = ocl_engine_profile(ctx->cl, &p);
     if (rc)
         return rc;
     out_struct_write(out, &p);

@@ -7,13 +7,13 @@
 int eplb_copies(const eplb_shape *shape, const int32_t *current,
                 const int32_t *next, long *per_gpu, long *total)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int rc = validate_shape(shape);
     if (rc)
         return rc;
     if (!current || !next || !total)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "current, next and total must not be NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "current, next and total must not be NULL");
     int L = shape->layers, E = shape->experts, P = shape->num_replicas,
         M = shape->num_gpus, ppg = P / M;
     size_t n = (size_t)L * P;
@@ -22,16 +22,16 @@ int eplb_copies(const eplb_shape *shape, const int32_t *current,
                              : next[i] < -1 || next[i] >= E     ? next
                                                                 : NULL;
         if (bad)
-            return eplb_fail(EPLB_ERR_BAD_PLAN,
-                             "%s[%zu][%zu] is %d: expert ids are 0..%d, or "
-                             "-1 for an empty slot",
-                             bad == current ? "current" : "next", i / P,
-                             i % P, bad[i], E - 1);
+            return eplbi_fail(EPLB_ERR_BAD_PLAN,
+                              "%s[%zu][%zu] is %d: expert ids are 0..%d, or "
+                              "-1 for an empty slot",
+                              bad == current ? "current" : "next", i / P,
+                              i % P, bad[i], E - 1);
     }
     /* held[e] = stamp of the (layer, GPU) that holds e in `current`. */
     long *held = malloc((size_t)E * 2 * sizeof(long));
     if (!held)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     long *counted = held + E;
     for (int e = 0; e < 2 * E; e++)
         held[e] = -1;

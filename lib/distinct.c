@@ -300,7 +300,7 @@ int distinct_per_gpu_apply(const plan_dims *d, const float *weight,
         free(v.first);
         free(v.base);
         free(on_node);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     v.next = v.first + E;
     v.order = v.next + P;

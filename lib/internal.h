@@ -16,9 +16,9 @@
 /* ---- errors (status.c) ------------------------------------------------ */
 
 /* Records the detail of a failure for eplb_last_error() and returns code. */
-int eplb_fail(int code, const char *fmt, ...)
+int eplbi_fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void eplb_clear_error(void);
+void eplbi_clear_error(void);
 
 /* ---- output structs (status.c) ---------------------------------------- */
 
@@ -111,18 +111,18 @@ int reference_rebalance(reference_state **st, const plan_dims *d,
 
 /* ---- the OpenCL backend (cl_engine.c) --------------------------------- */
 
-typedef struct cl_engine cl_engine;
-int cl_engine_create(cl_engine **out, const eplb_options *opts,
-                     char *note, size_t note_len);
-void cl_engine_destroy(cl_engine *e);
-const char *cl_engine_device_name(const cl_engine *e);
-int cl_engine_rebalance(cl_engine *e, const plan_dims *d,
-                        const pack_params *pp, const float *weight,
-                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+typedef struct ocl_engine ocl_engine;
+int ocl_engine_create(ocl_engine **out, const eplb_options *opts,
+                      char *note, size_t note_len);
+void ocl_engine_destroy(ocl_engine *e);
+const char *ocl_engine_device_name(const ocl_engine *e);
+int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
+                         const pack_params *pp, const float *weight,
+                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
 
-int cl_engine_floor(cl_engine *e, const plan_dims *d, int runs,
-                    double *median_us, double *p99_us);
-int cl_engine_profile(const cl_engine *e, eplb_profile *out);
+int ocl_engine_floor(ocl_engine *e, const plan_dims *d, int runs,
+                     double *median_us, double *p99_us);
+int ocl_engine_profile(const ocl_engine *e, eplb_profile *out);
 
 /* ---- the context's backend (context.c) -------------------------------- */
 

@@ -26,14 +26,14 @@ int mask_check(const plan_dims *d, const uint8_t *mask)
 {
     int live = count_live(mask, 0, d->M);
     if (live == 0)
-        return eplb_fail(EPLB_ERR_BAD_MASK,
-                         "gpu_mask marks all %d GPUs dead: at least one GPU "
-                         "must be usable", d->M);
+        return eplbi_fail(EPLB_ERR_BAD_MASK,
+                          "gpu_mask marks all %d GPUs dead: at least one GPU "
+                          "must be usable", d->M);
     if ((long)live * d->ppg < d->E)
-        return eplb_fail(EPLB_ERR_BAD_MASK,
-                         "gpu_mask leaves %d usable GPUs x %d slots = %d "
-                         "slots for %d experts: every expert needs a slot",
-                         live, d->ppg, live * d->ppg, d->E);
+        return eplbi_fail(EPLB_ERR_BAD_MASK,
+                          "gpu_mask leaves %d usable GPUs x %d slots = %d "
+                          "slots for %d experts: every expert needs a slot",
+                          live, d->ppg, live * d->ppg, d->E);
     return EPLB_OK;
 }
 
@@ -63,7 +63,7 @@ static int sub_plan(eplb_context *ctx, const plan_dims *s, const float *w,
     *cnt = malloc(L * s->E * sizeof(int32_t));
     int rc = EPLB_OK;
     if (!l2p || !*p2l || !*cnt)
-        rc = eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     if (rc == EPLB_OK)
         rc = context_backend_plan(ctx, s, w, *p2l, l2p, *cnt);
     free(l2p);
@@ -256,7 +256,7 @@ static int plan_node_batch(eplb_context *ctx, const plan_dims *d,
     if (!sw || !ids) {
         free(sw);
         free(ids);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     for (int j = 0; j < nb; j++)
         for (int l = 0; l < d->L; l++) {
@@ -315,7 +315,7 @@ static int plan_hier_live(eplb_context *ctx, const plan_dims *d,
         free(ints);
         free(key);
         free(load);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     int *lg = ints, *k = lg + N, *x = k + N, *batch = x + N;
     assign_scratch a = {batch + N, batch + N + d->G, key,

@@ -30,30 +30,30 @@ static int layer_check(const eplb_shape *shape, int l, const int32_t *p2l,
             if (e == -1)
                 empty++;
             else if (e < 0 || e >= E)
-                return eplb_fail(EPLB_ERR_BAD_PLAN,
-                                 "phy2log[%d][%d] is %d: expert ids are "
-                                 "0..%d (-1 only for every slot of a dead "
-                                 "GPU)", l, g * ppg + r, e, E - 1);
+                return eplbi_fail(EPLB_ERR_BAD_PLAN,
+                                  "phy2log[%d][%d] is %d: expert ids are "
+                                  "0..%d (-1 only for every slot of a dead "
+                                  "GPU)", l, g * ppg + r, e, E - 1);
             else
                 seen[e]++;
         }
         if (empty && empty != ppg)
-            return eplb_fail(EPLB_ERR_BAD_PLAN,
-                             "phy2log layer %d: GPU %d has %d empty slots "
-                             "of %d: only a dead GPU (all slots -1) may "
-                             "hold none", l, g, empty, ppg);
+            return eplbi_fail(EPLB_ERR_BAD_PLAN,
+                              "phy2log layer %d: GPU %d has %d empty slots "
+                              "of %d: only a dead GPU (all slots -1) may "
+                              "hold none", l, g, empty, ppg);
         live[g] = empty == 0;
     }
     for (int e = 0; e < E; e++) {
         if (seen[e] == 0)
-            return eplb_fail(EPLB_ERR_BAD_PLAN,
-                             "phy2log layer %d holds expert %d in no slot: "
-                             "every expert needs at least one", l, e);
+            return eplbi_fail(EPLB_ERR_BAD_PLAN,
+                              "phy2log layer %d holds expert %d in no slot: "
+                              "every expert needs at least one", l, e);
         if (cnt[e] != seen[e])
-            return eplb_fail(EPLB_ERR_BAD_PLAN,
-                             "logcnt[%d][%d] is %d but phy2log holds expert "
-                             "%d in %d slots", l, e, (int)cnt[e], e,
-                             seen[e]);
+            return eplbi_fail(EPLB_ERR_BAD_PLAN,
+                              "logcnt[%d][%d] is %d but phy2log holds expert "
+                              "%d in %d slots", l, e, (int)cnt[e], e,
+                              seen[e]);
     }
     return EPLB_OK;
 }
@@ -71,7 +71,7 @@ static int plan_loads(const eplb_shape *shape, const float *weight,
         M = shape->num_gpus;
     int *seen = malloc((size_t)E * sizeof(int));
     if (!seen)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int l = 0; l < L && rc == EPLB_OK; l++)
         rc = layer_check(shape, l, phy2log + (size_t)l * P,
                          logcnt + (size_t)l * E, seen, live + (size_t)l * M);
@@ -99,17 +99,17 @@ int eplb_gpu_loads(const eplb_shape *shape, const float *weight,
                    const int32_t *phy2log, const int32_t *logcnt,
                    double *gpu_load)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int rc = validate_shape(shape);
     if (rc)
         return rc;
     if (!weight || !phy2log || !logcnt || !gpu_load)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "weight, phy2log, logcnt and gpu_load must not be "
-                         "NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "weight, phy2log, logcnt and gpu_load must not be "
+                          "NULL");
     uint8_t *live = malloc((size_t)shape->layers * shape->num_gpus);
     if (!live)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     rc = plan_loads(shape, weight, phy2log, logcnt, gpu_load, live);
     free(live);
     return rc;
@@ -303,7 +303,7 @@ static double masked_bound_dims(const plan_dims *d, const float *w, int live,
 double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
                         const float *layer_weight, int *weak)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int dummy;
     if (!weak)
         weak = &dummy;
@@ -312,8 +312,8 @@ double eplb_layer_bound(const eplb_shape *shape, eplb_policy policy,
     if (pol < 0)
         return pol;
     if (!layer_weight)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "layer_weight is NULL: "
-                         "pass one layer's %d loads", shape->experts);
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT, "layer_weight is NULL: "
+                          "pass one layer's %d loads", shape->experts);
     /* One layer's loads, checked as rebalance checks them. */
     eplb_shape one = *shape;
     one.layers = 1;
@@ -338,13 +338,13 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
                       const float *weight, const int32_t *phy2log,
                       const int32_t *logcnt, eplb_quality *out)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int pol = eplb_resolve_policy(policy, shape);
     if (pol < 0)
         return pol;
     if (!weight || !phy2log || !logcnt || !out)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "weight, phy2log, logcnt and out must not be NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "weight, phy2log, logcnt and out must not be NULL");
     int rc = check_quality_out(out);
     if (rc)
         return rc;
@@ -355,7 +355,7 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
     if (!load || !live) {
         free(load);
         free(live);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     rc = plan_loads(shape, weight, phy2log, logcnt, load, live);
     if (rc) {
@@ -394,13 +394,13 @@ int eplb_plan_quality(const eplb_shape *shape, eplb_policy policy,
 int eplb_identity_quality(const eplb_shape *shape, const float *weight,
                           eplb_quality *out)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int rc = validate_shape(shape);
     if (rc)
         return rc;
     if (!weight || !out)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT, "weight and out must not "
-                         "be NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT, "weight and out must not "
+                          "be NULL");
     rc = check_quality_out(out);
     if (rc)
         return rc;
@@ -412,7 +412,7 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     int L = shape->layers, E = shape->experts, M = shape->num_gpus;
     double *load = calloc((size_t)M, sizeof(double));
     if (!load)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     eplb_quality q = {0};
     q.balancedness_worst = INFINITY;
     for (int l = 0; l < L; l++) {

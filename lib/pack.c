@@ -29,8 +29,8 @@ int pack_scratch_reserve(pack_scratch *s, int n)
     if (!s->order || !s->sort_tmp || !s->keys || !s->pack_w || !s->pack_n ||
         !s->heap || !s->contents || !s->best_contents) {
         pack_scratch_free(s);
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                         "out of memory for packing scratch of %d items", n);
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                          "out of memory for packing scratch of %d items", n);
     }
     s->cap_items = n;
     return EPLB_OK;
@@ -76,7 +76,7 @@ static void insertion_sort_u64(uint64_t *v, int n)
 }
 
 /* order[0..n) = items by key descending, equal keys by lower index
- * (eplb_larger_first's order). tmp holds 2n uint64. */
+ * (eplbi_larger_first's order). tmp holds 2n uint64. */
 static void sort_desc(const float *key, int *order, uint64_t *tmp, int n)
 {
     uint64_t *a = tmp, *b = tmp + n;
@@ -105,7 +105,7 @@ static void sort_desc(const float *key, int *order, uint64_t *tmp, int n)
 }
 
 /* Min-heap of pack indices by (weight, index). */
-EPLB_DEFINE_SIFT_DOWN(heap_sift_down, , int, eplb_lighter_first)
+EPLB_DEFINE_SIFT_DOWN(heap_sift_down, , int, eplbi_lighter_first)
 
 /* Greedy fill in the given visiting order: each item to the lightest pack
  * that is not full (ties: lower pack). contents[p*k + r] is the item at
@@ -261,13 +261,13 @@ float pack_candidates(const float *w, int n, int m, int step, uint32_t row,
     uint32_t seed_hi = (uint32_t)(pp->seed >> 32);
     float best = 0.0f;
     for (int c = 0; c < pp->candidates; c++) {
-        float scale = eplb_cand_scale(pp->noise, c, pp->candidates);
+        float scale = eplbi_cand_scale(pp->noise, c, pp->candidates);
         for (int q = 0; q * 4 < n; q++) {
             uint32_t bits[4];
-            eplb_bits4(seed_lo, seed_hi, (uint32_t)step, row, (uint32_t)c,
-                       (uint32_t)q, bits);
+            eplbi_bits4(seed_lo, seed_hi, (uint32_t)step, row, (uint32_t)c,
+                        (uint32_t)q, bits);
             for (int i = q * 4; i < n && i < q * 4 + 4; i++)
-                s->keys[i] = eplb_noisy_key(w[i], eplb_unit(bits[i - q * 4]),
+                s->keys[i] = eplbi_noisy_key(w[i], eplbi_unit(bits[i - q * 4]),
                                             scale);
         }
         sort_desc(s->keys, s->order, s->sort_tmp, n);

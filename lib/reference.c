@@ -63,7 +63,7 @@ static int state_reserve(reference_state **stp, const plan_dims *d)
     reference_state_free(*stp);
     reference_state *st = *stp = calloc(1, sizeof *st);
     if (!st)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     st->dims = *d;
     size_t G = (size_t)d->G, E = (size_t)d->E, P = (size_t)d->P,
            lpn = (size_t)d->lpn, ppn = (size_t)d->ppn;
@@ -95,9 +95,9 @@ static int state_reserve(reference_state **stp, const plan_dims *d)
         pack_scratch_reserve(&st->ps, items) != EPLB_OK) {
         reference_state_free(st);
         *stp = NULL;
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY,
-                         "out of host memory for a %d-expert, %d-slot plan",
-                         d->E, d->P);
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                          "out of host memory for a %d-expert, %d-slot plan",
+                          d->E, d->P);
     }
     return EPLB_OK;
 }

@@ -93,7 +93,7 @@ static int state_reserve(replan_state **stp, const plan_dims *d)
     replan_state_free(st);
     st = *stp = calloc(1, sizeof *st);
     if (!st)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     st->dims = *d;
     size_t E = (size_t)d->E, P = (size_t)d->P, M = (size_t)d->M;
     size_t big = E > M ? E : M;
@@ -132,7 +132,7 @@ static int state_reserve(replan_state **stp, const plan_dims *d)
         !st->mark || !st->load) {
         replan_state_free(st);
         *stp = NULL;
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     return EPLB_OK;
 }
@@ -142,7 +142,7 @@ int replan_check_current(const plan_dims *d, const int32_t *current,
 {
     int *seen = malloc((size_t)(d->E + d->G) * sizeof(int));
     if (!seen)
-        return eplb_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     int *group_node = seen + d->E;
     int rc = EPLB_OK;
     for (int l = 0; l < d->L && rc == EPLB_OK; l++) {
@@ -154,11 +154,11 @@ int replan_check_current(const plan_dims *d, const int32_t *current,
         for (int s = 0; s < d->P && rc == EPLB_OK; s++) {
             int e = p2l[s];
             if (e < -1 || e >= d->E) {
-                rc = eplb_fail(EPLB_ERR_BAD_PLAN,
-                               "current_phy2log[%d][%d] is %d: expert ids "
-                               "are 0..%d, or -1 for an empty slot; pass a "
-                               "plan of this shape",
-                               l, s, e, d->E - 1);
+                rc = eplbi_fail(EPLB_ERR_BAD_PLAN,
+                                "current_phy2log[%d][%d] is %d: expert ids "
+                                "are 0..%d, or -1 for an empty slot; pass a "
+                                "plan of this shape",
+                                l, s, e, d->E - 1);
                 break;
             }
             if (e < 0)
@@ -167,7 +167,7 @@ int replan_check_current(const plan_dims *d, const int32_t *current,
             int node = s / d->ppn, g = e / d->gs;
             if (d->N > 1 && !mask) {
                 if (group_node[g] >= 0 && group_node[g] != node)
-                    rc = eplb_fail(
+                    rc = eplbi_fail(
                         EPLB_ERR_BAD_PLAN,
                         "current_phy2log layer %d puts group %d (experts "
                         "%d..%d) on nodes %d and %d: the hierarchical policy "
@@ -180,11 +180,11 @@ int replan_check_current(const plan_dims *d, const int32_t *current,
         }
         for (int e = 0; e < d->E && rc == EPLB_OK; e++)
             if (!seen[e])
-                rc = eplb_fail(EPLB_ERR_BAD_PLAN,
-                               "current_phy2log layer %d holds expert %d in "
-                               "no slot: pass a complete plan of this shape "
-                               "(every expert in at least one slot)",
-                               l, e);
+                rc = eplbi_fail(EPLB_ERR_BAD_PLAN,
+                                "current_phy2log layer %d holds expert %d in "
+                                "no slot: pass a complete plan of this shape "
+                                "(every expert in at least one slot)",
+                                l, e);
     }
     free(seen);
     return rc;
@@ -1257,18 +1257,18 @@ int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
                  const int32_t *current, const int32_t *phy2log,
                  int32_t *out)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int pol = eplb_resolve_policy(policy, shape);
     if (pol < 0)
         return pol;
     if (!current || !phy2log || !out)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "current, phy2log and out must not be NULL");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "current, phy2log and out must not be NULL");
     plan_dims d;
     plan_dims_init(&d, shape, pol);
     int rc = replan_check_current(&d, current, NULL);
     if (rc == EPLB_OK && (rc = replan_check_current(&d, phy2log, NULL)))
-        eplb_fail(rc, "phy2log: %s", eplb_last_error());
+        eplbi_fail(rc, "phy2log: %s", eplb_last_error());
     replan_state *st = NULL;
     if (rc == EPLB_OK)
         rc = state_reserve(&st, &d);

@@ -1,6 +1,6 @@
 /* replicate(): give p slots to n experts, each extra slot to the expert
  * with the largest load per replica (doc/ALGORITHM.md section 3; ties to
- * the lower expert, eplb_larger_first of cl/eplb_rules.h). A few extra
+ * the lower expert, eplbi_larger_first of cl/eplb_rules.h). A few extra
  * slots are found by scanning; many go through a max-heap, which keeps it
  * O(p log n) instead of a scan per slot. */
 #include "internal.h"
@@ -9,7 +9,7 @@
 /* Extra slots up to this many are found by scanning. */
 #define REPLICATE_SCAN_MAX 16
 
-EPLB_DEFINE_SIFT_DOWN(sift_down, , int, eplb_larger_first)
+EPLB_DEFINE_SIFT_DOWN(sift_down, , int, eplbi_larger_first)
 EPLB_DEFINE_ADD_REPLICA(add_replica, )
 
 void replicate_reference(const float *w, int n, int p, int *slot_item,

@@ -28,12 +28,12 @@ const char *eplb_last_error(void)
     return last_error;
 }
 
-void eplb_clear_error(void)
+void eplbi_clear_error(void)
 {
     last_error[0] = '\0';
 }
 
-int eplb_fail(int code, const char *fmt, ...)
+int eplbi_fail(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -54,11 +54,11 @@ int out_struct_check(const void *out, size_t min, size_t full,
 {
     uint32_t size = out_struct_size(out);
     if (size < min || size > full)
-        return eplb_fail(EPLB_ERR_BAD_OPTION,
-                         "out->struct_size is %lu: set it to sizeof(%s) "
-                         "(%lu in this library; at least %lu) before the "
-                         "call", (unsigned long)size, type,
-                         (unsigned long)full, (unsigned long)min);
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "out->struct_size is %lu: set it to sizeof(%s) "
+                          "(%lu in this library; at least %lu) before the "
+                          "call", (unsigned long)size, type,
+                          (unsigned long)full, (unsigned long)min);
     return EPLB_OK;
 }
 

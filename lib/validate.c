@@ -13,8 +13,8 @@
 int validate_shape(const eplb_shape *s)
 {
     if (!s)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "shape is NULL: pass an eplb_shape");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "shape is NULL: pass an eplb_shape");
     const struct { const char *name; int v; } sizes[] = {
         {"layers", s->layers},     {"experts", s->experts},
         {"num_replicas", s->num_replicas}, {"num_groups", s->num_groups},
@@ -22,46 +22,46 @@ int validate_shape(const eplb_shape *s)
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (sizes[i].v <= 0)
-            return eplb_fail(EPLB_ERR_ZERO_SIZE,
-                             "%s is %d: every size must be at least 1",
-                             sizes[i].name, sizes[i].v);
+            return eplbi_fail(EPLB_ERR_ZERO_SIZE,
+                              "%s is %d: every size must be at least 1",
+                              sizes[i].name, sizes[i].v);
     if (s->experts % s->num_groups)
-        return eplb_fail(EPLB_ERR_GROUPS_DONT_DIVIDE,
-                         "experts (%d) is not a multiple of num_groups (%d): "
-                         "choose a group count that divides the experts",
-                         s->experts, s->num_groups);
+        return eplbi_fail(EPLB_ERR_GROUPS_DONT_DIVIDE,
+                          "experts (%d) is not a multiple of num_groups (%d): "
+                          "choose a group count that divides the experts",
+                          s->experts, s->num_groups);
     if (s->num_replicas < s->experts)
-        return eplb_fail(EPLB_ERR_TOO_FEW_REPLICAS,
-                         "num_replicas (%d) < experts (%d): every expert "
-                         "needs at least one slot",
-                         s->num_replicas, s->experts);
+        return eplbi_fail(EPLB_ERR_TOO_FEW_REPLICAS,
+                          "num_replicas (%d) < experts (%d): every expert "
+                          "needs at least one slot",
+                          s->num_replicas, s->experts);
     if (s->num_replicas % s->num_gpus)
-        return eplb_fail(EPLB_ERR_GPUS_DONT_DIVIDE,
-                         "num_replicas (%d) is not a multiple of num_gpus "
-                         "(%d): every GPU must hold the same number of slots",
-                         s->num_replicas, s->num_gpus);
+        return eplbi_fail(EPLB_ERR_GPUS_DONT_DIVIDE,
+                          "num_replicas (%d) is not a multiple of num_gpus "
+                          "(%d): every GPU must hold the same number of slots",
+                          s->num_replicas, s->num_gpus);
     if (s->num_gpus % s->num_nodes)
-        return eplb_fail(EPLB_ERR_NODES_DONT_DIVIDE,
-                         "num_gpus (%d) is not a multiple of num_nodes (%d): "
-                         "every node must hold the same number of GPUs",
-                         s->num_gpus, s->num_nodes);
+        return eplbi_fail(EPLB_ERR_NODES_DONT_DIVIDE,
+                          "num_gpus (%d) is not a multiple of num_nodes (%d): "
+                          "every node must hold the same number of GPUs",
+                          s->num_gpus, s->num_nodes);
     int64_t L = s->layers, E = s->experts, P = s->num_replicas;
     int64_t log2phy = L * E * (P - E + 1);
     if (L * P > EPLB_MAX_ELEMENTS || log2phy > EPLB_MAX_ELEMENTS ||
         L * E > EPLB_MAX_ELEMENTS)
-        return eplb_fail(EPLB_ERR_SIZE_OVERFLOW,
-                         "layers x experts x (num_replicas - experts + 1) = "
-                         "%lld elements for log2phy exceeds the limit of %lld:"
-                         " split the layers into several calls",
-                         (long long)log2phy, (long long)EPLB_MAX_ELEMENTS);
+        return eplbi_fail(EPLB_ERR_SIZE_OVERFLOW,
+                          "layers x experts x (num_replicas - experts + 1) = "
+                          "%lld elements for log2phy exceeds the limit of %lld:"
+                          " split the layers into several calls",
+                          (long long)log2phy, (long long)EPLB_MAX_ELEMENTS);
     return EPLB_OK;
 }
 
 int validate_loads(const eplb_shape *s, const float *weight)
 {
     if (!weight)
-        return eplb_fail(EPLB_ERR_NULL_ARGUMENT,
-                         "weight is NULL: pass the [layers][experts] loads");
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "weight is NULL: pass the [layers][experts] loads");
     size_t n = (size_t)s->layers * (size_t)s->experts;
     for (size_t i = 0; i < n; i++) {
         float v = weight[i];
@@ -70,24 +70,24 @@ int validate_loads(const eplb_shape *s, const float *weight)
         int layer = (int)(i / (size_t)s->experts);
         int expert = (int)(i % (size_t)s->experts);
         if (isnan(v))
-            return eplb_fail(EPLB_ERR_LOAD_NAN,
-                             "weight[%d][%d] is NaN: loads must be finite "
-                             "token counts >= 0", layer, expert);
+            return eplbi_fail(EPLB_ERR_LOAD_NAN,
+                              "weight[%d][%d] is NaN: loads must be finite "
+                              "token counts >= 0", layer, expert);
         if (isinf(v))
-            return eplb_fail(EPLB_ERR_LOAD_INFINITE,
-                             "weight[%d][%d] is %s: loads must be finite "
-                             "token counts >= 0", layer, expert,
-                             v > 0 ? "+inf" : "-inf");
-        return eplb_fail(EPLB_ERR_LOAD_NEGATIVE,
-                         "weight[%d][%d] is %g: loads must be >= 0",
-                         layer, expert, (double)v);
+            return eplbi_fail(EPLB_ERR_LOAD_INFINITE,
+                              "weight[%d][%d] is %s: loads must be finite "
+                              "token counts >= 0", layer, expert,
+                              v > 0 ? "+inf" : "-inf");
+        return eplbi_fail(EPLB_ERR_LOAD_NEGATIVE,
+                          "weight[%d][%d] is %g: loads must be >= 0",
+                          layer, expert, (double)v);
     }
     return EPLB_OK;
 }
 
 int eplb_check_input(const eplb_shape *shape, const float *weight)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int rc = validate_shape(shape);
     if (rc == EPLB_OK && weight)
         rc = validate_loads(shape, weight);
@@ -97,7 +97,7 @@ int eplb_check_input(const eplb_shape *shape, const float *weight)
 int eplb_plan_sizes(const eplb_shape *shape, size_t *phy2log_len,
                     size_t *log2phy_len, size_t *logcnt_len)
 {
-    eplb_clear_error();
+    eplbi_clear_error();
     int rc = validate_shape(shape);
     if (rc)
         return rc;
@@ -123,17 +123,17 @@ int eplb_resolve_policy(eplb_policy requested, const eplb_shape *shape)
         return divides ? EPLB_POLICY_HIERARCHICAL : EPLB_POLICY_GLOBAL;
     case EPLB_POLICY_HIERARCHICAL:
         if (!divides)
-            return eplb_fail(EPLB_ERR_POLICY_MISMATCH,
-                             "policy hierarchical with num_groups %d and "
-                             "num_nodes %d: groups must divide evenly over "
-                             "nodes; use policy auto or global",
-                             shape->num_groups, shape->num_nodes);
+            return eplbi_fail(EPLB_ERR_POLICY_MISMATCH,
+                              "policy hierarchical with num_groups %d and "
+                              "num_nodes %d: groups must divide evenly over "
+                              "nodes; use policy auto or global",
+                              shape->num_groups, shape->num_nodes);
         return EPLB_POLICY_HIERARCHICAL;
     case EPLB_POLICY_GLOBAL:
         return EPLB_POLICY_GLOBAL;
     }
-    return eplb_fail(EPLB_ERR_BAD_OPTION, "policy %d is not one of auto, "
-                     "hierarchical, global", (int)requested);
+    return eplbi_fail(EPLB_ERR_BAD_OPTION, "policy %d is not one of auto, "
+                      "hierarchical, global", (int)requested);
 }
 
 void plan_dims_init(plan_dims *d, const eplb_shape *s, int policy)

@@ -998,10 +998,10 @@ static int find_engines(engine *en, int cands, int rounds, const char *types)
         /* the same device with CLBlast's GEMV for the group loads */
         o.use_clblast = 1;
         if (eplb_context_create(&ctx, &o) == EPLB_OK) {
-            static const char *const cl_labels[] = {
+            static const char *const ocl_labels[] = {
                 "gpu+clblast", "acc+clblast", "cpu+clblast"};
             en[n] = en[n - 1];
-            en[n].label = cl_labels[k];
+            en[n].label = ocl_labels[k];
             en[n].opts = o;
             eplb_context_destroy(ctx);
             n++;
