@@ -19,17 +19,24 @@
  * each item scans them; beyond, a heap in scratch memory finds the
  * lightest open pack (lib/pack.c switches at the same count). */
 #define PACK_M_REGISTERS EPLB_PACK_SCAN_MAX
+/* Rows of more packs keep a heap per candidate (CPU builds) or are split
+ * over several work-items per candidate (pack_split_candidates: GPU
+ * builds, PACK_SPLIT_OK from the host). */
+#ifndef PACK_SPLIT_OK
+#define PACK_SPLIT_OK 0
+#endif
+#define PACK_HEAPS (CAND_LANES > 1 || !PACK_SPLIT_OK)
 /* A quantity of the scratch layout (cl/eplb_scratch.h) for this row
  * shape, in 64-bit arithmetic so that no size wraps; then the
  * per-candidate strides of the keys and of the orders and contents. */
 #define PACK_SCR(what)                                                     \
-    what((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS, (ulong)CAND_LANES)
+    what((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS, (ulong)PACK_HEAPS)
 #define PACK_KS EPLB_SCR_KEY_STRIDE(PACK_N)
 #define PACK_OS EPLB_SCR_ORD_STRIDE(PACK_N)
 #define ROW_OFF_BYTES PACK_SCR(EPLB_SCR_ROW_OFF)
 #define WG_SCRATCH_BYTES                                                   \
     EPLB_SCR_BYTES((ulong)PACK_N, (ulong)PACK_M, (ulong)PACK_CANDS,        \
-                   (ulong)CAND_LANES, (ulong)ROW_WORDS)
+                   (ulong)PACK_HEAPS, (ulong)ROW_WORDS)
 /* Loops over a pack's PACK_K items unroll fully when packs are small; a
  * full unroll of the PACK_K^2 pair search for big packs would only bloat
  * the code (and the compile time) without keeping them in registers. */
@@ -278,7 +285,7 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 }
 #endif
 
-#if PACK_M > PACK_M_REGISTERS && CAND_LANES == 1
+#if PACK_M > PACK_M_REGISTERS && !PACK_HEAPS
 /* Many packs on a GPU: PACK_SPLIT work-items share a candidate, each
  * keeping the weights and counts of PACK_SEG consecutive packs in
  * registers (a heap in scratch memory costs a chain of dependent loads per
@@ -638,7 +645,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
     /* 1. the base order: weight descending, equal weights by index. Each
      * work-item reads every weight: with the scratch in global memory the
      * weights are first copied to the local exchange, when they fit. */
-#if !SCRATCH_LOCAL && PACK_M > PACK_M_REGISTERS && CAND_LANES == 1 &&      \
+#if !SCRATCH_LOCAL && PACK_M > PACK_M_REGISTERS && !PACK_HEAPS &&      \
     PACK_N <= PACK_XCH_SORT_OFF
     __local float *bw = (__local float *)xch;
     for (int i = lid; i < PACK_N; i += WG)
@@ -687,7 +694,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
                    c0, s);
 #endif
-#if PACK_M > PACK_M_REGISTERS && CAND_LANES == 1
+#if PACK_M > PACK_M_REGISTERS && !PACK_HEAPS
     pack_split_candidates(w, cands, rounds, s, xch);
 #else
     for (int c = lanes ? cands : lid; c < cands; c += WG) {

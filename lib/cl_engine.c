@@ -199,16 +199,17 @@ typedef struct wg_layout {
  * words per work-item at most, counted in local_extra); CPU builds keep a
  * heap per candidate in the many-packs area. */
 static wg_layout layout_for(int n, int m, int cands, size_t row_words,
-                            int lanes, size_t wg)
+                            int lanes, int split_ok, size_t wg)
 {
     wg_layout lo;
+    size_t heap = lanes > 1 || !split_ok; /* as the kernels' PACK_HEAPS */
     lo.cands = cands;
     lo.row_words = row_words;
-    lo.split = EPLB_SCR_SPLIT((size_t)n, (size_t)m, (size_t)lanes);
+    lo.split = EPLB_SCR_SPLIT((size_t)n, (size_t)m, heap);
     lo.sort_batch = 0;
     lo.local_extra = lo.split ? EPLB_XCH_REPORT_WORDS_MAX(wg) * 4 : 4;
-    lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands,
-                              (size_t)lanes, row_words);
+    lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands, heap,
+                              row_words);
     return lo;
 }
 
@@ -253,6 +254,26 @@ static int cand_lanes(const ocl_engine *e, int n)
               !strcmp(v, "16")))
         return atoi(v);
     return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
+}
+
+/* Whether rows of more than EPLB_PACK_SCAN_MAX packs may be split over
+ * several work-items per candidate (the kernels' PACK_SPLIT_OK), instead
+ * of a heap per candidate. The split suits GPUs, where work-items run side
+ * by side; a CPU runs them one after the other, and PoCL 5's compiler
+ * crashes on that kernel form (a segmentation fault, every time, seen on
+ * 16 x86-64 cores; PoCL 3 runs it). EPLB_CL_SPLIT=1 or 0 overrides the
+ * device type's choice, to test either path, except on PoCL 5 and later's
+ * CPU devices, which always keep the heaps. */
+static int split_ok(const ocl_engine *e)
+{
+    const char *v = getenv("EPLB_CL_SPLIT");
+    const char *pocl = strstr(e->dev.platform_version, "PoCL ");
+    int cpu = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    if (cpu && pocl && atoi(pocl + 5) >= 5)
+        return 0;
+    if (v && (!strcmp(v, "0") || !strcmp(v, "1")))
+        return atoi(v);
+    return !cpu;
 }
 
 /* The private memory one work-item of the lanes path holds for a row of n
@@ -305,14 +326,14 @@ static void program_options(char *buf, size_t len, const ocl_engine *e,
              "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DGROUP_LOADS_GIVEN=%d "
-             "-DCAND_LANES=%d -DPACK_SORT_BATCH=%d%s",
+             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d -DPACK_SORT_BATCH=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->cands, lo->row_words, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
-             lo->sort_batch,
+             split_ok(e), lo->sort_batch,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
@@ -350,12 +371,12 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
      * them are sized for the widest group we may build. */
     wg_layout lg = layout_for(d->G, d->N, cands,
                               EPLB_GROUPS_ROW_WORDS((size_t)d->G),
-                              cand_lanes(e, d->G), wg);
+                              cand_lanes(e, d->G), split_ok(e), wg);
     wg_layout ls = layout_for(d->ppn, d->gn, cands,
                               EPLB_SLOTS_ROW_WORDS((size_t)d->gpn,
                                                    (size_t)d->lpn,
                                                    (size_t)d->ppn),
-                              cand_lanes(e, d->ppn), wg);
+                              cand_lanes(e, d->ppn), split_ok(e), wg);
     ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */

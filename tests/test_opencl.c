@@ -150,21 +150,34 @@ static void test_global_scratch(void)
                            {3, 64, 96, 4, 2, 96}};
     check_context_plans(ctx, shapes, 3, 90);
     eplb_context_destroy(ctx);
+    /* the GPUs' path for many packs, whose sort then runs in batches in
+     * local memory (on PoCL 5+ CPUs the heaps again) */
+    setenv("EPLB_CL_LANES", "1", 1);
+    setenv("EPLB_CL_SPLIT", "1", 1);
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    check_context_plans(ctx, shapes, 3, 95);
+    eplb_context_destroy(ctx);
+    unsetenv("EPLB_CL_LANES");
+    unsetenv("EPLB_CL_SPLIT");
     unsetenv("EPLB_CL_SCRATCH");
 }
 
-/* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path, 16 the
- * CPUs' default; 4 leaves lanes of a chunk past the candidates at 7. The
+/* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path (with
+ * many packs split over work-items on GPUs, heaps on CPUs), 16 the CPUs'
+ * default; 4 leaves lanes of a chunk past the candidates at 7. The
  * global shapes have 144 and 56 packs: blocks of 16 packs, the last one
  * full or not. */
 static void test_lanes(void)
 {
-    static const char *const lanes[] = {"16", "1", "4"};
+    /* "1" twice: the heap path (CPUs' default for many packs), then the
+     * split path (GPUs'), EPLB_CL_SPLIT=1 (kept on heaps by PoCL 5+) */
+    static const char *const lanes[] = {"16", "1", "4", "1"};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 320, 8, 8, 64},
                            {2, 256, 288, 8, 18, 144}, {3, 64, 96, 4, 2, 96},
                            {2, 256, 280, 8, 7, 56}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         setenv("EPLB_CL_LANES", lanes[i], 1);
+        setenv("EPLB_CL_SPLIT", i == 3 ? "1" : "0", 1);
         eplb_options o;
         eplb_options_default(&o);
         o.backend = EPLB_BACKEND_OPENCL;
@@ -178,6 +191,7 @@ static void test_lanes(void)
         free(w);
     }
     unsetenv("EPLB_CL_LANES");
+    unsetenv("EPLB_CL_SPLIT");
 }
 
 /* Loads near FLT_MAX: pack sums overflow to +inf, where the lanes path
