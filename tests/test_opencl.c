@@ -121,6 +121,20 @@ static void check_context_plans(eplb_context *ctx, const eplb_shape *shapes,
     }
 }
 
+/* check_context_plans on a new OpenCL context with default options, made
+ * under the environment the caller set (EPLB_CL_LANES, _SPLIT, _SCRATCH). */
+static void check_new_context_plans(const eplb_shape *shapes, int n,
+                                    uint64_t seed)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    check_context_plans(ctx, shapes, n, seed);
+    eplb_context_destroy(ctx);
+}
+
 static void test_context_reuse(void)
 {
     /* One context, shapes changing between calls, same answers as fresh
@@ -141,22 +155,14 @@ static void test_global_scratch(void)
 {
     /* Work-group state in global memory instead of local: same plans. */
     setenv("EPLB_CL_SCRATCH", "global", 1);
-    eplb_options o;
-    eplb_options_default(&o);
-    o.backend = EPLB_BACKEND_OPENCL;
-    eplb_context *ctx;
-    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 288, 8, 18, 144},
                            {3, 64, 96, 4, 2, 96}};
-    check_context_plans(ctx, shapes, 3, 90);
-    eplb_context_destroy(ctx);
+    check_new_context_plans(shapes, 3, 90);
     /* the GPUs' path for many packs, whose sort then runs in batches in
      * local memory (on PoCL 5+ CPUs the heaps again) */
     setenv("EPLB_CL_LANES", "1", 1);
     setenv("EPLB_CL_SPLIT", "1", 1);
-    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
-    check_context_plans(ctx, shapes, 3, 95);
-    eplb_context_destroy(ctx);
+    check_new_context_plans(shapes, 3, 95);
     unsetenv("EPLB_CL_LANES");
     unsetenv("EPLB_CL_SPLIT");
     unsetenv("EPLB_CL_SCRATCH");
@@ -178,13 +184,7 @@ static void test_lanes(void)
     for (int i = 0; i < 4; i++) {
         setenv("EPLB_CL_LANES", lanes[i], 1);
         setenv("EPLB_CL_SPLIT", i == 3 ? "1" : "0", 1);
-        eplb_options o;
-        eplb_options_default(&o);
-        o.backend = EPLB_BACKEND_OPENCL;
-        eplb_context *ctx;
-        CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
-        check_context_plans(ctx, shapes, 5, 70 + 10 * i);
-        eplb_context_destroy(ctx);
+        check_new_context_plans(shapes, 5, 70 + 10 * i);
         float *w = malloc(4 * 256 * sizeof(float));
         workload_generate(w, 4, 256, 77);
         compare(&shapes[0], w, 7, 20, 5);
