@@ -118,23 +118,31 @@ typedef struct timing {
     double floor_us, floor_p99, warm_us, warm_p99, context_us, first_us;
 } timing;
 
-static void time_engine(bench *b, const engine *en, const eplb_shape *s,
-                        const float *w, timing *t)
+/* A new context for en and its first rebalance into p, timed apart. */
+static eplb_context *cold_start(const engine *en, const eplb_shape *s,
+                                const float *w, plan_buf *p, timing *t)
 {
-    plan_buf p;
-    if (plan_alloc(&p, s))
-        die("plan sizes");
     eplb_context *ctx;
     double t0 = now_us();
     if (eplb_context_create(&ctx, &en->opts))
         die("context");
     t->context_us = now_us() - t0;
     t0 = now_us();
-    if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
+    if (eplb_rebalance(ctx, s, w, p->phy2log, p->log2phy, p->logcnt))
         die("rebalance");
     t->first_us = now_us() - t0;
+    return ctx;
+}
+
+static void time_engine(bench *b, const engine *en, const eplb_shape *s,
+                        const float *w, timing *t)
+{
+    plan_buf p;
+    if (plan_alloc(&p, s))
+        die("plan sizes");
+    eplb_context *ctx = cold_start(en, s, w, &p, t);
     /* Warm runs: as many as asked, but about a second at most. */
-    t0 = now_us();
+    double t0 = now_us();
     if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
         die("rebalance");
     double one = now_us() - t0;
@@ -652,7 +660,11 @@ static void compile_times(bench *b, engine *en, int n_en, const float *w,
         eplb_shape s = {layers, 256, configs[0][0], configs[0][1],
                         configs[0][2], configs[0][3]};
         timing t;
-        time_engine(b, &en[i], &s, w, &t);
+        plan_buf p;
+        if (plan_alloc(&p, &s))
+            die("plan sizes");
+        eplb_context_destroy(cold_start(&en[i], &s, w, &p, &t));
+        plan_free(&p);
         printf("  %-14s %-60s context %.0f us, first call %.0f us\n",
                en[i].label, en[i].device, t.context_us, t.first_us);
         json_record(b, "{\"kind\":\"compile\",\"engine\":\"%s\","
