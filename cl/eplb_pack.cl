@@ -642,12 +642,23 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
      * a little; the deterministic variant's one candidate goes the scalar
      * way. Every work-item sees the same cands: no barrier diverges. */
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
-    /* 1. the base order: weight descending, equal weights by index */
+    /* 1. the base order: weight descending, equal weights by index. Each
+     * work-item reads every weight: with the scratch in global memory the
+     * weights are first copied to the local exchange, when they fit. */
+#if !SCRATCH_LOCAL && PACK_M > PACK_M_REGISTERS && !PACK_HEAPS &&      \
+    PACK_N <= PACK_XCH_SORT_OFF
+    __local float *bw = (__local float *)xch;
+    for (int i = lid; i < PACK_N; i += WG)
+        bw[i] = w[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    SCR const float *bw = w;
+#endif
     for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
-        float wi = w[i];
+        float wi = bw[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
-            r += eplbi_larger_first(w[j], j, wi, i);
+            r += eplbi_larger_first(bw[j], j, wi, i);
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }
