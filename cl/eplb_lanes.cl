@@ -151,25 +151,11 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
     }
 }
 
-/* The sorting network's width: PACK_N rounded up to a power of two (the
- * host keeps PACK_N <= 1024 for the lanes path). */
-#if PACK_N <= 8
-#define SORT_NP 8
-#elif PACK_N <= 16
-#define SORT_NP 16
-#elif PACK_N <= 32
-#define SORT_NP 32
-#elif PACK_N <= 64
-#define SORT_NP 64
-#elif PACK_N <= 128
-#define SORT_NP 128
-#elif PACK_N <= 256
-#define SORT_NP 256
-#elif PACK_N <= 512
-#define SORT_NP 512
-#else
-#define SORT_NP 1024
-#endif
+/* A sorting network's width: n rounded up to a power of two, at least 8
+ * (the host keeps PACK_N <= 1024 for the lanes path). */
+#define LANES_P2(n)                                                        \
+    ((n) <= 8 ? 8 : (n) <= 16 ? 16 : (n) <= 32 ? 32 : (n) <= 64 ? 64      \
+     : (n) <= 128 ? 128 : (n) <= 256 ? 256 : (n) <= 512 ? 512 : 1024)
 
 /* One compare-exchange: the lower position gets the smaller code. */
 #define LANES_CX(v, i, m)                                                   \
@@ -179,35 +165,45 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
         (v)[m] = max(a_, b_);                                              \
     } while (0)
 
-/* Sorts each lane's codes ascending. A code is EPLB_DESC_CODE's (0xFFFFFFFF
- * - key bits) << 32 | item, as lib/pack.c sorts: ascending codes are keys
- * descending, equal keys by lower item, which is sort_candidate's order (a
- * total order, so any correct sort gives it). A bitonic network does the
- * same compare-exchanges in every lane with no data-dependent branch (an
+/* Defines name(v), which sorts each lane's first n codes ascending. The
+ * items' codes are EPLB_DESC_CODE's (0xFFFFFFFF - key bits) << 32 | item,
+ * as lib/pack.c sorts: ascending codes are keys descending, equal keys by
+ * lower item, which is sort_candidate's order (a total order, so any
+ * correct sort gives it). A bitonic network does the same
+ * compare-exchanges in every lane with no data-dependent branch (an
  * insertion sort's mispredicted exits were half of a lane's time), each a
  * 64-bit min and max. All its compare-exchanges point the same way (each
- * merge starts by comparing mirrored positions), so padding to SORT_NP
- * with codes above every real one would never move: the exchanges that
- * touch a position >= PACK_N are left out, and no padding is stored. */
-inline void lanes_sort(laneul *v)
-{
-    for (int size = 2; size <= SORT_NP; size <<= 1) {
-        int mid = size >> 1;
-        for (int pr = 0; pr < SORT_NP / 2; pr++) {
-            /* powers of two: masks, not divisions */
-            int at = (pr & ~(mid - 1)) << 1, off = pr & (mid - 1);
-            int m = at + size - 1 - off;
-            if (m < PACK_N)
-                LANES_CX(v, at + off, m);
-        }
-        for (int stride = size >> 2; stride > 0; stride >>= 1)
-            for (int pr = 0; pr < SORT_NP / 2; pr++) {
-                int i = ((pr & ~(stride - 1)) << 1) | (pr & (stride - 1));
-                if (i + stride < PACK_N)
-                    LANES_CX(v, i, i + stride);
-            }
+ * merge starts by comparing mirrored positions), so padding to a power of
+ * two with codes above every real one would never move: the exchanges
+ * that touch a position >= n are left out, and no padding is stored. n is
+ * a compile-time constant, so that the tests on it fold away. */
+#define LANES_DEFINE_SORT(name, n)                                         \
+    inline void name(laneul *v)                                            \
+    {                                                                      \
+        const int np = LANES_P2(n);                                        \
+        for (int size = 2; size <= np; size <<= 1) {                       \
+            int mid = size >> 1;                                           \
+            for (int pr = 0; pr < np / 2; pr++) {                          \
+                /* powers of two: masks, not divisions */                  \
+                int at = (pr & ~(mid - 1)) << 1, off = pr & (mid - 1);     \
+                int m = at + size - 1 - off;                               \
+                if (m < (n))                                               \
+                    LANES_CX(v, at + off, m);                              \
+            }                                                              \
+            for (int stride = size >> 2; stride > 0; stride >>= 1)         \
+                for (int pr = 0; pr < np / 2; pr++) {                      \
+                    int i = ((pr & ~(stride - 1)) << 1) |                  \
+                            (pr & (stride - 1));                           \
+                    if (i + stride < (n))                                  \
+                        LANES_CX(v, i, i + stride);                        \
+                }                                                          \
+        }                                                                  \
     }
-}
+/* the items by key; the packs by weight (the two-items fill shortcut) */
+LANES_DEFINE_SORT(lanes_sort, PACK_N)
+#if PACK_K == 2
+LANES_DEFINE_SORT(lanes_sort_packs, PACK_M)
+#endif
 
 /* swap_pair's search over the pairs (a, b) of wh and wl, all lanes at
  * once: ab gets a * PACK_K + b of the pair whose difference is in
@@ -226,6 +222,56 @@ inline void lanes_sort(laneul *v)
             ab = select(ab, (lanei)(a * PACK_K + b), better);              \
         }                                                                  \
     }
+
+/* The fill's first round, and for two items a pack its second, in
+ * closed form (doc/ALGORITHM.md section 5, "Fill shortcuts"; as
+ * split_fill_rounds in cl/eplb_pack.cl), when the first PACK_M items of
+ * every lane's visiting order (vi, weights vw) weigh more than zero: item
+ * r < PACK_M goes to pack r, and with two items a pack item PACK_M + k to
+ * the k-th lightest pack, ties to the lower index. Returns how many items
+ * are placed (0, PACK_M or PACK_N); pw, ow, pn, ci and cw then hold what
+ * the greedy loop would have made, the same bits. vis is spare room for
+ * PACK_M codes. */
+inline int lanes_fill_rounds(const lanei *vi, const lanef *vw, lanef *pw,
+                             lanef *ow, lanei *pn, lanei *ci, lanef *cw,
+                             laneul *vis)
+{
+    lanei positive = -1;
+    for (int r = 0; r < PACK_M; r++)
+        positive &= vw[r] > 0.0f;
+    if (!all(positive))
+        return 0;
+    for (int p = 0; p < PACK_M; p++) {
+        pw[p] = 0.0f + vw[p];
+        ow[p] = pw[p]; /* open: PACK_K >= 2 */
+        pn[p] = 1;
+        ci[p * PACK_K] = vi[p];
+        cw[p * PACK_K] = vw[p];
+    }
+#if PACK_K == 2
+    /* the packs lighter first, then by index: the bits of a positive
+     * finite float order as its value */
+    for (int p = 0; p < PACK_M; p++)
+        vis[p] = LV(convert_ulong, CAND_LANES)(LV(as_uint, CAND_LANES)(pw[p]))
+                     << 32 |
+                 (ulong)p;
+    lanes_sort_packs(vis);
+    for (int k = 0; k < PACK_M; k++)
+        for (int j = 0; j < CAND_LANES; j++) {
+            int q = (int)(((ulong *)vis)[k * CAND_LANES + j] & 0xFFFFFFFFul);
+            int a = q * PACK_K + 1;
+            float x = LANE_F(vw, PACK_M + k, j);
+            LANE_I(ci, a, j) = LANE_I(vi, PACK_M + k, j);
+            LANE_F(cw, a, j) = x;
+            LANE_F(pw, q, j) += x;
+            LANE_F(ow, q, j) = INFINITY;
+            LANE_I(pn, q, j) = 2;
+        }
+    return PACK_N;
+#else
+    return PACK_M;
+#endif
+}
 
 /* Candidates c0 .. c0+CAND_LANES-1 (those below cands): keyed, sorted,
  * filled and refined as steps 2 and 3 of pack_row do one; s.cmax and
@@ -290,13 +336,17 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
     for (int i = 0; i < PACK_N; i++)
         wmax = fmax(wmax, w[i]);
     int may_inf = !(wmax * (float)PACK_K < 0x1p125f);
+    int r0 = 0;
+#if PACK_K >= 2
+    r0 = lanes_fill_rounds(vi, vw, pw, ow, pn, ci, cw, vis);
+#endif
     /* greedy fill: the lightest open pack, ties to the lower index */
 #if PACK_M <= LANES_FILL_VECTOR_MAX
     /* Few packs: every pack's vector takes the item where it was chosen
      * (selects, no per-lane stores between the scans, whose vector loads
      * would then wait for them); at[r] is where visit r's item lands. */
     lanei at[PACK_N];
-    for (int r = 0; r < PACK_N; r++) {
+    for (int r = r0; r < PACK_N; r++) {
         lanei best = lanes_lightest_open(ow, pn, may_inf);
         lanei slot = 0;
         for (int p = 0; p < PACK_M; p++) {
@@ -308,7 +358,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
         }
         at[r] = slot;
     }
-    for (int r = 0; r < PACK_N; r++)
+    for (int r = r0; r < PACK_N; r++)
         for (int j = 0; j < CAND_LANES; j++) {
             int a = LANE_I(at, r, j);
             LANE_I(ci, a, j) = LANE_I(vi, r, j);
@@ -323,8 +373,10 @@ void pack_lanes(SCR const float *w, uint step, uint row, int cands,
     for (int b = 0; b < LANES_BLOCKS; b++) {
         bv[b] = 0.0f; /* every pack empty: a block's first is lightest */
         bi[b] = b * LANES_BLOCK;
+        if (r0 > 0)
+            lanes_block_min(ow, b, &bv[b], &bi[b]);
     }
-    for (int r = 0; r < PACK_N; r++) {
+    for (int r = r0; r < PACK_N; r++) {
         int bs[CAND_LANES];
         lanei best = lanes_lightest_block(bv, bi, pn, may_inf);
         LANES_STORE(best, 0, bs);

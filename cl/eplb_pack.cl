@@ -398,6 +398,81 @@ inline int split_merge(__local const float *v, __local const int *ix, int base,
     return best;
 }
 
+/* The fill's first round, and for two items a pack its second, in
+ * closed form (doc/ALGORITHM.md section 5, "Fill shortcuts"), for the
+ * work-item holding packs p0 .. p0+PACK_SEG-1 of candidate c (live: c is
+ * a candidate). When the first PACK_M items of every live candidate's
+ * order weigh more than zero, the greedy fill gives item r < PACK_M to
+ * pack r (every empty pack is lighter than a used one, the lowest index
+ * first); with two items a pack, the open packs then keep their weights
+ * until full, so item PACK_M + k goes to the k-th lightest pack (ties to
+ * the lower index), found here by counting. Returns how many items are
+ * placed (0, PACK_M or PACK_N), the same in every work-item; pw, pn and
+ * cont then hold what the loop would have made, the same bits: each sum
+ * is 0 + first + second, in that order. keys (the candidate's sort keys,
+ * dead once sorted) carry the packs' weights between work-items; flag is
+ * a word of local memory. Must be reached by every work-item. */
+inline int split_fill_rounds(SCR const float *w, int live, int c, int p0,
+                             SCR const ushort *order, SCR ushort *cont,
+                             SCR float *keys, float *pw, int *pn,
+                             __local int *flag)
+{
+    if (get_local_id(0) == 0)
+        *flag = 1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int ok = 1;
+    if (live)
+        for (int j = 0; j < PACK_SEG; j++)
+            if (p0 + j < PACK_M && !(w[order[p0 + j]] > 0.0f))
+                ok = 0;
+    if (!ok)
+        *flag = 0; /* every writer writes the same */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* on: the same in every work-item. Every barrier below is reached
+     * whatever it says (PoCL's work-group compilers mishandle a barrier
+     * under a branch). */
+    int on = *flag, mine = on && live;
+#pragma unroll
+    for (int j = 0; j < PACK_SEG; j++)
+        if (mine && p0 + j < PACK_M) {
+            int item = order[p0 + j];
+            cont[(p0 + j) * PACK_K] = (ushort)item;
+            pw[j] = 0.0f + w[item];
+            pn[j] = 1;
+        }
+#if PACK_K == 2
+    SCR float *load = keys + (live ? c : 0) * PACK_KS;
+#pragma unroll
+    for (int j = 0; j < PACK_SEG; j++)
+        if (mine && p0 + j < PACK_M)
+            load[p0 + j] = pw[j];
+    barrier(SCR_FENCE);
+    /* rank[j]: how many packs come before pack p0 + j, lighter first */
+    int rank[PACK_SEG];
+#pragma unroll
+    for (int j = 0; j < PACK_SEG; j++)
+        rank[j] = 0;
+    if (mine)
+        for (int q = 0; q < PACK_M; q++) {
+            float lq = load[q];
+#pragma unroll
+            for (int j = 0; j < PACK_SEG; j++)
+                rank[j] += eplbi_lighter_first(lq, q, pw[j], p0 + j);
+        }
+#pragma unroll
+    for (int j = 0; j < PACK_SEG; j++)
+        if (mine && p0 + j < PACK_M) {
+            int item = order[PACK_M + rank[j]];
+            cont[(p0 + j) * PACK_K + 1] = (ushort)item;
+            pw[j] += w[item];
+            pn[j] = 2;
+        }
+    return on ? PACK_N : 0;
+#else
+    return on ? PACK_M : 0;
+#endif
+}
+
 /* Step 3 of pack_row for many packs on a GPU: every candidate sorted,
  * filled and refined, s.cmax written. The reports go through xch (see
  * PACK_XCH_WORDS); barriers that order only them fence local memory. */
@@ -429,14 +504,23 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
             pw[j] = 0.0f;
             pn[j] = 0;
         }
+        /* the fill's first rounds in closed form where the row allows
+         * (doc/ALGORITHM.md section 5, "Fill shortcuts"); r0 is the
+         * first item left to the greedy loop, the same in every
+         * work-item */
+        int r0 = 0;
+#if PACK_K >= 2
+        r0 = split_fill_rounds(w, live, c, p0, order, cont, s.keys, pw, pn,
+                               ri + 3 * WG);
+#endif
         /* the fill: one barrier per item, the reports alternating
          * between two arrays */
         /* the next item and its weight are loaded an item ahead: they do
          * not depend on the fill, and their latency then hides behind the
          * scan and the barrier */
-        int item_next = live ? order[0] : 0;
+        int item_next = live && r0 < PACK_N ? order[r0] : 0;
         float w_next = w[item_next];
-        for (int r = 0; r < PACK_N; r++) {
+        for (int r = r0; r < PACK_N; r++) {
             int item = item_next;
             float wi = w_next;
             if (live && r + 1 < PACK_N) {
@@ -642,23 +726,12 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
      * a little; the deterministic variant's one candidate goes the scalar
      * way. Every work-item sees the same cands: no barrier diverges. */
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
-    /* 1. the base order: weight descending, equal weights by index. Each
-     * work-item reads every weight: with the scratch in global memory the
-     * weights are first copied to the local exchange, when they fit. */
-#if !SCRATCH_LOCAL && PACK_M > PACK_M_REGISTERS && !PACK_HEAPS &&      \
-    PACK_N <= PACK_XCH_SORT_OFF
-    __local float *bw = (__local float *)xch;
-    for (int i = lid; i < PACK_N; i += WG)
-        bw[i] = w[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
-#else
-    SCR const float *bw = w;
-#endif
+    /* 1. the base order: weight descending, equal weights by index */
     for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
-        float wi = bw[i];
+        float wi = w[i];
         int r = 0;
         for (int j = 0; j < PACK_N; j++)
-            r += eplbi_larger_first(bw[j], j, wi, i);
+            r += eplbi_larger_first(w[j], j, wi, i);
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }

@@ -168,6 +168,23 @@ static void test_global_scratch(void)
     unsetenv("EPLB_CL_SCRATCH");
 }
 
+/* Generated loads of s with `zeros` experts of each layer at zero load:
+ * past about N - M zero items, a packing row's first M items are no
+ * longer all heavier than zero and the fill's closed-form rounds
+ * (doc/ALGORITHM.md section 5) must give way to the greedy loop. */
+static void compare_sparse(const eplb_shape *s, int zeros, uint64_t seed)
+{
+    float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
+    workload_generate(w, s->layers, s->experts, seed);
+    for (int l = 0; l < s->layers; l++)
+        for (int e = 0; e < s->experts; e++)
+            if ((e * 37 + l) % s->experts < zeros)
+                w[(size_t)l * s->experts + e] = 0.0f;
+    compare(s, w, 64, 20, seed);
+    compare(s, w, 1, 0, seed);
+    free(w);
+}
+
 /* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path (with
  * many packs split over work-items on GPUs, heaps on CPUs), 16 the CPUs'
  * default; 4 leaves lanes of a chunk past the candidates at 7. The
@@ -189,6 +206,13 @@ static void test_lanes(void)
         workload_generate(w, 4, 256, 77);
         compare(&shapes[0], w, 7, 20, 5);
         free(w);
+        /* two and five items a pack, with zero loads that leave the
+         * closed-form fill rounds on and that turn them off */
+        for (int z = 0; z < 3; z++) {
+            compare_sparse(&shapes[2], (int[]){100, 140, 200}[z], 60 + z);
+            compare_sparse(&shapes[4], (int[]){20, 200, 230}[z], 63 + z);
+            compare_sparse(&shapes[0], (int[]){60, 200, 240}[z], 66 + z);
+        }
     }
     unsetenv("EPLB_CL_LANES");
     unsetenv("EPLB_CL_SPLIT");
