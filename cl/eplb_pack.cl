@@ -674,6 +674,16 @@ inline void pack_row_pick(int cands, pack_scratch_ptrs s, SCR int *best_c,
     barrier(SCR_FENCE);
 }
 
+#if CAND_LANES > 1
+/* The base order's heap (pack_row, CPU builds): item a sits above item b
+ * when a comes after b in weight-descending, index-ascending order. */
+inline int base_later(float va, int a, float vb, int b)
+{
+    return eplbi_larger_first(vb, b, va, a);
+}
+EPLB_DEFINE_SIFT_DOWN(base_sift_down, SCR, ushort, base_later)
+#endif
+
 /* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
  * out_max get the chosen candidate; xch is the kernel's local exchange of
  * PACK_XCH_WORDS words (read on GPUs with many packs only). cands 1 with
@@ -727,6 +737,28 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
      * way. Every work-item sees the same cands: no barrier diverges. */
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
     /* 1. the base order: weight descending, equal weights by index */
+#if CAND_LANES > 1
+    /* CPU builds: a heap sort by one work-item. A CPU runs a work-group's
+     * items one after another, so counting every item's rank (below)
+     * would cost n^2 compares in all: most of a deterministic row's time
+     * for the global policy's 288 items. The heap's root is the item that
+     * comes last, so that each pop fills the order from its end. */
+    if (!lanes && lid == 0) {
+        SCR ushort *h = s.base;
+        for (int i = 0; i < PACK_N; i++)
+            h[i] = (ushort)i;
+        for (int at = PACK_N / 2 - 1; at >= 0; at--)
+            base_sift_down(h, PACK_N, w, at);
+        for (int len = PACK_N - 1; len > 0; len--) {
+            ushort last = h[0];
+            h[0] = h[len];
+            h[len] = last;
+            base_sift_down(h, len, w, 0);
+        }
+        for (int r = 0; r < PACK_N; r++)
+            s.base_rank[h[r]] = (ushort)r;
+    }
+#else
     for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
         float wi = w[i];
         int r = 0;
@@ -735,6 +767,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         s.base[r] = (ushort)i;
         s.base_rank[i] = (ushort)r;
     }
+#endif
     barrier(SCR_FENCE);
     /* 2. noisy sort keys, four items per generator call, stored at the
      * item's base position */
