@@ -12,9 +12,6 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 #define PACK_K (PACK_N / PACK_M)
-#ifndef PACK_SORT_BATCH
-#define PACK_SORT_BATCH 0
-#endif
 /* Up to this many packs, a candidate's pack weights live in registers and
  * each item scans them; beyond, a heap in scratch memory finds the
  * lightest open pack (lib/pack.c switches at the same count). */
@@ -308,76 +305,82 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 /* candidates per pass of the work-group */
 #define PACK_CPP (WG / PACK_SPLIT)
 /* The reports' exchange, in local memory whatever SCRATCH_LOCAL says (the
- * host counts it): rv[4][WG], ri[4][WG], then per candidate of a pass
- * the pair search's two sums and verdict, then (PACK_SORT_BATCH > 0, set
- * by the host when the scratch is in global memory) room to sort that
- * many candidates at once in local memory by a bitonic network over the
- * whole work-group. Many packs means many items with close weights: the
- * noise moves items far, and one work-item's insertion sort, shifting
- * through global memory, was most of the kernel's time. Its size is the
- * host's (cl/eplb_scratch.h), which the kernel checks. */
-#define PACK_SORT_P2 EPLB_XCH_SORT_P2(PACK_N)
-#define PACK_XCH_SORT_OFF (8 * WG + 3 * PACK_CPP)
-#define PACK_XCH_WORDS                                                     \
-    (PACK_XCH_SORT_OFF +                                                   \
-     (PACK_SORT_BATCH * EPLB_XCH_SORT_BYTES(PACK_N) + 3) / 4)
-#if PACK_XCH_SORT_OFF > EPLB_XCH_REPORT_WORDS_MAX(WG)
+ * host counts it, cl/eplb_scratch.h): rv[4][WG], ri[4][WG], then per
+ * candidate of a pass the pair search's two sums and verdict. */
+#define PACK_XCH_WORDS (8 * WG + 3 * PACK_CPP)
+#if PACK_XCH_WORDS > EPLB_XCH_REPORT_WORDS_MAX(WG)
 #error "the reports' exchange outgrew what lib/cl_engine.c sets aside"
 #endif
-#if PACK_SORT_BATCH > 0
-/* at most a pass's candidates at once */
-#define PACK_SORT_B                                                        \
-    (PACK_SORT_BATCH < PACK_CPP ? PACK_SORT_BATCH : PACK_CPP)
-
-/* Candidates b0 .. end-1's keys and orders sorted as sort_candidate
- * sorts them (key descending, equal keys by lower item; the order is a
- * strict one, so any correct sort gives the same result), PACK_SORT_B at
- * a time; padding sorts last (key -1 < every key, item 0xFFFF). Must be
- * reached by every work-item. */
-inline void sort_candidates_bitonic(pack_scratch_ptrs s, int c0, int end,
-                                    __local uint *xch)
+/* Candidates c0 .. end-1's visiting orders (key descending, equal keys
+ * by lower item), each item's place found by counting the items that
+ * come before it: one (candidate, item) pair per work-item and turn, no
+ * barrier, where a sorting network needed a barrier per stage (and, for
+ * 64 candidates of 288 items, most of the kernel's time). The count is
+ * short because keys stay near their weights: a key is w + (u*w)*scale
+ * with 0 <= u < 1 (eplbi_noisy_key), so it lies in [w, U(w)], U(w) =
+ * w + w*scale in float32 (rounding is monotone). Against an item of key
+ * kb, the items of the base order (weight descending) whose weight
+ * exceeds kb all come first, and those whose U is below kb all come
+ * after: two binary searches bound the window where keys are compared
+ * (eplbi_larger_first). Must be reached by every work-item. */
+inline void rank_candidates(SCR const float *w, float noise, int cands,
+                            pack_scratch_ptrs s, int c0, int end,
+                            __local uint *xch)
 {
     int lid = get_local_id(0);
-    __local float *sk = (__local float *)(xch + PACK_XCH_SORT_OFF);
-    __local ushort *so = (__local ushort *)(sk + PACK_SORT_BATCH * PACK_SORT_P2);
-    const int pairs = PACK_SORT_P2 / 2;
-    for (int b0 = c0; b0 < end; b0 += PACK_SORT_B) {
-        for (int x = lid; x < PACK_SORT_B * PACK_SORT_P2; x += WG) {
-            int cb = x / PACK_SORT_P2, i = x - cb * PACK_SORT_P2;
-            int in = b0 + cb < end && i < PACK_N;
-            sk[x] = in ? s.keys[(b0 + cb) * PACK_KS + i] : -1.0f;
-            so[x] = in ? s.order[(b0 + cb) * PACK_OS + i] : (ushort)0xFFFF;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int k = 2; k <= PACK_SORT_P2; k <<= 1)
-            for (int j = k >> 1; j > 0; j >>= 1) {
-                for (int t = lid; t < PACK_SORT_B * pairs; t += WG) {
-                    int cb = t / pairs, h = t - cb * pairs;
-                    int i = 2 * j * (h / j) + h % j;
-                    int a = cb * PACK_SORT_P2 + i, b = a + j;
-                    float ka = sk[a], kb = sk[b];
-                    ushort ia = so[a], ib = so[b];
-                    /* b belongs before a in the final order */
-                    int b_first = eplbi_larger_first(kb, ib, ka, ia);
-                    int up = (i & k) == 0;
-                    if (b_first == up) {
-                        sk[a] = kb;
-                        sk[b] = ka;
-                        so[a] = ib;
-                        so[b] = ia;
-                    }
-                }
-                barrier(CLK_LOCAL_MEM_FENCE);
-            }
-        for (int x = lid; x < PACK_SORT_B * PACK_SORT_P2; x += WG) {
-            int cb = x / PACK_SORT_P2, i = x - cb * PACK_SORT_P2;
-            if (b0 + cb < end && i < PACK_N)
-                s.order[(b0 + cb) * PACK_OS + i] = so[x];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
+#if PACK_N * 2 <= 8 * WG
+    /* the base order's weights and items, staged in the reports' room
+     * (unused until the fill) */
+    __local float *bw = (__local float *)xch;
+    __local int *bi = (__local int *)(xch + PACK_N);
+    for (int r = lid; r < PACK_N; r += WG) {
+        int i = s.base[r];
+        bw[r] = w[i];
+        bi[r] = i;
     }
-}
+    barrier(CLK_LOCAL_MEM_FENCE);
+#define BASE_W(r) bw[r]
+#define BASE_I(r) bi[r]
+#else
+#define BASE_W(r) w[s.base[r]]
+#define BASE_I(r) ((int)s.base[r])
 #endif
+    int total = (end - c0) * PACK_N;
+    for (int x = lid; x < total; x += WG) {
+        int c = c0 + x / PACK_N, b = x % PACK_N;
+        float scale = eplbi_cand_scale(noise, c, cands);
+        SCR const float *key = s.keys + c * PACK_KS;
+        float kb = key[b];
+        int ib = BASE_I(b);
+        /* lo: the positions whose weight exceeds kb, a prefix */
+        int lo = 0, n = PACK_N;
+        while (lo < n) {
+            int mid = (lo + n) / 2;
+            if (BASE_W(mid) > kb)
+                lo = mid + 1;
+            else
+                n = mid;
+        }
+        /* hi: the positions whose U reaches kb, a prefix too */
+        int hi = lo;
+        n = PACK_N;
+        while (hi < n) {
+            int mid = (hi + n) / 2;
+            float wm = BASE_W(mid);
+            float um = wm + wm * scale;
+            if (um >= kb)
+                hi = mid + 1;
+            else
+                n = mid;
+        }
+        int rank = lo;
+        for (int r = lo; r < hi; r++)
+            rank += eplbi_larger_first(key[r], BASE_I(r), kb, ib);
+        s.order[c * PACK_OS + rank] = (ushort)ib;
+    }
+#undef BASE_W
+#undef BASE_I
+}
 
 /* The merge of the reports v[base .. base+PACK_SPLIT) (index -1: none):
  * the lowest value (less != 0) or the highest, the earlier on ties. */
@@ -477,7 +480,8 @@ inline int split_fill_rounds(SCR const float *w, int live, int c, int p0,
  * filled and refined, s.cmax written. The reports go through xch (see
  * PACK_XCH_WORDS); barriers that order only them fence local memory. */
 inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
-                                  pack_scratch_ptrs s, __local uint *xch)
+                                  float noise, pack_scratch_ptrs s,
+                                  __local uint *xch)
 {
     int lid = get_local_id(0);
     int part = lid % PACK_SPLIT, slot = lid / PACK_SPLIT;
@@ -490,12 +494,8 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
         int c = c0 + slot, live = c < cands;
         SCR ushort *order = s.order + (live ? c : 0) * PACK_OS;
         SCR ushort *cont = s.contents + (live ? c : 0) * PACK_OS;
-#if PACK_SORT_BATCH > 0
-        sort_candidates_bitonic(s, c0, min(c0 + PACK_CPP, cands), xch);
-#else
-        if (live && part == 0)
-            sort_candidate(s.keys + c * PACK_KS, order);
-#endif
+        rank_candidates(w, noise, cands, s, c0, min(c0 + PACK_CPP, cands),
+                        xch);
         barrier(SCR_FENCE);
         float pw[PACK_SEG];
         int pn[PACK_SEG];
@@ -801,7 +801,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
                    c0, s);
 #endif
 #if PACK_M > PACK_M_REGISTERS && !PACK_HEAPS
-    pack_split_candidates(w, cands, rounds, s, xch);
+    pack_split_candidates(w, cands, rounds, noise, s, xch);
 #else
     for (int c = lanes ? cands : lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);

@@ -101,16 +101,7 @@
 
 /* Local memory beside the scratch, for rows split over work-items
  * (EPLB_SCR_SPLIT): cl/eplb_pack.cl's exchange of the work-items'
- * reports takes at most this many 32-bit words for wg work-items, then
- * EPLB_XCH_SORT_BYTES per candidate it sorts in local memory: a key
- * (float) and an item (ushort) for each of EPLB_XCH_SORT_P2 positions, n
- * rounded up to a power of two and at least 64 (a bitonic network). */
+ * reports takes at most this many 32-bit words for wg work-items. */
 #define EPLB_XCH_REPORT_WORDS_MAX(wg) (11 * (wg))
-#define EPLB_XCH_SORT_P2(n)                                                \
-    ((n) <= 64 ? 64 : (n) <= 128 ? 128 : (n) <= 256 ? 256                  \
-     : (n) <= 512 ? 512 : (n) <= 1024 ? 1024 : (n) <= 2048 ? 2048          \
-     : (n) <= 4096 ? 4096 : (n) <= 8192 ? 8192 : (n) <= 16384 ? 16384      \
-     : (n) <= 32768 ? 32768 : 65536)
-#define EPLB_XCH_SORT_BYTES(n) (EPLB_XCH_SORT_P2(n) * 6)
 
 #endif /* EPLB_SCRATCH_H */

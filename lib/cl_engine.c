@@ -190,7 +190,6 @@ typedef struct wg_layout {
     size_t row_words, bytes;
     size_t local_extra; /* local memory beside the scratch, in bytes */
     int split;          /* many packs on a GPU: several work-items each */
-    int sort_batch;     /* candidates sorted at once in local memory */
 } wg_layout;
 
 /* lanes: the program's CAND_LANES. Many packs on a GPU (lanes 1) are
@@ -206,7 +205,6 @@ static wg_layout layout_for(int n, int m, int cands, size_t row_words,
     lo.cands = cands;
     lo.row_words = row_words;
     lo.split = EPLB_SCR_SPLIT((size_t)n, (size_t)m, heap);
-    lo.sort_batch = 0;
     lo.local_extra = lo.split ? EPLB_XCH_REPORT_WORDS_MAX(wg) * 4 : 4;
     lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands, heap,
                               row_words);
@@ -217,26 +215,6 @@ static int fits_local(const ocl_engine *e, const wg_layout *lo)
 {
     return lo->bytes + lo->local_extra + LOCAL_MEM_RESERVE <=
            e->dev.local_mem;
-}
-
-/* With the split packing's scratch in global memory, the local memory
- * left over sorts that many candidates at once (cl/eplb_pack.cl's
- * PACK_SORT_BATCH, each EPLB_XCH_SORT_BYTES of cl/eplb_scratch.h: a key
- * and an item for each of n rounded up to a power of two, at least 64). */
-static void plan_sort_batch(const ocl_engine *e, wg_layout *lo, int n,
-                            int local, size_t wg)
-{
-    if (!lo->split || local)
-        return;
-    size_t per = EPLB_XCH_SORT_BYTES((size_t)n);
-    size_t used = lo->local_extra + LOCAL_MEM_RESERVE;
-    if (used + per > e->dev.local_mem)
-        return;
-    size_t b = (e->dev.local_mem - used) / per;
-    if (b > wg)
-        b = wg;
-    lo->sort_batch = (int)b;
-    lo->local_extra += b * per + 4;
 }
 
 /* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
@@ -326,14 +304,14 @@ static void program_options(char *buf, size_t len, const ocl_engine *e,
              "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DGROUP_LOADS_GIVEN=%d "
-             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d -DPACK_SORT_BATCH=%d%s",
+             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->cands, lo->row_words, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
-             split_ok(e), lo->sort_batch,
+             split_ok(e),
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
@@ -384,8 +362,6 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
     int force_global = where && strcmp(where, "global") == 0;
     e->local_groups = !force_global && fits_local(e, &lg);
     e->local_slots = !force_global && fits_local(e, &ls);
-    plan_sort_batch(e, &lg, d->G, e->local_groups, wg);
-    plan_sort_batch(e, &ls, d->ppn, e->local_slots, wg);
     e->wg_bytes_groups = lg.bytes;
     e->wg_bytes_slots = ls.bytes;
     for (;;) {

@@ -158,8 +158,7 @@ static void test_global_scratch(void)
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 288, 8, 18, 144},
                            {3, 64, 96, 4, 2, 96}};
     check_new_context_plans(shapes, 3, 90);
-    /* the GPUs' path for many packs, whose sort then runs in batches in
-     * local memory (on PoCL 5+ CPUs the heaps again) */
+    /* the GPUs' path for many packs (on PoCL 5+ CPUs the heaps again) */
     setenv("EPLB_CL_LANES", "1", 1);
     setenv("EPLB_CL_SPLIT", "1", 1);
     check_new_context_plans(shapes, 3, 95);
@@ -213,6 +212,14 @@ static void test_lanes(void)
             compare_sparse(&shapes[4], (int[]){20, 200, 230}[z], 63 + z);
             compare_sparse(&shapes[0], (int[]){60, 200, 240}[z], 66 + z);
         }
+        /* every expert equally loaded: every key ties with a weight, and
+         * the windows of the GPUs' key ranking span the whole row */
+        float *flat = malloc(2 * 256 * sizeof(float));
+        for (int e = 0; e < 2 * 256; e++)
+            flat[e] = 1000.0f;
+        compare(&shapes[2], flat, 64, 20, 9);
+        compare(&shapes[4], flat, 64, 20, 9);
+        free(flat);
     }
     unsetenv("EPLB_CL_LANES");
     unsetenv("EPLB_CL_SPLIT");
