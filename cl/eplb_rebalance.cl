@@ -20,6 +20,13 @@
 #error "ROW_WORDS is smaller than eplb_groups' row area"
 #endif
 
+/* The tree reduction spans the work-items that can hold an expert. */
+#define REDUCE_WIDTH_ (LPN_ < WG ? LPN_ : WG)
+#define REDUCE_WIDTH                                                       \
+    (REDUCE_WIDTH_ <= 1 ? 1 : REDUCE_WIDTH_ <= 2 ? 2 : REDUCE_WIDTH_ <= 4 ? 4 \
+     : REDUCE_WIDTH_ <= 8 ? 8 : REDUCE_WIDTH_ <= 16 ? 16                   \
+     : REDUCE_WIDTH_ <= 32 ? 32 : REDUCE_WIDTH_ <= 64 ? 64                 \
+     : REDUCE_WIDTH_ <= 128 ? 128 : REDUCE_WIDTH_ <= 256 ? 256 : 512)
 #pragma OPENCL FP_CONTRACT OFF
 
 #define STEP_GROUPS 0u
@@ -73,39 +80,15 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
 
 EPLB_DEFINE_ADD_REPLICA(add_replica, SCR)
 
-/* GPU builds' replicate: the largest load per replica comes from a
- * reduction in two levels, RED_PER entries a reducer, RED_GROUPS
- * reducers (cl/eplb_scratch.h sizes the arrays for the host). */
-#define RED_PER EPLB_RED_PER
-#define RED_GROUPS EPLB_RED_GROUPS(WG)
-/* experts per work-item: expert e belongs to work-item e % WG */
-#define RED_EPW ((LPN_ + WG - 1) / WG)
-
-/* (bv, bi) takes (v, i) when i is an expert that comes first
- * (eplbi_larger_first); i < 0 is none. */
-#define RED_TAKE(bv, bi, v, i)                                             \
-    do {                                                                   \
-        if ((i) >= 0 && ((bi) < 0 || eplbi_larger_first(v, i, bv, bi))) { \
-            bv = (v);                                                      \
-            bi = (i);                                                      \
-        }                                                                  \
-    } while (0)
-
 /* replicate() (doc/ALGORITHM.md section 3): LPN_ experts into PPN_
  * slots. Each extra slot goes to the expert with the largest load per
- * replica (ties: lower expert, eplbi_larger_first). red_v/red_i hold WG
- * entries, red2_v/red2_i RED_GROUPS. */
+ * replica (ties: lower expert, eplbi_larger_first), found by a work-group
+ * reduction; red_v/red_i hold WG entries. */
 inline void replicate_node(SCR const float *wn, SCR int *sitem,
                            SCR int *srank, SCR int *cnt, SCR float *ratio,
-                           __local float *red_v, __local int *red_i,
-                           __local float *red2_v, __local int *red2_i)
+                           __local float *red_v, __local int *red_i)
 {
     int lid = get_local_id(0);
-#if CAND_LANES > 1
-    /* CPU builds: one work-item scans the experts; a CPU runs a
-     * work-group's items one after the other anyway, and a reduction
-     * would cost a pass over all of them per level. Strict > from the
-     * lowest expert keeps ties on the lower one. */
     for (int e = lid; e < LPN_; e += WG) {
         sitem[e] = e;
         srank[e] = 0;
@@ -114,79 +97,48 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
     }
     barrier(SCR_FENCE);
     for (int slot = LPN_; slot < PPN_; slot++) {
+#if CAND_LANES > 1
+        /* CPU builds: one work-item scans the experts; a CPU runs a
+         * work-group's items one after the other anyway, and the tree
+         * below would cost a pass over all of them per level. Strict >
+         * from the lowest expert keeps ties on the lower one. */
         if (lid == 0) {
             int bi = 0;
             for (int e = 1; e < LPN_; e++)
                 if (ratio[e] > ratio[bi])
                     bi = e;
-            add_replica(wn, bi, slot, sitem, srank, cnt, ratio);
+            red_i[0] = bi;
         }
-        barrier(SCR_FENCE);
-    }
 #else
-    /* GPU builds: each work-item keeps its experts' loads, counts and
-     * ratios in registers and places their replicas itself, so that a
-     * slot costs two barriers of local memory: the work-items' bests,
-     * then the reducers' (each work-item merges those last on its own).
-     * The arithmetic is add_replica's. */
-    float own_w[RED_EPW], own_r[RED_EPW];
-    int own_c[RED_EPW];
-#pragma unroll
-    for (int k = 0; k < RED_EPW; k++) {
-        int e = lid + k * WG;
-        own_w[k] = own_r[k] = e < LPN_ ? wn[e] : 0.0f;
-        own_c[k] = 1;
-        if (e < LPN_) {
-            sitem[e] = e;
-            srank[e] = 0;
-        }
-    }
-    for (int slot = LPN_; slot < PPN_; slot++) {
-        float bv = 0.0f;
+        /* ratios are >= 0, so -1 marks "none" */
+        float bv = -1.0f;
         int bi = -1;
-        /* strict > from the lowest expert: ties stay on the lower one */
-#pragma unroll
-        for (int k = 0; k < RED_EPW; k++)
-            if (lid + k * WG < LPN_ && (bi < 0 || own_r[k] > bv)) {
-                bv = own_r[k];
-                bi = lid + k * WG;
+        for (int e = lid; e < LPN_; e += WG)
+            if (ratio[e] > bv) {
+                bv = ratio[e];
+                bi = e;
             }
         red_v[lid] = bv;
         red_i[lid] = bi;
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < RED_GROUPS) {
-            float gv = 0.0f;
-            int gi = -1;
-            for (int q = lid * RED_PER; q < min(lid * RED_PER + RED_PER, WG);
-                 q++)
-                RED_TAKE(gv, gi, red_v[q], red_i[q]);
-            red2_v[lid] = gv;
-            red2_i[lid] = gi;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        float wv = 0.0f;
-        int win = -1;
-        for (int g = 0; g < RED_GROUPS; g++)
-            RED_TAKE(wv, win, red2_v[g], red2_i[g]);
-#pragma unroll
-        for (int k = 0; k < RED_EPW; k++)
-            if (lid + k * WG == win) {
-                sitem[slot] = win;
-                srank[slot] = own_c[k];
-                own_c[k]++;
-                own_r[k] = own_w[k] / (float)own_c[k];
+        for (int span = REDUCE_WIDTH / 2; span > 0; span >>= 1) {
+            if (lid < span) {
+                float ov = red_v[lid + span];
+                int oi = red_i[lid + span];
+                /* oi < 0: no expert, whose -1 loses every comparison */
+                if (oi >= 0 && eplbi_larger_first(ov, oi, red_v[lid],
+                                                 red_i[lid])) {
+                    red_v[lid] = ov;
+                    red_i[lid] = oi;
+                }
             }
-    }
-#pragma unroll
-    for (int k = 0; k < RED_EPW; k++) {
-        int e = lid + k * WG;
-        if (e < LPN_) {
-            cnt[e] = own_c[k];
-            ratio[e] = own_r[k];
+            barrier(CLK_LOCAL_MEM_FENCE);
         }
-    }
-    barrier(SCR_FENCE);
 #endif
+        if (lid == 0)
+            add_replica(wn, red_i[0], slot, sitem, srank, cnt, ratio);
+        barrier(SCR_FENCE);
+    }
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -212,8 +164,8 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     SCR int *best_c = rk + PPN_;
     SCR float *mx = (SCR float *)(best_c + 1);
     /* the replicate step's reductions: local memory, whatever SCR is */
-    __local float red_v[WG], red2_v[RED_GROUPS];
-    __local int red_i[WG], red2_i[RED_GROUPS];
+    __local float red_v[WG];
+    __local int red_i[WG];
 
     int gid = get_group_id(0), lid = get_local_id(0);
     /* The candidate variant's rows come first: a device that runs more
@@ -231,8 +183,7 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
         wn[i] = w[(size_t)l * E_ + e];
     }
     barrier(SCR_FENCE);
-    replicate_node(wn, sitem, srank, cnt, ratio, red_v, red_i, red2_v,
-                   red2_i);
+    replicate_node(wn, sitem, srank, cnt, ratio, red_v, red_i);
     for (int p = lid; p < PPN_; p += WG) {
         int e = sitem[p];
         tw[p] = wn[e] / (float)cnt[e];

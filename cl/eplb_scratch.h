@@ -104,11 +104,4 @@
  * reports takes at most this many 32-bit words for wg work-items. */
 #define EPLB_XCH_REPORT_WORDS_MAX(wg) (11 * (wg))
 
-/* eplb_slots' replicate reduction on GPUs: a value and an expert for
- * each of wg work-items, then for each of EPLB_RED_GROUPS(wg) reducers
- * of EPLB_RED_PER entries. */
-#define EPLB_RED_PER 16
-#define EPLB_RED_GROUPS(wg) (((wg) + EPLB_RED_PER - 1) / EPLB_RED_PER)
-#define EPLB_RED_BYTES(wg) (8 * ((wg) + EPLB_RED_GROUPS(wg)))
-
 #endif /* EPLB_SCRATCH_H */

@@ -355,7 +355,7 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
                                                    (size_t)d->lpn,
                                                    (size_t)d->ppn),
                               cand_lanes(e, d->ppn), split_ok(e), wg);
-    ls.local_extra += EPLB_RED_BYTES(wg); /* eplb_slots' reductions */
+    ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */
     const char *where = getenv("EPLB_CL_SCRATCH");
