@@ -26,6 +26,7 @@
 #include "eplb_cl.h"
 #include "loadfile.h"
 #include "planstats.h"
+#include "timing.h"
 #include "workload.h"
 
 #define BENCH_MEASURE_US 1e6
@@ -56,19 +57,6 @@ static const char *const files[] = {
     "prefill_in2048.json",       "prefill_in4096.json",
     "prefill_in500out1500.json", "prefill_in512.json"};
 #define NFILES 12
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void json_record(bench *b, const char *fmt, ...)
 {
@@ -123,14 +111,14 @@ static eplb_context *cold_start(const engine *en, const eplb_shape *s,
                                 const float *w, plan_buf *p, timing *t)
 {
     eplb_context *ctx;
-    double t0 = now_us();
+    double t0 = timing_now_us();
     if (eplb_context_create(&ctx, &en->opts))
         die("context");
-    t->context_us = now_us() - t0;
-    t0 = now_us();
+    t->context_us = timing_now_us() - t0;
+    t0 = timing_now_us();
     if (eplb_rebalance(ctx, s, w, p->phy2log, p->log2phy, p->logcnt))
         die("rebalance");
-    t->first_us = now_us() - t0;
+    t->first_us = timing_now_us() - t0;
     return ctx;
 }
 
@@ -142,10 +130,10 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
         die("plan sizes");
     eplb_context *ctx = cold_start(en, s, w, &p, t);
     /* Warm runs: as many as asked, but about a second at most. */
-    double t0 = now_us();
+    double t0 = timing_now_us();
     if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
         die("rebalance");
-    double one = now_us() - t0;
+    double one = timing_now_us() - t0;
     int runs = b->warm_runs;
     if (one * runs > BENCH_MEASURE_US)
         runs = (int)(BENCH_MEASURE_US / one);
@@ -153,12 +141,12 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
         runs = BENCH_MIN_RUNS;
     double *v = malloc(sizeof(double) * runs);
     for (int i = 0; i < runs; i++) {
-        t0 = now_us();
+        t0 = timing_now_us();
         if (eplb_rebalance(ctx, s, w, p.phy2log, p.log2phy, p.logcnt))
             die("rebalance");
-        v[i] = now_us() - t0;
+        v[i] = timing_now_us() - t0;
     }
-    qsort(v, runs, sizeof *v, cmp_double);
+    qsort(v, runs, sizeof *v, timing_cmp_double);
     t->warm_us = v[runs / 2];
     t->warm_p99 = v[(int)((runs - 1) * 0.99)];
     t->floor_us = t->floor_p99 = 0.0;
@@ -453,15 +441,15 @@ static void replan_times(bench *b, eplb_context *ctx, const eplb_shape *s,
     double t[64];
     for (int mode = 0; mode < 2; mode++) {
         for (int i = 0; i <= runs; i++) {
-            double t0 = now_us();
+            double t0 = timing_now_us();
             int rc = eplb_rebalance_from(ctx, s, w,
                                          mode ? cur->phy2log : NULL, NULL,
                                          p.phy2log, p.log2phy, p.logcnt);
-            t[i] = now_us() - t0;
+            t[i] = timing_now_us() - t0;
             if (rc)
                 die("rebalance_from");
         }
-        qsort(t + 1, (size_t)runs, sizeof t[0], cmp_double);
+        qsort(t + 1, (size_t)runs, sizeof t[0], timing_cmp_double);
         *(mode ? from_us : fresh_us) = t[1 + runs / 2];
     }
     plan_free(&p);
@@ -759,10 +747,10 @@ static double warm_least(eplb_context *ctx, const eplb_shape *s,
 {
     double least = 0.0;
     for (int i = 0; i < runs; i++) {
-        double t0 = now_us();
+        double t0 = timing_now_us();
         if (eplb_rebalance(ctx, s, w, p->phy2log, p->log2phy, p->logcnt))
             die("rebalance");
-        double t = now_us() - t0;
+        double t = timing_now_us() - t0;
         least = i == 0 || t < least ? t : least;
     }
     return least;

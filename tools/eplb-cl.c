@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* for eplb_context_profile */
 #define EPLB_EXPERIMENTAL
 #include "eplb_cl.h"
 #include "loadfile.h"
 #include "planio.h"
+#include "timing.h"
 #include "workload.h"
 
 /* The built-in workload: DeepSeek-V3's MoE layers and experts. */
@@ -59,19 +59,6 @@ static void usage(FILE *f)
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
 "  -q, --quiet            no summary on stderr\n"
 "  -h, --help             this text\n", f);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi,
@@ -373,19 +360,19 @@ int main(int argc, char **argv)
                 current_cnt[i / shape.num_replicas * shape.experts + e]++;
         }
     }
-    double t0 = now_us();
+    double t0 = timing_now_us();
     rc = eplb_context_create(&ctx, &opts);
-    double t_create = now_us() - t0;
+    double t_create = timing_now_us() - t0;
     if (rc) {
         fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
                 eplb_last_error());
         goto done;
     }
     for (long i = 0; i <= repeat; i++) {
-        t0 = now_us();
+        t0 = timing_now_us();
         rc = eplb_rebalance_from(ctx, &shape, m.data, current, mask, phy2log,
                                  log2phy, logcnt);
-        times[i] = now_us() - t0;
+        times[i] = timing_now_us() - t0;
         if (rc) {
             fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
                     eplb_last_error());
@@ -410,7 +397,7 @@ int main(int argc, char **argv)
         eplb_identity_quality(&shape, m.data, &before);
         eplb_plan_quality(&shape, opts.policy, m.data, phy2log, logcnt,
                           &after);
-        qsort(times + 1, (size_t)repeat, sizeof *times, cmp_double);
+        qsort(times + 1, (size_t)repeat, sizeof *times, timing_cmp_double);
         fprintf(stderr, "eplb-cl %s\n", eplb_version_string());
         fprintf(stderr, "  input:        %s (%d layers x %d experts)\n",
                 source, shape.layers, shape.experts);
