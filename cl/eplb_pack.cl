@@ -23,6 +23,8 @@
 #define PACK_SPLIT_OK 0
 #endif
 #define PACK_HEAPS (CAND_LANES > 1 || !PACK_SPLIT_OK)
+/* this row is split (pack_split_candidates) */
+#define PACK_SPLIT_ROW (PACK_M > PACK_M_REGISTERS && !PACK_HEAPS)
 /* A quantity of the scratch layout (cl/eplb_scratch.h) for this row
  * shape, in 64-bit arithmetic so that no size wraps; then the
  * per-candidate strides of the keys and of the orders and contents. */
@@ -282,7 +284,7 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
 }
 #endif
 
-#if PACK_M > PACK_M_REGISTERS && !PACK_HEAPS
+#if PACK_SPLIT_ROW
 /* Many packs on a GPU: PACK_SPLIT work-items share a candidate, each
  * keeping the weights and counts of PACK_SEG consecutive packs in
  * registers (a heap in scratch memory costs a chain of dependent loads per
@@ -786,7 +788,11 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
             int r = s.base_rank[i];
             s.keys[c * PACK_KS + r] =
                 eplbi_noisy_key(w[i], eplbi_unit(words[j]), scale);
+#if !PACK_SPLIT_ROW
+            /* where the insertion sort starts; split rows count their
+             * orders from the base order (rank_candidates) instead */
             s.order[c * PACK_OS + r] = (ushort)i;
+#endif
         }
     }
     barrier(SCR_FENCE);
@@ -800,7 +806,7 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
         pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
                    c0, s);
 #endif
-#if PACK_M > PACK_M_REGISTERS && !PACK_HEAPS
+#if PACK_SPLIT_ROW
     pack_split_candidates(w, cands, rounds, noise, s, xch);
 #else
     for (int c = lanes ? cands : lid; c < cands; c += WG) {
