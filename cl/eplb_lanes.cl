@@ -273,27 +273,27 @@ inline int lanes_fill_rounds(const lanei *vi, const lanef *vw, lanef *pw,
 #endif
 }
 
-/* Candidates c0 .. c0+CAND_LANES-1 (those below cands): keyed, sorted,
- * filled and refined as steps 2 and 3 of pack_row do one; s.cmax and
- * s.contents get the results. Lanes past cands repeat candidate c0 and are
- * not stored. */
-void pack_lanes(SCR const float *w, uint step, uint row, int cands,
+/* The span's candidates c0 .. c0+CAND_LANES-1 (those below cs.count,
+ * counted from cs.first): keyed, sorted, filled and refined as steps 2
+ * and 3 of pack_row do one; s.cmax and s.contents get the results. Lanes
+ * past the span repeat candidate c0 and are not stored. */
+void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
                 int rounds, float noise, uint seed_lo, uint seed_hi, int c0,
                 pack_scratch_ptrs s)
 {
     lanef pw[PACK_M], ow[PACK_M], cw[PACK_N];
     lanei pn[PACK_M], ci[PACK_N];
     laneul vis[PACK_N]; /* sort codes, then the visiting order */
-    int nl = min(CAND_LANES, cands - c0);
+    int nl = min(CAND_LANES, cs.count - c0);
     {
-        uint cs[CAND_LANES];
+        uint cv[CAND_LANES];
         float scs[CAND_LANES];
         for (int j = 0; j < CAND_LANES; j++) {
-            int c = c0 + (j < nl ? j : 0);
-            cs[j] = (uint)c;
-            scs[j] = eplbi_cand_scale(noise, c, cands);
+            int c = cs.first + c0 + (j < nl ? j : 0);
+            cv[j] = (uint)c;
+            scs[j] = eplbi_cand_scale(noise, c, cs.total);
         }
-        laneu cand = LV(vload, CAND_LANES)(0, cs);
+        laneu cand = LV(vload, CAND_LANES)(0, cv);
         lanef scale = LV(vload, CAND_LANES)(0, scs);
         /* the noisy keys, as step 2: four items per generator call */
         for (int q = 0; q * 4 < PACK_N; q++) {

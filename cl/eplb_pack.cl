@@ -88,6 +88,17 @@ inline pack_scratch_ptrs pack_scratch_at(SCR uchar *mem)
     return s;
 }
 
+/* The candidates a work-group packs: first .. first+count-1 of the row's
+ * total. A row's candidates may be spread over several work-groups (the
+ * slots kernel's parts, CAND_PARTS); a candidate's noise depends on its
+ * index in the row and on the total (eplbi_cand_scale, the generator's
+ * counter), never on the work-group that packs it, so the plans are the
+ * same however the candidates are spread. Scratch arrays are indexed by
+ * c - first. */
+typedef struct cand_span {
+    int first, count, total;
+} cand_span;
+
 /* A work-group's state: local memory, or its slice of the global buffer. */
 #if SCRATCH_LOCAL
 #define WG_MEMORY(gscratch)                                 \
@@ -302,7 +313,17 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
     (PACK_SPLIT_NEED <= 1 ? 1 : PACK_SPLIT_NEED <= 2 ? 2                   \
      : PACK_SPLIT_NEED <= 4 ? 4 : PACK_SPLIT_NEED <= 8 ? 8                 \
      : PACK_SPLIT_NEED <= 16 ? 16 : PACK_SPLIT_NEED <= 32 ? 32 : 64)
-#define PACK_SPLIT (PACK_SPLIT_ < WG ? PACK_SPLIT_ : WG)
+/* A work-group with fewer candidates than a pass has room for (the slots
+ * kernel's parts give each a few) splits each candidate further, down to
+ * one pack a work-item: the work-items would idle otherwise. */
+#define PACK_SPLIT_IDLE (WG / PACK_CANDS)
+#define PACK_SPLIT_FILL                                                    \
+    (PACK_SPLIT_IDLE >= 64 ? 64 : PACK_SPLIT_IDLE >= 32 ? 32               \
+     : PACK_SPLIT_IDLE >= 16 ? 16 : PACK_SPLIT_IDLE >= 8 ? 8               \
+     : PACK_SPLIT_IDLE >= 4 ? 4 : PACK_SPLIT_IDLE >= 2 ? 2 : 1)
+#define PACK_SPLIT_WANT                                                    \
+    (PACK_SPLIT_FILL > PACK_SPLIT_ ? PACK_SPLIT_FILL : PACK_SPLIT_)
+#define PACK_SPLIT (PACK_SPLIT_WANT < WG ? PACK_SPLIT_WANT : WG)
 #define PACK_SEG ((PACK_M + PACK_SPLIT - 1) / PACK_SPLIT)
 /* candidates per pass of the work-group */
 #define PACK_CPP (WG / PACK_SPLIT)
@@ -325,7 +346,7 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
  * exceeds kb all come first, and those whose U is below kb all come
  * after: two binary searches bound the window where keys are compared
  * (eplbi_larger_first). Must be reached by every work-item. */
-inline void rank_candidates(SCR const float *w, float noise, int cands,
+inline void rank_candidates(SCR const float *w, float noise, cand_span cs,
                             pack_scratch_ptrs s, int c0, int end,
                             __local uint *xch)
 {
@@ -350,7 +371,7 @@ inline void rank_candidates(SCR const float *w, float noise, int cands,
     int total = (end - c0) * PACK_N;
     for (int x = lid; x < total; x += WG) {
         int c = c0 + x / PACK_N, b = x % PACK_N;
-        float scale = eplbi_cand_scale(noise, c, cands);
+        float scale = eplbi_cand_scale(noise, cs.first + c, cs.total);
         SCR const float *key = s.keys + c * PACK_KS;
         float kb = key[b];
         int ib = BASE_I(b);
@@ -481,9 +502,9 @@ inline int split_fill_rounds(SCR const float *w, int live, int c, int p0,
 /* Step 3 of pack_row for many packs on a GPU: every candidate sorted,
  * filled and refined, s.cmax written. The reports go through xch (see
  * PACK_XCH_WORDS); barriers that order only them fence local memory. */
-inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
-                                  float noise, pack_scratch_ptrs s,
-                                  __local uint *xch)
+inline void pack_split_candidates(SCR const float *w, cand_span cs,
+                                  int rounds, float noise,
+                                  pack_scratch_ptrs s, __local uint *xch)
 {
     int lid = get_local_id(0);
     int part = lid % PACK_SPLIT, slot = lid / PACK_SPLIT;
@@ -492,12 +513,12 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
     __local int *ri = (__local int *)(xch + 4 * WG);
     __local float *sw_v = (__local float *)(xch + 8 * WG);
     __local int *sw_ok = (__local int *)(xch + 8 * WG + 2 * PACK_CPP);
+    int cands = cs.count;
     for (int c0 = 0; c0 < cands; c0 += PACK_CPP) {
         int c = c0 + slot, live = c < cands;
         SCR ushort *order = s.order + (live ? c : 0) * PACK_OS;
         SCR ushort *cont = s.contents + (live ? c : 0) * PACK_OS;
-        rank_candidates(w, noise, cands, s, c0, min(c0 + PACK_CPP, cands),
-                        xch);
+        rank_candidates(w, noise, cs, s, c0, min(c0 + PACK_CPP, cands), xch);
         barrier(SCR_FENCE);
         float pw[PACK_SEG];
         int pn[PACK_SEG];
@@ -645,7 +666,7 @@ inline void pack_split_candidates(SCR const float *w, int cands, int rounds,
 #if CAND_LANES > 1
 /* cl/eplb_lanes.cl: candidates c0 .. c0+CAND_LANES-1 keyed, sorted, filled
  * and refined by one work-item, into s.cmax and s.contents. */
-void pack_lanes(SCR const float *w, uint step, uint row, int cands,
+void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
                 int rounds, float noise, uint seed_lo, uint seed_hi, int c0,
                 pack_scratch_ptrs s);
 #endif
@@ -686,17 +707,18 @@ inline int base_later(float va, int a, float vb, int b)
 EPLB_DEFINE_SIFT_DOWN(base_sift_down, SCR, ushort, base_later)
 #endif
 
-/* Packs one row with the whole work-group. out_pack/out_rank [PACK_N] and
- * out_max get the chosen candidate; xch is the kernel's local exchange of
- * PACK_XCH_WORDS words (read on GPUs with many packs only). cands 1 with
- * rounds 0 is the deterministic pack() (doc/ALGORITHM.md section 3). Must
- * be reached by every work-item. */
-void pack_row(SCR const float *w, uint step, uint row, int cands,
+/* Packs one row's span of candidates with the whole work-group.
+ * out_pack/out_rank [PACK_N] and out_max get the span's best candidate
+ * (the lowest index among the least largest packs); xch is the kernel's
+ * local exchange of PACK_XCH_WORDS words (read on GPUs with many packs
+ * only). One candidate of one with rounds 0 is the deterministic pack()
+ * (doc/ALGORITHM.md section 3). Must be reached by every work-item. */
+void pack_row(SCR const float *w, uint step, uint row, cand_span cs,
               int rounds, float noise, uint seed_lo, uint seed_hi,
               pack_scratch_ptrs s, SCR int *best_c, SCR int *out_pack,
               SCR int *out_rank, SCR float *out_max, __local uint *xch)
 {
-    int lid = get_local_id(0);
+    int lid = get_local_id(0), cands = cs.count;
 #if PACK_K == 1 || PACK_M == 1
     {
         /* One item per pack: item i in pack i. One pack: by weight
@@ -778,8 +800,9 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
          idx += WG) {
         int c = idx / quads, q = idx - c * quads;
         uint words[4];
-        eplbi_bits4(seed_lo, seed_hi, step, row, (uint)c, (uint)q, words);
-        float scale = eplbi_cand_scale(noise, c, cands);
+        eplbi_bits4(seed_lo, seed_hi, step, row, (uint)(cs.first + c),
+                    (uint)q, words);
+        float scale = eplbi_cand_scale(noise, cs.first + c, cs.total);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = q * 4 + j;
@@ -803,11 +826,11 @@ void pack_row(SCR const float *w, uint step, uint row, int cands,
 #if CAND_LANES > 1
     for (int c0 = lanes ? lid * CAND_LANES : cands; c0 < cands;
          c0 += WG * CAND_LANES)
-        pack_lanes(w, step, row, cands, rounds, noise, seed_lo, seed_hi,
-                   c0, s);
+        pack_lanes(w, step, row, cs, rounds, noise, seed_lo, seed_hi, c0,
+                   s);
 #endif
 #if PACK_SPLIT_ROW
-    pack_split_candidates(w, cands, rounds, noise, s, xch);
+    pack_split_candidates(w, cs, rounds, noise, s, xch);
 #else
     for (int c = lanes ? cands : lid; c < cands; c += WG) {
         sort_candidate(s.keys + c * PACK_KS, s.order + c * PACK_OS);

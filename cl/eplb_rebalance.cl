@@ -6,7 +6,12 @@
  *                  then phy2log, log2phy and logcnt are written
  * Variant 0 is the deterministic reference (1 candidate, no swaps), variant
  * 1 the candidate search; the guard keeps the candidate plan unless the
- * reference has a strictly lower largest GPU load.
+ * reference has a strictly lower largest GPU load. eplb_slots may spread a
+ * row's candidates over CAND_PARTS work-groups (variants 1 .. CAND_PARTS,
+ * each a span of them): GPUs with fewer rows than compute units then keep
+ * more of them busy. eplb_finish takes each node's best part, ties to the
+ * lower (whose candidates come first), which is the best candidate of the
+ * whole row: the plans are the same for any CAND_PARTS.
  *
  * The groups program is built with PACK_N = G_, PACK_M = N_; the slots
  * program (EPLB_SLOTS_PROGRAM) with PACK_N = PPN_, PACK_M = GN_. Each
@@ -32,6 +37,28 @@
 #define STEP_GROUPS 0u
 #define STEP_SLOTS 1u
 #define VARIANTS 2
+#ifndef CAND_PARTS
+#define CAND_PARTS 1
+#endif
+/* eplb_slots' variants: the reference, then the candidates' parts */
+#define SLOT_VARIANTS (1 + CAND_PARTS)
+
+/* The span of candidates a variant packs (cl/eplb_pack.cl): the one
+ * reference candidate, or part v of the row's cands. */
+inline cand_span variant_span(int v, int cands, int parts)
+{
+    cand_span cs;
+    if (v == 0) {
+        cs.first = 0;
+        cs.count = 1;
+        cs.total = 1;
+    } else {
+        cs.first = (v - 1) * cands / parts;
+        cs.count = v * cands / parts - cs.first;
+        cs.total = cands;
+    }
+    return cs;
+}
 
 #ifndef EPLB_SLOTS_PROGRAM
 
@@ -65,8 +92,9 @@ void eplb_groups(__global const float *w, int layers, int cands, int rounds,
     }
     barrier(SCR_FENCE);
     for (int v = 0; v < VARIANTS; v++) {
-        pack_row(gw, STEP_GROUPS, (uint)l, v ? cands : 1, v ? rounds : 0,
-                 noise, seed_lo, seed_hi, s, best_c, pk, rk, mx, pack_xch);
+        pack_row(gw, STEP_GROUPS, (uint)l, variant_span(v, cands, 1),
+                 v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk,
+                 mx, pack_xch);
         __global int *out = gplace + ((size_t)v * layers + l) * G_ * 2;
         for (int g = lid; g < G_; g += WG) {
             out[2 * g] = pk[g];
@@ -168,11 +196,13 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
     __local int red_i[WG];
 
     int gid = get_group_id(0), lid = get_local_id(0);
-    /* The candidate variant's rows come first: a device that runs more
+    /* The candidate variants' rows come first: a device that runs more
      * rows than it has cores then ends on the cheap deterministic ones. */
     int n = gid % N_, l = (gid / N_) % layers;
-    int v = VARIANTS - 1 - gid / (N_ * layers), vl = v * layers + l;
-    __global const int *place = gplace + (size_t)vl * G_ * 2;
+    int v = SLOT_VARIANTS - 1 - gid / (N_ * layers), vl = v * layers + l;
+    /* every part packs the nodes of the groups kernel's candidate plan */
+    __global const int *place =
+        gplace + ((size_t)(v ? 1 : 0) * layers + l) * G_ * 2;
     for (int g = lid; g < G_; g += WG)
         if (place[2 * g] == n)
             grp_at[place[2 * g + 1]] = g;
@@ -189,9 +219,9 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
         tw[p] = wn[e] / (float)cnt[e];
     }
     barrier(SCR_FENCE);
-    pack_row(tw, STEP_SLOTS, (uint)(l * N_ + n), v ? cands : 1,
-             v ? rounds : 0, noise, seed_lo, seed_hi, s, best_c, pk, rk, mx,
-             pack_xch);
+    pack_row(tw, STEP_SLOTS, (uint)(l * N_ + n),
+             variant_span(v, cands, CAND_PARTS), v ? rounds : 0, noise,
+             seed_lo, seed_hi, s, best_c, pk, rk, mx, pack_xch);
     size_t base = (size_t)vl * P_;
     for (int p = lid; p < PPN_; p += WG) {
         int slot = n * PPN_ + pk[p] * PPG_ + rk[p];
@@ -211,24 +241,40 @@ void eplb_finish(int layers, __global const int *slot_expert,
                  __global const int *slot_rank, __global const int *cnt_in,
                  __global const float *rowmax, __global int *out)
 {
+    /* the variant each node's slots come from */
+    __local int node_from[N_];
     __local int pick;
     int l = get_group_id(0), lid = get_local_id(0);
+    for (int n = lid; n < N_; n += WG) {
+        /* the node's best part: strict < keeps the lower on ties */
+        int b = 1;
+        for (int v = 2; v <= CAND_PARTS; v++)
+            if (rowmax[((size_t)v * layers + l) * N_ + n] <
+                rowmax[((size_t)b * layers + l) * N_ + n])
+                b = v;
+        node_from[n] = b;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
     if (lid == 0) {
         float ref = 0.0f, cand = 0.0f;
         for (int n = 0; n < N_; n++) {
             ref = fmax(ref, rowmax[(size_t)l * N_ + n]);
-            cand = fmax(cand, rowmax[((size_t)layers + l) * N_ + n]);
+            cand = fmax(cand,
+                        rowmax[((size_t)node_from[n] * layers + l) * N_ + n]);
         }
         pick = ref < cand ? 0 : 1;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    size_t vl = (size_t)pick * layers + l;
     __global int *phy2log = out + (size_t)l * P_;
     __global int *rank = out + (size_t)(layers + l) * P_;
     __global int *logcnt = out + (size_t)layers * 2 * P_ + (size_t)l * E_;
+    /* the parts share the candidates' groups, so replication and the
+     * counts: part 1's are every part's */
+    size_t vc = (size_t)pick * layers + l;
     for (int e = lid; e < E_; e += WG)
-        logcnt[e] = cnt_in[vl * E_ + e];
+        logcnt[e] = cnt_in[vc * E_ + e];
     for (int slot = lid; slot < P_; slot += WG) {
+        size_t vl = (size_t)(pick ? node_from[slot / PPN_] : 0) * layers + l;
         phy2log[slot] = slot_expert[vl * P_ + slot];
         rank[slot] = slot_rank[vl * P_ + slot];
     }

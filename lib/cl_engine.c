@@ -37,6 +37,7 @@ struct ocl_engine {
     int built;
     plan_dims dims;
     int cands;
+    int parts; /* work-groups per candidate row of eplb_slots */
     cl_program prog_groups, prog_slots;
     cl_kernel k_groups, k_slots, k_finish;
     size_t wg;
@@ -254,6 +255,29 @@ static int split_ok(const ocl_engine *e)
     return !cpu;
 }
 
+/* Work-groups per candidate row of the slots kernel (its CAND_PARTS), each
+ * packing a span of the candidates (cl/eplb_rebalance.cl); the plan is the
+ * same for any count. Rows of many packs on a GPU (split rows) take
+ * PARTS_GPU_SPLIT: a few dozen of them (one a layer, the global policy)
+ * would leave most of a GPU's compute units idle, and a part's smaller
+ * state fits local memory where a whole row's does not. Other rows, and
+ * CPUs (one row a core is enough), keep one. EPLB_CL_PARTS=1, 2, 4 or 8
+ * overrides (to test or time any count on any device); a count above
+ * the candidates is cut to them. */
+#define PARTS_GPU_SPLIT 4
+
+static int cand_parts(int cands, int lanes, int split)
+{
+    const char *v = getenv("EPLB_CL_PARTS");
+    int parts = 1;
+    if (v && (!strcmp(v, "1") || !strcmp(v, "2") || !strcmp(v, "4") ||
+              !strcmp(v, "8")))
+        parts = atoi(v);
+    else if (lanes == 1 && split)
+        parts = PARTS_GPU_SPLIT;
+    return parts < cands ? parts : cands;
+}
+
 /* The private memory one work-item of the lanes path holds for a row of n
  * items in m packs (cl/eplb_lanes.cl: three pack-sized and five row-sized
  * arrays of lane vectors, and the 64-bit sort codes). */
@@ -304,14 +328,14 @@ static void program_options(char *buf, size_t len, const ocl_engine *e,
              "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DGROUP_LOADS_GIVEN=%d "
-             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d%s",
+             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d -DCAND_PARTS=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->cands, lo->row_words, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
-             split_ok(e),
+             split_ok(e), slots ? e->parts : 1,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
@@ -350,11 +374,18 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
     wg_layout lg = layout_for(d->G, d->N, cands,
                               EPLB_GROUPS_ROW_WORDS((size_t)d->G),
                               cand_lanes(e, d->G), split_ok(e), wg);
-    wg_layout ls = layout_for(d->ppn, d->gn, cands,
+    /* a slots work-group packs one part's span of the candidates */
+    int slot_lanes = cand_lanes(e, d->ppn);
+    e->parts = cand_parts(
+        cands, slot_lanes,
+        EPLB_SCR_SPLIT((size_t)d->ppn, (size_t)d->gn,
+                       (size_t)(slot_lanes > 1 || !split_ok(e))));
+    wg_layout ls = layout_for(d->ppn, d->gn,
+                              (cands + e->parts - 1) / e->parts,
                               EPLB_SLOTS_ROW_WORDS((size_t)d->gpn,
                                                    (size_t)d->lpn,
                                                    (size_t)d->ppn),
-                              cand_lanes(e, d->ppn), split_ok(e), wg);
+                              slot_lanes, split_ok(e), wg);
     ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */
@@ -450,18 +481,20 @@ static int reserve_buffers(ocl_engine *e, const plan_dims *d)
         return EPLB_OK;
     release_buffers(e);
     size_t L = (size_t)d->L;
+    /* eplb_slots' variants: the reference and the candidates' parts */
+    size_t sv = 1 + (size_t)e->parts;
     size_t scratch = 64;
     if (!e->local_groups && L * e->wg_bytes_groups > scratch)
         scratch = L * e->wg_bytes_groups;
-    if (!e->local_slots && 2 * L * d->N * e->wg_bytes_slots > scratch)
-        scratch = 2 * L * d->N * e->wg_bytes_slots;
+    if (!e->local_slots && sv * L * d->N * e->wg_bytes_slots > scratch)
+        scratch = sv * L * d->N * e->wg_bytes_slots;
     struct { cl_mem *buf; size_t bytes; cl_mem_flags flags; } want[] = {
         {&e->b_w, L * d->E * sizeof(float), CL_MEM_READ_ONLY},
         {&e->b_gplace, 2 * L * d->G * 2 * sizeof(int), CL_MEM_READ_WRITE},
-        {&e->b_slot_expert, 2 * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
-        {&e->b_slot_rank, 2 * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
-        {&e->b_cnt, 2 * L * d->E * sizeof(int), CL_MEM_READ_WRITE},
-        {&e->b_rowmax, 2 * L * d->N * sizeof(float), CL_MEM_READ_WRITE},
+        {&e->b_slot_expert, sv * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_slot_rank, sv * L * d->P * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_cnt, sv * L * d->E * sizeof(int), CL_MEM_READ_WRITE},
+        {&e->b_rowmax, sv * L * d->N * sizeof(float), CL_MEM_READ_WRITE},
         {&e->b_out, out_elements(d) * sizeof(int), CL_MEM_WRITE_ONLY},
         {&e->b_host, out_elements(d) * sizeof(int), CL_MEM_ALLOC_HOST_PTR},
         {&e->b_scratch, scratch, CL_MEM_READ_WRITE},
@@ -568,7 +601,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
         return ocl_fail(err, "clSetKernelArg", e);
     size_t local = e->wg;
     size_t g_layers = (size_t)d->L * e->wg;
-    size_t g_rows = 2 * (size_t)d->L * d->N * e->wg;
+    size_t g_rows = (1 + (size_t)e->parts) * d->L * d->N * e->wg;
     cl_event ev[5] = {NULL, NULL, NULL, NULL, NULL};
 #define EV(i) (e->profile ? &ev[i] : NULL)
     err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,

@@ -225,6 +225,40 @@ static void test_lanes(void)
     unsetenv("EPLB_CL_SPLIT");
 }
 
+/* A row's candidates spread over work-groups (EPLB_CL_PARTS): the same
+ * plans whatever the count, in every kernel form (the device's own, the
+ * GPUs' split rows). 7 candidates in 8 parts leave each part one
+ * candidate; flat loads tie every candidate, where the lowest part must
+ * win. */
+static void test_parts(void)
+{
+    static const char *const parts[] = {"2", "8"};
+    eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 288, 8, 18, 144},
+                           {2, 256, 280, 8, 7, 56}, {3, 64, 96, 4, 2, 96}};
+    float *w = malloc(4 * 256 * sizeof(float));
+    workload_generate(w, 4, 256, 31);
+    float *flat = malloc(4 * 256 * sizeof(float));
+    for (int e = 0; e < 4 * 256; e++)
+        flat[e] = 1000.0f;
+    for (int i = 0; i < 4; i++) {
+        setenv("EPLB_CL_PARTS", parts[i % 2], 1);
+        if (i >= 2) {
+            setenv("EPLB_CL_LANES", "1", 1);
+            setenv("EPLB_CL_SPLIT", "1", 1);
+        }
+        check_new_context_plans(shapes, 4, 110 + 10 * i);
+        compare(&shapes[1], w, 7, 20, 3);
+        compare(&shapes[0], w, 7, 20, 4);
+        compare(&shapes[1], flat, 64, 20, 5);
+        compare(&shapes[2], flat, 13, 20, 6);
+    }
+    free(w);
+    free(flat);
+    unsetenv("EPLB_CL_PARTS");
+    unsetenv("EPLB_CL_LANES");
+    unsetenv("EPLB_CL_SPLIT");
+}
+
 /* Loads near FLT_MAX: pack sums overflow to +inf, where the lanes path
  * leaves its fast tests for the scalar path's. */
 static void test_overflowing_sums(void)
@@ -537,6 +571,7 @@ static CU_TestInfo opencl_tests[] = {
     {"context reuse across shapes", test_context_reuse},
     {"state in global memory", test_global_scratch},
     {"candidates per work-item", test_lanes},
+    {"candidates spread over work-groups", test_parts},
     {"overflowing pack sums", test_overflowing_sums},
     {"EPLB_CL_PROFILE: device times, struct_size prefix", test_profile},
     {"device filters and enforce", test_device_filters},
