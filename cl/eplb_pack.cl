@@ -669,6 +669,9 @@ inline void pack_split_candidates(SCR const float *w, cand_span cs,
 void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
                 int rounds, float noise, uint seed_lo, uint seed_hi, int c0,
                 pack_scratch_ptrs s);
+/* cl/eplb_lanes.cl: the row's base order into s.base and s.base_rank,
+ * CAND_LANES weights per compare. */
+void lanes_base_order(SCR const float *w, pack_scratch_ptrs s);
 #endif
 
 /* Step 4 of pack_row: the least largest pack wins, ties to the lower
@@ -696,16 +699,6 @@ inline void pack_row_pick(int cands, pack_scratch_ptrs s, SCR int *best_c,
     }
     barrier(SCR_FENCE);
 }
-
-#if CAND_LANES > 1
-/* The base order's heap (pack_row, CPU builds): item a sits above item b
- * when a comes after b in weight-descending, index-ascending order. */
-inline int base_later(float va, int a, float vb, int b)
-{
-    return eplbi_larger_first(vb, b, va, a);
-}
-EPLB_DEFINE_SIFT_DOWN(base_sift_down, SCR, ushort, base_later)
-#endif
 
 /* Packs one row's span of candidates with the whole work-group.
  * out_pack/out_rank [PACK_N] and out_max get the span's best candidate
@@ -755,33 +748,19 @@ void pack_row(SCR const float *w, uint step, uint row, cand_span cs,
         barrier(SCR_FENCE);
     }
 #else
-    /* CPU builds take CAND_LANES candidates per work-item (pack_lanes,
-     * which needs no base order) when there are enough to fill the lanes
-     * a little; the deterministic variant's one candidate goes the scalar
-     * way. Every work-item sees the same cands: no barrier diverges. */
+    /* CPU builds take CAND_LANES candidates per work-item (pack_lanes)
+     * when there are enough to fill the lanes a little; the deterministic
+     * variant's one candidate goes the scalar way. Every work-item sees
+     * the same cands: no barrier diverges. */
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
     /* 1. the base order: weight descending, equal weights by index */
 #if CAND_LANES > 1
-    /* CPU builds: a heap sort by one work-item. A CPU runs a work-group's
-     * items one after another, so counting every item's rank (below)
-     * would cost n^2 compares in all: most of a deterministic row's time
-     * for the global policy's 288 items. The heap's root is the item that
-     * comes last, so that each pop fills the order from its end. */
-    if (!lanes && lid == 0) {
-        SCR ushort *h = s.base;
-        for (int i = 0; i < PACK_N; i++)
-            h[i] = (ushort)i;
-        for (int at = PACK_N / 2 - 1; at >= 0; at--)
-            base_sift_down(h, PACK_N, w, at);
-        for (int len = PACK_N - 1; len > 0; len--) {
-            ushort last = h[0];
-            h[0] = h[len];
-            h[len] = last;
-            base_sift_down(h, len, w, 0);
-        }
-        for (int r = 0; r < PACK_N; r++)
-            s.base_rank[h[r]] = (ushort)r;
-    }
+    /* CPU builds: the same count, vectors of weights against each item
+     * (a CPU runs a work-group's items one after another, so n^2 scalar
+     * compares were most of a deterministic row's time for the global
+     * policy's 288 items; a heap sort's mispredicted branches cost about
+     * as much for DeepSeek's 72) */
+    lanes_base_order(w, s);
 #else
     for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
         float wi = w[i];
