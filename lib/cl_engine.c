@@ -664,14 +664,12 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
         e->have_profile = 1;
     }
     /* Only now, with every command done, do the caller's arrays change. */
-    size_t n_p2l = (size_t)d->L * d->P, row = (size_t)d->E * d->maxrep;
+    size_t n_p2l = (size_t)d->L * d->P;
     const int32_t *rank = e->host_out + n_p2l;
     memcpy(phy2log, e->host_out, n_p2l * sizeof(int32_t));
     memcpy(logcnt, e->host_out + 2 * n_p2l,
            (size_t)d->L * d->E * sizeof(int32_t));
-    for (int l = 0; l < d->L; l++)
-        plan_fill_log2phy(d, phy2log + (size_t)l * d->P,
-                          rank + (size_t)l * d->P, log2phy + (size_t)l * row);
+    plan_fill_log2phy_layers(d, phy2log, rank, log2phy);
     return EPLB_OK;
 }
 

@@ -192,4 +192,9 @@ float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
 void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
                        const int32_t *phyrank, int32_t *log2phy);
 
+/* The same for all d->L layers (phy2log and phyrank [L][P], log2phy
+ * [L][E][maxrep]); large plans are filled by several threads. */
+void plan_fill_log2phy_layers(const plan_dims *d, const int32_t *phy2log,
+                              const int32_t *phyrank, int32_t *log2phy);
+
 #endif /* EPLB_INTERNAL_H */

@@ -1,7 +1,9 @@
 /* Helpers on finished plans shared by both backends. */
 #include "internal.h"
 
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
                               const int32_t *phy2log, const int32_t *logcnt)
@@ -26,6 +28,68 @@ void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
     memset(log2phy, 0xFF, (size_t)d->E * d->maxrep * sizeof(int32_t));
     for (int s = 0; s < d->P; s++)
         log2phy[phy2log[s] * d->maxrep + phyrank[s]] = s;
+}
+
+/* Past this many bytes of log2phy a plan's layers are filled by several
+ * threads: one thread writes about 8-10 GB/s, and the largest plans (1024
+ * experts in 4096 slots: 730 MB) would otherwise spend longer in these
+ * writes than the device spends planning and downloading. */
+#define FILL_THREADED_BYTES ((size_t)64 << 20)
+#define FILL_THREADS_MAX 8
+
+typedef struct fill_job {
+    const plan_dims *d;
+    const int32_t *phy2log, *phyrank;
+    int32_t *log2phy;
+    int first, end; /* layers first .. end-1 */
+} fill_job;
+
+static void fill_layers(const fill_job *j)
+{
+    size_t row = (size_t)j->d->E * j->d->maxrep, p = (size_t)j->d->P;
+    for (int l = j->first; l < j->end; l++)
+        plan_fill_log2phy(j->d, j->phy2log + l * p, j->phyrank + l * p,
+                          j->log2phy + l * row);
+}
+
+static void *fill_thread(void *arg)
+{
+    fill_layers(arg);
+    return NULL;
+}
+
+void plan_fill_log2phy_layers(const plan_dims *d, const int32_t *phy2log,
+                              const int32_t *phyrank, int32_t *log2phy)
+{
+    size_t bytes = (size_t)d->L * d->E * d->maxrep * sizeof(int32_t);
+    int n = 1;
+    if (bytes >= FILL_THREADED_BYTES) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1 ? 1 : cpus > FILL_THREADS_MAX ? FILL_THREADS_MAX
+                                                    : (int)cpus;
+        if (n > d->L)
+            n = d->L;
+    }
+    fill_job jobs[FILL_THREADS_MAX];
+    pthread_t th[FILL_THREADS_MAX];
+    int started[FILL_THREADS_MAX] = {0};
+    for (int t = 0; t < n; t++) {
+        jobs[t] = (fill_job){d, phy2log, phyrank, log2phy,
+                             (int)((long)d->L * t / n),
+                             (int)((long)d->L * (t + 1) / n)};
+        /* the caller's thread takes the first share; a thread that
+         * cannot start leaves its share to the caller too */
+        if (t > 0)
+            started[t] = pthread_create(&th[t], NULL, fill_thread,
+                                        &jobs[t]) == 0;
+    }
+    fill_layers(&jobs[0]);
+    for (int t = 1; t < n; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            fill_layers(&jobs[t]);
+    }
 }
 
 void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,

@@ -259,6 +259,20 @@ static void test_parts(void)
     unsetenv("EPLB_CL_SPLIT");
 }
 
+/* A plan whose log2phy passes 64 MiB (18 layers of 256 experts, up to
+ * 3841 replicas each: 70.8 MB) is written by several host threads: the
+ * same plan as the reference's, every layer. Deterministic mode keeps the
+ * reference's search short. */
+static void test_large_log2phy(void)
+{
+    eplb_shape s = {18, 256, 4096, 8, 4, 32};
+    float *w = malloc((size_t)s.layers * s.experts * sizeof(float));
+    CU_ASSERT_FATAL(w != NULL);
+    workload_generate(w, s.layers, s.experts, 12);
+    compare(&s, w, 1, 0, 0);
+    free(w);
+}
+
 /* Loads near FLT_MAX: pack sums overflow to +inf, where the lanes path
  * leaves its fast tests for the scalar path's. */
 static void test_overflowing_sums(void)
@@ -573,6 +587,7 @@ static CU_TestInfo opencl_tests[] = {
     {"candidates per work-item", test_lanes},
     {"candidates spread over work-groups", test_parts},
     {"overflowing pack sums", test_overflowing_sums},
+    {"log2phy past 64 MiB, written by threads", test_large_log2phy},
     {"EPLB_CL_PROFILE: device times, struct_size prefix", test_profile},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
