@@ -236,26 +236,40 @@ inline void lanes_select(laneul *v, int f)
 
 /* The least span f for lanes_select: for every base position s, the
  * distance to the first position whose upper bound falls below w[base
- * s] (or to the row's end). Both move one way along the base order, so
- * one pass finds it. */
+ * s] (or to the row's end). Bounds fall along the base order, so that
+ * position is the count of bounds at or above w[base s]: CAND_LANES
+ * positions s are counted at once, each bound against all of them (a
+ * scan per s, with its mispredicted exits, cost as much as the selection
+ * it sizes). Positions before the group's first always count, and past
+ * the first bound below the group's least weight none does. */
 inline int lanes_select_span(SCR const float *w, SCR const ushort *base,
                              float smax)
 {
-    int f = 1, j = 1;
-    for (int st = 0; st + 1 < PACK_N; st++) {
-        float ws = w[base[st]];
-        if (j <= st)
-            j = st + 1;
-        for (; j < PACK_N; j++) {
-            float wj = w[base[j]];
-            if (ws > wj + wj * smax)
+    int io[CAND_LANES];
+    for (int k = 0; k < CAND_LANES; k++)
+        io[k] = k;
+    const lanei iota = LV(vload, CAND_LANES)(0, io);
+    lanei f = 1;
+    for (int s0 = 0; s0 < PACK_N; s0 += CAND_LANES) {
+        float ws[CAND_LANES];
+        for (int k = 0; k < CAND_LANES; k++)
+            ws[k] = s0 + k < PACK_N ? w[base[s0 + k]] : INFINITY;
+        lanef wv = LV(vload, CAND_LANES)(0, ws);
+        float least = w[base[min(s0 + CAND_LANES, PACK_N) - 1]];
+        lanei count = s0;
+        for (int j = s0; j < PACK_N; j++) {
+            float wj = w[base[j]], uj = wj + wj * smax;
+            if (uj < least)
                 break;
+            count -= (lanef)uj >= wv;
         }
-        f = max(f, j - st);
-        if (j == PACK_N)
-            break; /* the spans only shrink from here */
+        f = max(f, count - (iota + s0));
     }
-    return f;
+    int fs[CAND_LANES], m = 1;
+    LANES_STORE(f, 0, fs);
+    for (int k = 0; k < CAND_LANES; k++)
+        m = max(m, fs[k]);
+    return m;
 }
 
 /* Up to this span selection costs less than the network (about
