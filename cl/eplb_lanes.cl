@@ -259,6 +259,9 @@ inline int lanes_select_span(SCR const float *w, SCR const ushort *base,
         lanei count = s0;
         for (int j = s0; j < PACK_N; j++) {
             float wj = w[base[j]], uj = wj + wj * smax;
+            /* an overflowed weight with smax 0: inf * 0 is NaN, but its
+             * bound is +inf (its keys are NaN, whose codes come first) */
+            uj = isnan(uj) ? INFINITY : uj;
             if (uj < least)
                 break;
             count -= (lanef)uj >= wv;
