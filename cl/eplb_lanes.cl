@@ -156,10 +156,6 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
 #define LANES_P2(n)                                                        \
     ((n) <= 8 ? 8 : (n) <= 16 ? 16 : (n) <= 32 ? 32 : (n) <= 64 ? 64      \
      : (n) <= 128 ? 128 : (n) <= 256 ? 256 : (n) <= 512 ? 512 : 1024)
-/* its log2 */
-#define LANES_LOG2(n)                                                      \
-    ((n) <= 8 ? 3 : (n) <= 16 ? 4 : (n) <= 32 ? 5 : (n) <= 64 ? 6         \
-     : (n) <= 128 ? 7 : (n) <= 256 ? 8 : (n) <= 512 ? 9 : 10)
 
 /* One compare-exchange: the lower position gets the smaller code. */
 #define LANES_CX(v, i, m)                                                   \
@@ -207,83 +203,6 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
 LANES_DEFINE_SORT(lanes_sort, PACK_N)
 #if PACK_K == 2
 LANES_DEFINE_SORT(lanes_sort_packs, PACK_M)
-#endif
-
-/* The visiting order by selection, for rows whose keys stay near their
- * base order. v holds the codes at the items' base positions (weight
- * descending); a key lies in [w, w + w*smax] (smax the lanes' largest
- * scale, see rank_candidates in cl/eplb_pack.cl), so once
- * w[base s] > U(w[base s + f]), U(x) = x + x*smax, no item from base
- * position s + f on can come before the one at s. With f the least such
- * span over the row (lanes_select_span), the smallest code left always
- * lies among the first f codes left, and a pass that carries the running
- * minimum down from the window's top brings it to the front: n passes of
- * at most f compare-exchanges, where the network makes about
- * n log2(n)^2 / 4. The result is the same sorted codes. */
-inline void lanes_select(laneul *v, int f)
-{
-    for (int step = 0; step < PACK_N; step++) {
-        int top = min(step + f, PACK_N) - 1;
-        laneul cur = v[top];
-        for (int i = top - 1; i >= step; i--) {
-            laneul a = v[i];
-            v[i + 1] = max(a, cur);
-            cur = min(a, cur);
-        }
-        v[step] = cur;
-    }
-}
-
-/* The least span f for lanes_select: for every base position s, the
- * distance to the first position whose upper bound falls below w[base
- * s] (or to the row's end). Bounds fall along the base order, so that
- * position is the count of bounds at or above w[base s]: CAND_LANES
- * positions s are counted at once, each bound against all of them (a
- * scan per s, with its mispredicted exits, cost as much as the selection
- * it sizes). Positions before the group's first always count, and past
- * the first bound below the group's least weight none does. */
-inline int lanes_select_span(SCR const float *w, SCR const ushort *base,
-                             float smax)
-{
-    int io[CAND_LANES];
-    for (int k = 0; k < CAND_LANES; k++)
-        io[k] = k;
-    const lanei iota = LV(vload, CAND_LANES)(0, io);
-    lanei f = 1;
-    for (int s0 = 0; s0 < PACK_N; s0 += CAND_LANES) {
-        float ws[CAND_LANES];
-        for (int k = 0; k < CAND_LANES; k++)
-            ws[k] = s0 + k < PACK_N ? w[base[s0 + k]] : INFINITY;
-        lanef wv = LV(vload, CAND_LANES)(0, ws);
-        float least = w[base[min(s0 + CAND_LANES, PACK_N) - 1]];
-        lanei count = s0;
-        for (int j = s0; j < PACK_N; j++) {
-            float wj = w[base[j]], uj = wj + wj * smax;
-            /* an overflowed weight with smax 0: inf * 0 is NaN, but its
-             * bound is +inf (its keys are NaN, whose codes come first) */
-            uj = isnan(uj) ? INFINITY : uj;
-            if (uj < least)
-                break;
-            count -= (lanef)uj >= wv;
-        }
-        f = max(f, count - (iota + s0));
-    }
-    int fs[CAND_LANES], m = 1;
-    LANES_STORE(f, 0, fs);
-    for (int k = 0; k < CAND_LANES; k++)
-        m = max(m, fs[k]);
-    return m;
-}
-
-/* Up to this span selection costs less than the network (about
- * log2(n)^2 / 4 compare-exchanges an item): a pass step is a load, a min,
- * a max and a store, a network step two loads and two stores more, and
- * on PoCL selection measured ahead up to twice that span (one thread:
- * DeepSeek's rows, spans 7-26, 8.5 ms against 9.6 ms a plan; the global
- * policy's, spans 18-76, even). */
-#ifndef LANES_SELECT_MAX
-#define LANES_SELECT_MAX                                                   \
-    (LANES_LOG2(PACK_N) * (LANES_LOG2(PACK_N) + 1) / 2)
 #endif
 
 /* swap_pair's search over the pairs (a, b) of wh and wl, all lanes at
@@ -397,17 +316,15 @@ void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
     int nl = min(CAND_LANES, cs.count - c0);
     {
         uint cv[CAND_LANES];
-        float scs[CAND_LANES], smax = 0.0f;
+        float scs[CAND_LANES];
         for (int j = 0; j < CAND_LANES; j++) {
             int c = cs.first + c0 + (j < nl ? j : 0);
             cv[j] = (uint)c;
             scs[j] = eplbi_cand_scale(noise, c, cs.total);
-            smax = fmax(smax, scs[j]);
         }
         laneu cand = LV(vload, CAND_LANES)(0, cv);
         lanef scale = LV(vload, CAND_LANES)(0, scs);
-        /* the noisy keys, as step 2: four items per generator call, each
-         * item's code at its base position */
+        /* the noisy keys, as step 2: four items per generator call */
         for (int q = 0; q * 4 < PACK_N; q++) {
             laneu bits[4];
             eplbi_bits4_lanes(seed_lo, seed_hi, step, row, cand, (uint)q,
@@ -421,16 +338,12 @@ void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
                 lanef key;
                 EPLB_NOISY_KEY(lanef, key, w[i], u, scale);
                 key = EPLB_NO_NEG_ZERO(key); /* -0.0 sorts as 0.0 */
-                vis[s.base_rank[i]] =
-                    EPLB_DESC_CODE(LV(convert_ulong, CAND_LANES),
-                                   LV(as_uint, CAND_LANES)(key), (ulong)i);
+                vis[i] = EPLB_DESC_CODE(LV(convert_ulong, CAND_LANES),
+                                        LV(as_uint, CAND_LANES)(key),
+                                        (ulong)i);
             }
         }
-        int f = lanes_select_span(w, s.base, smax);
-        if (f <= LANES_SELECT_MAX)
-            lanes_select(vis, f);
-        else
-            lanes_sort(vis);
+        lanes_sort(vis);
     }
     for (int p = 0; p < PACK_M; p++) {
         pw[p] = 0.0f;

@@ -748,10 +748,10 @@ void pack_row(SCR const float *w, uint step, uint row, cand_span cs,
         barrier(SCR_FENCE);
     }
 #else
-    /* CPU builds take CAND_LANES candidates per work-item (pack_lanes)
-     * when there are enough to fill the lanes a little; the deterministic
-     * variant's one candidate goes the scalar way. Every work-item sees
-     * the same cands: no barrier diverges. */
+    /* CPU builds take CAND_LANES candidates per work-item (pack_lanes,
+     * which needs no base order) when there are enough to fill the lanes
+     * a little; the deterministic variant's one candidate goes the scalar
+     * way. Every work-item sees the same cands: no barrier diverges. */
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
     /* 1. the base order: weight descending, equal weights by index */
 #if CAND_LANES > 1
@@ -760,7 +760,8 @@ void pack_row(SCR const float *w, uint step, uint row, cand_span cs,
      * compares were most of a deterministic row's time for the global
      * policy's 288 items; a heap sort's mispredicted branches cost about
      * as much for DeepSeek's 72) */
-    lanes_base_order(w, s);
+    if (!lanes) /* pack_lanes needs no base order */
+        lanes_base_order(w, s);
 #else
     for (int i = lanes ? PACK_N : lid; i < PACK_N; i += WG) {
         float wi = w[i];
