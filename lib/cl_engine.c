@@ -193,16 +193,24 @@ typedef struct wg_layout {
     int split;          /* many packs on a GPU: several work-items each */
 } wg_layout;
 
-/* lanes: the program's CAND_LANES. Many packs on a GPU (lanes 1) are
- * filled by several work-items per candidate, which exchange partial
- * results through a local array of their own (EPLB_XCH_REPORT_WORDS_MAX
- * words per work-item at most, counted in local_extra); CPU builds keep a
- * heap per candidate in the many-packs area. */
+/* Whether rows of many packs keep a heap per candidate instead of being
+ * split over work-items, as the kernels' PACK_HEAPS: lanes builds and
+ * builds without the split (lanes: the program's CAND_LANES). */
+static size_t keeps_heaps(int lanes, int split_ok)
+{
+    return lanes > 1 || !split_ok;
+}
+
+/* Many packs on a GPU (lanes 1) are filled by several work-items per
+ * candidate, which exchange partial results through a local array of
+ * their own (EPLB_XCH_REPORT_WORDS_MAX words per work-item at most,
+ * counted in local_extra); CPU builds keep a heap per candidate in the
+ * many-packs area. */
 static wg_layout layout_for(int n, int m, int cands, size_t row_words,
                             int lanes, int split_ok, size_t wg)
 {
     wg_layout lo;
-    size_t heap = lanes > 1 || !split_ok; /* as the kernels' PACK_HEAPS */
+    size_t heap = keeps_heaps(lanes, split_ok);
     lo.cands = cands;
     lo.row_words = row_words;
     lo.split = EPLB_SCR_SPLIT((size_t)n, (size_t)m, heap);
@@ -379,7 +387,7 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
     e->parts = cand_parts(
         cands, slot_lanes,
         EPLB_SCR_SPLIT((size_t)d->ppn, (size_t)d->gn,
-                       (size_t)(slot_lanes > 1 || !split_ok(e))));
+                       keeps_heaps(slot_lanes, split_ok(e))));
     wg_layout ls = layout_for(d->ppn, d->gn,
                               (cands + e->parts - 1) / e->parts,
                               EPLB_SLOTS_ROW_WORDS((size_t)d->gpn,
