@@ -175,27 +175,29 @@ inline void lanes_extremes(const lanef *pw, lanef *hv, lanei *h, lanef *lv,
  * 64-bit min and max. All its compare-exchanges point the same way (each
  * merge starts by comparing mirrored positions), so padding to a power of
  * two with codes above every real one would never move: the exchanges
- * that touch a position >= n are left out, and no padding is stored. n is
- * a compile-time constant, so that the tests on it fold away. */
+ * that touch a position >= n are left out, and no padding is stored.
+ * Each stage runs block by block, a block's exchanges one plain loop over
+ * consecutive positions whose bounds leave out the padding: computing
+ * each exchange's positions from a running pair count, with a test per
+ * pair, cost as much as the exchanges (the sort took 22% of a DeepSeek
+ * plan on PoCL, 15% this way). */
 #define LANES_DEFINE_SORT(name, n)                                         \
     inline void name(laneul *v)                                            \
     {                                                                      \
         const int np = LANES_P2(n);                                        \
         for (int size = 2; size <= np; size <<= 1) {                       \
-            int mid = size >> 1;                                           \
-            for (int pr = 0; pr < np / 2; pr++) {                          \
-                /* powers of two: masks, not divisions */                  \
-                int at = (pr & ~(mid - 1)) << 1, off = pr & (mid - 1);     \
-                int m = at + size - 1 - off;                               \
-                if (m < (n))                                               \
-                    LANES_CX(v, at + off, m);                              \
+            /* mirrored pairs (at + off, at + size - 1 - off) */           \
+            for (int at = 0; at + (size >> 1) < (n); at += size) {         \
+                int o0 = max(0, at + size - (n));                          \
+                for (int off = o0; off < (size >> 1); off++)               \
+                    LANES_CX(v, at + off, at + size - 1 - off);            \
             }                                                              \
+            /* then pairs (i, i + stride) within halves, quarters, ... */ \
             for (int stride = size >> 2; stride > 0; stride >>= 1)         \
-                for (int pr = 0; pr < np / 2; pr++) {                      \
-                    int i = ((pr & ~(stride - 1)) << 1) |                  \
-                            (pr & (stride - 1));                           \
-                    if (i + stride < (n))                                  \
-                        LANES_CX(v, i, i + stride);                        \
+                for (int at = 0; at + stride < (n); at += 2 * stride) {    \
+                    int e = min(stride, (n) - at - stride);                \
+                    for (int j = 0; j < e; j++)                            \
+                        LANES_CX(v, at + j, at + j + stride);              \
                 }                                                          \
         }                                                                  \
     }
@@ -211,17 +213,45 @@ LANES_DEFINE_SORT(lanes_sort_packs, PACK_M)
  * lane has no pair yet (a qualifying pair then wins whatever bestd):
  * EPLB_SWAP_BETTER's rule. Left to the compiler to unroll or not: forced
  * full unrolling of both uses cost about 15% more time per plan on PoCL. */
+#define LANES_PAIR_STEP(bestd, ab, a, b, none_yet)                          \
+    do {                                                                   \
+        lanef diff = wh[a] - wl[b];                                        \
+        lanef dist = EPLB_SWAP_DIST(diff, mid);                            \
+        lanei better =                                                     \
+            EPLB_SWAP_BETTER(diff, dist, gap, bestd, none_yet);            \
+        bestd = select(bestd, dist, better);                               \
+        ab = select(ab, (lanei)((a) * PACK_K + (b)), better);              \
+    } while (0)
 #define LANES_PAIR_SEARCH(none_yet)                                         \
-    for (int a = 0; a < PACK_K; a++) {                                     \
-        for (int b = 0; b < PACK_K; b++) {                                 \
-            lanef diff = wh[a] - wl[b];                                    \
-            lanef dist = EPLB_SWAP_DIST(diff, mid);                        \
-            lanei better =                                                 \
-                EPLB_SWAP_BETTER(diff, dist, gap, bestd, none_yet);        \
-            bestd = select(bestd, dist, better);                           \
-            ab = select(ab, (lanei)(a * PACK_K + b), better);              \
+    for (int a = 0; a < PACK_K; a++)                                       \
+        for (int b = 0; b < PACK_K; b++)                                   \
+            LANES_PAIR_STEP(bestd, ab, a, b, none_yet)
+
+/* The same search where every lane's gap is finite (so a qualifying
+ * pair's dist is too, and bestd may start at +inf): four searches, each
+ * over every fourth b in pair order, so that four chains of dependent
+ * compares and selects run side by side instead of one; merged by
+ * smaller dist, then lower pair index, they give the first closest pair
+ * of the whole order, as the one search does. */
+#define LANES_PAIR_SEARCH4()                                                \
+    do {                                                                   \
+        lanef d1 = INFINITY, d2 = INFINITY, d3 = INFINITY;                 \
+        lanei ab1 = -1, ab2 = -1, ab3 = -1;                                \
+        for (int a = 0; a < PACK_K; a++) {                                 \
+            int b = 0;                                                     \
+            for (; b + 4 <= PACK_K; b += 4) {                              \
+                LANES_PAIR_STEP(bestd, ab, a, b, 0);                       \
+                LANES_PAIR_STEP(d1, ab1, a, b + 1, 0);                     \
+                LANES_PAIR_STEP(d2, ab2, a, b + 2, 0);                     \
+                LANES_PAIR_STEP(d3, ab3, a, b + 3, 0);                     \
+            }                                                              \
+            for (; b < PACK_K; b++)                                        \
+                LANES_PAIR_STEP(bestd, ab, a, b, 0);                       \
         }                                                                  \
-    }
+        LANES_MERGE(bestd, ab, d1, ab1, <);                                \
+        LANES_MERGE(d2, ab2, d3, ab3, <);                                  \
+        LANES_MERGE(bestd, ab, d2, ab2, <);                                \
+    } while (0)
 
 /* The fill's first round, and for two items a pack its second, in
  * closed form (doc/ALGORITHM.md section 5, "Fill shortcuts"; as
@@ -273,33 +303,71 @@ inline int lanes_fill_rounds(const lanei *vi, const lanef *vw, lanef *pw,
 #endif
 }
 
-/* The base order (pack_row's step 1): each item's rank counted against
- * CAND_LANES weights a compare, eplbi_larger_first on vectors; the tail
- * past the last full vector item by item. */
+/* The base order (pack_row's step 1): the ranks of CAND_LANES items at
+ * once, each weight in turn compared with all of them (eplbi_larger_first
+ * on vectors); no lane's count needs a horizontal sum. */
 void lanes_base_order(SCR const float *w, pack_scratch_ptrs s)
 {
     int io[CAND_LANES];
     for (int j = 0; j < CAND_LANES; j++)
         io[j] = j;
     const lanei iota = LV(vload, CAND_LANES)(0, io);
-    for (int i = get_local_id(0); i < PACK_N; i += WG) {
-        float wi = w[i];
-        lanei before = 0;
-        int j = 0;
-        for (; j + CAND_LANES <= PACK_N; j += CAND_LANES) {
-            lanef wj = LV(vload, CAND_LANES)(j / CAND_LANES, w);
-            lanei at = iota + j;
-            before -= (wj > wi) | ((wj == wi) & (at < i));
-        }
-        int counts[CAND_LANES], r = 0;
-        LANES_STORE(before, 0, counts);
+    for (int i0 = get_local_id(0) * CAND_LANES; i0 < PACK_N;
+         i0 += WG * CAND_LANES) {
+        float wv[CAND_LANES];
         for (int k = 0; k < CAND_LANES; k++)
-            r += counts[k];
-        for (; j < PACK_N; j++)
-            r += eplbi_larger_first(w[j], j, wi, i);
-        s.base[r] = (ushort)i;
-        s.base_rank[i] = (ushort)r;
+            wv[k] = w[min(i0 + k, PACK_N - 1)]; /* past n: not stored */
+        const lanef wi = LV(vload, CAND_LANES)(0, wv);
+        const lanei ii = iota + i0;
+        lanei before = 0;
+        for (int j = 0; j < PACK_N; j++) {
+            float wj = w[j];
+            before -= (wj > wi) | ((wj == wi) & (j < ii));
+        }
+        int r[CAND_LANES];
+        LANES_STORE(before, 0, r);
+        for (int k = 0; k < CAND_LANES && i0 + k < PACK_N; k++) {
+            s.base[r[k]] = (ushort)(i0 + k);
+            s.base_rank[i0 + k] = (ushort)r[k];
+        }
     }
+}
+
+/* The index of the largest of v[0..n), ties to the lower index (a scan
+ * with strict >): each lane keeps the first largest of its share, then
+ * the largest value's lowest index over the lanes. */
+inline int lanes_largest_first(SCR const float *v, int n)
+{
+    int io[CAND_LANES];
+    for (int j = 0; j < CAND_LANES; j++)
+        io[j] = j;
+    const lanei iota = LV(vload, CAND_LANES)(0, io);
+    lanef bv = -INFINITY;
+    lanei bi = n;
+    int e0 = 0;
+    for (; e0 + CAND_LANES <= n; e0 += CAND_LANES) {
+        lanef x = LV(vload, CAND_LANES)(e0 / CAND_LANES, v);
+        lanei t = x > bv;
+        bv = select(bv, x, t);
+        bi = select(bi, iota + e0, t);
+    }
+    float vals[CAND_LANES];
+    int idx[CAND_LANES];
+    LANES_STORE(bv, 0, vals);
+    LANES_STORE(bi, 0, idx);
+    float m = vals[0];
+    int b = idx[0];
+    for (int j = 1; j < CAND_LANES; j++)
+        if (vals[j] > m || (vals[j] == m && idx[j] < b)) {
+            m = vals[j];
+            b = idx[j];
+        }
+    for (; e0 < n; e0++)
+        if (v[e0] > m || b >= n) {
+            m = v[e0];
+            b = e0;
+        }
+    return b;
 }
 
 /* The span's candidates c0 .. c0+CAND_LANES-1 (those below cs.count,
@@ -444,15 +512,17 @@ void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
         /* the two packs' item weights */
         lanef wh[PACK_K], wl[PACK_K];
 #if PACK_M <= LANES_FILL_VECTOR_MAX
-        /* by selects: vector loads of vectors no lane just wrote */
-        for (int a = 0; a < PACK_K; a++)
-            wh[a] = wl[a] = cw[a];
-        for (int p = 1; p < PACK_M; p++) {
-            lanei at_h = h == p, at_l = l == p;
-            for (int a = 0; a < PACK_K; a++) {
-                wh[a] = select(wh[a], cw[p * PACK_K + a], at_h);
-                wl[a] = select(wl[a], cw[p * PACK_K + a], at_l);
+        /* by selects: vector loads of vectors no lane just wrote; one
+         * item's pair at a time, which stays in registers over the
+         * packs */
+        for (int a = 0; a < PACK_K; a++) {
+            lanef xh = cw[a], xl = cw[a];
+            for (int p = 1; p < PACK_M; p++) {
+                xh = select(xh, cw[p * PACK_K + a], h == p);
+                xl = select(xl, cw[p * PACK_K + a], l == p);
             }
+            wh[a] = xh;
+            wl[a] = xl;
         }
 #else
         for (int j = 0; j < CAND_LANES; j++)
@@ -469,7 +539,7 @@ void pack_lanes(SCR const float *w, uint step, uint row, cand_span cs,
          * test, with "no pair yet", is run for all lanes. */
         lanef mid = EPLB_SWAP_MID(gap), bestd = INFINITY;
         lanei ab = -1;
-        LANES_PAIR_SEARCH(0);
+        LANES_PAIR_SEARCH4();
         if (any(live & (gap == INFINITY))) {
             bestd = 0.0f;
             ab = -1;

@@ -779,10 +779,14 @@ void pack_row(SCR const float *w, uint step, uint row, cand_span cs,
     for (int idx = lanes ? cands * quads : lid; idx < cands * quads;
          idx += WG) {
         int c = idx / quads, q = idx - c * quads;
-        uint words[4];
-        eplbi_bits4(seed_lo, seed_hi, step, row, (uint)(cs.first + c),
-                    (uint)q, words);
+        uint words[4] = {0u, 0u, 0u, 0u};
         float scale = eplbi_cand_scale(noise, cs.first + c, cs.total);
+        /* with scale 0 the key is the same bits whatever u is (u * w is
+         * +-0, or NaN for an infinite w, either way), so the deterministic
+         * variant's one candidate skips the generator */
+        if (scale != 0.0f)
+            eplbi_bits4(seed_lo, seed_hi, step, row, (uint)(cs.first + c),
+                        (uint)q, words);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = q * 4 + j;

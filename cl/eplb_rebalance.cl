@@ -126,17 +126,12 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
     barrier(SCR_FENCE);
     for (int slot = LPN_; slot < PPN_; slot++) {
 #if CAND_LANES > 1
-        /* CPU builds: one work-item scans the experts; a CPU runs a
-         * work-group's items one after the other anyway, and the tree
-         * below would cost a pass over all of them per level. Strict >
-         * from the lowest expert keeps ties on the lower one. */
-        if (lid == 0) {
-            int bi = 0;
-            for (int e = 1; e < LPN_; e++)
-                if (ratio[e] > ratio[bi])
-                    bi = e;
-            red_i[0] = bi;
-        }
+        /* CPU builds: one work-item scans the experts, CAND_LANES at a
+         * time; a CPU runs a work-group's items one after the other
+         * anyway, and the tree below would cost a pass over all of them
+         * per level. */
+        if (lid == 0)
+            red_i[0] = lanes_largest_first(ratio, LPN_);
 #else
         /* ratios are >= 0, so -1 marks "none" */
         float bv = -1.0f;

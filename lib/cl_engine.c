@@ -377,6 +377,12 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
     while (wg > e->dev.max_work_group && wg > 1)
         wg /= 2;
     wg = lanes_group_width(e, d, wg);
+    /* EPLB_CL_WG=N: groups of at most N work-items, a power of two
+     * (kernel work) */
+    const char *wv = getenv("EPLB_CL_WG");
+    if (wv && atoi(wv) > 0)
+        while (wg > 1 && wg > (size_t)atoi(wv))
+            wg /= 2;
     /* Row areas as cl/eplb_rebalance.cl carves them; local arrays beside
      * them are sized for the widest group we may build. */
     wg_layout lg = layout_for(d->G, d->N, cands,
