@@ -286,17 +286,20 @@ inline int lanes_fill_rounds(const lanei *vi, const lanef *vw, lanef *pw,
                      << 32 |
                  (ulong)p;
     lanes_sort_packs(vis);
+    /* every pack gets its second item: lane by lane only where it goes,
+     * then each pack's sum and state for all lanes at once */
     for (int k = 0; k < PACK_M; k++)
         for (int j = 0; j < CAND_LANES; j++) {
             int q = (int)(((ulong *)vis)[k * CAND_LANES + j] & 0xFFFFFFFFul);
             int a = q * PACK_K + 1;
-            float x = LANE_F(vw, PACK_M + k, j);
             LANE_I(ci, a, j) = LANE_I(vi, PACK_M + k, j);
-            LANE_F(cw, a, j) = x;
-            LANE_F(pw, q, j) += x;
-            LANE_F(ow, q, j) = INFINITY;
-            LANE_I(pn, q, j) = 2;
+            LANE_F(cw, a, j) = LANE_F(vw, PACK_M + k, j);
         }
+    for (int p = 0; p < PACK_M; p++) {
+        pw[p] += cw[p * PACK_K + 1];
+        ow[p] = INFINITY;
+        pn[p] = 2;
+    }
     return PACK_N;
 #else
     return PACK_M;

@@ -257,18 +257,64 @@ EPLB_DEFINE_EXTREMES(pack_extremes, SCR)
 
 /* pack_one_candidate for many packs: the same fill and swaps, with the
  * pack weights in scratch memory and a heap for the lightest open pack. */
+#if CAND_LANES > 1 && PACK_K == 2
+/* The fill shortcuts (doc/ALGORITHM.md section 5) for a CPU's scalar
+ * candidates with two items a pack, when the order's first PACK_M items
+ * weigh more than zero and no more than the one before (the deterministic
+ * row's base order always does; noisy orders seldom): item r < PACK_M to
+ * pack r, whose weights then fall with the index, so the (weight, index)
+ * order of the packs is runs of equal weights from the last pack back,
+ * each run by rising index; item PACK_M + k to its k-th pack. Returns 0
+ * where the order does not qualify (nothing written). A heap's
+ * mispredicted branches were the deterministic row's time. */
+inline int pack_two_rounds(SCR const float *w, SCR const ushort *order,
+                           SCR ushort *cont, SCR float *pw, SCR ushort *pn)
+{
+    float prev = INFINITY;
+    for (int r = 0; r < PACK_M; r++) {
+        float x = w[order[r]];
+        if (!(x > 0.0f && x <= prev))
+            return 0;
+        prev = x;
+    }
+    for (int p = 0; p < PACK_M; p++) {
+        cont[p * PACK_K] = order[p];
+        pw[p] = 0.0f + w[order[p]];
+        pn[p] = 2;
+    }
+    int k = PACK_M;
+    for (int e = PACK_M - 1; e >= 0;) {
+        int b = e; /* the run of pw[e]'s weight: b .. e */
+        while (b > 0 && pw[b - 1] == pw[e])
+            b--;
+        for (int q = b; q <= e; q++, k++) {
+            int item = order[k];
+            cont[q * PACK_K + 1] = (ushort)item;
+            pw[q] += w[item];
+        }
+        e = b - 1;
+    }
+    return 1;
+}
+#endif
+
 inline float pack_one_candidate_heap(SCR const float *w, int rounds,
                                      SCR const ushort *order,
                                      SCR ushort *cont, SCR float *pw,
                                      SCR ushort *pn, SCR ushort *heap)
 {
-    for (int p = 0; p < PACK_M; p++) {
+    int r = 0;
+#if CAND_LANES > 1 && PACK_K == 2
+    if (pack_two_rounds(w, order, cont, pw, pn))
+        r = PACK_N;
+#endif
+    for (int p = 0; r == 0 && p < PACK_M; p++) {
         pw[p] = 0.0f;
         pn[p] = 0;
         heap[p] = (ushort)p; /* all zero: index order is a heap */
     }
     int len = PACK_M;
-    for (int r = 0; r < PACK_N; r++) {
+    for (; r < PACK_N; r++) {
         int item = order[r], p = heap[0];
         cont[p * PACK_K + pn[p]] = (ushort)item;
         pw[p] += w[item];
