@@ -268,11 +268,16 @@ static int split_ok(const ocl_engine *e)
  * same for any count. Rows of many packs on a GPU (split rows) take
  * PARTS_GPU_SPLIT: a few dozen of them (one a layer, the global policy)
  * would leave most of a GPU's compute units idle, and a part's smaller
- * state fits local memory where a whole row's does not. Other rows, and
- * CPUs (one row a core is enough), keep one. EPLB_CL_PARTS=1, 2, 4 or 8
+ * state fits local memory where a whole row's does not. Other GPU rows
+ * keep one. CPU builds (lanes > 1) give each part one vector of
+ * candidates, up to PARTS_CPU_MAX parts: on PoCL 5 with 16 threads a
+ * DeepSeek plan took 1.69 ms with 4 parts against 2.30 with one (the
+ * global policy 1.60 against 1.97), though each part repeats its row's
+ * replication (2% more work on one thread). EPLB_CL_PARTS=1, 2, 4 or 8
  * overrides (to test or time any count on any device); a count above
  * the candidates is cut to them. */
 #define PARTS_GPU_SPLIT 4
+#define PARTS_CPU_MAX 8
 
 static int cand_parts(int cands, int lanes, int split)
 {
@@ -281,8 +286,12 @@ static int cand_parts(int cands, int lanes, int split)
     if (v && (!strcmp(v, "1") || !strcmp(v, "2") || !strcmp(v, "4") ||
               !strcmp(v, "8")))
         parts = atoi(v);
-    else if (lanes == 1 && split)
+    else if (lanes > 1)
+        parts = (cands + lanes - 1) / lanes;
+    else if (split)
         parts = PARTS_GPU_SPLIT;
+    if (lanes > 1 && parts > PARTS_CPU_MAX)
+        parts = PARTS_CPU_MAX;
     return parts < cands ? parts : cands;
 }
 
