@@ -3,7 +3,9 @@
  *   eplb_slots   - one work-group per (variant, layer, node): replicate the
  *                  node's experts into its slots, pack slots onto its GPUs
  *   eplb_finish  - one work-group per layer: the guard picks the variant,
- *                  then phy2log, log2phy and logcnt are written
+ *                  then phy2log, log2phy and logcnt are written (on CPU
+ *                  devices, FINISH_IN_SLOTS, the layer's last eplb_slots
+ *                  work-group does this instead)
  * Variant 0 is the deterministic reference (1 candidate, no swaps), variant
  * 1 the candidate search; the guard keeps the candidate plan unless the
  * reference has a strictly lower largest GPU load. eplb_slots may spread a
@@ -39,6 +41,9 @@
 #define VARIANTS 2
 #ifndef CAND_PARTS
 #define CAND_PARTS 1
+#endif
+#ifndef FINISH_IN_SLOTS
+#define FINISH_IN_SLOTS 0
 #endif
 /* eplb_slots' variants: the reference, then the candidates' parts */
 #define SLOT_VARIANTS (1 + CAND_PARTS)
@@ -164,12 +169,60 @@ inline void replicate_node(SCR const float *wn, SCR int *sitem,
     }
 }
 
+/* out = phy2log [layers][P_] ++ replica rank [layers][P_] ++ logcnt
+ * [layers][E_]: one buffer, one download; the host makes log2phy. Layer
+ * l's part, by one work-group (every work-item calls it). */
+inline void finish_layer(int l, int layers, __global const int *slot_expert,
+                         __global const int *slot_rank,
+                         __global const int *cnt_in,
+                         __global const float *rowmax, __global int *out,
+                         __local int *node_from, __local int *pick)
+{
+    int lid = get_local_id(0);
+    /* the variant each node's slots come from */
+    for (int n = lid; n < N_; n += WG) {
+        /* the node's best part: strict < keeps the lower on ties */
+        int b = 1;
+        for (int v = 2; v <= CAND_PARTS; v++)
+            if (rowmax[((size_t)v * layers + l) * N_ + n] <
+                rowmax[((size_t)b * layers + l) * N_ + n])
+                b = v;
+        node_from[n] = b;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        float ref = 0.0f, cand = 0.0f;
+        for (int n = 0; n < N_; n++) {
+            ref = fmax(ref, rowmax[(size_t)l * N_ + n]);
+            cand = fmax(cand,
+                        rowmax[((size_t)node_from[n] * layers + l) * N_ + n]);
+        }
+        *pick = ref < cand ? 0 : 1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __global int *phy2log = out + (size_t)l * P_;
+    __global int *rank = out + (size_t)(layers + l) * P_;
+    __global int *logcnt = out + (size_t)layers * 2 * P_ + (size_t)l * E_;
+    /* the parts share the candidates' groups, so replication and the
+     * counts: part 1's are every part's */
+    int pk = *pick;
+    size_t vc = (size_t)pk * layers + l;
+    for (int e = lid; e < E_; e += WG)
+        logcnt[e] = cnt_in[vc * E_ + e];
+    for (int slot = lid; slot < P_; slot += WG) {
+        size_t vl = (size_t)(pk ? node_from[slot / PPN_] : 0) * layers + l;
+        phy2log[slot] = slot_expert[vl * P_ + slot];
+        rank[slot] = slot_rank[vl * P_ + slot];
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void eplb_slots(__global const float *w, int layers, int cands, int rounds,
                 float noise, uint seed_lo, uint seed_hi,
                 __global const int *gplace, __global int *slot_expert,
                 __global int *slot_rank, __global int *cnt_out,
-                __global float *rowmax, __global uchar *gscratch)
+                __global float *rowmax, __global uchar *gscratch,
+                __global int *out, volatile __global int *rows_done)
 {
     WG_MEMORY(gscratch);
     __local uint pack_xch[PACK_XCH_WORDS];
@@ -227,52 +280,43 @@ void eplb_slots(__global const float *w, int layers, int cands, int rounds,
         cnt_out[(size_t)vl * E_ + ids[i]] = cnt[i];
     if (lid == 0)
         rowmax[(size_t)vl * N_ + n] = *mx;
+#if FINISH_IN_SLOTS
+    /* CPU devices: the layer's last work-group to get here writes its
+     * part of the plan (eplb_finish's work), which saves a launch whose
+     * cost there is mostly waking the device's threads. Every row's
+     * results are stored before its count goes up (the barrier, then a
+     * fenced atomic), and the last reads them only after its own atomic
+     * saw the whole count; it then sets the count back to 0 for the next
+     * call (the host zeroes it when it makes the buffer). */
+    __local int node_from[N_];
+    __local int pick, last;
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        mem_fence(CLK_GLOBAL_MEM_FENCE);
+        last = atomic_inc(&rows_done[l]) == SLOT_VARIANTS * N_ - 1;
+        mem_fence(CLK_GLOBAL_MEM_FENCE);
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    /* a loop whose start decides whether it runs, not an if around the
+     * barriers inside (see pack_row: PoCL 5's work-group compiler) */
+    for (int f = last ? 0 : 1; f < 1; f++) {
+        finish_layer(l, layers, slot_expert, slot_rank, cnt_out, rowmax,
+                     out, node_from, &pick);
+        if (lid == 0)
+            rows_done[l] = 0;
+    }
+#endif
 }
 
-/* out = phy2log [layers][P_] ++ replica rank [layers][P_] ++ logcnt
- * [layers][E_]: one buffer, one download; the host makes log2phy. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void eplb_finish(int layers, __global const int *slot_expert,
                  __global const int *slot_rank, __global const int *cnt_in,
                  __global const float *rowmax, __global int *out)
 {
-    /* the variant each node's slots come from */
     __local int node_from[N_];
     __local int pick;
-    int l = get_group_id(0), lid = get_local_id(0);
-    for (int n = lid; n < N_; n += WG) {
-        /* the node's best part: strict < keeps the lower on ties */
-        int b = 1;
-        for (int v = 2; v <= CAND_PARTS; v++)
-            if (rowmax[((size_t)v * layers + l) * N_ + n] <
-                rowmax[((size_t)b * layers + l) * N_ + n])
-                b = v;
-        node_from[n] = b;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-        float ref = 0.0f, cand = 0.0f;
-        for (int n = 0; n < N_; n++) {
-            ref = fmax(ref, rowmax[(size_t)l * N_ + n]);
-            cand = fmax(cand,
-                        rowmax[((size_t)node_from[n] * layers + l) * N_ + n]);
-        }
-        pick = ref < cand ? 0 : 1;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    __global int *phy2log = out + (size_t)l * P_;
-    __global int *rank = out + (size_t)(layers + l) * P_;
-    __global int *logcnt = out + (size_t)layers * 2 * P_ + (size_t)l * E_;
-    /* the parts share the candidates' groups, so replication and the
-     * counts: part 1's are every part's */
-    size_t vc = (size_t)pick * layers + l;
-    for (int e = lid; e < E_; e += WG)
-        logcnt[e] = cnt_in[vc * E_ + e];
-    for (int slot = lid; slot < P_; slot += WG) {
-        size_t vl = (size_t)(pick ? node_from[slot / PPN_] : 0) * layers + l;
-        phy2log[slot] = slot_expert[vl * P_ + slot];
-        rank[slot] = slot_rank[vl * P_ + slot];
-    }
+    finish_layer(get_group_id(0), layers, slot_expert, slot_rank, cnt_in,
+                 rowmax, out, node_from, &pick);
 }
 
 #endif /* EPLB_SLOTS_PROGRAM */

@@ -47,6 +47,10 @@ struct ocl_engine {
     int cap_layers;
     cl_mem b_w, b_gplace, b_slot_expert, b_slot_rank, b_cnt, b_rowmax, b_out,
         b_scratch;
+    /* each layer's finished slots rows, for eplb_slots' own finish on CPU
+     * devices (finish_in_slots; zeroed when made, and by the kernel) */
+    int finish_in_slots;
+    cl_mem b_done;
     /* the plan's download: pinned host memory, mapped for the engine's
      * life (b_host), and its address */
     cl_mem b_host;
@@ -133,7 +137,7 @@ static void release_buffers(ocl_engine *e)
     cl_mem *bufs[] = {&e->b_w,      &e->b_gplace, &e->b_slot_expert,
                       &e->b_slot_rank, &e->b_cnt, &e->b_rowmax,
                       &e->b_out,    &e->b_scratch, &e->b_gw,
-                      &e->b_ones,   &e->b_host};
+                      &e->b_ones,   &e->b_host,    &e->b_done};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (*bufs[i]) {
             clReleaseMemObject(*bufs[i]);
@@ -345,14 +349,15 @@ static void program_options(char *buf, size_t len, const ocl_engine *e,
              "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
              "-DG_=%d -DGS_=%d -DGPN_=%d -DN_=%d -DLPN_=%d -DPPN_=%d "
              "-DGN_=%d -DPPG_=%d -DGROUP_LOADS_GIVEN=%d "
-             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d -DCAND_PARTS=%d%s",
+             "-DCAND_LANES=%d -DPACK_SPLIT_OK=%d -DCAND_PARTS=%d "
+             "-DFINISH_IN_SLOTS=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
              wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->cands, lo->row_words, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
              e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
-             split_ok(e), slots ? e->parts : 1,
+             split_ok(e), slots ? e->parts : 1, e->finish_in_slots,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
     if (extra && *extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
@@ -386,6 +391,16 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
     while (wg > e->dev.max_work_group && wg > 1)
         wg /= 2;
     wg = lanes_group_width(e, d, wg);
+    /* CPU devices finish each layer in its last slots work-group
+     * (cl/eplb_rebalance.cl); EPLB_CL_FINISH_IN_SLOTS=0|1 overrides, to
+     * test either way on any device. GPUs keep the finish kernel: there
+     * the launch costs little, and the rows' stores would need the
+     * device's own memory fences to be seen by another work-group. */
+    const char *fv = getenv("EPLB_CL_FINISH_IN_SLOTS");
+    if (fv && (!strcmp(fv, "0") || !strcmp(fv, "1")))
+        e->finish_in_slots = atoi(fv);
+    else
+        e->finish_in_slots = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
     /* EPLB_CL_WG=N: groups of at most N work-items, a power of two
      * (kernel work) */
     const char *wv = getenv("EPLB_CL_WG");
@@ -521,6 +536,7 @@ static int reserve_buffers(ocl_engine *e, const plan_dims *d)
         {&e->b_out, out_elements(d) * sizeof(int), CL_MEM_WRITE_ONLY},
         {&e->b_host, out_elements(d) * sizeof(int), CL_MEM_ALLOC_HOST_PTR},
         {&e->b_scratch, scratch, CL_MEM_READ_WRITE},
+        {&e->b_done, L * sizeof(int), CL_MEM_READ_WRITE},
         /* CLBlast's group loads only: the last two */
         {&e->b_gw, L * d->G * sizeof(float), CL_MEM_READ_WRITE},
         {&e->b_ones, (size_t)d->gs * sizeof(float), CL_MEM_READ_ONLY},
@@ -544,7 +560,13 @@ static int reserve_buffers(ocl_engine *e, const plan_dims *d)
             return ocl_fail(err, "clCreateBuffer", e);
         }
     }
-    cl_int err;
+    cl_int err, zero = 0;
+    err = clEnqueueFillBuffer(e->q, e->b_done, &zero, sizeof zero, 0,
+                              L * sizeof(int), 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        release_buffers(e);
+        return ocl_fail(err, "clEnqueueFillBuffer (row counts)", e);
+    }
     e->host_out = clEnqueueMapBuffer(e->q, e->b_host, CL_TRUE, CL_MAP_WRITE,
                                      0, out_elements(d) * sizeof(int32_t), 0,
                                      NULL, NULL, &err);
@@ -614,6 +636,8 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     SET_ARG(e->k_slots, 10, e->b_cnt);
     SET_ARG(e->k_slots, 11, e->b_rowmax);
     SET_ARG(e->k_slots, 12, e->b_scratch);
+    SET_ARG(e->k_slots, 13, e->b_out);
+    SET_ARG(e->k_slots, 14, e->b_done);
     SET_ARG(e->k_finish, 0, layers);
     SET_ARG(e->k_finish, 1, e->b_slot_expert);
     SET_ARG(e->k_finish, 2, e->b_slot_rank);
@@ -651,7 +675,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(e->q, e->k_slots, 1, NULL, &g_rows,
                                      &local, 0, NULL, EV(2));
-    if (err == CL_SUCCESS)
+    if (err == CL_SUCCESS && !e->finish_in_slots)
         err = clEnqueueNDRangeKernel(e->q, e->k_finish, 1, NULL, &g_layers,
                                      &local, 0, NULL, EV(3));
     /* The plan goes straight into the caller's arrays: every enqueue
@@ -672,6 +696,10 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
         double us[5];
         for (int i = 0; i < 5; i++) {
             cl_ulong t0 = 0, t1 = 0;
+            if (!ev[i]) { /* no finish kernel: the slots kernel's work */
+                us[i] = 0.0;
+                continue;
+            }
             clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_START,
                                     sizeof t0, &t0, NULL);
             clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_END,
