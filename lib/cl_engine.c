@@ -51,6 +51,9 @@ struct ocl_engine {
      * devices (finish_in_slots; zeroed when made, and by the kernel) */
     int finish_in_slots;
     cl_mem b_done;
+    /* CPU devices read the caller's loads in place (a buffer over them
+     * per call) instead of an upload command */
+    int loads_in_place;
     /* the plan's download: pinned host memory, mapped for the engine's
      * life (b_host), and its address */
     cl_mem b_host;
@@ -401,12 +404,31 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
         e->finish_in_slots = atoi(fv);
     else
         e->finish_in_slots = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    /* Likewise the loads, read where the caller keeps them on CPU devices
+     * (EPLB_CL_LOADS_IN_PLACE=0|1 overrides; CLBlast's group loads read
+     * the uploaded buffer) */
+    const char *lv = getenv("EPLB_CL_LOADS_IN_PLACE");
+    if (lv && (!strcmp(lv, "0") || !strcmp(lv, "1")))
+        e->loads_in_place = atoi(lv);
+    else
+        e->loads_in_place = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    if (e->use_clblast)
+        e->loads_in_place = 0;
     /* EPLB_CL_WG=N: groups of at most N work-items, a power of two
-     * (kernel work) */
+     * (kernel work). Without it, CPU devices whose rows all take the
+     * lanes way run one work-item a group: PoCL runs a group's items one
+     * after another, looping over them at every barrier, and a lanes row
+     * gives each item a whole vector of candidates anyway (PoCL 5, 16
+     * threads: 1349 against 1435 us a DeepSeek plan, 1204 against 1290
+     * for the global policy, with 8). */
     const char *wv = getenv("EPLB_CL_WG");
-    if (wv && atoi(wv) > 0)
+    if (wv && atoi(wv) > 0) {
         while (wg > 1 && wg > (size_t)atoi(wv))
             wg /= 2;
+    } else if ((e->dev.type & CL_DEVICE_TYPE_CPU) &&
+               cand_lanes(e, d->G) > 1 && cand_lanes(e, d->ppn) > 1) {
+        wg = 1;
+    }
     /* Row areas as cl/eplb_rebalance.cl carves them; local arrays beside
      * them are sized for the widest group we may build. */
     wg_layout lg = layout_for(d->G, d->N, cands,
@@ -611,7 +633,16 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     cl_float noise = pp->noise;
     cl_uint seed_lo = (cl_uint)pp->seed, seed_hi = (cl_uint)(pp->seed >> 32);
     cl_int err = 0;
-    SET_ARG(e->k_groups, 0, e->b_w);
+    cl_mem loads = e->b_w;
+    if (e->loads_in_place) {
+        /* read-only: the kernels never write the caller's loads */
+        loads = clCreateBuffer(e->ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR,
+                               (size_t)d->L * d->E * sizeof(float),
+                               (void *)weight, &err);
+        if (err != CL_SUCCESS)
+            return ocl_fail(err, "clCreateBuffer (the loads in place)", e);
+    }
+    SET_ARG(e->k_groups, 0, loads);
     SET_ARG(e->k_groups, 1, layers);
     SET_ARG(e->k_groups, 2, cands);
     SET_ARG(e->k_groups, 3, rounds);
@@ -623,7 +654,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     /* unread unless built with GROUP_LOADS_GIVEN, but must be a buffer */
     cl_mem gw_arg = e->use_clblast ? e->b_gw : e->b_w;
     SET_ARG(e->k_groups, 9, gw_arg);
-    SET_ARG(e->k_slots, 0, e->b_w);
+    SET_ARG(e->k_slots, 0, loads);
     SET_ARG(e->k_slots, 1, layers);
     SET_ARG(e->k_slots, 2, cands);
     SET_ARG(e->k_slots, 3, rounds);
@@ -644,16 +675,20 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     SET_ARG(e->k_finish, 3, e->b_cnt);
     SET_ARG(e->k_finish, 4, e->b_rowmax);
     SET_ARG(e->k_finish, 5, e->b_out);
-    if (err != CL_SUCCESS)
+    if (err != CL_SUCCESS) {
+        if (loads != e->b_w)
+            clReleaseMemObject(loads);
         return ocl_fail(err, "clSetKernelArg", e);
+    }
     size_t local = e->wg;
     size_t g_layers = (size_t)d->L * e->wg;
     size_t g_rows = (1 + (size_t)e->parts) * d->L * d->N * e->wg;
     cl_event ev[5] = {NULL, NULL, NULL, NULL, NULL};
 #define EV(i) (e->profile ? &ev[i] : NULL)
-    err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,
-                               (size_t)d->L * d->E * sizeof(float), weight, 0,
-                               NULL, EV(0));
+    if (!e->loads_in_place)
+        err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,
+                                   (size_t)d->L * d->E * sizeof(float),
+                                   weight, 0, NULL, EV(0));
 #ifdef HAVE_CLBLAST
     if (err == CL_SUCCESS && e->use_clblast) {
         CLBlastStatusCode st = CLBlastSgemv(
@@ -685,6 +720,8 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
                                   out_elements(d) * sizeof(int32_t),
                                   e->host_out, 0, NULL, EV(4));
 #undef EV
+    if (loads != e->b_w) /* the blocking read above waited for the kernels */
+        clReleaseMemObject(loads);
     if (err != CL_SUCCESS) {
         clFinish(e->q);
         for (int i = 0; i < 5; i++)

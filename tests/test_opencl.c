@@ -259,22 +259,27 @@ static void test_parts(void)
     unsetenv("EPLB_CL_SPLIT");
 }
 
-/* Each layer finished by its last slots work-group (CPU devices' way,
- * EPLB_CL_FINISH_IN_SLOTS=1) or by the finish kernel (GPUs', 0): the same
- * plans, call after call on one context with other loads each time and
- * fewer layers between (the last work-group sets its layer's count back
- * for the next call, or that call's plan would not be written). */
-static void test_finish_in_slots(void)
+/* The CPU devices' ways and the GPUs': each layer finished by its last
+ * slots work-group (EPLB_CL_FINISH_IN_SLOTS=1) or by the finish kernel
+ * (0), the loads read in place (EPLB_CL_LOADS_IN_PLACE=1) or uploaded
+ * (0). The same plans, call after call on one context with other loads
+ * each time and fewer layers between (the last work-group sets its
+ * layer's count back for the next call, or that call's plan would not be
+ * written). */
+static void test_cpu_ways(void)
 {
-    static const char *const modes[] = {"0", "1"};
+    static const char *const modes[][2] = {{"0", "0"}, {"1", "1"},
+                                           {"0", "1"}, {"1", "0"}};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {4, 256, 288, 8, 4, 32},
                            {2, 256, 288, 8, 4, 32}, {4, 256, 288, 8, 4, 32},
                            {3, 256, 288, 8, 18, 144}, {3, 256, 288, 8, 18, 144}};
-    for (int i = 0; i < 2; i++) {
-        setenv("EPLB_CL_FINISH_IN_SLOTS", modes[i], 1);
-        check_new_context_plans(shapes, 6, 200 + 10 * i);
+    for (int i = 0; i < 4; i++) {
+        setenv("EPLB_CL_FINISH_IN_SLOTS", modes[i][0], 1);
+        setenv("EPLB_CL_LOADS_IN_PLACE", modes[i][1], 1);
+        check_new_context_plans(shapes, i < 2 ? 6 : 2, 200 + 10 * i);
     }
     unsetenv("EPLB_CL_FINISH_IN_SLOTS");
+    unsetenv("EPLB_CL_LOADS_IN_PLACE");
 }
 
 /* A plan whose log2phy passes 64 MiB (18 layers of 256 experts, up to
@@ -604,7 +609,7 @@ static CU_TestInfo opencl_tests[] = {
     {"state in global memory", test_global_scratch},
     {"candidates per work-item", test_lanes},
     {"candidates spread over work-groups", test_parts},
-    {"layers finished by the slots kernel or their own", test_finish_in_slots},
+    {"finish in slots, loads in place: on and off", test_cpu_ways},
     {"overflowing pack sums", test_overflowing_sums},
     {"log2phy past 64 MiB, written by threads", test_large_log2phy},
     {"EPLB_CL_PROFILE: device times, struct_size prefix", test_profile},
