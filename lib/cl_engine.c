@@ -1,7 +1,8 @@
 /* The OpenCL backend: one upload of the loads, three kernel launches, one
- * download of the plan. Programs are specialised to the shape (so pack
- * weights stay in registers) and kept, with the buffers, while the shape
- * stays the same. */
+ * download of the plan (CPU devices read the loads in place and finish
+ * each layer in the slots kernel: two launches). Programs are specialised
+ * to the shape (so pack weights stay in registers) and kept, with the
+ * buffers, while the shape stays the same. */
 #include "cl_internal.h"
 #include "eplb_rules.h"
 #include "eplb_scratch.h"
