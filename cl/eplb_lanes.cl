@@ -215,8 +215,9 @@ LANES_DEFINE_SORT(lanes_sort_packs, PACK_M)
         for (int b = 0; b < PACK_K; b++)                                   \
             LANES_PAIR_STEP(bestd, ab, a, b, none_yet)
 
-/* The same search where every lane's gap is finite (so a qualifying
- * pair's dist is too, and bestd may start at +inf): four searches, each
+/* The same search for lanes whose gap is finite (so a qualifying pair's
+ * dist is too, and bestd may start at +inf; a lane at +inf gets the
+ * search above afterwards): four searches, each
  * over every fourth b in pair order, so that four chains of dependent
  * compares and selects run side by side instead of one; merged by
  * smaller dist, then lower pair index, they give the first closest pair
@@ -326,7 +327,9 @@ void lanes_base_order(SCR const float *w, pack_scratch_ptrs s)
 
 /* The index of the largest of v[0..n), ties to the lower index (a scan
  * with strict >): each lane keeps the first largest of its share, then
- * the largest value's lowest index over the lanes. */
+ * the largest value's lowest index over the lanes. v holds no NaN and
+ * not only -inf (replication's ratios are >= 0), so some lane's index is
+ * below n. */
 inline int lanes_largest_first(SCR const float *v, int n)
 {
     int io[CAND_LANES];

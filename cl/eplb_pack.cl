@@ -261,7 +261,8 @@ EPLB_DEFINE_EXTREMES(pack_extremes, SCR)
 /* The fill shortcuts (doc/ALGORITHM.md section 5) for a CPU's scalar
  * candidates with two items a pack, when the order's first PACK_M items
  * weigh more than zero and no more than the one before (the deterministic
- * row's base order always does; noisy orders seldom): item r < PACK_M to
+ * row's base order does unless zero loads come that early; noisy orders
+ * seldom): item r < PACK_M to
  * pack r, whose weights then fall with the index, so the (weight, index)
  * order of the packs is runs of equal weights from the last pack back,
  * each run by rising index; item PACK_M + k to its k-th pack. Returns 0
@@ -801,7 +802,7 @@ void pack_row(SCR const float *w, uint step, uint row, cand_span cs,
     int lanes = CAND_LANES > 1 && cands * 4 >= CAND_LANES;
     /* 1. the base order: weight descending, equal weights by index */
 #if CAND_LANES > 1
-    /* CPU builds: the same count, vectors of weights against each item
+    /* CPU builds: the same count, each weight against a vector of items
      * (a CPU runs a work-group's items one after another, so n^2 scalar
      * compares were most of a deterministic row's time for the global
      * policy's 288 items; a heap sort's mispredicted branches cost about

@@ -285,8 +285,9 @@ EPLB_API int eplb_context_floor(eplb_context *ctx, const eplb_shape *shape,
 /* Device-side time of the last rebalance, from OpenCL profiling events,
  * in microseconds. Only filled when the context was created with the
  * environment variable EPLB_CL_PROFILE=1 (profiling slows the queue a
- * little); else EPLB_ERR_BAD_OPTION. On CPU devices the slots kernel
- * also finishes each layer, and finish_us is 0. */
+ * little); else EPLB_ERR_BAD_OPTION. On CPU devices the kernels read the
+ * loads in place and the slots kernel also finishes each layer:
+ * upload_us and finish_us are 0 there. */
 typedef struct eplb_profile {
     /* Set by the caller to sizeof(eplb_profile): an output struct (see
      * "Output structs" above). */

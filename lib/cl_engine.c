@@ -396,15 +396,14 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
         wg /= 2;
     wg = lanes_group_width(e, d, wg);
     /* CPU devices finish each layer in its last slots work-group
-     * (cl/eplb_rebalance.cl); EPLB_CL_FINISH_IN_SLOTS=0|1 overrides, to
-     * test either way on any device. GPUs keep the finish kernel: there
-     * the launch costs little, and the rows' stores would need the
-     * device's own memory fences to be seen by another work-group. */
+     * (cl/eplb_rebalance.cl); EPLB_CL_FINISH_IN_SLOTS=0 turns that off,
+     * to test the finish kernel there. GPUs always keep the finish
+     * kernel: the launch costs little there, and OpenCL 1.2 does not
+     * promise that one work-group sees another's global stores (a CPU's
+     * coherent caches and PoCL's seq_cst atomics do). */
     const char *fv = getenv("EPLB_CL_FINISH_IN_SLOTS");
-    if (fv && (!strcmp(fv, "0") || !strcmp(fv, "1")))
-        e->finish_in_slots = atoi(fv);
-    else
-        e->finish_in_slots = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    e->finish_in_slots = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0 &&
+                         !(fv && !strcmp(fv, "0"));
     /* Likewise the loads, read where the caller keeps them on CPU devices
      * (EPLB_CL_LOADS_IN_PLACE=0|1 overrides; CLBlast's group loads read
      * the uploaded buffer) */
@@ -448,6 +447,8 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
                                                    (size_t)d->ppn),
                               slot_lanes, split_ok(e), wg);
     ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
+    if (e->finish_in_slots) /* its finish's node_from[N_], pick, last */
+        ls.local_extra += ((size_t)d->N + 2) * 4;
     /* EPLB_CL_SCRATCH=global: state in global memory even where local
      * memory would do (to test that path on any device). */
     const char *where = getenv("EPLB_CL_SCRATCH");
@@ -721,15 +722,22 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
                                   out_elements(d) * sizeof(int32_t),
                                   e->host_out, 0, NULL, EV(4));
 #undef EV
-    if (loads != e->b_w) /* the blocking read above waited for the kernels */
-        clReleaseMemObject(loads);
     if (err != CL_SUCCESS) {
         clFinish(e->q);
+        if (loads != e->b_w)
+            clReleaseMemObject(loads);
         for (int i = 0; i < 5; i++)
             if (ev[i])
                 clReleaseEvent(ev[i]);
-        return ocl_fail(err, "running the rebalance kernels", e);
+        /* a slots launch cut short may leave a layer's row count above 0,
+         * which the next call's last work-group would then miss: the next
+         * call makes the buffers (and zeroed counts) anew */
+        rc = ocl_fail(err, "running the rebalance kernels", e);
+        release_buffers(e);
+        return rc;
     }
+    if (loads != e->b_w) /* the blocking read above waited for the kernels */
+        clReleaseMemObject(loads);
     if (e->profile) {
         double us[5];
         for (int i = 0; i < 5; i++) {

@@ -260,24 +260,34 @@ static void test_parts(void)
 }
 
 /* The CPU devices' ways and the GPUs': each layer finished by its last
- * slots work-group (EPLB_CL_FINISH_IN_SLOTS=1) or by the finish kernel
- * (0), the loads read in place (EPLB_CL_LOADS_IN_PLACE=1) or uploaded
- * (0). The same plans, call after call on one context with other loads
- * each time and fewer layers between (the last work-group sets its
+ * slots work-group (CPUs by default; EPLB_CL_FINISH_IN_SLOTS=0 runs the
+ * finish kernel, as GPUs always do), the loads read in place
+ * (EPLB_CL_LOADS_IN_PLACE=1) or uploaded (0). The same plans, call after
+ * call on one context with other loads each time, fewer layers and then
+ * more than the buffers hold between (the last work-group sets its
  * layer's count back for the next call, or that call's plan would not be
- * written). */
+ * written), and with loads at an address that is not 8-byte aligned. */
 static void test_cpu_ways(void)
 {
     static const char *const modes[][2] = {{"0", "0"}, {"1", "1"},
                                            {"0", "1"}, {"1", "0"}};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {4, 256, 288, 8, 4, 32},
-                           {2, 256, 288, 8, 4, 32}, {4, 256, 288, 8, 4, 32},
-                           {3, 256, 288, 8, 18, 144}, {3, 256, 288, 8, 18, 144}};
+                           {2, 256, 288, 8, 4, 32}, {6, 256, 288, 8, 4, 32},
+                           {4, 256, 288, 8, 4, 32}, {3, 256, 288, 8, 18, 144},
+                           {3, 256, 288, 8, 18, 144}};
     for (int i = 0; i < 4; i++) {
         setenv("EPLB_CL_FINISH_IN_SLOTS", modes[i][0], 1);
         setenv("EPLB_CL_LOADS_IN_PLACE", modes[i][1], 1);
-        check_new_context_plans(shapes, i < 2 ? 6 : 2, 200 + 10 * i);
+        check_new_context_plans(shapes, i < 2 ? 7 : 2, 200 + 10 * i);
     }
+    /* the loads, read in place, one float past a malloc'd block's start */
+    setenv("EPLB_CL_LOADS_IN_PLACE", "1", 1);
+    eplb_shape s = {3, 64, 80, 8, 4, 8};
+    float *block = malloc((3 * 64 + 1) * sizeof(float));
+    CU_ASSERT_FATAL(block != NULL);
+    workload_generate(block + 1, s.layers, s.experts, 77);
+    compare(&s, block + 1, 64, 20, 9);
+    free(block);
     unsetenv("EPLB_CL_FINISH_IN_SLOTS");
     unsetenv("EPLB_CL_LOADS_IN_PLACE");
 }
