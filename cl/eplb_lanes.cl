@@ -295,15 +295,21 @@ inline int lanes_fill_rounds(const lanei *vi, const lanef *vw, lanef *pw,
 #endif
 }
 
+/* 0, 1, .. CAND_LANES - 1: each lane's own index */
+inline lanei lanes_iota(void)
+{
+    int io[CAND_LANES];
+    for (int j = 0; j < CAND_LANES; j++)
+        io[j] = j;
+    return LV(vload, CAND_LANES)(0, io);
+}
+
 /* The base order (pack_row's step 1): the ranks of CAND_LANES items at
  * once, each weight in turn compared with all of them (eplbi_larger_first
  * on vectors); no lane's count needs a horizontal sum. */
 void lanes_base_order(SCR const float *w, pack_scratch_ptrs s)
 {
-    int io[CAND_LANES];
-    for (int j = 0; j < CAND_LANES; j++)
-        io[j] = j;
-    const lanei iota = LV(vload, CAND_LANES)(0, io);
+    const lanei iota = lanes_iota();
     for (int i0 = get_local_id(0) * CAND_LANES; i0 < PACK_N;
          i0 += WG * CAND_LANES) {
         float wv[CAND_LANES];
@@ -332,10 +338,7 @@ void lanes_base_order(SCR const float *w, pack_scratch_ptrs s)
  * below n. */
 inline int lanes_largest_first(SCR const float *v, int n)
 {
-    int io[CAND_LANES];
-    for (int j = 0; j < CAND_LANES; j++)
-        io[j] = j;
-    const lanei iota = LV(vload, CAND_LANES)(0, io);
+    const lanei iota = lanes_iota();
     lanef bv = -INFINITY;
     lanei bi = n;
     int e0 = 0;

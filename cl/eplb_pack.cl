@@ -307,13 +307,14 @@ inline float pack_one_candidate_heap(SCR const float *w, int rounds,
     int r = 0;
 #if CAND_LANES > 1 && PACK_K == 2
     if (pack_two_rounds(w, order, cont, pw, pn))
-        r = PACK_N;
+        r = PACK_N; /* every item placed: no heap needed */
 #endif
-    for (int p = 0; r == 0 && p < PACK_M; p++) {
-        pw[p] = 0.0f;
-        pn[p] = 0;
-        heap[p] = (ushort)p; /* all zero: index order is a heap */
-    }
+    if (r == 0)
+        for (int p = 0; p < PACK_M; p++) {
+            pw[p] = 0.0f;
+            pn[p] = 0;
+            heap[p] = (ushort)p; /* all zero: index order is a heap */
+        }
     int len = PACK_M;
     for (; r < PACK_N; r++) {
         int item = order[r], p = heap[0];

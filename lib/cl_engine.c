@@ -259,16 +259,22 @@ static int cand_lanes(const ocl_engine *e, int n)
  * 16 x86-64 cores; PoCL 3 runs it). EPLB_CL_SPLIT=1 or 0 overrides the
  * device type's choice, to test either path, except on PoCL 5 and later's
  * CPU devices, which always keep the heaps. */
+/* An on/off switch from the environment: name=0 or name=1, else dflt. */
+static int env_switch(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    if (v && (!strcmp(v, "0") || !strcmp(v, "1")))
+        return atoi(v);
+    return dflt;
+}
+
 static int split_ok(const ocl_engine *e)
 {
-    const char *v = getenv("EPLB_CL_SPLIT");
     const char *pocl = strstr(e->dev.platform_version, "PoCL ");
     int cpu = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
     if (cpu && pocl && atoi(pocl + 5) >= 5)
         return 0;
-    if (v && (!strcmp(v, "0") || !strcmp(v, "1")))
-        return atoi(v);
-    return !cpu;
+    return env_switch("EPLB_CL_SPLIT", !cpu);
 }
 
 /* Work-groups per candidate row of the slots kernel (its CAND_PARTS), each
@@ -401,19 +407,13 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
      * kernel: the launch costs little there, and OpenCL 1.2 does not
      * promise that one work-group sees another's global stores (a CPU's
      * coherent caches and PoCL's seq_cst atomics do). */
-    const char *fv = getenv("EPLB_CL_FINISH_IN_SLOTS");
-    e->finish_in_slots = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0 &&
-                         !(fv && !strcmp(fv, "0"));
+    int cpu = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    e->finish_in_slots = cpu && env_switch("EPLB_CL_FINISH_IN_SLOTS", 1);
     /* Likewise the loads, read where the caller keeps them on CPU devices
      * (EPLB_CL_LOADS_IN_PLACE=0|1 overrides; CLBlast's group loads read
      * the uploaded buffer) */
-    const char *lv = getenv("EPLB_CL_LOADS_IN_PLACE");
-    if (lv && (!strcmp(lv, "0") || !strcmp(lv, "1")))
-        e->loads_in_place = atoi(lv);
-    else
-        e->loads_in_place = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
-    if (e->use_clblast)
-        e->loads_in_place = 0;
+    e->loads_in_place = !e->use_clblast &&
+                        env_switch("EPLB_CL_LOADS_IN_PLACE", cpu);
     /* EPLB_CL_WG=N: groups of at most N work-items, a power of two
      * (kernel work). Without it, CPU devices whose rows all take the
      * lanes way run one work-item a group: PoCL runs a group's items one
@@ -425,8 +425,7 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
     if (wv && atoi(wv) > 0) {
         while (wg > 1 && wg > (size_t)atoi(wv))
             wg /= 2;
-    } else if ((e->dev.type & CL_DEVICE_TYPE_CPU) &&
-               cand_lanes(e, d->G) > 1 && cand_lanes(e, d->ppn) > 1) {
+    } else if (cpu && cand_lanes(e, d->G) > 1 && cand_lanes(e, d->ppn) > 1) {
         wg = 1;
     }
     /* Row areas as cl/eplb_rebalance.cl carves them; local arrays beside
@@ -742,7 +741,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
         double us[5];
         for (int i = 0; i < 5; i++) {
             cl_ulong t0 = 0, t1 = 0;
-            if (!ev[i]) { /* no finish kernel: the slots kernel's work */
+            if (!ev[i]) { /* loads in place, or no finish kernel */
                 us[i] = 0.0;
                 continue;
             }
