@@ -4,7 +4,7 @@
 set -e
 echo "/* Generated from the cl/ kernel files by build-aux/embed-cl.sh: do not edit. */"
 echo "#include <stddef.h>"
-echo "#include \"cl_sources.h\""
+echo "#include \"opencl/sources.h\""
 i=0
 for f in "$@"; do
   echo "static const char ocl_src_$i[] = {"

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,17 @@ typedef struct plan_buf {
 
 struct eplb_context {
     eplb_options opts;
+    eplb_backend requested; /* the backend option it was created with */
     int backend; /* EPLB_BACKEND_REFERENCE or EPLB_BACKEND_OPENCL */
+    eplb_env env;       /* read once, at creation */
+    eplb_tuning tuning; /* eplb_context_tune's kernel ways */
     reference_state *ref;
     ocl_engine *cl;
     plan_buf fresh, next; /* the fresh plan; the plan being returned */
     replan_state *replan;
-    char note[EPLB_NOTE_MAX];
+    char note[EPLB_NOTE_MAX];  /* choices made at creation */
+    char shown[2 * EPLB_NOTE_MAX]; /* the note and the kernel ways */
+    atomic_flag busy; /* a call is running (enter, leave) */
 };
 
 static void plan_buf_free(plan_buf *b)
@@ -93,6 +99,9 @@ static int check_options(const eplb_options *o)
         return eplbi_fail(EPLB_ERR_BAD_OPTION,
                           "noise is %g: use a value in [0, 1] (default 0.2)",
                           (double)o->noise);
+    if (o->profile != 0 && o->profile != 1)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION, "profile is %d: use 0 or 1",
+                          o->profile);
     if (o->use_clblast != 0 && o->use_clblast != 1)
         return eplbi_fail(EPLB_ERR_BAD_OPTION, "use_clblast is %d: use 0 or 1",
                           o->use_clblast);
@@ -126,6 +135,32 @@ static int check_options(const eplb_options *o)
     return EPLB_OK;
 }
 
+/* The caller's options over the defaults, checked. Options from a caller
+ * built against an older header are shorter: the fields it does not know
+ * keep their defaults. */
+static int take_options(const eplb_options *opts, eplb_options *given)
+{
+    eplb_options_default(given);
+    if (opts) {
+        if (opts->struct_size < offsetof(eplb_options, tolerance) ||
+            opts->struct_size > sizeof *given)
+            return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                              "opts->struct_size is %u: fill the options with "
+                              "eplb_options_default() before setting fields",
+                              (unsigned)opts->struct_size);
+        memcpy(given, opts, opts->struct_size);
+        given->struct_size = (uint32_t)sizeof *given;
+    }
+    return check_options(given);
+}
+
+static int enter(eplb_context *ctx);
+static void leave(eplb_context *ctx);
+
+/* The backend's fresh plan, as mask.c sees it (internal.h's planner). */
+static int planner_plan(void *self, const plan_dims *d, const float *weight,
+                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+
 int eplb_context_create(eplb_context **out, const eplb_options *opts)
 {
     eplbi_clear_error();
@@ -133,33 +168,24 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
         return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
                           "out is NULL: pass the address of an eplb_context*");
     *out = NULL;
-    /* Options from a caller built against an older header are shorter: the
-     * fields it does not know keep their defaults. */
     eplb_options given;
-    eplb_options_default(&given);
-    if (opts) {
-        if (opts->struct_size < offsetof(eplb_options, tolerance) ||
-            opts->struct_size > sizeof given)
-            return eplbi_fail(EPLB_ERR_BAD_OPTION,
-                              "opts->struct_size is %u: fill the options with "
-                              "eplb_options_default() before setting fields",
-                              (unsigned)opts->struct_size);
-        memcpy(&given, opts, opts->struct_size);
-        given.struct_size = (uint32_t)sizeof given;
-    }
-    opts = &given;
-    int rc = check_options(opts);
+    int rc = take_options(opts, &given);
     if (rc)
         return rc;
+    opts = &given;
     eplb_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     ctx->opts = *opts;
+    ctx->requested = opts->backend;
+    env_read(&ctx->env);
+    tuning_default(&ctx->tuning);
     /* The filter strings are borrowed during create only. */
     ctx->opts.platform = ctx->opts.device = ctx->opts.device_type = NULL;
     ctx->backend = EPLB_BACKEND_REFERENCE;
     if (opts->backend != EPLB_BACKEND_REFERENCE) {
-        rc = ocl_engine_create(&ctx->cl, opts, ctx->note, sizeof ctx->note);
+        rc = ocl_engine_create(&ctx->cl, opts, &ctx->env, &ctx->tuning,
+                               ctx->note, sizeof ctx->note);
         if (rc == EPLB_OK) {
             ctx->backend = EPLB_BACKEND_OPENCL;
         } else if (opts->backend == EPLB_BACKEND_OPENCL ||
@@ -175,8 +201,74 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
             eplbi_clear_error();
         }
     }
+    snprintf(ctx->shown, sizeof ctx->shown, "%s", ctx->note);
     *out = ctx;
     return EPLB_OK;
+}
+
+int eplb_context_set_options(eplb_context *ctx, const eplb_options *opts)
+{
+    eplbi_clear_error();
+    if (!ctx || !opts)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "%s is NULL", !ctx ? "ctx" : "opts");
+    eplb_options given;
+    int rc = take_options(opts, &given);
+    if (rc)
+        return rc;
+    if (given.backend != ctx->requested)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "backend is %d but the context was created with "
+                          "%d: the device is chosen at creation; create a "
+                          "new context to change it", (int)given.backend,
+                          (int)ctx->requested);
+    if ((rc = enter(ctx)) != EPLB_OK)
+        return rc;
+    if (ctx->backend == EPLB_BACKEND_OPENCL)
+        rc = ocl_engine_configure(ctx->cl, &given, &ctx->tuning);
+    leave(ctx);
+    if (rc)
+        return rc;
+    /* The device choice stays the creation's. */
+    given.platform = given.device = given.device_type = NULL;
+    given.enforce_device = ctx->opts.enforce_device;
+    ctx->opts = given;
+    return EPLB_OK;
+}
+
+int eplb_context_get_options(const eplb_context *ctx, eplb_options *out)
+{
+    eplbi_clear_error();
+    if (!ctx || !out)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "%s is NULL", !ctx ? "ctx" : "out");
+    /* An output struct (eplb_cl.h): at least its first result field. */
+    int rc = out_struct_check(out, offsetof(eplb_options, backend) +
+                              sizeof out->backend, sizeof *out,
+                              "eplb_options");
+    if (rc == EPLB_OK)
+        out_struct_write(out, &ctx->opts);
+    return rc;
+}
+
+int eplb_context_tune(eplb_context *ctx, eplb_tune key, int value)
+{
+    eplbi_clear_error();
+    if (!ctx)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT, "ctx is NULL");
+    if (ctx->backend != EPLB_BACKEND_OPENCL)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION, "kernel ways are the OpenCL "
+                          "backend's; this context runs the reference "
+                          "backend");
+    eplb_tuning t = ctx->tuning;
+    int rc = tuning_set(&t, (int)key, value);
+    if (rc == EPLB_OK && (rc = enter(ctx)) == EPLB_OK) {
+        rc = ocl_engine_configure(ctx->cl, &ctx->opts, &t);
+        if (rc == EPLB_OK)
+            ctx->tuning = t;
+        leave(ctx);
+    }
+    return rc;
 }
 
 void eplb_context_destroy(eplb_context *ctx)
@@ -208,20 +300,38 @@ const char *eplb_context_device(const eplb_context *ctx)
 
 const char *eplb_context_note(const eplb_context *ctx)
 {
-    return ctx ? ctx->note : "";
+    return ctx ? ctx->shown : "";
 }
 
-int context_backend_plan(eplb_context *ctx, const plan_dims *d,
-                         const float *weight, int32_t *phy2log,
-                         int32_t *log2phy, int32_t *logcnt)
+/* The note, and the kernel ways of the programs built last. */
+static void show_ways(eplb_context *ctx)
+{
+    char ways[512];
+    if (!ocl_engine_ways(ctx->cl, ways, sizeof ways))
+        return;
+    snprintf(ctx->shown, sizeof ctx->shown, "%s%s%s", ctx->note,
+             *ctx->note ? "; " : "", ways);
+}
+
+static int context_backend_plan(eplb_context *ctx, const plan_dims *d,
+                                const float *weight, int32_t *phy2log,
+                                int32_t *log2phy, int32_t *logcnt)
 {
     pack_params pp = {ctx->opts.candidates, ctx->opts.swap_rounds,
                       ctx->opts.noise, ctx->opts.seed};
-    if (ctx->backend == EPLB_BACKEND_OPENCL)
-        return ocl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
-                                    logcnt);
-    return reference_rebalance(&ctx->ref, d, &pp, weight, phy2log, log2phy,
-                               logcnt);
+    if (ctx->backend != EPLB_BACKEND_OPENCL)
+        return reference_rebalance(&ctx->ref, d, &pp, weight, phy2log,
+                                   log2phy, logcnt);
+    int rc = ocl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
+                                  logcnt);
+    show_ways(ctx);
+    return rc;
+}
+
+static int planner_plan(void *self, const plan_dims *d, const float *weight,
+                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
+{
+    return context_backend_plan(self, d, weight, phy2log, log2phy, logcnt);
 }
 
 /* The fresh plan under the context's options into b: the backend's plan,
@@ -233,8 +343,9 @@ static int fresh_plan(eplb_context *ctx, const plan_dims *d,
     int rc = plan_buf_reserve(b, d);
     if (rc)
         return rc;
+    planner pl = {planner_plan, ctx};
     if (mask)
-        rc = mask_plan_fresh(ctx, d, weight, mask, b->phy2log, b->log2phy,
+        rc = mask_plan_fresh(&pl, d, weight, mask, b->phy2log, b->log2phy,
                              b->logcnt);
     else
         rc = context_backend_plan(ctx, d, weight, b->phy2log, b->log2phy,
@@ -257,15 +368,15 @@ static void copy_plan_out(const plan_dims *d, const plan_buf *b,
     memcpy(logcnt, b->logcnt, L * d->E * sizeof(int32_t));
 }
 
-int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
-                        const float *weight, const int32_t *current,
-                        const uint8_t *mask, int32_t *phy2log,
-                        int32_t *log2phy, int32_t *logcnt)
+/* Every plan call: the checks, the fresh plan, and the re-plan when the
+ * request carries a current plan. r is complete (eplb_plan filled what
+ * an older caller's struct lacks). */
+static int plan_request(eplb_context *ctx, const eplb_shape *shape,
+                        const float *weight, const eplb_request *r,
+                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
 {
-    eplbi_clear_error();
-    if (!ctx)
-        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
-                          "ctx is NULL: create one with eplb_context_create");
+    const int32_t *current = r->current_phy2log;
+    const uint8_t *mask = r->gpu_mask;
     int rc = validate_shape(shape);
     if (rc)
         return rc;
@@ -274,6 +385,10 @@ int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
                           "%s is NULL: allocate the sizes eplb_plan_sizes() "
                           "gives", !phy2log ? "phy2log"
                                   : !log2phy ? "log2phy" : "logcnt");
+    if (!(r->deadline_us >= 0.0))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->deadline_us is %g: use 0 (no deadline) or a "
+                          "positive number of microseconds", r->deadline_us);
     rc = validate_loads(shape, weight);
     if (rc)
         return rc;
@@ -301,16 +416,84 @@ int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
         return EPLB_OK;
     }
     rc = plan_buf_reserve(&ctx->next, &d);
-    if (rc == EPLB_OK)
+    if (rc == EPLB_OK) {
+        replan_limits lim = {ctx->opts.tolerance, r->deadline_us};
         rc = replan_from_current(&ctx->replan, &d, weight, current, mask,
-                                 ctx->fresh.phy2log, ctx->fresh.logcnt,
-                                 ctx->opts.tolerance, ctx->next.phy2log,
-                                 ctx->next.logcnt);
+                                 ctx->fresh.phy2log, ctx->fresh.logcnt, &lim,
+                                 ctx->next.phy2log, ctx->next.logcnt);
+    }
     if (rc)
         return rc;
     plan_log2phy_by_slot(&d, ctx->next.phy2log, ctx->next.log2phy);
     copy_plan_out(&d, &ctx->next, phy2log, log2phy, logcnt);
     return EPLB_OK;
+}
+
+/* One call at a time on a context: a second thread's call gets
+ * EPLB_ERR_BUSY instead of racing through the context's buffers. */
+static int enter(eplb_context *ctx)
+{
+    if (atomic_flag_test_and_set_explicit(&ctx->busy, memory_order_acquire))
+        return eplbi_fail(EPLB_ERR_BUSY,
+                          "another call is running on this context: use one "
+                          "context per thread");
+    return EPLB_OK;
+}
+
+static void leave(eplb_context *ctx)
+{
+    atomic_flag_clear_explicit(&ctx->busy, memory_order_release);
+}
+
+int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
+                        const float *weight, const int32_t *current,
+                        const uint8_t *mask, int32_t *phy2log,
+                        int32_t *log2phy, int32_t *logcnt)
+{
+    eplb_request r;
+    eplb_request_default(&r);
+    r.current_phy2log = current;
+    r.gpu_mask = mask;
+    return eplb_plan(ctx, shape, weight, &r, phy2log, log2phy, logcnt);
+}
+
+void eplb_request_default(eplb_request *req)
+{
+    if (!req)
+        return;
+    memset(req, 0, sizeof *req);
+    req->struct_size = (uint32_t)sizeof *req;
+}
+
+int eplb_plan(eplb_context *ctx, const eplb_shape *shape, const float *weight,
+              const eplb_request *req, int32_t *phy2log, int32_t *log2phy,
+              int32_t *logcnt)
+{
+    eplbi_clear_error();
+    if (!ctx)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "ctx is NULL: create one with eplb_context_create");
+    /* A request from a caller built against an older header is shorter:
+     * the inputs it does not know stay absent. */
+    eplb_request r;
+    eplb_request_default(&r);
+    if (req) {
+        if (req->struct_size < offsetof(eplb_request, gpu_mask) +
+                                   sizeof req->gpu_mask ||
+            req->struct_size > sizeof r)
+            return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                              "req->struct_size is %u: fill the request with "
+                              "eplb_request_default() before setting fields",
+                              (unsigned)req->struct_size);
+        memcpy(&r, req, req->struct_size);
+        r.struct_size = (uint32_t)sizeof r;
+    }
+    int rc = enter(ctx);
+    if (rc)
+        return rc;
+    rc = plan_request(ctx, shape, weight, &r, phy2log, log2phy, logcnt);
+    leave(ctx);
+    return rc;
 }
 
 int eplb_rebalance(eplb_context *ctx, const eplb_shape *shape,
@@ -340,7 +523,11 @@ int eplb_context_floor(eplb_context *ctx, const eplb_shape *shape, int runs,
     int policy = eplb_resolve_policy(EPLB_POLICY_AUTO, shape);
     plan_dims d;
     plan_dims_init(&d, shape, policy);
-    return ocl_engine_floor(ctx->cl, &d, runs, median_us, p99_us);
+    if ((rc = enter(ctx)) != EPLB_OK)
+        return rc;
+    rc = ocl_engine_floor(ctx->cl, &d, runs, median_us, p99_us);
+    leave(ctx);
+    return rc;
 }
 
 int eplb_context_profile(const eplb_context *ctx, eplb_profile *out)

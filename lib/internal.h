@@ -20,6 +20,10 @@ int eplbi_fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void eplbi_clear_error(void);
 
+/* A monotonic clock in microseconds (clock.c): deadlines and the
+ * floor's timings. */
+double eplbi_now_us(void);
+
 /* ---- output structs (status.c) ---------------------------------------- */
 
 /* An output struct (eplb_quality, eplb_profile) begins with the caller's
@@ -32,6 +36,41 @@ void eplbi_clear_error(void);
 int out_struct_check(const void *out, size_t min, size_t full,
                      const char *type);
 void out_struct_write(void *out, const void *src);
+
+/* ---- the environment and the kernel ways (env.c) -------------------- */
+
+/* Every environment variable the library reads, read once when a context
+ * is created (doc/opencl.md has the table). Strings are "" when unset. */
+#define EPLB_ENV_MAX 1024
+typedef struct eplb_env {
+    /* operators: the device filters (the options' strings win) */
+    char platform[EPLB_ENV_MAX], device[EPLB_ENV_MAX],
+        device_type[EPLB_ENV_MAX];
+    /* operators: the kernel cache's folder, resolved from
+     * EPLB_CL_CACHE_DIR, else $XDG_CACHE_HOME/eplb-cl, else
+     * $HOME/.cache/eplb-cl; "" for no cache (EPLB_CL_CACHE_DIR=off, or
+     * nothing to name one by) */
+    char cache_dir[EPLB_ENV_MAX];
+    /* developers: kernel files read from this folder instead of the
+     * embedded ones; extra build options; print each build's log */
+    char kernel_dir[EPLB_ENV_MAX];
+    char build_options[EPLB_ENV_MAX];
+    int build_log;
+} eplb_env;
+
+void env_read(eplb_env *env);
+
+/* The kernel-way overrides of eplb_context_tune, EPLB_TUNE_AUTO (-1) each
+ * where the library chooses (lib/opencl/launch.c). */
+typedef struct eplb_tuning {
+    int lanes, parts, split, finish_in_slots, loads_in_place, wg,
+        global_scratch;
+} eplb_tuning;
+
+void tuning_default(eplb_tuning *t);
+/* Sets one key after checking its value (EPLB_ERR_BAD_OPTION naming the
+ * key and the values it takes). */
+int tuning_set(eplb_tuning *t, int key, int value);
 
 /* ---- derived sizes of one problem (validate.c) ------------------------ */
 
@@ -113,9 +152,16 @@ int reference_rebalance(reference_state **st, const plan_dims *d,
 
 typedef struct ocl_engine ocl_engine;
 int ocl_engine_create(ocl_engine **out, const eplb_options *opts,
+                      const eplb_env *env, const eplb_tuning *tuning,
                       char *note, size_t note_len);
 void ocl_engine_destroy(ocl_engine *e);
 const char *ocl_engine_device_name(const ocl_engine *e);
+/* Takes the options (use_clblast, profile) and kernel ways of a live
+ * context: what they change is made again on the next call. */
+int ocl_engine_configure(ocl_engine *e, const eplb_options *opts,
+                         const eplb_tuning *tuning);
+/* 1 and one line naming the ways of the programs built, 0 before any. */
+int ocl_engine_ways(const ocl_engine *e, char *buf, size_t len);
 int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
                          const pack_params *pp, const float *weight,
                          int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
@@ -124,15 +170,18 @@ int ocl_engine_floor(ocl_engine *e, const plan_dims *d, int runs,
                      double *median_us, double *p99_us);
 int ocl_engine_profile(const ocl_engine *e, eplb_profile *out);
 
-/* ---- the context's backend (context.c) -------------------------------- */
+/* ---- the fresh planner (context.c) ----------------------------------- */
 
-/* The fresh plan of the context's backend and options for dims d
- * (doc/ALGORITHM.md sections 3 to 6; no mask, no distinct pass). Writes
- * nothing on failure. Other parts of the library call it on sub-problems
- * (mask.c). */
-int context_backend_plan(eplb_context *ctx, const plan_dims *d,
-                         const float *weight, int32_t *phy2log,
-                         int32_t *log2phy, int32_t *logcnt);
+/* The backend behind a context as the parts of the library that plan
+ * sub-problems see it (mask.c): a function and its state, so that they
+ * never call back into the context. plan() is the fresh plan of
+ * doc/ALGORITHM.md sections 3 to 6 for dims d (no mask, no distinct pass)
+ * and writes nothing on failure. */
+typedef struct planner {
+    int (*plan)(void *self, const plan_dims *d, const float *weight,
+                int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+    void *self;
+} planner;
 
 /* ---- usable GPUs (mask.c) --------------------------------------------- */
 
@@ -143,7 +192,7 @@ int mask_check(const plan_dims *d, const uint8_t *mask);
 /* The fresh plan over the usable GPUs: dead GPUs' slots hold -1, log2phy
  * names live slots only, logcnt counts live slots. Writes all three arrays
  * completely on success. */
-int mask_plan_fresh(eplb_context *ctx, const plan_dims *d,
+int mask_plan_fresh(const planner *pl, const plan_dims *d,
                     const float *weight, const uint8_t *mask,
                     int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
 
@@ -166,13 +215,21 @@ void replan_state_free(replan_state *st);
 int replan_check_current(const plan_dims *d, const int32_t *current,
                          const uint8_t *mask);
 
+/* What bounds a re-plan: each layer at least (1 - tolerance) times as
+ * balanced as the fresh plan; deadline_us (0: none) after which the
+ * layers not yet searched take their fallback. */
+typedef struct replan_limits {
+    float tolerance;
+    double deadline_us;
+} replan_limits;
+
 /* The plan with the fewest expert copies from `current` whose every layer
- * is at least (1 - tolerance) times as balanced as the fresh plan; writes
+ * is within lim's tolerance of the fresh plan's balancedness; writes
  * phy2log [L][P] and logcnt [L][E]. */
 int replan_from_current(replan_state **st, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
-                        const int32_t *fresh_logcnt, float tolerance,
+                        const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt);
 
 /* ---- plans (plan.c) --------------------------------------------------- */

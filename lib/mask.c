@@ -54,7 +54,7 @@ static plan_dims sub_dims(const plan_dims *d, int layers, int experts,
 
 /* A backend plan of sub-problem s; on success the caller frees *p2l and
  * *cnt (log2phy is rebuilt later by slot order). */
-static int sub_plan(eplb_context *ctx, const plan_dims *s, const float *w,
+static int sub_plan(const planner *pl, const plan_dims *s, const float *w,
                     int32_t **p2l, int32_t **cnt)
 {
     size_t L = (size_t)s->L;
@@ -65,7 +65,7 @@ static int sub_plan(eplb_context *ctx, const plan_dims *s, const float *w,
     if (!l2p || !*p2l || !*cnt)
         rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     if (rc == EPLB_OK)
-        rc = context_backend_plan(ctx, s, w, *p2l, l2p, *cnt);
+        rc = pl->plan(pl->self, s, w, *p2l, l2p, *cnt);
     free(l2p);
     if (rc) {
         free(*p2l);
@@ -77,14 +77,14 @@ static int sub_plan(eplb_context *ctx, const plan_dims *s, const float *w,
 
 /* Global policy over the live GPUs: GPU i of the sub-problem is the i-th
  * live GPU. */
-static int plan_global_live(eplb_context *ctx, const plan_dims *d,
+static int plan_global_live(const planner *pl, const plan_dims *d,
                             const float *weight, const uint8_t *mask,
                             int32_t *phy2log, int32_t *logcnt)
 {
     int live = count_live(mask, 0, d->M);
     plan_dims sd = sub_dims(d, d->L, d->E, live);
     int32_t *sp2l, *scnt;
-    int rc = sub_plan(ctx, &sd, weight, &sp2l, &scnt);
+    int rc = sub_plan(pl, &sd, weight, &sp2l, &scnt);
     if (rc)
         return rc;
     for (int l = 0; l < d->L; l++) {
@@ -244,7 +244,7 @@ static void assign_layer(const plan_dims *d, const float *w, const int *lg,
 /* Plans the nodes that share a (live GPUs, experts) pair in one backend
  * call: row j * L + l of the sub-problem is layer l of the j-th such node,
  * its experts in id order. */
-static int plan_node_batch(eplb_context *ctx, const plan_dims *d,
+static int plan_node_batch(const planner *pl, const plan_dims *d,
                            const float *weight, const uint8_t *mask,
                            const int *node_of, const int *batch, int nb,
                            int lg, int x, int32_t *phy2log, int32_t *logcnt)
@@ -270,7 +270,7 @@ static int plan_node_batch(eplb_context *ctx, const plan_dims *d,
                 }
         }
     int32_t *sp2l, *scnt;
-    int rc = sub_plan(ctx, &sd, sw, &sp2l, &scnt);
+    int rc = sub_plan(pl, &sd, sw, &sp2l, &scnt);
     free(sw);
     if (rc) {
         free(ids);
@@ -302,7 +302,7 @@ static int plan_node_batch(eplb_context *ctx, const plan_dims *d,
 /* The hierarchical policy over the live GPUs (see the top of the file).
  * Falls back to the global policy over the live GPUs when some live node
  * would get no expert. */
-static int plan_hier_live(eplb_context *ctx, const plan_dims *d,
+static int plan_hier_live(const planner *pl, const plan_dims *d,
                           const float *weight, const uint8_t *mask,
                           int32_t *phy2log, int32_t *logcnt)
 {
@@ -324,7 +324,7 @@ static int plan_hier_live(eplb_context *ctx, const plan_dims *d,
     int *node_of = a.xleft + N;
     int rc = EPLB_OK;
     if (node_quotas(d, mask, lg, k, x) != 0) {
-        rc = plan_global_live(ctx, d, weight, mask, phy2log, logcnt);
+        rc = plan_global_live(pl, d, weight, mask, phy2log, logcnt);
         goto done;
     }
     for (int l = 0; l < d->L; l++)
@@ -343,7 +343,7 @@ static int plan_hier_live(eplb_context *ctx, const plan_dims *d,
                 if (m > n)
                     lg[m] = -lg[m]; /* planned with this batch */
             }
-        rc = plan_node_batch(ctx, d, weight, mask, node_of, batch, nb, lg[n],
+        rc = plan_node_batch(pl, d, weight, mask, node_of, batch, nb, lg[n],
                              x[n], phy2log, logcnt);
     }
 done:
@@ -353,18 +353,18 @@ done:
     return rc;
 }
 
-int mask_plan_fresh(eplb_context *ctx, const plan_dims *d,
+int mask_plan_fresh(const planner *pl, const plan_dims *d,
                     const float *weight, const uint8_t *mask,
                     int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
 {
     /* No GPU dead: the plan of no mask, so the plans of doc/ALGORITHM.md
      * sections 3 to 6 stay bit for bit. */
     if (count_live(mask, 0, d->M) == d->M)
-        return context_backend_plan(ctx, d, weight, phy2log, log2phy,
+        return pl->plan(pl->self, d, weight, phy2log, log2phy,
                                     logcnt);
     int rc = d->N > 1
-                 ? plan_hier_live(ctx, d, weight, mask, phy2log, logcnt)
-                 : plan_global_live(ctx, d, weight, mask, phy2log, logcnt);
+                 ? plan_hier_live(pl, d, weight, mask, phy2log, logcnt)
+                 : plan_global_live(pl, d, weight, mask, phy2log, logcnt);
     if (rc == EPLB_OK)
         plan_log2phy_by_slot(d, phy2log, log2phy);
     return rc;

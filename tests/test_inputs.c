@@ -270,11 +270,110 @@ static void test_status_table(void)
     CU_ASSERT(eplb_version_number() == EPLB_VERSION_NUMBER);
 }
 
+
+/* Options change on a live context: the next plan is the one a new
+ * context with those options makes; a bad change is refused and leaves
+ * the options as they were; the backend stays the creation's. */
+static void test_set_options(void)
+{
+    eplb_shape s = {3, 16, 24, 4, 2, 8};
+    float w[3 * 16];
+    for (int i = 0; i < 3 * 16; i++)
+        w[i] = (float)((i * 7919) % 97 + 1);
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_REFERENCE;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    test_plan a, b;
+    CU_ASSERT_FATAL(test_plan_alloc(&a, &s) == 0);
+    o.candidates = 1;
+    o.swap_rounds = 0;
+    o.seed = 5;
+    CU_ASSERT(eplb_context_set_options(ctx, &o) == EPLB_OK);
+    CU_ASSERT(eplb_rebalance(ctx, &s, w, a.phy2log, a.log2phy, a.logcnt) ==
+              EPLB_OK);
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 1, 0, 5, &s, w,
+                                   &b) == EPLB_OK);
+    CU_ASSERT(test_plan_equal(&a, &b));
+    test_plan_free(&b);
+    eplb_options got;
+    memset(&got, 0, sizeof got);
+    got.struct_size = sizeof got;
+    CU_ASSERT(eplb_context_get_options(ctx, &got) == EPLB_OK);
+    CU_ASSERT(got.candidates == 1 && got.swap_rounds == 0 && got.seed == 5);
+    /* refused: out of range, another backend, a bad struct_size */
+    eplb_options bad = o;
+    bad.tolerance = 0.9f;
+    CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "tolerance") != NULL);
+    bad = o;
+    bad.backend = EPLB_BACKEND_OPENCL;
+    CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "new context") != NULL);
+    bad = o;
+    bad.struct_size = 3;
+    CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(eplb_context_set_options(ctx, NULL) == EPLB_ERR_NULL_ARGUMENT);
+    CU_ASSERT(eplb_context_get_options(ctx, &got) == EPLB_OK);
+    CU_ASSERT(got.candidates == 1 && got.tolerance == 0.0f);
+    /* profile and tuning are OpenCL's */
+    CU_ASSERT(eplb_context_tune(ctx, EPLB_TUNE_LANES, 4) ==
+              EPLB_ERR_BAD_OPTION);
+    test_plan_free(&a);
+    eplb_context_destroy(ctx);
+}
+
+/* eplb_plan with a request is eplb_rebalance_from with its inputs; NULL
+ * is the fresh plan; a request never set up is refused, untouched
+ * outputs. */
+static void test_request(void)
+{
+    eplb_shape s = {2, 16, 24, 4, 2, 8};
+    float w[2 * 16];
+    for (int i = 0; i < 2 * 16; i++)
+        w[i] = (float)((i * 31) % 23 + 1);
+    test_plan fresh, a, b;
+    CU_ASSERT_FATAL(test_plan_alloc(&fresh, &s) == 0 &&
+                    test_plan_alloc(&a, &s) == 0 &&
+                    test_plan_alloc(&b, &s) == 0);
+    CU_ASSERT(eplb_plan(ref_ctx, &s, w, NULL, fresh.phy2log, fresh.log2phy,
+                        fresh.logcnt) == EPLB_OK);
+    CU_ASSERT(eplb_rebalance(ref_ctx, &s, w, a.phy2log, a.log2phy,
+                             a.logcnt) == EPLB_OK);
+    CU_ASSERT(test_plan_equal(&fresh, &a));
+    /* from the fresh plan, with GPU 3 dead */
+    uint8_t mask[8] = {1, 1, 1, 0, 1, 1, 1, 1};
+    eplb_request req;
+    eplb_request_default(&req);
+    CU_ASSERT(req.struct_size == sizeof req && !req.current_phy2log &&
+              !req.gpu_mask);
+    req.current_phy2log = fresh.phy2log;
+    req.gpu_mask = mask;
+    CU_ASSERT(eplb_plan(ref_ctx, &s, w, &req, a.phy2log, a.log2phy,
+                        a.logcnt) == EPLB_OK);
+    CU_ASSERT(eplb_rebalance_from(ref_ctx, &s, w, fresh.phy2log, mask,
+                                  b.phy2log, b.log2phy, b.logcnt) == EPLB_OK);
+    CU_ASSERT(test_plan_equal(&a, &b));
+    eplb_request bad = req;
+    bad.struct_size = 0;
+    test_plan_poison(&a, POISON);
+    CU_ASSERT(eplb_plan(ref_ctx, &s, w, &bad, a.phy2log, a.log2phy,
+                        a.logcnt) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "struct_size") != NULL);
+    CU_ASSERT(test_plan_is_poisoned(&a, POISON));
+    test_plan_free(&fresh);
+    test_plan_free(&a);
+    test_plan_free(&b);
+}
+
 static CU_TestInfo input_tests[] = {
     {"shape rules", test_shape_rules},
     {"load rules", test_load_rules},
     {"NULL arguments", test_null_arguments},
     {"options", test_options},
+    {"options changed on a live context", test_set_options},
+    {"eplb_plan and its request", test_request},
     {"status table and version", test_status_table},
     {"eplb_quality: a shorter struct_size gets its prefix",
      test_quality_prefix},

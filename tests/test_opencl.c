@@ -121,8 +121,8 @@ static void check_context_plans(eplb_context *ctx, const eplb_shape *shapes,
     }
 }
 
-/* check_context_plans on a new OpenCL context with default options, made
- * under the environment the caller set (EPLB_CL_LANES, _SPLIT, _SCRATCH). */
+/* check_context_plans on a new OpenCL context with default options, in
+ * the kernel ways the test set (test_way). */
 static void check_new_context_plans(const eplb_shape *shapes, int n,
                                     uint64_t seed)
 {
@@ -130,7 +130,7 @@ static void check_new_context_plans(const eplb_shape *shapes, int n,
     eplb_options_default(&o);
     o.backend = EPLB_BACKEND_OPENCL;
     eplb_context *ctx;
-    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    CU_ASSERT_FATAL(test_context_create(&ctx, &o) == EPLB_OK);
     check_context_plans(ctx, shapes, n, seed);
     eplb_context_destroy(ctx);
 }
@@ -154,17 +154,14 @@ static void test_context_reuse(void)
 static void test_global_scratch(void)
 {
     /* Work-group state in global memory instead of local: same plans. */
-    setenv("EPLB_CL_SCRATCH", "global", 1);
+    test_way(EPLB_TUNE_GLOBAL_SCRATCH, 1);
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 288, 8, 18, 144},
                            {3, 64, 96, 4, 2, 96}};
     check_new_context_plans(shapes, 3, 90);
     /* the GPUs' path for many packs (on PoCL 5+ CPUs the heaps again) */
-    setenv("EPLB_CL_LANES", "1", 1);
-    setenv("EPLB_CL_SPLIT", "1", 1);
+    test_way(EPLB_TUNE_LANES, 1);
+    test_way(EPLB_TUNE_SPLIT, 1);
     check_new_context_plans(shapes, 3, 95);
-    unsetenv("EPLB_CL_LANES");
-    unsetenv("EPLB_CL_SPLIT");
-    unsetenv("EPLB_CL_SCRATCH");
 }
 
 /* Generated loads of s with `zeros` experts of each layer at zero load:
@@ -184,7 +181,7 @@ static void compare_sparse(const eplb_shape *s, int zeros, uint64_t seed)
     free(w);
 }
 
-/* Candidates per work-item (EPLB_CL_LANES): 1 is the GPUs' path (with
+/* Candidates per work-item (EPLB_TUNE_LANES): 1 is the GPUs' path (with
  * many packs split over work-items on GPUs, heaps on CPUs), 16 the CPUs'
  * default; 4 leaves lanes of a chunk past the candidates at 7. The
  * global shapes have 144 and 56 packs: blocks of 16 packs, the last one
@@ -192,14 +189,14 @@ static void compare_sparse(const eplb_shape *s, int zeros, uint64_t seed)
 static void test_lanes(void)
 {
     /* "1" twice: the heap path (CPUs' default for many packs), then the
-     * split path (GPUs'), EPLB_CL_SPLIT=1 (kept on heaps by PoCL 5+) */
-    static const char *const lanes[] = {"16", "1", "4", "1"};
+     * split path (GPUs'), EPLB_TUNE_SPLIT 1 (kept on heaps by PoCL 5+) */
+    static const int lanes[] = {16, 1, 4, 1};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 320, 8, 8, 64},
                            {2, 256, 288, 8, 18, 144}, {3, 64, 96, 4, 2, 96},
                            {2, 256, 280, 8, 7, 56}};
     for (int i = 0; i < 4; i++) {
-        setenv("EPLB_CL_LANES", lanes[i], 1);
-        setenv("EPLB_CL_SPLIT", i == 3 ? "1" : "0", 1);
+        test_way(EPLB_TUNE_LANES, lanes[i]);
+        test_way(EPLB_TUNE_SPLIT, i == 3);
         check_new_context_plans(shapes, 5, 70 + 10 * i);
         float *w = malloc(4 * 256 * sizeof(float));
         workload_generate(w, 4, 256, 77);
@@ -221,18 +218,16 @@ static void test_lanes(void)
         compare(&shapes[4], flat, 64, 20, 9);
         free(flat);
     }
-    unsetenv("EPLB_CL_LANES");
-    unsetenv("EPLB_CL_SPLIT");
 }
 
-/* A row's candidates spread over work-groups (EPLB_CL_PARTS): the same
+/* A row's candidates spread over work-groups (EPLB_TUNE_PARTS): the same
  * plans whatever the count, in every kernel form (the device's own, the
  * GPUs' split rows). 7 candidates in 8 parts leave each part one
  * candidate; flat loads tie every candidate, where the lowest part must
  * win. */
 static void test_parts(void)
 {
-    static const char *const parts[] = {"2", "8"};
+    static const int parts[] = {2, 8};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {2, 256, 288, 8, 18, 144},
                            {2, 256, 280, 8, 7, 56}, {3, 64, 96, 4, 2, 96}};
     float *w = malloc(4 * 256 * sizeof(float));
@@ -241,10 +236,10 @@ static void test_parts(void)
     for (int e = 0; e < 4 * 256; e++)
         flat[e] = 1000.0f;
     for (int i = 0; i < 4; i++) {
-        setenv("EPLB_CL_PARTS", parts[i % 2], 1);
+        test_way(EPLB_TUNE_PARTS, parts[i % 2]);
         if (i >= 2) {
-            setenv("EPLB_CL_LANES", "1", 1);
-            setenv("EPLB_CL_SPLIT", "1", 1);
+            test_way(EPLB_TUNE_LANES, 1);
+            test_way(EPLB_TUNE_SPLIT, 1);
         }
         check_new_context_plans(shapes, 4, 110 + 10 * i);
         compare(&shapes[1], w, 7, 20, 3);
@@ -254,42 +249,36 @@ static void test_parts(void)
     }
     free(w);
     free(flat);
-    unsetenv("EPLB_CL_PARTS");
-    unsetenv("EPLB_CL_LANES");
-    unsetenv("EPLB_CL_SPLIT");
 }
 
 /* The CPU devices' ways and the GPUs': each layer finished by its last
- * slots work-group (CPUs by default; EPLB_CL_FINISH_IN_SLOTS=0 runs the
- * finish kernel, as GPUs always do), the loads read in place
- * (EPLB_CL_LOADS_IN_PLACE=1) or uploaded (0). The same plans, call after
+ * slots work-group (CPUs by default; EPLB_TUNE_FINISH_IN_SLOTS 0 runs
+ * the finish kernel, as GPUs always do), the loads read in place
+ * (EPLB_TUNE_LOADS_IN_PLACE 1) or uploaded (0). The same plans, call after
  * call on one context with other loads each time, fewer layers and then
  * more than the buffers hold between (the last work-group sets its
  * layer's count back for the next call, or that call's plan would not be
  * written), and with loads at an address that is not 8-byte aligned. */
 static void test_cpu_ways(void)
 {
-    static const char *const modes[][2] = {{"0", "0"}, {"1", "1"},
-                                           {"0", "1"}, {"1", "0"}};
+    static const int modes[][2] = {{0, 0}, {1, 1}, {0, 1}, {1, 0}};
     eplb_shape shapes[] = {{4, 256, 288, 8, 4, 32}, {4, 256, 288, 8, 4, 32},
                            {2, 256, 288, 8, 4, 32}, {6, 256, 288, 8, 4, 32},
                            {4, 256, 288, 8, 4, 32}, {3, 256, 288, 8, 18, 144},
                            {3, 256, 288, 8, 18, 144}};
     for (int i = 0; i < 4; i++) {
-        setenv("EPLB_CL_FINISH_IN_SLOTS", modes[i][0], 1);
-        setenv("EPLB_CL_LOADS_IN_PLACE", modes[i][1], 1);
+        test_way(EPLB_TUNE_FINISH_IN_SLOTS, modes[i][0]);
+        test_way(EPLB_TUNE_LOADS_IN_PLACE, modes[i][1]);
         check_new_context_plans(shapes, i < 2 ? 7 : 2, 200 + 10 * i);
     }
     /* the loads, read in place, one float past a malloc'd block's start */
-    setenv("EPLB_CL_LOADS_IN_PLACE", "1", 1);
+    test_way(EPLB_TUNE_LOADS_IN_PLACE, 1);
     eplb_shape s = {3, 64, 80, 8, 4, 8};
     float *block = malloc((3 * 64 + 1) * sizeof(float));
     CU_ASSERT_FATAL(block != NULL);
     workload_generate(block + 1, s.layers, s.experts, 77);
     compare(&s, block + 1, 64, 20, 9);
     free(block);
-    unsetenv("EPLB_CL_FINISH_IN_SLOTS");
-    unsetenv("EPLB_CL_LOADS_IN_PLACE");
 }
 
 /* A plan whose log2phy passes 64 MiB (18 layers of 256 experts, up to
@@ -321,27 +310,32 @@ static void test_overflowing_sums(void)
     }
 }
 
-/* EPLB_CL_PROFILE=1: device times of the last rebalance, written into the
- * first struct_size bytes of the caller's eplb_profile only. */
+/* The option profile: device times of the last rebalance, written into
+ * the first struct_size bytes of the caller's eplb_profile only; switched
+ * on for a live context by eplb_context_set_options. */
 static void test_profile(void)
 {
-    setenv("EPLB_CL_PROFILE", "1", 1);
     eplb_options o;
     eplb_options_default(&o);
     o.backend = EPLB_BACKEND_OPENCL;
     eplb_context *ctx;
     CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
-    unsetenv("EPLB_CL_PROFILE");
     eplb_profile full = {.struct_size = sizeof full};
-    /* No rebalance yet: no profile, nothing written. */
-    CU_ASSERT(eplb_context_profile(ctx, &full) == EPLB_ERR_BAD_OPTION);
-    CU_ASSERT(full.upload_us == 0.0);
     eplb_shape s = {2, 64, 80, 8, 4, 8};
     float w[2 * 64];
     for (int i = 0; i < 2 * 64; i++)
         w[i] = (float)(i % 13);
     test_plan p;
     CU_ASSERT_FATAL(test_plan_alloc(&p, &s) == 0);
+    /* Not profiling: no profile, nothing written, even after a plan. */
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, p.phy2log, p.log2phy,
+                                   p.logcnt) == EPLB_OK);
+    CU_ASSERT(eplb_context_profile(ctx, &full) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(full.upload_us == 0.0);
+    o.profile = 1;
+    CU_ASSERT_FATAL(eplb_context_set_options(ctx, &o) == EPLB_OK);
+    /* No rebalance since: still no profile. */
+    CU_ASSERT(eplb_context_profile(ctx, &full) == EPLB_ERR_BAD_OPTION);
     CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, p.phy2log, p.log2phy,
                                    p.logcnt) == EPLB_OK);
     CU_ASSERT_FATAL(eplb_context_profile(ctx, &full) == EPLB_OK);
@@ -610,6 +604,57 @@ static void test_clblast_group_loads(void)
 #endif
 }
 
+
+/* eplb_context_tune: values a key does not take are refused; the note
+ * names the ways the last plan took; a changed way gives the same plan. */
+static void test_tune(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_OPENCL;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    CU_ASSERT(eplb_context_tune(ctx, EPLB_TUNE_LANES, 3) ==
+              EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "EPLB_TUNE_LANES") != NULL);
+    CU_ASSERT(eplb_context_tune(ctx, EPLB_TUNE_WG, 48) ==
+              EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(eplb_context_tune(ctx, (eplb_tune)99, 1) ==
+              EPLB_ERR_BAD_OPTION);
+    eplb_shape shapes[] = {{2, 64, 80, 8, 4, 8}};
+    check_context_plans(ctx, shapes, 1, 3);
+    CU_ASSERT(strstr(eplb_context_note(ctx), "kernel ways") != NULL);
+    CU_ASSERT(strstr(eplb_context_note(ctx), "scratch global") == NULL);
+    CU_ASSERT(eplb_context_tune(ctx, EPLB_TUNE_GLOBAL_SCRATCH, 1) == EPLB_OK);
+    check_context_plans(ctx, shapes, 1, 3);
+    CU_ASSERT(strstr(eplb_context_note(ctx), "scratch global/global") !=
+              NULL);
+    CU_ASSERT(eplb_context_tune(ctx, EPLB_TUNE_GLOBAL_SCRATCH,
+                                EPLB_TUNE_AUTO) == EPLB_OK);
+    /* candidates changed on the live context: the new programs' plan */
+    o.candidates = 7;
+    CU_ASSERT(eplb_context_set_options(ctx, &o) == EPLB_OK);
+    eplb_shape s = {2, 64, 80, 8, 4, 8};
+    float w[2 * 64];
+    workload_generate(w, 2, 64, 17);
+    test_plan a, b;
+    CU_ASSERT_FATAL(test_plan_alloc(&a, &s) == 0);
+    CU_ASSERT(eplb_rebalance(ctx, &s, w, a.phy2log, a.log2phy, a.logcnt) ==
+              EPLB_OK);
+    CU_ASSERT_FATAL(test_rebalance(EPLB_BACKEND_REFERENCE, 7, 20, 0, &s, w,
+                                   &b) == EPLB_OK);
+    CU_ASSERT(test_plan_equal(&a, &b));
+    test_plan_free(&a);
+    test_plan_free(&b);
+    eplb_context_destroy(ctx);
+}
+
+/* Each test starts and ends in the library's own kernel ways. */
+static void ways_reset(void)
+{
+    test_ways_reset();
+}
+
 static CU_TestInfo opencl_tests[] = {
     {"CLBlast group loads (or its absence)", test_clblast_group_loads},
     {"C=1 T=0 is the golden reference", test_deterministic_is_reference},
@@ -622,7 +667,8 @@ static CU_TestInfo opencl_tests[] = {
     {"finish in slots, loads in place: on and off", test_cpu_ways},
     {"overflowing pack sums", test_overflowing_sums},
     {"log2phy past 64 MiB, written by threads", test_large_log2phy},
-    {"EPLB_CL_PROFILE: device times, struct_size prefix", test_profile},
+    {"option profile: device times, struct_size prefix", test_profile},
+    {"kernel ways: eplb_context_tune and the note", test_tune},
     {"device filters and enforce", test_device_filters},
     {"broken kernel gives the build log", test_broken_kernel},
     {"corrupt cache is replaced", test_binary_cache},
@@ -630,7 +676,7 @@ static CU_TestInfo opencl_tests[] = {
     CU_TEST_INFO_NULL};
 
 static CU_SuiteInfo suites[] = {
-    {"opencl backend", NULL, NULL, NULL, NULL, opencl_tests},
+    {"opencl backend", NULL, NULL, ways_reset, ways_reset, opencl_tests},
     CU_SUITE_INFO_NULL};
 
 int main(void)

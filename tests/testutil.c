@@ -1,3 +1,4 @@
+#define EPLB_EXPERIMENTAL /* eplb_context_tune */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -137,6 +138,42 @@ const char *test_plan_check(const test_plan *p, int hier)
     return bad;
 }
 
+static struct { int key, value; } ways[8];
+static int n_ways;
+
+void test_way(int key, int value)
+{
+    for (int i = 0; i < n_ways; i++)
+        if (ways[i].key == key) {
+            ways[i].value = value;
+            return;
+        }
+    if (n_ways < 8) {
+        ways[n_ways].key = key;
+        ways[n_ways++].value = value;
+    }
+}
+
+void test_ways_reset(void)
+{
+    n_ways = 0;
+}
+
+int test_context_create(eplb_context **ctx, const eplb_options *o)
+{
+    int rc = eplb_context_create(ctx, o);
+    if (rc || strcmp(eplb_context_backend(*ctx), "opencl") != 0)
+        return rc;
+    for (int i = 0; i < n_ways && rc == EPLB_OK; i++)
+        rc = eplb_context_tune(*ctx, (eplb_tune)ways[i].key, ways[i].value);
+    if (rc) {
+        fprintf(stderr, "tune: %s\n", eplb_last_error());
+        eplb_context_destroy(*ctx);
+        *ctx = NULL;
+    }
+    return rc;
+}
+
 int test_rebalance(eplb_backend backend, int candidates, int swap_rounds,
                    uint64_t seed, const eplb_shape *shape, const float *w,
                    test_plan *out)
@@ -148,7 +185,7 @@ int test_rebalance(eplb_backend backend, int candidates, int swap_rounds,
     o.swap_rounds = swap_rounds;
     o.seed = seed;
     eplb_context *ctx;
-    int rc = eplb_context_create(&ctx, &o);
+    int rc = test_context_create(&ctx, &o);
     if (rc) {
         fprintf(stderr, "context: %s: %s\n", eplb_strerror(rc),
                 eplb_last_error());

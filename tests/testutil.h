@@ -25,6 +25,14 @@ int test_plan_equal(const test_plan *a, const test_plan *b);
  * policy's node constraint is checked too. */
 const char *test_plan_check(const test_plan *p, int hier);
 
+/* Kernel ways (eplb_context_tune's keys and values) that every OpenCL
+ * context made by test_context_create and test_rebalance takes, until
+ * test_ways_reset(); at most 8. Test files that set them reset them in
+ * their suites' setup, so that a failed test leaves none to the next. */
+void test_way(int key, int value);
+void test_ways_reset(void);
+int test_context_create(eplb_context **ctx, const eplb_options *o);
+
 /* Plans with one context made from these settings; exits the test on a
  * context failure. */
 int test_rebalance(eplb_backend backend, int candidates, int swap_rounds,

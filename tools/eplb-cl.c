@@ -55,6 +55,7 @@ static void usage(FILE *f)
 "  --mask 1,0,1,...       usable GPUs: one 0 (dead) or 1 (usable) per GPU\n"
 "  --dead-gpus 3,17       dead GPUs by index (the others are usable)\n"
 "  --distinct-per-gpu     no GPU holds two replicas of one expert\n"
+"  --profile              print the device-side times (OpenCL profiling)\n"
 "  --repeat R             time R warm calls after the first (default 10)\n"
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
 "  -q, --quiet            no summary on stderr\n"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
         {"mask", required_argument, 0, 'K'},
         {"dead-gpus", required_argument, 0, 'X'},
         {"distinct-per-gpu", no_argument, 0, 'U'},
+        {"profile", no_argument, 0, 'F'},
         {"repeat", required_argument, 0, 'r'},
         {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},
@@ -260,6 +262,7 @@ int main(int argc, char **argv)
         case 'K': mask_arg = optarg; dead_arg = NULL; break;
         case 'X': dead_arg = optarg; mask_arg = NULL; break;
         case 'U': opts.distinct_per_gpu = 1; break;
+        case 'F': opts.profile = 1; break;
         case 'r':
             if (parse_int("--repeat", optarg, 0, 1000000, &repeat))
                 return 2;
@@ -426,8 +429,7 @@ int main(int argc, char **argv)
         eplb_profile prof = {.struct_size = sizeof prof};
         if (eplb_context_profile(ctx, &prof) == EPLB_OK)
             fprintf(stderr, "  device time:  upload %.1f us, groups %.1f us, "
-                    "slots %.1f us, finish %.1f us, download %.1f us "
-                    "(EPLB_CL_PROFILE)\n", prof.upload_us, prof.groups_us,
+                    "slots %.1f us, finish %.1f us, download %.1f us\n", prof.upload_us, prof.groups_us,
                     prof.slots_us, prof.finish_us, prof.download_us);
         fprintf(stderr, "  balancedness: before %.4f (experts in order, no "
                 "replicas), after %.4f\n", before.balancedness_mean,

@@ -3,7 +3,7 @@
  * each layer in the slots kernel: two launches). Programs are specialised
  * to the shape (so pack weights stay in registers) and kept, with the
  * buffers, while the shape stays the same. */
-#include "cl_internal.h"
+#include "opencl.h"
 #include "eplb_rules.h"
 #include "eplb_scratch.h"
 
@@ -16,21 +16,13 @@
 #include <clblast_c.h>
 #endif
 
-/* Work-group sizes: GPUs like wide groups; a CPU runs a group's items in a
- * loop, where narrower groups spread better over cores. */
-#define WG_GPU 256
-#define WG_CPU 64
+/* The narrowest work-group the kernels are built for. */
 #define WG_MIN 16
-/* Candidates per work-item on CPU devices, one per vector lane (the
- * kernels' CAND_LANES): 16 floats fill an AVX-512 register, two AVX2
- * ones. GPUs run one candidate per work-item (1). */
-#define LANES_CPU 16
-/* Local memory kept free for the compiler's own needs. */
-#define LOCAL_MEM_RESERVE 1024
 #define OPTIONS_MAX 2048
 
 struct ocl_engine {
     ocl_device_choice dev;
+    eplb_env env; /* as read when the context was made */
     cl_context ctx;
     cl_command_queue q;
     char name[2 * EPLB_NAME_MAX + 4];
@@ -38,23 +30,20 @@ struct ocl_engine {
     int built;
     plan_dims dims;
     int cands;
-    int parts; /* work-groups per candidate row of eplb_slots */
+    /* the context's kernel-way overrides, and the ways chosen for the
+     * programs built (lib/opencl/launch.c) */
+    eplb_tuning tuning;
+    ocl_launch launch;
     cl_program prog_groups, prog_slots;
     cl_kernel k_groups, k_slots, k_finish;
-    size_t wg;
-    size_t wg_bytes_groups, wg_bytes_slots;
-    int local_groups, local_slots;
     /* buffers, sized for cap_layers */
     int cap_layers;
     cl_mem b_w, b_gplace, b_slot_expert, b_slot_rank, b_cnt, b_rowmax, b_out,
         b_scratch;
     /* each layer's finished slots rows, for eplb_slots' own finish on CPU
-     * devices (finish_in_slots; zeroed when made, and by the kernel) */
-    int finish_in_slots;
+     * devices (launch.finish_in_slots; zeroed when made, and by the
+     * kernel) */
     cl_mem b_done;
-    /* CPU devices read the caller's loads in place (a buffer over them
-     * per call) instead of an upload command */
-    int loads_in_place;
     /* the plan's download: pinned host memory, mapped for the engine's
      * life (b_host), and its address */
     cl_mem b_host;
@@ -62,7 +51,7 @@ struct ocl_engine {
     /* group loads by CLBlast (use_clblast): gw = W [L*G][gs] x ones */
     int use_clblast;
     cl_mem b_gw, b_ones;
-    /* profiling (EPLB_CL_PROFILE=1) */
+    /* profiling (the option profile) */
     int profile;
     int have_profile;
     eplb_profile last_profile;
@@ -89,14 +78,27 @@ static int ocl_fail(cl_int err, const char *what, const ocl_engine *e)
                       ocl_error_name(err), err, e->dev.device_name);
 }
 
-int ocl_engine_create(ocl_engine **out, const eplb_options *opts, char *note,
-                      size_t note_len)
+/* The command queue, with profiling events when the option asks. */
+static cl_int make_queue(ocl_engine *e)
+{
+    cl_int err;
+    e->q = clCreateCommandQueue(e->ctx, e->dev.device,
+                                e->profile ? CL_QUEUE_PROFILING_ENABLE : 0,
+                                &err);
+    return err;
+}
+
+int ocl_engine_create(ocl_engine **out, const eplb_options *opts,
+                      const eplb_env *env, const eplb_tuning *tuning,
+                      char *note, size_t note_len)
 {
     *out = NULL;
     ocl_engine *e = calloc(1, sizeof *e);
     if (!e)
         return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    int rc = ocl_device_choose(opts, &e->dev, note, note_len);
+    e->env = *env;
+    e->tuning = *tuning;
+    int rc = ocl_device_choose(opts, env, &e->dev, note, note_len);
     if (rc) {
         free(e);
         return rc;
@@ -106,12 +108,9 @@ int ocl_engine_create(ocl_engine **out, const eplb_options *opts, char *note,
                                      (cl_context_properties)e->dev.platform,
                                      0};
     e->ctx = clCreateContext(props, 1, &e->dev.device, NULL, NULL, &err);
-    const char *prof = getenv("EPLB_CL_PROFILE");
-    e->profile = prof && strcmp(prof, "1") == 0;
+    e->profile = opts->profile;
     if (err == CL_SUCCESS)
-        e->q = clCreateCommandQueue(
-            e->ctx, e->dev.device,
-            e->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+        err = make_queue(e);
     if (err != CL_SUCCESS) {
         rc = ocl_fail(err, "creating the OpenCL context and queue", e);
         ocl_engine_destroy(e);
@@ -192,168 +191,49 @@ const char *ocl_engine_device_name(const ocl_engine *e)
     return e->name;
 }
 
-/* A work-group's state: what the kernels lay it out by (candidates, the
- * row area's words) and its size, as they carve it (cl/eplb_scratch.h). */
-typedef struct wg_layout {
-    int cands;
-    size_t row_words, bytes;
-    size_t local_extra; /* local memory beside the scratch, in bytes */
-    int split;          /* many packs on a GPU: several work-items each */
-} wg_layout;
-
-/* Whether rows of many packs keep a heap per candidate instead of being
- * split over work-items, as the kernels' PACK_HEAPS: lanes builds and
- * builds without the split (lanes: the program's CAND_LANES). */
-static size_t keeps_heaps(int lanes, int split_ok)
+int ocl_engine_configure(ocl_engine *e, const eplb_options *opts,
+                         const eplb_tuning *tuning)
 {
-    return lanes > 1 || !split_ok;
-}
-
-/* Many packs on a GPU (lanes 1) are filled by several work-items per
- * candidate, which exchange partial results through a local array of
- * their own (EPLB_XCH_REPORT_WORDS_MAX words per work-item at most,
- * counted in local_extra); CPU builds keep a heap per candidate in the
- * many-packs area. */
-static wg_layout layout_for(int n, int m, int cands, size_t row_words,
-                            int lanes, int split_ok, size_t wg)
-{
-    wg_layout lo;
-    size_t heap = keeps_heaps(lanes, split_ok);
-    lo.cands = cands;
-    lo.row_words = row_words;
-    lo.split = EPLB_SCR_SPLIT((size_t)n, (size_t)m, heap);
-    lo.local_extra = lo.split ? EPLB_XCH_REPORT_WORDS_MAX(wg) * 4 : 4;
-    lo.bytes = EPLB_SCR_BYTES((size_t)n, (size_t)m, (size_t)cands, heap,
-                              row_words);
-    return lo;
-}
-
-static int fits_local(const ocl_engine *e, const wg_layout *lo)
-{
-    return lo->bytes + lo->local_extra + LOCAL_MEM_RESERVE <=
-           e->dev.local_mem;
-}
-
-/* Candidates per work-item for a row of n items. EPLB_CL_LANES=1, 4, 8 or
- * 16 overrides the device type's choice (to test or time either path on
- * any device). Rows of more than LANES_MAX_ITEMS items stay scalar: the
- * lanes path keeps a row's state per lane in private memory. */
-#define LANES_MAX_ITEMS 1024
-
-static int cand_lanes(const ocl_engine *e, int n)
-{
-    const char *v = getenv("EPLB_CL_LANES");
-    if (n > LANES_MAX_ITEMS)
-        return 1;
-    if (v && (!strcmp(v, "1") || !strcmp(v, "4") || !strcmp(v, "8") ||
-              !strcmp(v, "16")))
-        return atoi(v);
-    return (e->dev.type & CL_DEVICE_TYPE_CPU) ? LANES_CPU : 1;
-}
-
-/* Whether rows of more than EPLB_PACK_SCAN_MAX packs may be split over
- * several work-items per candidate (the kernels' PACK_SPLIT_OK), instead
- * of a heap per candidate. The split suits GPUs, where work-items run side
- * by side; a CPU runs them one after the other, and PoCL 5's compiler
- * crashes on that kernel form (a segmentation fault, every time, seen on
- * 16 x86-64 cores; PoCL 3 runs it). EPLB_CL_SPLIT=1 or 0 overrides the
- * device type's choice, to test either path, except on PoCL 5 and later's
- * CPU devices, which always keep the heaps. */
-/* An on/off switch from the environment: name=0 or name=1, else dflt. */
-static int env_switch(const char *name, int dflt)
-{
-    const char *v = getenv(name);
-    if (v && (!strcmp(v, "0") || !strcmp(v, "1")))
-        return atoi(v);
-    return dflt;
-}
-
-static int split_ok(const ocl_engine *e)
-{
-    const char *pocl = strstr(e->dev.platform_version, "PoCL ");
-    int cpu = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
-    if (cpu && pocl && atoi(pocl + 5) >= 5)
-        return 0;
-    return env_switch("EPLB_CL_SPLIT", !cpu);
-}
-
-/* Work-groups per candidate row of the slots kernel (its CAND_PARTS), each
- * packing a span of the candidates (cl/eplb_rebalance.cl); the plan is the
- * same for any count. Rows of many packs on a GPU (split rows) take
- * PARTS_GPU_SPLIT: a few dozen of them (one a layer, the global policy)
- * would leave most of a GPU's compute units idle, and a part's smaller
- * state fits local memory where a whole row's does not. Other GPU rows
- * keep one. CPU builds (lanes > 1) give each part one vector of
- * candidates, up to PARTS_CPU_MAX parts: on PoCL 5 with 16 threads a
- * DeepSeek plan took 1.69 ms with 4 parts against 2.30 with one (the
- * global policy 1.60 against 1.97), though each part repeats its row's
- * replication (2% more work on one thread). EPLB_CL_PARTS=1, 2, 4 or 8
- * overrides (to test or time any count on any device); a count above
- * the candidates is cut to them. */
-#define PARTS_GPU_SPLIT 4
-#define PARTS_CPU_MAX 8
-
-static int cand_parts(int cands, int lanes, int split)
-{
-    const char *v = getenv("EPLB_CL_PARTS");
-    int parts = 1;
-    if (v && (!strcmp(v, "1") || !strcmp(v, "2") || !strcmp(v, "4") ||
-              !strcmp(v, "8")))
-        parts = atoi(v);
-    else if (lanes > 1)
-        parts = (cands + lanes - 1) / lanes;
-    else if (split)
-        parts = PARTS_GPU_SPLIT;
-    if (lanes > 1 && parts > PARTS_CPU_MAX)
-        parts = PARTS_CPU_MAX;
-    return parts < cands ? parts : cands;
-}
-
-/* The private memory one work-item of the lanes path holds for a row of n
- * items in m packs (cl/eplb_lanes.cl: three pack-sized and five row-sized
- * arrays of lane vectors, and the 64-bit sort codes). */
-static size_t lanes_private_bytes(int lanes, int n, int m)
-{
-    return (size_t)lanes * 4 * (3 * (size_t)m + 5 * (size_t)n) +
-           (size_t)lanes * 8 * (size_t)n;
-}
-
-/* A CPU compiler runs a work-group as a loop over its work-items on one
- * thread's stack, and PoCL 5 keeps a copy of a work-item's private arrays
- * per work-item there: with 64 work-items the lanes path's arrays
- * overflowed the worker threads' stacks (segmentation faults now and then
- * with the usual 8 MiB, nearly always with glibc's 2 MiB for an unlimited
- * stack limit). Lanes builds therefore narrow the group until its private
- * arrays fit in LANES_STACK_BUDGET, a quarter of the smaller stack. The
- * group's width costs a CPU nothing: cores are kept busy by the many
- * work-groups, not by the work-items of one. */
-#define LANES_STACK_BUDGET (512 * 1024)
-
-static size_t lanes_group_width(const ocl_engine *e, const plan_dims *d,
-                                size_t wg)
-{
-    size_t need = 0;
-    int rows[2][2] = {{d->G, d->N}, {d->ppn, d->gn}};
-    for (int i = 0; i < 2; i++) {
-        int lanes = cand_lanes(e, rows[i][0]);
-        if (lanes > 1) {
-            size_t b = lanes_private_bytes(lanes, rows[i][0], rows[i][1]);
-            if (b > need)
-                need = b;
+    int ways = memcmp(&e->tuning, tuning, sizeof *tuning) != 0 ||
+               e->use_clblast != opts->use_clblast;
+    if (ways) {
+        /* programs and buffers follow the ways: made again on the next
+         * call */
+        release_programs(e);
+        release_buffers(e);
+        e->tuning = *tuning;
+        e->use_clblast = opts->use_clblast;
+    }
+    if (e->profile != opts->profile) {
+        /* the plan's host buffer is mapped through the queue */
+        release_buffers(e);
+        clFinish(e->q);
+        clReleaseCommandQueue(e->q);
+        e->q = NULL;
+        e->profile = opts->profile;
+        e->have_profile = 0;
+        cl_int err = make_queue(e);
+        if (err != CL_SUCCESS) {
+            e->q = NULL;
+            return ocl_fail(err, "clCreateCommandQueue", e);
         }
     }
-    while (need && wg > 1 && wg * need > LANES_STACK_BUDGET)
-        wg /= 2;
-    return wg;
+    return EPLB_OK;
+}
+
+int ocl_engine_ways(const ocl_engine *e, char *buf, size_t len)
+{
+    if (!e->built)
+        return 0;
+    ocl_launch_describe(&e->launch, buf, len);
+    return 1;
 }
 
 static void program_options(char *buf, size_t len, const ocl_engine *e,
-                            const plan_dims *d, int slots, size_t wg,
-                            const wg_layout *lo, int local)
+                            const plan_dims *d, int slots)
 {
-    /* EPLB_CL_BUILD_OPTIONS: extra compiler options, for kernel work
-     * (e.g. -cl-nv-verbose); they are part of the cache key. */
-    const char *extra = getenv("EPLB_CL_BUILD_OPTIONS");
+    const ocl_launch *l = &e->launch;
+    const ocl_layout *lo = slots ? &l->slots : &l->groups;
     int n = snprintf(buf, len,
              "-cl-std=CL1.2 %s -DWG=%zu -DSCRATCH_LOCAL=%d -DPACK_N=%d "
              "-DPACK_M=%d -DPACK_CANDS=%d -DROW_WORDS=%zu -DE_=%d -DP_=%d "
@@ -363,13 +243,18 @@ static void program_options(char *buf, size_t len, const ocl_engine *e,
              "-DFINISH_IN_SLOTS=%d%s",
              e->dev.correctly_rounded_divide
                  ? "-cl-fp32-correctly-rounded-divide-sqrt" : "",
-             wg, local, slots ? d->ppn : d->G, slots ? d->gn : d->N,
+             l->wg, slots ? l->local_slots : l->local_groups,
+             slots ? d->ppn : d->G, slots ? d->gn : d->N,
              lo->cands, lo->row_words, d->E, d->P, d->G,
              d->gs, d->gpn, d->N, d->lpn, d->ppn, d->gn, d->ppg,
-             e->use_clblast, cand_lanes(e, slots ? d->ppn : d->G),
-             split_ok(e), slots ? e->parts : 1, e->finish_in_slots,
+             e->use_clblast, slots ? l->lanes_slots : l->lanes_groups,
+             l->split, slots ? l->parts : 1, l->finish_in_slots,
              slots ? " -DEPLB_SLOTS_PROGRAM" : "");
-    if (extra && *extra && n > 0 && (size_t)n < len)
+    /* EPLB_CL_BUILD_OPTIONS (read when the context was made): extra
+     * compiler options, for kernel work (e.g. -cl-nv-verbose); they are
+     * part of the cache key. */
+    const char *extra = e->env.build_options;
+    if (*extra && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " %s", extra);
 }
 
@@ -397,76 +282,22 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
                           "%d slots per node exceed the kernels' 16-bit item "
                           "indices: use more nodes or the reference backend",
                           d->ppn);
-    size_t wg = (e->dev.type & CL_DEVICE_TYPE_CPU) ? WG_CPU : WG_GPU;
-    while (wg > e->dev.max_work_group && wg > 1)
-        wg /= 2;
-    wg = lanes_group_width(e, d, wg);
-    /* CPU devices finish each layer in its last slots work-group
-     * (cl/eplb_rebalance.cl); EPLB_CL_FINISH_IN_SLOTS=0 turns that off,
-     * to test the finish kernel there. GPUs always keep the finish
-     * kernel: the launch costs little there, and OpenCL 1.2 does not
-     * promise that one work-group sees another's global stores (a CPU's
-     * coherent caches and PoCL's seq_cst atomics do). */
-    int cpu = (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
-    e->finish_in_slots = cpu && env_switch("EPLB_CL_FINISH_IN_SLOTS", 1);
-    /* Likewise the loads, read where the caller keeps them on CPU devices
-     * (EPLB_CL_LOADS_IN_PLACE=0|1 overrides; CLBlast's group loads read
-     * the uploaded buffer) */
-    e->loads_in_place = !e->use_clblast &&
-                        env_switch("EPLB_CL_LOADS_IN_PLACE", cpu);
-    /* EPLB_CL_WG=N: groups of at most N work-items, a power of two
-     * (kernel work). Without it, CPU devices whose rows all take the
-     * lanes way run one work-item a group: PoCL runs a group's items one
-     * after another, looping over them at every barrier, and a lanes row
-     * gives each item a whole vector of candidates anyway (PoCL 5, 16
-     * threads: 1349 against 1435 us a DeepSeek plan, 1204 against 1290
-     * for the global policy, with 8). */
-    const char *wv = getenv("EPLB_CL_WG");
-    if (wv && atoi(wv) > 0) {
-        while (wg > 1 && wg > (size_t)atoi(wv))
-            wg /= 2;
-    } else if (cpu && cand_lanes(e, d->G) > 1 && cand_lanes(e, d->ppn) > 1) {
-        wg = 1;
-    }
-    /* Row areas as cl/eplb_rebalance.cl carves them; local arrays beside
-     * them are sized for the widest group we may build. */
-    wg_layout lg = layout_for(d->G, d->N, cands,
-                              EPLB_GROUPS_ROW_WORDS((size_t)d->G),
-                              cand_lanes(e, d->G), split_ok(e), wg);
-    /* a slots work-group packs one part's span of the candidates */
-    int slot_lanes = cand_lanes(e, d->ppn);
-    e->parts = cand_parts(
-        cands, slot_lanes,
-        EPLB_SCR_SPLIT((size_t)d->ppn, (size_t)d->gn,
-                       keeps_heaps(slot_lanes, split_ok(e))));
-    wg_layout ls = layout_for(d->ppn, d->gn,
-                              (cands + e->parts - 1) / e->parts,
-                              EPLB_SLOTS_ROW_WORDS((size_t)d->gpn,
-                                                   (size_t)d->lpn,
-                                                   (size_t)d->ppn),
-                              slot_lanes, split_ok(e), wg);
-    ls.local_extra += 2 * wg * 4; /* eplb_slots' reduction arrays */
-    if (e->finish_in_slots) /* its finish's node_from[N_], pick, last */
-        ls.local_extra += ((size_t)d->N + 2) * 4;
-    /* EPLB_CL_SCRATCH=global: state in global memory even where local
-     * memory would do (to test that path on any device). */
-    const char *where = getenv("EPLB_CL_SCRATCH");
-    int force_global = where && strcmp(where, "global") == 0;
-    e->local_groups = !force_global && fits_local(e, &lg);
-    e->local_slots = !force_global && fits_local(e, &ls);
-    e->wg_bytes_groups = lg.bytes;
-    e->wg_bytes_slots = ls.bytes;
+    size_t wg_cap = 0; /* no cap until the compiled kernels ask for one */
     for (;;) {
+        ocl_launch_choose(&e->dev, &e->tuning, d, cands, e->use_clblast,
+                          wg_cap, &e->launch);
+        size_t wg = e->launch.wg;
         char opts[OPTIONS_MAX];
-        program_options(opts, sizeof opts, e, d, 0, wg, &lg, e->local_groups);
-        int rc = ocl_program_build(e->ctx, &e->dev, groups_files,
+        program_options(opts, sizeof opts, e, d, 0);
+        int rc = ocl_program_build(e->ctx, &e->dev, &e->env, groups_files,
                                    N_GROUPS_FILES, opts, "eplb_groups",
                                    &e->prog_groups);
         if (rc)
             return rc;
-        program_options(opts, sizeof opts, e, d, 1, wg, &ls, e->local_slots);
-        rc = ocl_program_build(e->ctx, &e->dev, groups_files, N_GROUPS_FILES,
-                               opts, "eplb_slots;eplb_finish", &e->prog_slots);
+        program_options(opts, sizeof opts, e, d, 1);
+        rc = ocl_program_build(e->ctx, &e->dev, &e->env, groups_files,
+                               N_GROUPS_FILES, opts, "eplb_slots;eplb_finish",
+                               &e->prog_slots);
         if (rc)
             return rc;
         size_t max_wg = wg;
@@ -488,9 +319,8 @@ static int build_for(ocl_engine *e, const plan_dims *d, int cands)
             return eplbi_fail(EPLB_ERR_DEVICE_LIMIT,
                               "device '%s' runs these kernels only in groups "
                               "of %zu work-items", e->dev.device_name, max_wg);
-        wg /= 2;
+        wg_cap = wg / 2;
     }
-    e->wg = wg;
     e->dims = *d;
     e->cands = cands;
     e->built = 1;
@@ -543,12 +373,13 @@ static int reserve_buffers(ocl_engine *e, const plan_dims *d)
     release_buffers(e);
     size_t L = (size_t)d->L;
     /* eplb_slots' variants: the reference and the candidates' parts */
-    size_t sv = 1 + (size_t)e->parts;
+    const ocl_launch *l = &e->launch;
+    size_t sv = 1 + (size_t)l->parts;
     size_t scratch = 64;
-    if (!e->local_groups && L * e->wg_bytes_groups > scratch)
-        scratch = L * e->wg_bytes_groups;
-    if (!e->local_slots && sv * L * d->N * e->wg_bytes_slots > scratch)
-        scratch = sv * L * d->N * e->wg_bytes_slots;
+    if (!l->local_groups && L * l->groups.bytes > scratch)
+        scratch = L * l->groups.bytes;
+    if (!l->local_slots && sv * L * d->N * l->slots.bytes > scratch)
+        scratch = sv * L * d->N * l->slots.bytes;
     struct { cl_mem *buf; size_t bytes; cl_mem_flags flags; } want[] = {
         {&e->b_w, L * d->E * sizeof(float), CL_MEM_READ_ONLY},
         {&e->b_gplace, 2 * L * d->G * 2 * sizeof(int), CL_MEM_READ_WRITE},
@@ -635,7 +466,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     cl_uint seed_lo = (cl_uint)pp->seed, seed_hi = (cl_uint)(pp->seed >> 32);
     cl_int err = 0;
     cl_mem loads = e->b_w;
-    if (e->loads_in_place) {
+    if (e->launch.loads_in_place) {
         /* read-only: the kernels never write the caller's loads */
         loads = clCreateBuffer(e->ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR,
                                (size_t)d->L * d->E * sizeof(float),
@@ -681,12 +512,12 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
             clReleaseMemObject(loads);
         return ocl_fail(err, "clSetKernelArg", e);
     }
-    size_t local = e->wg;
-    size_t g_layers = (size_t)d->L * e->wg;
-    size_t g_rows = (1 + (size_t)e->parts) * d->L * d->N * e->wg;
+    size_t local = e->launch.wg;
+    size_t g_layers = (size_t)d->L * local;
+    size_t g_rows = (1 + (size_t)e->launch.parts) * d->L * d->N * local;
     cl_event ev[5] = {NULL, NULL, NULL, NULL, NULL};
 #define EV(i) (e->profile ? &ev[i] : NULL)
-    if (!e->loads_in_place)
+    if (!e->launch.loads_in_place)
         err = clEnqueueWriteBuffer(e->q, e->b_w, CL_FALSE, 0,
                                    (size_t)d->L * d->E * sizeof(float),
                                    weight, 0, NULL, EV(0));
@@ -711,7 +542,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(e->q, e->k_slots, 1, NULL, &g_rows,
                                      &local, 0, NULL, EV(2));
-    if (err == CL_SUCCESS && !e->finish_in_slots)
+    if (err == CL_SUCCESS && !e->launch.finish_in_slots)
         err = clEnqueueNDRangeKernel(e->q, e->k_finish, 1, NULL, &g_layers,
                                      &local, 0, NULL, EV(3));
     /* The plan goes straight into the caller's arrays: every enqueue
@@ -773,17 +604,11 @@ int ocl_engine_profile(const ocl_engine *e, eplb_profile *out)
 {
     if (!e->profile || !e->have_profile)
         return eplbi_fail(EPLB_ERR_BAD_OPTION,
-                          "no profile: set EPLB_CL_PROFILE=1 before creating "
-                          "the context, then call eplb_rebalance");
+                          "no profile: set the option profile to 1 (at "
+                          "eplb_context_create or with "
+                          "eplb_context_set_options), then plan once");
     *out = e->last_profile;
     return EPLB_OK;
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -797,8 +622,9 @@ static int floor_reserve(ocl_engine *e, size_t in_bytes, size_t out_bytes)
 {
     if (!e->k_floor) {
         static const char *const files[] = {"eplb_floor.cl"};
-        int rc = ocl_program_build(e->ctx, &e->dev, files, 1, "-cl-std=CL1.2",
-                                   "eplb_floor", &e->prog_floor);
+        int rc = ocl_program_build(e->ctx, &e->dev, &e->env, files, 1,
+                                   "-cl-std=CL1.2", "eplb_floor",
+                                   &e->prog_floor);
         if (rc)
             return rc;
         cl_int err;
@@ -849,7 +675,7 @@ int ocl_engine_floor(ocl_engine *e, const plan_dims *d, int runs,
     SET_ARG(e->k_floor, 3, a_out);
     size_t local = 64, global = (n_out + local - 1) / local * local;
     for (int i = 0; i < runs && err == CL_SUCCESS; i++) {
-        double t0 = now_us();
+        double t0 = eplbi_now_us();
         err = clEnqueueWriteBuffer(e->q, e->f_in, CL_FALSE, 0,
                                    n_in * sizeof(float), e->f_host, 0, NULL,
                                    NULL);
@@ -860,7 +686,7 @@ int ocl_engine_floor(ocl_engine *e, const plan_dims *d, int runs,
             err = clEnqueueReadBuffer(e->q, e->f_out, CL_TRUE, 0,
                                       n_out * sizeof(int32_t), e->f_host, 0,
                                       NULL, NULL);
-        t[i] = now_us() - t0;
+        t[i] = eplbi_now_us() - t0;
     }
     if (err != CL_SUCCESS) {
         free(t);

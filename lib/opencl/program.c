@@ -2,8 +2,8 @@
  * $EPLB_CL_KERNEL_DIR), built with the floating-point options of
  * doc/ALGORITHM.md section 8, and their binaries cached on disk so a new
  * process pays only for a read. */
-#include "cl_internal.h"
-#include "cl_sources.h"
+#include "opencl.h"
+#include "sources.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,10 +77,9 @@ static char *read_kernel_file(const char *dir, const char *name, size_t *len,
 }
 
 /* The program text: the named files concatenated in order. */
-static char *program_source(const char *const *files, int nfiles,
-                            size_t *len_out, int *rc)
+static char *program_source(const char *dir, const char *const *files,
+                            int nfiles, size_t *len_out, int *rc)
 {
-    const char *dir = getenv("EPLB_CL_KERNEL_DIR");
     size_t total = 0, cap = 1 << 16;
     char *src = malloc(cap);
     if (!src) {
@@ -91,7 +90,7 @@ static char *program_source(const char *const *files, int nfiles,
         const char *text = NULL;
         char *owned = NULL;
         size_t len = 0;
-        if (dir && *dir) {
+        if (*dir) {
             text = owned = read_kernel_file(dir, files[i], &len, rc);
             if (!owned) {
                 free(src);
@@ -135,29 +134,6 @@ static char *program_source(const char *const *files, int nfiles,
     return src;
 }
 
-/* $EPLB_CL_CACHE_DIR, else $XDG_CACHE_HOME/eplb-cl, else
- * $HOME/.cache/eplb-cl; 0 when none can be named ("off" disables). */
-static int cache_dir(char *out, size_t len)
-{
-    const char *d = getenv("EPLB_CL_CACHE_DIR");
-    if (d && strcmp(d, "off") == 0)
-        return 0;
-    if (d && *d) {
-        snprintf(out, len, "%s", d);
-    } else if ((d = getenv("XDG_CACHE_HOME")) && *d) {
-        snprintf(out, len, "%s/eplb-cl", d);
-    } else if ((d = getenv("HOME")) && *d) {
-        char parent[CACHE_PATH_MAX];
-        snprintf(parent, sizeof parent, "%s/.cache", d);
-        mkdir(parent, 0755);
-        snprintf(out, len, "%s/.cache/eplb-cl", d);
-    } else {
-        return 0;
-    }
-    mkdir(out, 0755);
-    return 1;
-}
-
 /* The full key: everything the binary depends on, NUL-separated, the
  * source last. Stored in the cache file and compared byte for byte. */
 typedef struct cache_key {
@@ -169,8 +145,8 @@ typedef struct cache_key {
 } cache_key;
 
 static void make_cache_key(cache_key *k, const ocl_device_choice *dev,
-                           const char *src, size_t src_len,
-                           const char *options)
+                           const char *cache_dir, const char *src,
+                           size_t src_len, const char *options)
 {
     const char *parts[] = {PACKAGE_VERSION, options, dev->platform_name,
                            dev->platform_version, dev->device_name,
@@ -179,10 +155,11 @@ static void make_cache_key(cache_key *k, const ocl_device_choice *dev,
     for (size_t i = 0; i < nparts; i++)
         len += strlen(parts[i]) + 1;
     memset(k, 0, sizeof *k);
-    char dir[CACHE_PATH_MAX - 64];
-    /* No memory for the key only costs the cache, not the build. */
+    /* No memory for the key only costs the cache, not the build; a
+     * folder name too long for the key's path means no cache either. */
     k->text = malloc(len);
-    if (!k->text || !cache_dir(dir, sizeof dir))
+    if (!k->text || !*cache_dir ||
+        strlen(cache_dir) + 32 > sizeof k->path)
         return;
     size_t n = 0;
     for (size_t i = 0; i < nparts; i++) {
@@ -194,7 +171,7 @@ static void make_cache_key(cache_key *k, const ocl_device_choice *dev,
     k->len = len;
     k->hash = fnv1a(FNV_OFFSET, k->text, len);
     k->usable = 1;
-    snprintf(k->path, sizeof k->path, "%s/%016llx.bin", dir,
+    snprintf(k->path, sizeof k->path, "%s/%016llx.bin", cache_dir,
              (unsigned long long)k->hash);
 }
 
@@ -389,33 +366,38 @@ static void store_binary(cl_program p, const cache_key *k)
 static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int build_locked(cl_context ctx, const ocl_device_choice *dev,
-                        const char *const *files, int nfiles,
+                        const eplb_env *env, const char *const *files,
+                        int nfiles,
                         const char *options, const char *kernels,
                         cl_program *out);
 
 int ocl_program_build(cl_context ctx, const ocl_device_choice *dev,
-                      const char *const *files, int nfiles,
+                      const eplb_env *env, const char *const *files,
+                      int nfiles,
                       const char *options, const char *kernels,
                       cl_program *out)
 {
     pthread_mutex_lock(&build_lock);
-    int rc = build_locked(ctx, dev, files, nfiles, options, kernels, out);
+    int rc = build_locked(ctx, dev, env, files, nfiles, options, kernels,
+                          out);
     pthread_mutex_unlock(&build_lock);
     return rc;
 }
 
 static int build_locked(cl_context ctx, const ocl_device_choice *dev,
-                        const char *const *files, int nfiles,
+                        const eplb_env *env, const char *const *files,
+                        int nfiles,
                         const char *options, const char *kernels,
                         cl_program *out)
 {
     size_t src_len;
     int rc = EPLB_OK;
-    char *src = program_source(files, nfiles, &src_len, &rc);
+    char *src = program_source(env->kernel_dir, files, nfiles, &src_len,
+                               &rc);
     if (!src)
         return rc;
     cache_key key;
-    make_cache_key(&key, dev, src, src_len, options);
+    make_cache_key(&key, dev, env->cache_dir, src, src_len, options);
     if (key.usable) {
         size_t len;
         unsigned char *bin = cache_load(&key, &len);
@@ -446,8 +428,7 @@ static int build_locked(cl_context ctx, const ocl_device_choice *dev,
         clReleaseProgram(p);
         return rc;
     }
-    const char *show = getenv("EPLB_CL_BUILD_LOG");
-    if (show && strcmp(show, "1") == 0)
+    if (env->build_log)
         print_build_log(p, dev, options);
     if (key.usable)
         store_binary(p, &key);

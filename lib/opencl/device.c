@@ -1,7 +1,7 @@
 /* Device choice: the caller's filters (options or EPLB_CL_PLATFORM,
  * EPLB_CL_DEVICE, EPLB_CL_DEVICE_TYPE), else the first GPU, then any
  * accelerator, then a CPU device. */
-#include "cl_internal.h"
+#include "opencl.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -107,12 +107,13 @@ static int type_rank(cl_device_type t)
     return 3;
 }
 
-static const char *env_or(const char *opt, const char *env)
+/* The option's filter, else the environment's as read when the context
+ * was made; NULL for none. */
+static const char *filter_or(const char *opt, const char *env)
 {
     if (opt)
         return opt;
-    const char *v = getenv(env);
-    return v && *v ? v : NULL;
+    return *env ? env : NULL;
 }
 
 /* Every usable device of every platform, found once per process. OpenCL
@@ -163,8 +164,8 @@ static void discover(void)
     }
 }
 
-int ocl_device_choose(const eplb_options *opts, ocl_device_choice *out,
-                      char *note, size_t note_len)
+int ocl_device_choose(const eplb_options *opts, const eplb_env *env,
+                      ocl_device_choice *out, char *note, size_t note_len)
 {
     pthread_once(&found_once, discover);
     cl_int err = found.err;
@@ -183,9 +184,9 @@ int ocl_device_choose(const eplb_options *opts, ocl_device_choice *out,
                           "clGetPlatformIDs failed with %s (%d)",
                           ocl_error_name(err), err);
 
-    const char *want_plat = env_or(opts->platform, "EPLB_CL_PLATFORM");
-    const char *want_dev = env_or(opts->device, "EPLB_CL_DEVICE");
-    const char *want_type_s = env_or(opts->device_type, "EPLB_CL_DEVICE_TYPE");
+    const char *want_plat = filter_or(opts->platform, env->platform);
+    const char *want_dev = filter_or(opts->device, env->device);
+    const char *want_type_s = filter_or(opts->device_type, env->device_type);
     cl_device_type want_type;
     if (parse_type(want_type_s, &want_type))
         return eplbi_fail(EPLB_ERR_BAD_OPTION,

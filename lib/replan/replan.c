@@ -1145,13 +1145,16 @@ static int make_alt(const layer_job *j, const int32_t *fresh,
 int replan_from_current(replan_state **stp, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
-                        const int32_t *fresh_logcnt, float tolerance,
+                        const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt)
 {
     int rc = state_reserve(stp, d);
     if (rc)
         return rc;
     replan_state *st = *stp;
+    double tolerance = lim->tolerance;
+    double t0 = lim->deadline_us > 0 ? eplbi_now_us() : 0.0;
+    int late = 0; /* the deadline passed: fallbacks from here on */
     for (int l = 0; l < d->L; l++) {
         const float *w = weight + (size_t)l * d->E;
         const int32_t *cur = current + (size_t)l * d->P;
@@ -1164,6 +1167,19 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                        d->N > 1 && !mask ? d->gn : d->M};
 
         index_current(st, cur);
+        if (!late && lim->deadline_us > 0 && eplbi_now_us() - t0 > lim->deadline_us)
+            late = 1;
+        if (late) {
+            /* the fallback: the fresh plan relabelled where that saves
+             * copies, else as it is (both on target) */
+            int alt_ok = make_alt(&j, fresh, fcnt) > 0 &&
+                         layer_copies(st, st->alt) <
+                             layer_copies(st, fresh);
+            memcpy(out, alt_ok ? st->alt : fresh,
+                   (size_t)d->P * sizeof(int32_t));
+            memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
+            continue;
+        }
 
         /* The repair: the current plan, node by node. A node the search
          * cannot repair restarts from the fresh plan's replica counts; under

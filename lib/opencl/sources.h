@@ -1,7 +1,7 @@
-/* Kernel sources embedded at build time (lib/cl_sources.c is generated
+/* Kernel sources embedded at build time (lib/opencl/sources.c is generated
  * from the cl/ kernel files). */
-#ifndef EPLB_CL_SOURCES_H
-#define EPLB_CL_SOURCES_H
+#ifndef EPLB_OPENCL_SOURCES_H
+#define EPLB_OPENCL_SOURCES_H
 
 #include <stddef.h>
 
