@@ -9,22 +9,24 @@ Context gives the full C API (options, re-planning from the current plan,
 GPU masks); eplb_cl.vllm and eplb_cl.sglang adapt it to those engines.
 """
 
-from ._errors import EplbError, STATUS_NAMES
+from ._errors import (STATUS_NAMES, EplbAssertionError, EplbError,
+                      EplbInputError)
 from ._threads import configure
+from ._version import __version__
 from .context import (BACKENDS, POLICIES, Context, Plan, PlanQuality, copies,
                       quality)
 from .deepseek import rebalance_experts
 
 __all__ = [
-    "BACKENDS", "POLICIES", "Context", "EplbError", "Plan", "PlanQuality",
-    "STATUS_NAMES", "configure", "copies", "library_version", "quality",
+    "BACKENDS", "POLICIES", "Context", "EplbAssertionError", "EplbError",
+    "EplbInputError", "Plan", "PlanQuality", "STATUS_NAMES", "configure",
+    "__version__", "copies", "library_version", "quality",
     "rebalance_experts",
 ]
 
-__version__ = "0.1.0"
 
-
-def library_version():
-    """The version of the libeplb-cl actually loaded ("0.1.0")."""
+def library_version() -> str:
+    """The version of the libeplb-cl actually loaded (equal to
+    __version__ when the package and the library come from one tree)."""
     from ._lib import lib
     return lib().eplb_version_string().decode()

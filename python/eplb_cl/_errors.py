@@ -1,4 +1,15 @@
-"""EplbError: a failed library call, with its status and the detail."""
+"""The package's errors.
+
+EplbError: a failed library call, with its status and the detail.
+EplbAssertionError: the same from the drop-ins (deepseek, vllm, sglang),
+    which is also an AssertionError, as eplb.py's own shape checks are.
+EplbInputError: an argument refused on the Python side, before anything
+    reaches the library (a ValueError, and a TypeError for callers that
+    catch that for a wrong dtype).
+"""
+
+import contextlib
+from typing import Iterator
 
 from . import _lib
 
@@ -24,6 +35,7 @@ STATUS_NAMES = {
     -17: "EPLB_ERR_DEVICE_LIMIT",
     -18: "EPLB_ERR_BAD_PLAN",
     -19: "EPLB_ERR_BAD_MASK",
+    -20: "EPLB_ERR_BUSY",
 }
 
 
@@ -35,7 +47,7 @@ class EplbError(RuntimeError):
     (which argument and value, which device, the build log, what to do).
     """
 
-    def __init__(self, status, message, detail):
+    def __init__(self, status: int, message: str, detail: str) -> None:
         self.status = status
         self.name = STATUS_NAMES.get(status, "EPLB_ERR_UNKNOWN(%d)" % status)
         self.message = message
@@ -45,8 +57,33 @@ class EplbError(RuntimeError):
             text += ": " + detail
         super().__init__(text)
 
+    def __reduce__(self):  # picklable (multiprocessing, Ray)
+        return (type(self), (self.status, self.message, self.detail))
 
-def check(status):
+
+class EplbAssertionError(EplbError, AssertionError):
+    """An EplbError raised by a drop-in (eplb_cl.rebalance_experts, the
+    vLLM policy, the SGLang dispatcher). It is also an AssertionError:
+    eplb.py, vLLM's DefaultEplbPolicy and SGLang's algorithms assert on
+    shapes that do not divide, and callers (vLLM's tests among them)
+    expect that type. Context.rebalance raises plain EplbError."""
+
+
+class EplbInputError(ValueError, TypeError):
+    """An argument refused before the library is called: a dtype of the
+    wrong kind, a wrong shape, a value outside what the argument or its C
+    type can hold. argument: the argument's name (also in the message).
+    Nothing has been written to any output array when it is raised."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.argument, str(self)))
+
+
+def check(status: int) -> int:
     """Raises EplbError for a failed status; must run on the calling
     thread right after the call (the detail is thread-local)."""
     if status >= 0:
@@ -56,3 +93,15 @@ def check(status):
     message = lib.eplb_strerror(status) or b""
     raise EplbError(status, message.decode("utf-8", "replace"),
                     detail.decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
+def drop_in_errors() -> Iterator[None]:
+    """Inside a drop-in: library errors leave as EplbAssertionError."""
+    try:
+        yield
+    except EplbError as exc:
+        if isinstance(exc, AssertionError):
+            raise
+        raise EplbAssertionError(exc.status, exc.message,
+                                 exc.detail) from None

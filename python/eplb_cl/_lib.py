@@ -12,12 +12,13 @@ import ctypes.util
 import os
 import subprocess
 import sys
+from typing import Optional, Tuple
 
 # The shared object's soname: the ABI this package was written against.
 if sys.platform == "darwin":
-    _SONAME = "libeplb-cl.0.dylib"
+    _SONAME = "libeplb-cl.1.dylib"
 else:
-    _SONAME = "libeplb-cl.so.0"
+    _SONAME = "libeplb-cl.so.1"
 
 
 class Shape(ctypes.Structure):
@@ -48,6 +49,7 @@ class Options(ctypes.Structure):
         ("use_clblast", ctypes.c_int),
         ("tolerance", ctypes.c_float),
         ("distinct_per_gpu", ctypes.c_int),
+        ("profile", ctypes.c_int),
     ]
 
 
@@ -65,7 +67,7 @@ class Quality(ctypes.Structure):
     ]
 
     @classmethod
-    def new(cls):
+    def new(cls) -> "Quality":
         """A Quality whose struct_size is set, ready for the library."""
         return cls(struct_size=ctypes.sizeof(cls))
 
@@ -105,7 +107,7 @@ _PROTOTYPES = {
 }
 
 
-def _pkg_config_libdir():
+def _pkg_config_libdir() -> Tuple[Optional[str], Optional[str]]:
     try:
         out = subprocess.run(
             ["pkg-config", "--variable=libdir", "eplb-cl"],
@@ -118,7 +120,7 @@ def _pkg_config_libdir():
     return out.stdout.strip(), None
 
 
-def _open():
+def _open() -> ctypes.CDLL:
     """The library, from the first of the three places that has it."""
     tried = []
     path = os.environ.get("EPLB_CL_LIBRARY")
@@ -147,7 +149,7 @@ def _open():
         except OSError as exc:
             tried.append("pkg-config's libdir, %s: %s" % (path, exc))
     else:
-        tried.append(why)
+        tried.append(why or "pkg-config gave no libdir")
     raise OSError(
         "libeplb-cl not found. Tried: " + "; ".join(tried) + ". Install the "
         "library (make install; then ldconfig), or set EPLB_CL_LIBRARY to "
@@ -155,7 +157,7 @@ def _open():
         "in PKG_CONFIG_PATH.")
 
 
-def _declare(lib):
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name, (restype, argtypes) in _PROTOTYPES.items():
         fn = getattr(lib, name)
         fn.restype = restype
@@ -163,10 +165,10 @@ def _declare(lib):
     return lib
 
 
-_LIB = None
+_LIB: Optional[ctypes.CDLL] = None
 
 
-def lib():
+def lib() -> ctypes.CDLL:
     """The loaded library (ctypes.CDLL: calls release the GIL)."""
     global _LIB
     if _LIB is None:

@@ -3,16 +3,17 @@ set of options, created on first use and kept (a context keeps its built
 kernels and buffers, so later calls are warm)."""
 
 import threading
+from typing import Any, Dict
 
 from . import _convert
-from .context import Context
+from .context import Context, Plan, _shape, _sizes
 
-_defaults = {}
+_defaults: Dict[str, Any] = {}
 _defaults_lock = threading.Lock()
 _local = threading.local()
 
 
-def configure(**options):
+def configure(**options: Any) -> None:
     """Sets the Context options (backend, candidates, seed, ...) that the
     convenience functions (rebalance_experts and the vLLM and SGLang
     adapters) use from now on, on every thread; None removes one."""
@@ -24,7 +25,7 @@ def configure(**options):
                 _defaults[name] = value
 
 
-def context(**overrides):
+def context(**overrides: Any) -> Context:
     """This thread's context for the configured options plus overrides."""
     with _defaults_lock:
         options = dict(_defaults)
@@ -39,13 +40,18 @@ def context(**overrides):
     return ctx
 
 
-def plan(weight, num_replicas, num_groups, num_nodes, num_gpus,
-         current=None, mask=None, **overrides):
+def plan(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
+         num_gpus: int, current: Any = None, mask: Any = None,
+         **overrides: Any) -> Plan:
     """This thread's context's plan, written into the context's scratch
     arrays: for the drop-ins, which copy it into their engines' formats
     before the next call."""
-    ctx = context(**overrides)
     w = _convert.loads(weight)
-    out = ctx.scratch(w.shape[0], w.shape[1], num_replicas)
+    # The sizes are checked (by Python, then by the library) before the
+    # scratch arrays are sized from them.
+    _sizes(_shape(w.shape[0], w.shape[1], num_replicas, num_groups,
+                  num_nodes, num_gpus))
+    ctx = context(**overrides)
+    out = ctx.scratch(w.shape[0], w.shape[1], int(num_replicas))
     return ctx.rebalance(w, num_replicas, num_groups, num_nodes, num_gpus,
                          current=current, mask=mask, out=out)

@@ -1,13 +1,44 @@
 """DeepSeek's contract: rebalance_experts() as in eplb.py of
 github.com/deepseek-ai/EPLB (also copied into SGLang as
-python/sglang/srt/eplb/eplb_algorithms/deepseek.py)."""
+python/sglang/srt/eplb/eplb_algorithms/deepseek.py).
+
+What "the same as eplb.py" means. In the deterministic mode
+(eplb_cl.configure(candidates=1, swap_rounds=0)) the plan is eplb.py's
+algorithm on the same float32 loads with every sort stable: identical
+phy2log, log2phy and logcnt arrays, for any loads, to eplb.py run with
+its sorts keeping equal loads in index order. eplb.py itself sorts with
+torch's default sort, which promises no order among equal loads, so
+against eplb.py as it runs:
+
+* where no sort meets two equal loads: identical arrays;
+* where the only equal loads are copies of one expert (the usual case
+  for real-valued loads with redundant experts: an expert's copies carry
+  equal loads when they are packed onto GPUs): identical phy2log and
+  logcnt, hence the same experts in the same slots of every GPU; each
+  expert's row of log2phy names the same slots, possibly in another
+  order (which copy is "copy 0");
+* where loads of different experts or groups are equal (small integer
+  counts often are): which of them goes first depends on the torch build
+  and device eplb.py runs on, and the plans may differ in which of the
+  tied experts sits on which GPU; ours is the stable order's.
+
+python/tests/test_deepseek_equality.py checks each case against an
+independent re-implementation of eplb.py on random loads.
+
+The candidate search (the library's default options) makes other,
+better-balanced plans: equality holds for the deterministic mode only.
+"""
+
+from typing import Any, Tuple
 
 import numpy as np
 
 from . import _convert, _threads
+from ._errors import drop_in_errors
+from .context import Plan
 
 
-def deepseek_outputs(plan, like):
+def deepseek_outputs(plan: Plan, like: Any) -> Tuple[Any, Any, Any]:
     """eplb.py's (phy2log, log2phy, logcnt) from a Plan: int64; log2phy
     cut to the largest replica count of the whole plan (eplb.py's
     `maxlogcnt = logcnt.max().item()`, not P-E+1), padded with -1. torch
@@ -19,21 +50,45 @@ def deepseek_outputs(plan, like):
     if not _convert.is_torch(like):
         return out
     import torch
-    return tuple(torch.from_numpy(a).to(like.device) for a in out)
+    p2l, l2p, cnt = (torch.from_numpy(a).to(like.device) for a in out)
+    return p2l, l2p, cnt
 
 
-def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+def eplb_policy_sizes(num_groups: Any, num_nodes: Any) -> Tuple[int, int]:
+    """eplb.py's rule for the policy: hierarchical with (num_groups,
+    num_nodes) when num_groups % num_nodes == 0, else the global policy,
+    which is the hierarchical one with one group on one node: num_groups
+    is then ignored, even where it does not divide the experts. The sizes
+    are checked first (integers within a C int); num_nodes 0 is left to
+    the library to refuse."""
+    groups = _convert.size(num_groups, "num_groups")
+    nodes = _convert.size(num_nodes, "num_nodes")
+    if nodes > 0 and groups % nodes != 0:
+        return 1, 1
+    return groups, nodes
+
+
+def rebalance_experts(weight: Any, num_replicas: int, num_groups: int,
+                      num_nodes: int, num_gpus: int) -> Tuple[Any, Any, Any]:
     """Drop-in for eplb.py's rebalance_experts.
 
     weight: [layers, num_logical_experts] loads: numpy, or torch on any
-    device, of any integer or float dtype. Returns (phy2log [L, P],
+    device, of any bool, integer or float dtype. Returns (phy2log [L, P],
     log2phy [L, E, X], logcnt [L, E]), int64, torch on weight's device
     when weight is a tensor, else numpy. The policy is eplb.py's:
-    hierarchical when num_groups % num_nodes == 0, else global.
+    hierarchical when num_groups % num_nodes == 0, else global (one group
+    on one node; num_groups then need not divide the experts).
     The plan comes from this thread's context for eplb_cl.configure()'s
     options (the library's candidate search unless configured with
-    candidates=1, swap_rounds=0, which is eplb.py's own algorithm).
+    candidates=1, swap_rounds=0, which is eplb.py's own algorithm: see
+    this module's docstring for what equality with eplb.py means).
+
+    A shape the library refuses raises EplbAssertionError, an EplbError
+    that is also an AssertionError (where eplb.py asserts); an argument
+    refused before the call (a wrong dtype, a size beyond a C int, a
+    float64 load beyond float32) raises EplbInputError, a ValueError.
     """
-    plan = _threads.plan(weight, num_replicas, num_groups, num_nodes,
-                         num_gpus)
+    groups, nodes = eplb_policy_sizes(num_groups, num_nodes)
+    with drop_in_errors():
+        plan = _threads.plan(weight, num_replicas, groups, nodes, num_gpus)
     return deepseek_outputs(plan, weight)

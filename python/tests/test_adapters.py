@@ -86,8 +86,10 @@ def test_vllm_old_map_the_library_rejects_plans_afresh():
     with pytest.warns(UserWarning, match="planning from scratch"):
         new = eplb_vllm.EplbClPolicy.rebalance_experts(
             torch.tensor(w).to(torch.int32), 80, 8, 2, 8, first)
-    np.testing.assert_array_equal(new.numpy(),
-                                  fresh(w, 80, 8, 2, 8).phy2log)
+    # The fresh plan, with vLLM's slot preservation against the old map.
+    np.testing.assert_array_equal(
+        new.numpy(), eplb_vllm.EplbClPolicy.preserve_intragpu_slots(
+            fresh(w, 80, 8, 2, 8).phy2log, 8, first.numpy()))
 
 
 def test_vllm_load_window_with_a_sample_axis():

@@ -96,7 +96,11 @@ def test_no_device():
 
 
 def test_kernel_build(tmp_path, monkeypatch):
-    src = os.path.join(os.environ.get("EPLB_TEST_SRCDIR", "../.."), "cl")
+    # The kernel sources of the tree these tests belong to, wherever
+    # pytest starts.
+    root = os.environ.get("EPLB_TEST_SRCDIR",
+                          os.path.join(os.path.dirname(__file__), "..", ".."))
+    src = os.path.join(root, "cl")
     for name in os.listdir(src):
         text = open(os.path.join(src, name)).read()
         (tmp_path / name).write_text(text + "\nthis is not OpenCL C;\n")
@@ -110,16 +114,16 @@ def test_kernel_build(tmp_path, monkeypatch):
 
 
 def test_bad_plan(ctx):
+    # Ids in range (Python checks those), but experts 1..11 in no slot.
     current = np.zeros((2, 16), np.int32)
-    current[0, 3] = 12  # expert ids are 0..11
     raises("EPLB_ERR_BAD_PLAN", ctx.rebalance, GOLDEN_WEIGHT, *G,
            current=current)
-    raises("EPLB_ERR_BAD_PLAN", eplb_cl.copies, current, current, 12, 8)
 
 
 def test_bad_mask(ctx):
+    # One usable GPU of 8 has 2 slots for 12 experts.
     raises("EPLB_ERR_BAD_MASK", ctx.rebalance, GOLDEN_WEIGHT, *G,
-           mask=np.zeros(8))
+           mask=np.array([1, 0, 0, 0, 0, 0, 0, 0], np.int32))
 
 
 def test_null_argument():

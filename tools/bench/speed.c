@@ -1,0 +1,45 @@
+/* eplb-bench's speed section: every engine on the reference configs, on
+ * the largest recorded prefill file (or the generated loads), against the
+ * OpenCL round-trip floor; then the cache-miss compile times (compile.c)
+ * on the same loads. */
+#include <stdlib.h>
+
+#include "bench.h"
+
+/* The recorded file the speed table runs on: the largest prefill batch. */
+#define SPEED_FILE "prefill_in4096.json"
+#define SPEED_NAME "prefill_in4096"
+
+void speed_section(bench *b, const engine *en, int n_en)
+{
+    printf("\n## Speed (%d candidates, %d swap rounds; floor = upload, one "
+           "trivial kernel, download, same sizes)\n", en[0].opts.candidates,
+           en[0].opts.swap_rounds);
+    speed_header();
+    float *gen = generated_loads(GEN_LAYERS, GEN_EXPERTS, GEN_SEED);
+    int L = GEN_LAYERS, E = GEN_EXPERTS;
+    float *real = b->have_real ? load_real(b, SPEED_FILE, &L, &E) : NULL;
+    const float *w = real ? real : gen;
+    const char *workload = real ? SPEED_NAME : GEN_NAME;
+    for (int cfg = 0; cfg < (b->quick ? 1 : NCONFIGS); cfg++) {
+        eplb_shape s = config_shape(cfg, L, E);
+        char config[CONFIG_NAME_LEN];
+        config_name(config, &s);
+        for (int i = 0; i < n_en; i++) {
+            fprintf(stderr, "\rspeed %s %s   ", config, en[i].label);
+            time_row(b, &en[i], config, workload, &s, w);
+            if (i == 0) {
+                /* the deterministic mode on the host, for DeepSeek's
+                 * algorithm's own cost */
+                engine d = en[0];
+                d.label = "reference-det";
+                d.opts = deterministic(&en[0].opts);
+                time_row(b, &d, config, workload, &s, w);
+            }
+        }
+    }
+    progress_clear();
+    compile_times(b, en, n_en, w, L, E);
+    free(gen);
+    free(real);
+}
