@@ -60,3 +60,33 @@ int eplb_copies(const eplb_shape *shape, const int32_t *current,
     *total = sum;
     return EPLB_OK;
 }
+
+/* Slots whose expert differs; a negative status (with its message) for a
+ * bad shape, a NULL plan or an id out of range. */
+long eplb_migration(const eplb_shape *shape, const int32_t *a,
+                    const int32_t *b)
+{
+    eplbi_clear_error();
+    int rc = validate_shape(shape);
+    if (rc)
+        return rc;
+    if (!a || !b)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "phy2log_a and phy2log_b must not be NULL");
+    int E = shape->experts, P = shape->num_replicas;
+    long moved = 0;
+    size_t n = (size_t)shape->layers * P;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t *bad = a[i] < -1 || a[i] >= E   ? a
+                             : b[i] < -1 || b[i] >= E ? b
+                                                      : NULL;
+        if (bad)
+            return eplbi_fail(EPLB_ERR_BAD_PLAN,
+                              "%s[%zu][%zu] is %d: expert ids are 0..%d, or "
+                              "-1 for an empty slot",
+                              bad == a ? "phy2log_a" : "phy2log_b", i / P,
+                              i % P, bad[i], E - 1);
+        moved += a[i] != b[i];
+    }
+    return moved;
+}

@@ -430,15 +430,3 @@ int eplb_identity_quality(const eplb_shape *shape, const float *weight,
     out_struct_write(out, &q);
     return EPLB_OK;
 }
-
-long eplb_migration(const eplb_shape *shape, const int32_t *a,
-                    const int32_t *b)
-{
-    if (validate_shape(shape) || !a || !b)
-        return -1;
-    long moved = 0;
-    size_t n = (size_t)shape->layers * shape->num_replicas;
-    for (size_t i = 0; i < n; i++)
-        moved += a[i] != b[i];
-    return moved;
-}

@@ -460,8 +460,10 @@ static void test_mask_quality(void)
     free(w);
 }
 
-/* The same masked plan from the reference and OpenCL backends. */
-static void test_mask_backends(void)
+/* The same masked plan from the reference and OpenCL backends, on the
+ * shapes of `pick` with masks first, first + step, ... (each mask's live
+ * GPUs are a shape of their own, compiled anew on a device). */
+static void mask_backends(const int *pick, size_t npick, int step)
 {
     eplb_context *probe = make_ctx(EPLB_BACKEND_OPENCL, 1, 0, 0,
                                    EPLB_POLICY_AUTO);
@@ -470,8 +472,7 @@ static void test_mask_backends(void)
         return;
     }
     eplb_context_destroy(probe);
-    static const int pick[] = {0, 1, 3};
-    for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
+    for (size_t i = 0; i < npick; i++) {
         const eplb_shape *s = &shapes[pick[i]];
         float *w = generated(s, 30 + i);
         uint8_t masks[5][144];
@@ -482,7 +483,7 @@ static void test_mask_backends(void)
             eplb_context *cl = make_ctx(EPLB_BACKEND_OPENCL, 8, 5, distinct,
                                         EPLB_POLICY_AUTO);
             CU_ASSERT_FATAL(ref && cl);
-            for (int m = 0; m < nm; m += 2) {
+            for (int m = 0; m < nm; m += step) {
                 if (!mask_fits(s, masks[m]))
                     continue;
                 test_plan a, b;
@@ -502,6 +503,20 @@ static void test_mask_backends(void)
         }
         free(w);
     }
+}
+
+/* make check: one GPU dead, and every third, on two shapes. */
+static void test_mask_backends(void)
+{
+    static const int pick[] = {0, 1};
+    mask_backends(pick, 2, 4);
+}
+
+/* make check-full: every mask on three shapes. */
+static void test_mask_backends_full(void)
+{
+    static const int pick[] = {0, 1, 3};
+    mask_backends(pick, 3, 1);
 }
 
 /* ---- distinct_per_gpu ------------------------------------------------- */
@@ -795,6 +810,8 @@ static CU_TestInfo mask_tests[] = {
     {"from the plan in service with a GPU dead", test_mask_from_current},
     {"masked plans judged over the live GPUs", test_mask_quality},
     {"same masked plan on reference and OpenCL", test_mask_backends},
+    {"full: same masked plan on reference and OpenCL, every mask",
+     test_mask_backends_full},
     {"eplb-cl --mask and --dead-gpus", test_tool_masks},
     CU_TEST_INFO_NULL};
 

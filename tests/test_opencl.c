@@ -45,23 +45,52 @@ static void compare(const eplb_shape *s, const float *w, int cands,
 static const int settings[][2] = {{1, 0}, {1, 20}, {7, 0}, {7, 20},
                                   {64, 0}, {64, 20}};
 
-static void test_generated_equal(void)
+/* Generated loads of shapes that take each of the kernel forms a device
+ * picks by default (on a CPU: candidates in vector lanes, one part or
+ * several, rows of few packs and of many packs kept in heaps, state in
+ * local memory or, past it, global), in the given search settings. */
+static void generated_equal(const eplb_shape *shapes, size_t n,
+                            const int (*sets)[2], size_t nsets)
 {
-    static const eplb_shape shapes[] = {
-        {2, 12, 16, 4, 2, 8},     {6, 256, 288, 8, 4, 32},
-        {3, 256, 320, 8, 8, 64},  {3, 256, 288, 8, 18, 144},
-        {3, 64, 96, 4, 2, 96},    {3, 64, 80, 8, 4, 4},
-        {3, 64, 72, 8, 1, 8},     {3, 32, 32, 4, 2, 8},
-        {2, 48, 60, 6, 4, 12},    {2, 16, 24, 1, 1, 4},
-    };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         const eplb_shape *s = &shapes[i];
         float *w = malloc((size_t)s->layers * s->experts * sizeof(float));
         workload_generate(w, s->layers, s->experts, 500 + i);
-        for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++)
-            compare(s, w, settings[k][0], settings[k][1], 11 * i + k);
+        for (size_t k = 0; k < nsets; k++)
+            compare(s, w, sets[k][0], sets[k][1], 11 * i + k);
         free(w);
     }
+}
+
+static const eplb_shape gen_shapes[] = {
+    {2, 12, 16, 4, 2, 8},     {6, 256, 288, 8, 4, 32},
+    {3, 256, 320, 8, 8, 64},  {3, 256, 288, 8, 18, 144},
+    {3, 64, 96, 4, 2, 96},    {3, 64, 80, 8, 4, 4},
+    {3, 64, 72, 8, 1, 8},     {3, 32, 32, 4, 2, 8},
+    {2, 48, 60, 6, 4, 12},    {2, 16, 24, 1, 1, 4},
+};
+
+/* The fast suite: deterministic (one candidate) and the default search
+ * (64 candidates in several parts) on the DeepSeek shape, a shape of many
+ * packs (heaps), one of a pack a GPU, and a small one; one candidate each
+ * on the others. */
+static void test_generated_default(void)
+{
+    static const int both[][2] = {{1, 0}, {64, 20}};
+    static const int one[][2] = {{1, 0}};
+    generated_equal(gen_shapes, 1, both, 2);
+    generated_equal(gen_shapes + 1, 1, both, 2);
+    generated_equal(gen_shapes + 3, 2, both, 2);
+    generated_equal(gen_shapes + 7, 1, one, 1);
+    generated_equal(gen_shapes + 9, 1, one, 1);
+}
+
+/* The full matrix: every shape in every setting (1, 7 and 64 candidates,
+ * with and without swap rounds). */
+static void test_generated_equal(void)
+{
+    generated_equal(gen_shapes, sizeof gen_shapes / sizeof gen_shapes[0],
+                    settings, sizeof settings / sizeof settings[0]);
 }
 
 static void test_deterministic_is_reference(void)
@@ -251,6 +280,19 @@ static void test_parts(void)
     free(flat);
 }
 
+/* The loads read in place (CPU devices' way: uploaded on GPUs), one
+ * float past a malloc'd block's start: an address not 8-byte aligned. */
+static void test_loads_unaligned(void)
+{
+    test_way(EPLB_TUNE_LOADS_IN_PLACE, 1);
+    eplb_shape s = {3, 64, 80, 8, 4, 8};
+    float *block = malloc((3 * 64 + 1) * sizeof(float));
+    CU_ASSERT_FATAL(block != NULL);
+    workload_generate(block + 1, s.layers, s.experts, 77);
+    compare(&s, block + 1, 64, 20, 9);
+    free(block);
+}
+
 /* The CPU devices' ways and the GPUs': each layer finished by its last
  * slots work-group (CPUs by default; EPLB_TUNE_FINISH_IN_SLOTS 0 runs
  * the finish kernel, as GPUs always do), the loads read in place
@@ -258,7 +300,8 @@ static void test_parts(void)
  * call on one context with other loads each time, fewer layers and then
  * more than the buffers hold between (the last work-group sets its
  * layer's count back for the next call, or that call's plan would not be
- * written), and with loads at an address that is not 8-byte aligned. */
+ * written). Loads at an address that is not 8-byte aligned:
+ * test_loads_unaligned. */
 static void test_cpu_ways(void)
 {
     static const int modes[][2] = {{0, 0}, {1, 1}, {0, 1}, {1, 0}};
@@ -271,14 +314,6 @@ static void test_cpu_ways(void)
         test_way(EPLB_TUNE_LOADS_IN_PLACE, modes[i][1]);
         check_new_context_plans(shapes, i < 2 ? 7 : 2, 200 + 10 * i);
     }
-    /* the loads, read in place, one float past a malloc'd block's start */
-    test_way(EPLB_TUNE_LOADS_IN_PLACE, 1);
-    eplb_shape s = {3, 64, 80, 8, 4, 8};
-    float *block = malloc((3 * 64 + 1) * sizeof(float));
-    CU_ASSERT_FATAL(block != NULL);
-    workload_generate(block + 1, s.layers, s.experts, 77);
-    compare(&s, block + 1, 64, 20, 9);
-    free(block);
 }
 
 /* A plan whose log2phy passes 64 MiB (18 layers of 256 experts, up to
@@ -655,18 +690,24 @@ static void ways_reset(void)
     test_ways_reset();
 }
 
+/* The fast suite (make check) plans in the kernel ways the device takes by
+ * default; "full: " tests (make check-full) plan in every way. */
 static CU_TestInfo opencl_tests[] = {
     {"CLBlast group loads (or its absence)", test_clblast_group_loads},
     {"C=1 T=0 is the golden reference", test_deterministic_is_reference},
-    {"generated loads: equal to reference", test_generated_equal},
+    {"generated loads, default ways: equal to reference",
+     test_generated_default},
+    {"full: generated loads, every setting: equal to reference",
+     test_generated_equal},
     {"real loads: equal to reference", test_real_equal},
     {"context reuse across shapes", test_context_reuse},
-    {"state in global memory", test_global_scratch},
-    {"candidates per work-item", test_lanes},
-    {"candidates spread over work-groups", test_parts},
-    {"finish in slots, loads in place: on and off", test_cpu_ways},
+    {"loads read in place at an unaligned address", test_loads_unaligned},
+    {"full: state in global memory", test_global_scratch},
+    {"full: candidates per work-item", test_lanes},
+    {"full: candidates spread over work-groups", test_parts},
+    {"full: finish in slots, loads in place: on and off", test_cpu_ways},
     {"overflowing pack sums", test_overflowing_sums},
-    {"log2phy past 64 MiB, written by threads", test_large_log2phy},
+    {"full: log2phy past 64 MiB, written by threads", test_large_log2phy},
     {"option profile: device times, struct_size prefix", test_profile},
     {"kernel ways: eplb_context_tune and the note", test_tune},
     {"device filters and enforce", test_device_filters},

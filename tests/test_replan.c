@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cunit_main.h"
 #include "testutil.h"
@@ -62,17 +63,22 @@ static void layer_peaks(const eplb_shape *s, const float *w,
  * least (1 - tolerance) times the fresh plan's (the same total load, so:
  * its largest GPU load at most the fresh one's / (1 - tolerance), up to
  * double rounding). Returns the copies. */
-static long check_replan(eplb_context *ctx, const eplb_shape *s,
-                         const float *w, const test_plan *current,
-                         float tolerance, test_plan *out)
+static long check_replan_req(eplb_context *ctx, const eplb_shape *s,
+                             const float *w, const int32_t *current,
+                             float tolerance, double deadline_us,
+                             test_plan *out)
 {
     int hier = eplb_resolve_policy(EPLB_POLICY_AUTO, s) ==
                EPLB_POLICY_HIERARCHICAL;
     test_plan fresh;
     fresh_into(ctx, s, w, &fresh);
     CU_ASSERT_FATAL(test_plan_alloc(out, s) == 0);
-    int rc = eplb_rebalance_from(ctx, s, w, current->phy2log, NULL,
-                                 out->phy2log, out->log2phy, out->logcnt);
+    eplb_request req;
+    eplb_request_default(&req);
+    req.current_phy2log = current;
+    req.deadline_us = deadline_us;
+    int rc = eplb_plan(ctx, s, w, &req, out->phy2log, out->log2phy,
+                       out->logcnt);
     if (rc)
         printf("\n  %s: %s\n", eplb_strerror(rc), eplb_last_error());
     CU_ASSERT_FATAL(rc == EPLB_OK);
@@ -91,11 +97,19 @@ static long check_replan(eplb_context *ctx, const eplb_shape *s,
         printf("\n  %d layers above their target\n", off);
     CU_ASSERT(off == 0);
     long total = -1;
-    CU_ASSERT(eplb_copies(s, current->phy2log, out->phy2log, NULL, &total) ==
+    CU_ASSERT(eplb_copies(s, current, out->phy2log, NULL, &total) ==
               EPLB_OK);
     free(pf);
     test_plan_free(&fresh);
     return total;
+}
+
+static long check_replan(eplb_context *ctx, const eplb_shape *s,
+                         const float *w, const test_plan *current,
+                         float tolerance, test_plan *out)
+{
+    return check_replan_req(ctx, s, w, current->phy2log, tolerance, 0.0,
+                            out);
 }
 
 static const eplb_shape shapes[] = {
@@ -410,6 +424,210 @@ static void test_dead_gpu_from_current(void)
     free(w);
 }
 
+/* ---- inputs beyond the benchmark's: a valid plan or a status ---------- */
+
+/* A context with the default options on the reference backend. */
+static eplb_context *default_context(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_REFERENCE;
+    eplb_context *ctx = NULL;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    return ctx;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* A zero-load expert holding more replicas than there are GPUs: the
+ * reassign move's list of touched GPUs once overflowed here. */
+static void test_zero_load_many_replicas(void)
+{
+    const eplb_shape s = {1, 2, 8, 1, 1, 2};
+    const float w[2] = {10.0f, 0.0f};
+    const int32_t cur[8] = {0, 1, 1, 1, 1, 1, 1, 1};
+    eplb_context *ctx = default_context();
+    test_plan next;
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    CU_ASSERT(copies >= 0 && copies <= 8);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+}
+
+/* Every load equal, default options: sums that cancel exactly once let a
+ * GPU into the touched list twice. */
+static void test_all_loads_equal(void)
+{
+    const eplb_shape s = {2, 5, 12, 1, 1, 3};
+    float w[10];
+    for (int i = 0; i < 10; i++)
+        w[i] = 31.0f;
+    const int32_t cur[24] = {0, 1, 2, 3, 4, 0, 0, 0, 0, 3, 3, 3,
+                             0, 1, 2, 3, 4, 3, 3, 3, 3, 3, 3, 3};
+    eplb_context *ctx = default_context();
+    test_plan next;
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    CU_ASSERT(copies >= 0 && copies <= 24);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+}
+
+/* A million slots per GPU: no stack array sized by them (the relabelling
+ * once crashed there), no step quadratic in them; a plan or a status. The
+ * full re-plan runs on 32768 slots per GPU: at a million, the fresh plan
+ * and log2phy's fill, outside the re-plan, take minutes. */
+static void test_million_slots_per_gpu(void)
+{
+    const eplb_shape big = {1, 4, 1 << 21, 1, 1, 2};
+    const eplb_shape s = {1, 64, 1 << 16, 1, 1, 2};
+    int P = big.num_replicas;
+    int32_t *cur = malloc((size_t)P * sizeof(int32_t));
+    int32_t *fresh = malloc((size_t)P * sizeof(int32_t));
+    int32_t *out = malloc((size_t)P * sizeof(int32_t));
+    CU_ASSERT_FATAL(cur && fresh && out);
+    /* GPU 0 all expert 0 but one slot of expert 1; GPU 1 experts 1..3;
+     * the other plan the other way round. */
+    for (int q = 0; q < P; q++) {
+        cur[q] = q < P / 2 ? 0 : 1 + q % 3;
+        fresh[q] = q < P / 2 ? 1 + q % 3 : 0;
+    }
+    cur[1] = 1;
+    double t0 = now_ms();
+    int rc = eplb_relabel(&big, EPLB_POLICY_AUTO, cur, fresh, out);
+    printf("\n  relabel of 1x4 in 2^21 slots on 2 GPUs: %s in %.0f ms",
+           eplb_strerror(rc), now_ms() - t0);
+    CU_ASSERT(rc == EPLB_OK || rc == EPLB_ERR_OUT_OF_MEMORY);
+    if (rc == EPLB_OK)
+        CU_ASSERT(out[0] == 0 && out[P / 2] == cur[P / 2] &&
+                  out[P / 2 + 1] == cur[P / 2 + 1]);
+
+    float w[64];
+    for (int e = 0; e < 64; e++)
+        w[e] = (float)(1 + e % 13);
+    for (int q = 0; q < s.num_replicas; q++)
+        cur[q] = q < s.num_replicas / 2 ? q % 8 : 8 + q % 56;
+    /* No swap rounds: the fresh plan's refinement is not what is tested. */
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    test_plan next;
+    t0 = now_ms();
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    printf("; re-plan of 1x64 in 2^16 slots: %ld copies in %.0f ms\n",
+           copies, now_ms() - t0);
+    CU_ASSERT(copies >= 0);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+    free(cur);
+    free(fresh);
+    free(out);
+}
+
+/* Thousands of slots per GPU: keeping slots in place once took a minute
+ * at 4000 slots on 2 GPUs. */
+static void test_many_slots_per_gpu(void)
+{
+    const eplb_shape s = {1, 64, 8000, 1, 1, 2};
+    float w[64];
+    for (int e = 0; e < 64; e++)
+        w[e] = (float)(1 + e % 13);
+    int32_t cur[8000];
+    for (int q = 0; q < 8000; q++)
+        cur[q] = (q * 7) % 64;
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    test_plan next;
+    double t0 = now_ms();
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    printf("\n  1x64 in 8000 slots on 2 GPUs: %ld copies, %.0f ms\n", copies,
+           now_ms() - t0);
+    CU_ASSERT(copies >= 0);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+}
+
+/* DeepSeek's shape from a plan made for the reversed loads (every layer
+ * must change much), and a deadline so small that every layer takes its
+ * fallback: valid plans, every layer on target. */
+static void test_reversed_and_deadline(void)
+{
+    const eplb_shape s = {58, 256, 288, 8, 4, 32};
+    size_t n = (size_t)s.layers * s.experts;
+    float *w = malloc(n * sizeof(float)), *rev = malloc(n * sizeof(float));
+    workload_generate(w, s.layers, s.experts, 58);
+    for (int l = 0; l < s.layers; l++)
+        for (int e = 0; e < s.experts; e++)
+            rev[(size_t)l * s.experts + e] =
+                w[(size_t)l * s.experts + s.experts - 1 - e];
+    eplb_context *ctx = default_context();
+    test_plan cur, next;
+    fresh_into(ctx, &s, rev, &cur);
+    double t0 = now_ms();
+    test_plan fr;
+    fresh_into(ctx, &s, w, &fr);
+    double t1 = now_ms();
+    long copies = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0, &next);
+    double t2 = now_ms();
+    printf("\n  58x256 in 288 slots from reversed loads: fresh %.1f ms, "
+           "check+fresh+re-plan %.1f ms, %ld copies",
+           t1 - t0, t2 - t1, copies);
+    test_plan_free(&next);
+    /* Every layer past the deadline. */
+    long late = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 1e-3, &next);
+    printf("; deadline 1 ns: %ld copies\n", late);
+    CU_ASSERT(late >= 0);
+    test_plan_free(&next);
+    test_plan_free(&cur);
+    test_plan_free(&fr);
+    eplb_context_destroy(ctx);
+    free(w);
+    free(rev);
+}
+
+/* eplb_relabel: its message when phy2log is bad, and outputs that alias
+ * the inputs. */
+static void test_relabel_errors(void)
+{
+    const eplb_shape s = {1, 4, 6, 1, 1, 3};
+    const int32_t cur[6] = {0, 1, 2, 3, 0, 1};
+    const int32_t bad[6] = {0, 1, 2, 3, 0, 9};
+    int32_t out[6], both[18];
+    CU_ASSERT(eplb_relabel(&s, EPLB_POLICY_AUTO, cur, bad, out) ==
+              EPLB_ERR_BAD_PLAN);
+    const char *msg = eplb_last_error();
+    CU_ASSERT(strncmp(msg, "phy2log: current_phy2log[0][5] is 9", 35) == 0);
+    CU_ASSERT(eplb_relabel(&s, EPLB_POLICY_AUTO, cur, cur, out) == EPLB_OK);
+    for (int q = 0; q < 6; q++)
+        CU_ASSERT(out[q] == cur[q]);
+    memcpy(both, cur, sizeof cur);
+    memcpy(both + 6, cur, sizeof cur);
+    CU_ASSERT(eplb_relabel(&s, EPLB_POLICY_AUTO, both, both + 6, both + 6) ==
+              EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "overlaps phy2log") != NULL);
+    CU_ASSERT(eplb_relabel(&s, EPLB_POLICY_AUTO, both, both + 6, both + 3) ==
+              EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "overlaps current") != NULL);
+    /* Adjacent is not overlapping. */
+    CU_ASSERT(eplb_relabel(&s, EPLB_POLICY_AUTO, both, both + 6, both + 12) ==
+              EPLB_OK);
+}
+
+/* eplb_migration: a status with its message for an id out of range, not
+ * a count; a good call leaves no message behind. */
+static void test_migration_errors(void)
+{
+    const eplb_shape s = {1, 4, 6, 1, 1, 3};
+    const int32_t a[6] = {0, 1, 2, 3, 0, 1};
+    const int32_t b[6] = {0, 1, 2, 3, 0, 7};
+    CU_ASSERT(eplb_migration(&s, a, b) == EPLB_ERR_BAD_PLAN);
+    CU_ASSERT(strstr(eplb_last_error(), "phy2log_b[0][5] is 7") != NULL);
+    CU_ASSERT(eplb_migration(&s, a, a) == 0);
+    CU_ASSERT(eplb_last_error()[0] == '\0');
+    CU_ASSERT(eplb_migration(&s, a, NULL) == EPLB_ERR_NULL_ARGUMENT);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -424,6 +642,14 @@ int main(void)
         {"tolerance and struct_size", test_tolerance_option},
         {"eplb_copies", test_copies_metric},
         {"one dead GPU from current", test_dead_gpu_from_current},
+        {"zero-load expert, more replicas than GPUs",
+         test_zero_load_many_replicas},
+        {"all loads equal", test_all_loads_equal},
+        {"a million slots per GPU", test_million_slots_per_gpu},
+        {"thousands of slots per GPU", test_many_slots_per_gpu},
+        {"reversed loads, and a deadline", test_reversed_and_deadline},
+        {"eplb_relabel errors", test_relabel_errors},
+        {"eplb_migration errors", test_migration_errors},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {

@@ -19,6 +19,7 @@
  * lowest index: the same inputs give the same plan on every backend. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,13 +46,57 @@ struct replan_state {
     struct move_list *collect; /* non-NULL: gather first moves instead */
     int32_t *snap_slot; /* [P] */
     int *snap_cnt;      /* [E] */
-    uint16_t *snap_held; /* [M][E] */
-    uint16_t *held;    /* [M][E] replicas of each expert on each GPU */
+    uint32_t *snap_held; /* [M][E] */
+    uint32_t *held;    /* [M][E] replicas of each expert on each GPU */
     uint8_t *was;      /* [M][E] 1 where the plan in service had it */
     int *cur_head, *cur_next; /* [E], [P]: each expert's current slots */
     int *cur_prev_gpu; /* [P] GPU of the previous slot in that list */
     uint64_t *pairs;   /* [max(N*N, gn*gn)] for the matching */
+    uint8_t *tflag;    /* [M] 1 while a GPU is in `touched` */
+    int32_t *kout;     /* [ppg] keep_slots' output */
+    int *kavail, *kused; /* [E] keep_slots' counts, zero between calls */
+    int *seen;         /* [E] zero between uses */
+    int *node_map;     /* [N] fresh node -> current node */
+    int *usable;       /* [gn] */
+    /* The search's work on the layer in hand (move evaluations, and passes
+     * over the layer counted by their length) against its budget; past
+     * the budget or the deadline the search gives up and the layer takes
+     * its fallback. */
+    long long work, budget;
+    double deadline;   /* clock time in us after which the search stops; 0 none */
+    int late;          /* the deadline passed */
 };
+
+/* Work units a layer's search may spend per slot and expert (enough for
+ * the searches of the benchmark's shapes to end by themselves), within a
+ * cap for very large layers that still leaves room for REPLAN_WORK_MIN
+ * passes over the layer: the search is linear in the layer's size. */
+#define REPLAN_WORK_PER_ITEM 8000
+#define REPLAN_WORK_CAP (1LL << 29)
+#define REPLAN_WORK_MIN 64
+
+static long long work_budget(const plan_dims *d)
+{
+    long long items = (long long)d->P + d->E;
+    long long b = REPLAN_WORK_PER_ITEM * items;
+    if (b > REPLAN_WORK_CAP)
+        b = REPLAN_WORK_CAP;
+    if (b < REPLAN_WORK_MIN * items)
+        b = REPLAN_WORK_MIN * items;
+    return b;
+}
+
+/* Adds n units of work; true when the layer's budget is spent. */
+static int spend(replan_state *st, long long n)
+{
+    st->work += n;
+    return st->work > st->budget;
+}
+
+static int exhausted(const replan_state *st)
+{
+    return st->late || st->work > st->budget;
+}
 
 void replan_state_free(replan_state *st)
 {
@@ -81,6 +126,13 @@ void replan_state_free(replan_state *st)
     free(st->cur_next);
     free(st->cur_prev_gpu);
     free(st->pairs);
+    free(st->tflag);
+    free(st->kout);
+    free(st->kavail);
+    free(st->kused);
+    free(st->seen);
+    free(st->node_map);
+    free(st->usable);
     free(st);
 }
 
@@ -117,14 +169,22 @@ static int state_reserve(replan_state **stp, const plan_dims *d)
     st->next = malloc(P * sizeof(int));
     st->snap_slot = malloc(P * sizeof(int32_t));
     st->snap_cnt = malloc(E * sizeof(int));
-    st->snap_held = malloc(M * E * sizeof(uint16_t));
-    st->held = malloc(M * E * sizeof(uint16_t));
+    st->snap_held = malloc(M * E * sizeof(uint32_t));
+    st->held = malloc(M * E * sizeof(uint32_t));
     st->was = malloc(M * E);
     st->cur_head = malloc(E * sizeof(int));
     st->cur_next = malloc(P * sizeof(int));
     st->cur_prev_gpu = malloc(P * sizeof(int));
     st->pairs = malloc(sq * sizeof(uint64_t));
-    if (!st->cur_head || !st->cur_next || !st->cur_prev_gpu || !st->pairs ||
+    st->tflag = calloc(M, 1);
+    st->kout = malloc((size_t)d->ppg * sizeof(int32_t));
+    st->kavail = calloc(E, sizeof(int));
+    st->kused = calloc(E, sizeof(int));
+    st->seen = calloc(E, sizeof(int));
+    st->node_map = malloc((size_t)d->N * sizeof(int));
+    st->usable = malloc((size_t)d->gn * sizeof(int));
+    if (!st->tflag || !st->kout || !st->kavail || !st->kused || !st->seen ||
+        !st->node_map || !st->usable || !st->cur_head || !st->cur_next || !st->cur_prev_gpu || !st->pairs ||
         !st->held || !st->was || !st->gdelta || !st->snap_slot || !st->snap_cnt ||
         !st->snap_held || !st->touched || !st->head || !st->next ||
         !st->slot || !st->alt || !st->cnt || !st->alt_cnt || !st->node_of ||
@@ -258,51 +318,66 @@ static double excess(double load, double target)
 
 /* Distinct experts a GPU holds in `next` that it did not hold in the plan
  * in service. */
-static long layer_copies(const replan_state *st, const int32_t *next)
+static long layer_copies(replan_state *st, const int32_t *next)
 {
     const plan_dims *d = &st->dims;
     long n = 0;
-    for (int g = 0; g < d->M; g++)
+    int *seen = st->seen;
+    for (int g = 0; g < d->M; g++) {
+        const int32_t *gs = next + (size_t)g * d->ppg;
         for (int r = 0; r < d->ppg; r++) {
-            int e = next[g * d->ppg + r];
-            if (e < 0 || WAS(st, g, e))
+            int e = gs[r];
+            if (e < 0 || WAS(st, g, e) || seen[e])
                 continue;
-            int first = 1;
-            for (int q = 0; q < r; q++)
-                first &= next[g * d->ppg + q] != e;
-            n += first;
+            seen[e] = 1;
+            n++;
         }
+        for (int r = 0; r < d->ppg; r++)
+            if (gs[r] >= 0)
+                seen[gs[r]] = 0;
+    }
     return n;
 }
 
 /* Lays GPU g's experts (given in any slot order in `want`) into its slots
- * so that every expert it held before keeps its old slot. */
-static void keep_slots(const plan_dims *d, const int32_t *cur, int g,
+ * so that every expert it held before keeps its old slot: each old slot
+ * keeps its expert while `want` has a copy of it left, and the rest of
+ * `want` fills the other slots in its order. Linear in the slots. */
+static void keep_slots(replan_state *st, const int32_t *cur, int g,
                        int32_t *want)
 {
-    int ppg = d->ppg;
-    int32_t out[ppg];
-    int used[ppg];
+    int ppg = st->dims.ppg;
+    int32_t *out = st->kout;
+    int *avail = st->kavail, *used = st->kused;
     const int32_t *old = cur + (size_t)g * ppg;
     int32_t *w = want + (size_t)g * ppg;
+    for (int i = 0; i < ppg; i++)
+        if (w[i] >= 0)
+            avail[w[i]]++;
     for (int r = 0; r < ppg; r++) {
+        int e = old[r];
         out[r] = -2;
-        used[r] = 0;
+        if (e >= 0 && avail[e] > 0) {
+            out[r] = e;
+            avail[e]--;
+            used[e]++;
+        }
     }
-    for (int r = 0; r < ppg; r++)
-        for (int i = 0; i < ppg; i++)
-            if (!used[i] && old[r] >= 0 && w[i] == old[r]) {
-                out[r] = w[i];
-                used[i] = 1;
-                break;
-            }
+    /* The copies kept are the first ones of `want`; the later ones fill
+     * the free slots in order. */
     for (int i = 0, r = 0; i < ppg; i++) {
-        if (used[i])
+        int e = w[i];
+        if (e >= 0 && used[e] > 0) {
+            used[e]--;
             continue;
+        }
         while (out[r] != -2)
             r++;
-        out[r] = w[i];
+        out[r] = e;
     }
+    for (int i = 0; i < ppg; i++)
+        if (w[i] >= 0)
+            avail[w[i]] = 0;
     memcpy(w, out, (size_t)ppg * sizeof(int32_t));
 }
 
@@ -378,6 +453,8 @@ static void consider_swaps(const layer_job *j, int h, move *best)
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
             double Lb = st->load[b], exb = excess(Lb, T);
+            if (spend(st, ppg))
+                return;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = (double)j->w[y] / st->cnt[y];
@@ -416,29 +493,33 @@ static void try_reassign(const layer_job *j, int h, int si, int y,
     double dy = ry1 - (double)j->w[y] / st->cnt[y];
     int n = 0;
     int *touched = st->touched;
+    uint8_t *tf = st->tflag;
     double *gd = st->gdelta;
+    if (spend(st, 1 + st->cnt[x] + st->cnt[y]))
+        return;
+    /* Each GPU enters the list once (its flag), whatever the sums. */
+#define TOUCH(gpu, amount)                 \
+    do {                                   \
+        int g_ = (gpu);                    \
+        if (!tf[g_]) {                     \
+            tf[g_] = 1;                    \
+            touched[n++] = g_;             \
+        }                                  \
+        gd[g_] += (amount);                \
+    } while (0)
     for (int t = st->head[x]; t >= 0; t = st->next[t])
-        if (t != si) {
-            int g = t / ppg;
-            if (gd[g] == 0.0)
-                touched[n++] = g;
-            gd[g] += dx;
-        }
-    for (int t = st->head[y]; t >= 0; t = st->next[t]) {
-        int g = t / ppg;
-        if (gd[g] == 0.0)
-            touched[n++] = g;
-        gd[g] += dy;
-    }
-    if (gd[gs] == 0.0)
-        touched[n++] = gs;
-    gd[gs] += ry1 - rx;
+        if (t != si)
+            TOUCH(t / ppg, dx);
+    for (int t = st->head[y]; t >= 0; t = st->next[t])
+        TOUCH(t / ppg, dy);
+    TOUCH(gs, ry1 - rx);
     double delta = 0.0, peak = 0.0;
     int clean = 1, h_clear = 0;
     for (int i = 0; i < n; i++) {
         int g = touched[i];
         double L = st->load[g], v = L + gd[g];
         gd[g] = 0.0;
+        tf[g] = 0;
         delta += excess(v, T) - excess(L, T);
         if (v > peak)
             peak = v;
@@ -472,6 +553,8 @@ static void consider_reassign(const layer_job *j, int h, move *best)
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
         /* This slot to another expert, lighter per replica than x is. */
+        if (spend(st, d->E + g1 - g0))
+            return;
         if (st->cnt[x] >= 2)
             for (int y = 0; y < d->E; y++)
                 if (y != x && st->node_of[y] == st->node_of[x] &&
@@ -485,6 +568,8 @@ static void consider_reassign(const layer_job *j, int h, move *best)
         for (int g = g0; g < g1; g++) {
             if (g == h || !live(j, g) || HELD(st, g, x))
                 continue;
+            if (spend(st, ppg))
+                return;
             for (int r = 0; r < ppg; r++) {
                 int s = g * ppg + r, z = st->slot[s];
                 if (st->cnt[z] >= 2 &&
@@ -513,6 +598,8 @@ static void consider_cycles(const layer_job *j, int h, move *best)
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
             double Lb = st->load[b];
+            if (spend(st, ppg))
+                return;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = (double)j->w[y] / st->cnt[y];
@@ -524,6 +611,8 @@ static void consider_cycles(const layer_job *j, int h, move *best)
                         HELD(st, c, y))
                         continue;
                     double Lc = st->load[c];
+                    if (spend(st, ppg))
+                        return;
                     for (int u = 0; u < ppg; u++) {
                         int sk = c * ppg + u, z = st->slot[sk];
                         double rz = (double)j->w[z] / st->cnt[z];
@@ -579,6 +668,8 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
             double Lb = st->load[b];
+            if (spend(st, ppg))
+                return;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = (double)j->w[y] / st->cnt[y];
@@ -600,7 +691,7 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
             }
         }
     }
-    for (int k = 0; k < nbeam; k++) {
+    for (int k = 0; k < nbeam && !exhausted(st); k++) {
         int si = beam[k].si, sj = beam[k].sj, b = sj / ppg;
         int x = st->slot[si], y = st->slot[sj];
         int c1 = gain(j, b, x) + gain(j, h, y);
@@ -638,16 +729,21 @@ static void consider_relocate(const layer_job *j, int h, move *best)
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     double *gd = st->gdelta;
     int *touched = st->touched;
+    uint8_t *tf = st->tflag;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
         for (int t = g0 * ppg; t < g1 * ppg; t++) {
             int g = t / ppg, z = st->slot[t];
+            if (spend(st, 1))
+                return;
             if (g == h || !live(j, g) || z == x || st->cnt[z] < 2 ||
                 HELD(st, g, x))
                 continue;
             double rz = (double)j->w[z] / st->cnt[z];
             double dz = (double)j->w[z] / (st->cnt[z] - 1) - rz;
+            if (spend(st, d->E))
+                return;
             for (int y = 0; y < d->E; y++) {
                 if (y == x || y == z || st->cnt[y] == 0 ||
                     st->node_of[y] != st->node_of[x] || HELD(st, h, y))
@@ -657,15 +753,8 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                     continue;
                 double dy = ry1 - (double)j->w[y] / st->cnt[y];
                 int n = 0;
-#define TOUCH(gpu, amount)                 \
-    do {                                   \
-        int g_ = (gpu);                    \
-        if (gd[g_] == 0.0)                 \
-            touched[n++] = g_;             \
-        gd[g_] += (amount);                \
-        if (gd[g_] == 0.0)                 \
-            gd[g_] = 1e-300;               \
-    } while (0)
+                if (spend(st, 2 + st->cnt[z] + st->cnt[y]))
+                    return;
                 TOUCH(h, ry1 - rx);
                 TOUCH(g, rx - rz);
                 for (int q = st->head[z]; q >= 0; q = st->next[q])
@@ -680,6 +769,7 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                     int u = touched[k];
                     double L = st->load[u], v = L + gd[u];
                     gd[u] = 0.0;
+                    tf[u] = 0;
                     delta += excess(v, T) - excess(L, T);
                     if (v > peak)
                         peak = v;
@@ -729,6 +819,8 @@ static int place_orphans(const layer_job *j)
     replan_state *st = j->st;
     int ppg = d->ppg;
     for (;;) {
+        if (spend(st, 3LL * d->P + d->E))
+            return 0;
         /* The heaviest expert with no slot, else the first empty slot. */
         int y = -1;
         for (int e = 0; e < d->E; e++)
@@ -820,13 +912,13 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
     consider_swaps(j, h, NULL);
     consider_reassign(j, h, NULL);
     st->collect = NULL;
-    size_t held_bytes = (size_t)d->M * d->E * sizeof(uint16_t);
+    size_t held_bytes = (size_t)d->M * d->E * sizeof(uint32_t);
     memcpy(st->snap_slot, st->slot, (size_t)d->P * sizeof(int32_t));
     memcpy(st->snap_cnt, st->cnt, (size_t)d->E * sizeof(int));
     memcpy(st->snap_held, st->held, held_bytes);
     int best_i = -1, best_cost = 0;
     move best_second = {0};
-    for (int i = 0; i < firsts.n; i++) {
+    for (int i = 0; i < firsts.n && !spend(st, 3LL * d->P); i++) {
         apply_move(st, &firsts.m[i]);
         layer_loads(d, j->w, st->slot, st->cnt, st->load);
         int k = heaviest(j, g0, g1), over = 0;
@@ -869,6 +961,10 @@ static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
     replan_state *st = j->st;
     int *over = st->order;
     for (int moves = 0;; moves++) {
+        if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
+            st->late = 1;
+        if (exhausted(st) || spend(st, 2LL * d->P))
+            return 0;
         layer_loads(d, j->w, st->slot, st->cnt, st->load);
         /* GPUs above the target, heaviest first (ties to the lowest). */
         int n_over = 0;
@@ -901,9 +997,11 @@ static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
             consider_swap_pairs(j, over[0], &best);
         if (best.kind == 0)
             consider_relocate(j, over[0], &best);
+        if (exhausted(st))
+            return 0;
         if (best.kind == 0 && lookahead_ok && lookahead(j, over[0], g0, g1))
             continue;
-        if (best.kind == 0)
+        if (best.kind == 0 || exhausted(st))
             return 0;
         apply_move(st, &best);
     }
@@ -915,8 +1013,8 @@ static int repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
  * the least loaded GPU with a free slot that lacks that expert. When the
  * loads moved enough to change replica counts, the repair that follows
  * starts from counts that fit them. */
-static void restart_with_counts(const layer_job *j, int n, int g0, int g1,
-                                const int32_t *fcnt)
+static int restart_with_counts(const layer_job *j, int n, int g0, int g1,
+                               const int32_t *fcnt)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
@@ -939,7 +1037,12 @@ static void restart_with_counts(const layer_job *j, int n, int g0, int g1,
         }
     }
     layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    int ok = 1;
     for (;;) {
+        if (spend(st, d->E + hi - lo)) {
+            ok = 0;
+            break;
+        }
         int e = -1;
         for (int x = 0; x < d->E; x++)
             if (rem[x] > 0 &&
@@ -961,12 +1064,17 @@ static void restart_with_counts(const layer_job *j, int n, int g0, int g1,
         }
         if (to < 0)
             to = to_dup;
+        if (to < 0) {
+            ok = 0;
+            break;
+        }
         set_slot(st, to, e);
         st->load[to / ppg] += (double)j->w[e] / st->cnt[e];
         rem[e]--;
     }
     for (int e = 0; e < d->E; e++)
         rem[e] = 0;
+    return ok;
 }
 
 /* 1 when node n holds the same experts in plans a and b. */
@@ -1045,7 +1153,7 @@ static void relabel_fresh(const layer_job *j, const int32_t *fresh)
     const plan_dims *d = j->d;
     replan_state *st = j->st;
     int ppg = d->ppg, gn = d->gn, N = d->N;
-    int node_map[N]; /* fresh node -> current node */
+    int *node_map = st->node_map; /* fresh node -> current node */
     if (N > 1 && !j->mask) {
         /* Node overlap: experts both nodes hold. */
         for (int a = 0; a < N; a++)
@@ -1068,7 +1176,7 @@ static void relabel_fresh(const layer_job *j, const int32_t *fresh)
         for (int a = 0; a < N; a++)
             node_map[a] = a;
     }
-    int usable[gn];
+    int *usable = st->usable, *seen = st->seen;
     for (int a = 0; a < N; a++) {
         int b = node_map[a];
         /* Overlap of fresh GPU p with current GPU q, from the current
@@ -1078,17 +1186,19 @@ static void relabel_fresh(const layer_job *j, const int32_t *fresh)
             usable[p] = live(j, b * gn + p);
             const int32_t *fs = fresh + (size_t)(a * gn + p) * ppg;
             for (int r = 0; r < ppg; r++) {
-                int e = fs[r], first = e >= 0;
-                for (int q = 0; q < r && first; q++)
-                    first = fs[q] != e;
-                if (!first)
+                int e = fs[r];
+                if (e < 0 || seen[e])
                     continue;
+                seen[e] = 1;
                 for (int t = st->cur_head[e]; t >= 0; t = st->cur_next[t]) {
                     int g = t / ppg;
                     if (g / gn == b && st->cur_prev_gpu[t] != g)
                         st->overlap[p * gn + g - b * gn]++;
                 }
             }
+            for (int r = 0; r < ppg; r++)
+                if (fs[r] >= 0)
+                    seen[fs[r]] = 0;
         }
         greedy_match(st, st->overlap, gn, usable, st->match);
         for (int p = 0; p < gn; p++) {
@@ -1105,7 +1215,7 @@ static void relabel_fresh(const layer_job *j, const int32_t *fresh)
     }
     for (int g = 0; g < d->M; g++)
         if (live(j, g))
-            keep_slots(d, j->cur, g, st->alt);
+            keep_slots(st, j->cur, g, st->alt);
 }
 
 /* Where the plan in service keeps each expert: WAS, and per expert its
@@ -1153,8 +1263,9 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
         return rc;
     replan_state *st = *stp;
     double tolerance = lim->tolerance;
-    double t0 = lim->deadline_us > 0 ? eplbi_now_us() : 0.0;
-    int late = 0; /* the deadline passed: fallbacks from here on */
+    st->deadline =
+        lim->deadline_us > 0 ? eplbi_now_us() + lim->deadline_us : 0.0;
+    st->late = 0; /* the deadline passed: fallbacks from here on */
     for (int l = 0; l < d->L; l++) {
         const float *w = weight + (size_t)l * d->E;
         const int32_t *cur = current + (size_t)l * d->P;
@@ -1167,9 +1278,11 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                        d->N > 1 && !mask ? d->gn : d->M};
 
         index_current(st, cur);
-        if (!late && lim->deadline_us > 0 && eplbi_now_us() - t0 > lim->deadline_us)
-            late = 1;
-        if (late) {
+        st->work = 0;
+        st->budget = work_budget(d);
+        if (!st->late && st->deadline > 0 && eplbi_now_us() >= st->deadline)
+            st->late = 1;
+        if (st->late) {
             /* the fallback: the fresh plan relabelled where that saves
              * copies, else as it is (both on target) */
             int alt_ok = make_alt(&j, fresh, fcnt) > 0 &&
@@ -1190,7 +1303,7 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
             st->cnt[e] = 0;
             st->node_of[e] = -1;
         }
-        memset(st->held, 0, (size_t)d->M * d->E * sizeof(uint16_t));
+        memset(st->held, 0, (size_t)d->M * d->E * sizeof(uint32_t));
         for (int s = 0; s < d->P; s++) {
             int e = cur[s];
             st->slot[s] = -1;
@@ -1207,19 +1320,23 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
             int g0 = n * gpd, g1 = g0 + gpd;
             if (repair_node(&j, g0, g1, 0))
                 continue;
+            if (exhausted(st)) {
+                ok = 0; /* the layer takes its fallback */
+                break;
+            }
             if (domains > 1 && alt_state == 0)
                 alt_state = make_alt(&j, fresh, fcnt);
             int same = domains == 1 ||
                        (alt_state > 0 &&
                         same_node_experts(st, st->slot, st->alt, n));
             if (same) {
-                restart_with_counts(&j, n, g0, g1, fcnt);
-                if (repair_node(&j, g0, g1, 1))
+                if (restart_with_counts(&j, n, g0, g1, fcnt) &&
+                    repair_node(&j, g0, g1, 1))
                     continue;
             } else if (repair_node(&j, g0, g1, 1)) {
                 continue;
             }
-            if (domains == 1 || !same) {
+            if (domains == 1 || !same || exhausted(st)) {
                 ok = 0;
                 break;
             }
@@ -1237,7 +1354,7 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                 if (live(&j, g) && memcmp(st->slot + (size_t)g * d->ppg,
                                           cur + (size_t)g * d->ppg,
                                           (size_t)d->ppg * sizeof(int32_t)))
-                    keep_slots(d, cur, g, st->slot);
+                    keep_slots(st, cur, g, st->slot);
             if (layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
                 copies = layer_copies(st, st->slot);
         }
@@ -1269,6 +1386,13 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
     return EPLB_OK;
 }
 
+/* 1 when the n bytes at a and at b share a byte. */
+static int overlaps(const void *a, const void *b, size_t n)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + n && y < x + n;
+}
+
 int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
                  const int32_t *current, const int32_t *phy2log,
                  int32_t *out)
@@ -1282,9 +1406,20 @@ int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
                           "current, phy2log and out must not be NULL");
     plan_dims d;
     plan_dims_init(&d, shape, pol);
+    size_t bytes = (size_t)d.L * d.P * sizeof(int32_t);
+    if (overlaps(out, current, bytes) || overlaps(out, phy2log, bytes))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "out overlaps %s: pass an output array of its own "
+                          "(layers x num_replicas int32)",
+                          overlaps(out, current, bytes) ? "current"
+                                                        : "phy2log");
     int rc = replan_check_current(&d, current, NULL);
-    if (rc == EPLB_OK && (rc = replan_check_current(&d, phy2log, NULL)))
-        eplbi_fail(rc, "phy2log: %s", eplb_last_error());
+    if (rc == EPLB_OK && (rc = replan_check_current(&d, phy2log, NULL))) {
+        /* The check's message, copied before it is rewritten. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", eplb_last_error());
+        eplbi_fail(rc, "phy2log: %s", why);
+    }
     replan_state *st = NULL;
     if (rc == EPLB_OK)
         rc = state_reserve(&st, &d);
