@@ -448,7 +448,9 @@ EPLB_API int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
                           const int32_t *current, const int32_t *phy2log,
                           int32_t *out);
 
-/* Slots whose expert differs between two plans of the same shape. */
+/* Slots whose expert differs between two plans of the same shape (ids
+ * -1..E-1), or a negative status: the shape's, EPLB_ERR_NULL_ARGUMENT for
+ * a missing plan, EPLB_ERR_BAD_PLAN naming an id out of range. */
 EPLB_API long eplb_migration(const eplb_shape *shape, const int32_t *phy2log_a,
                              const int32_t *phy2log_b);
 

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -97,17 +98,28 @@ void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,
 {
     size_t row = (size_t)d->E * d->maxrep;
     memset(log2phy, 0xFF, (size_t)d->L * row * sizeof(int32_t));
+    /* Each expert's replicas so far: linear in the slots. Without memory
+     * for the counts, each replica looks for its row's first free entry
+     * (the same result, quadratic in an expert's replicas). */
+    int *fill = malloc((size_t)d->E * sizeof(int));
     for (int l = 0; l < d->L; l++) {
         const int32_t *p2l = phy2log + (size_t)l * d->P;
         int32_t *l2p = log2phy + (size_t)l * row;
+        if (fill)
+            memset(fill, 0, (size_t)d->E * sizeof(int));
         for (int s = 0; s < d->P; s++) {
             int e = p2l[s];
             if (e < 0)
                 continue;
             int32_t *r = l2p + (size_t)e * d->maxrep;
-            while (*r >= 0)
-                r++;
+            if (fill) {
+                r += fill[e]++;
+            } else {
+                while (*r >= 0)
+                    r++;
+            }
             *r = s;
         }
     }
+    free(fill);
 }

@@ -140,11 +140,89 @@ static void test_opencl_many_threads(void)
     run_rounds(8, EPLB_BACKEND_OPENCL, 1);
 }
 
+
+/* Two threads on one context (which the API rules out): each call either
+ * plans or returns EPLB_ERR_BUSY, never hangs or corrupts the other's
+ * plan. One thread re-plans DeepSeek's shape from a plan made for other
+ * loads (tens of ms); the other calls while it runs. */
+typedef struct sharer {
+    eplb_context *ctx;
+    const eplb_shape *s;
+    const float *w;
+    const int32_t *current;
+    int32_t *p2l, *l2p, *cnt;
+    int status;
+    volatile int done;
+} sharer;
+
+static void *replan_shared(void *arg)
+{
+    sharer *h = arg;
+    h->status = eplb_rebalance_from(h->ctx, h->s, h->w, h->current, NULL,
+                                    h->p2l, h->l2p, h->cnt);
+    h->done = 1;
+    return NULL;
+}
+
+static void test_shared_context(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_REFERENCE;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    eplb_shape s = {58, 256, 288, 8, 4, 32}; /* DeepSeek's shape */
+    size_t n_p2l, n_l2p, n_cnt;
+    CU_ASSERT_FATAL(eplb_plan_sizes(&s, &n_p2l, &n_l2p, &n_cnt) == EPLB_OK);
+    float *w = malloc(58 * 256 * sizeof(float));
+    float *rev = malloc(58 * 256 * sizeof(float));
+    int32_t *cur = malloc(n_p2l * 4), *p2l = malloc(n_p2l * 4),
+            *l2p = malloc(n_l2p * 4), *cnt = malloc(n_cnt * 4),
+            *q2l = malloc(n_p2l * 4), *m2p = malloc(n_l2p * 4),
+            *qcnt = malloc(n_cnt * 4);
+    CU_ASSERT_FATAL(w && rev && cur && p2l && l2p && cnt && q2l && m2p &&
+                    qcnt);
+    for (int i = 0; i < 58 * 256; i++) {
+        w[i] = (float)(1 + (i * 7919) % 1000);
+        rev[i] = (float)(1 + ((58 * 256 - i) * 104729) % 1000);
+    }
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, rev, cur, l2p, cnt) == EPLB_OK);
+    int busy = 0, ok = 0, other = 0;
+    for (int round = 0; round < 5; round++) {
+        sharer h = {ctx, &s, w, cur, p2l, l2p, cnt, -99, 0};
+        pthread_t t;
+        CU_ASSERT_FATAL(pthread_create(&t, NULL, replan_shared, &h) == 0);
+        while (!h.done) {
+            int rc = eplb_rebalance(ctx, &s, w, q2l, m2p, qcnt);
+            busy += rc == EPLB_ERR_BUSY;
+            ok += rc == EPLB_OK;
+            other += rc != EPLB_OK && rc != EPLB_ERR_BUSY;
+            if (rc == EPLB_ERR_BUSY)
+                CU_ASSERT(strstr(eplb_last_error(), "one context per thread")
+                          != NULL);
+        }
+        pthread_join(t, NULL);
+        CU_ASSERT(h.status == EPLB_OK || h.status == EPLB_ERR_BUSY);
+        busy += h.status == EPLB_ERR_BUSY;
+    }
+    printf("\n    shared context: %d busy, %d planned\n", busy, ok);
+    CU_ASSERT(other == 0);
+    /* the calls did overlap (each takes tens of ms): the guard was met */
+    CU_ASSERT(busy > 0);
+    /* the context still plans once the other call is over */
+    CU_ASSERT(eplb_rebalance(ctx, &s, w, q2l, m2p, qcnt) == EPLB_OK);
+    eplb_context_destroy(ctx);
+    free(w); free(rev); free(cur); free(p2l); free(l2p); free(cnt);
+    free(q2l); free(m2p); free(qcnt);
+}
+
 static CU_TestInfo thread_tests[] = {
     {"2 threads, backend auto, first contexts at once",
      test_auto_two_threads},
     {"8 threads, backend opencl, first contexts at once",
      test_opencl_many_threads},
+    {"2 threads on one context: a plan or EPLB_ERR_BUSY",
+     test_shared_context},
     CU_TEST_INFO_NULL};
 
 static CU_SuiteInfo suites[] = {

@@ -90,6 +90,8 @@ _PROTOTYPES = {
     "eplb_context_create": (ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p),
                                            ctypes.POINTER(Options)]),
     "eplb_context_destroy": (None, [ctypes.c_void_p]),
+    "eplb_context_set_options": (ctypes.c_int,
+                                 [ctypes.c_void_p, ctypes.POINTER(Options)]),
     "eplb_context_backend": (ctypes.c_char_p, [ctypes.c_void_p]),
     "eplb_context_device": (ctypes.c_char_p, [ctypes.c_void_p]),
     "eplb_context_note": (ctypes.c_char_p, [ctypes.c_void_p]),

@@ -63,6 +63,53 @@ def _sizes(shape: Shape) -> List[int]:
     return [v.value for v in n]
 
 
+def _options(backend: str = "auto", policy: str = "auto",
+             candidates: Optional[int] = None,
+             swap_rounds: Optional[int] = None,
+             seed: Optional[int] = None, device: Optional[str] = None,
+             tolerance: Optional[float] = None,
+             noise: Optional[float] = None,
+             platform: Optional[str] = None,
+             device_type: Optional[str] = None,
+             enforce_device: bool = False, use_clblast: bool = False,
+             distinct_per_gpu: bool = False) -> Options:
+    """The C options for these arguments."""
+    # Every option is checked before any is written to the C struct:
+    # ctypes would wrap 2**32 + 4 candidates to 4 and 2**64 to seed 0.
+    backend_id = _choice(BACKENDS, backend, "backend")
+    policy_id = _choice(POLICIES, policy, "policy")
+    ints: Dict[str, int] = {}
+    for name, number in (("candidates", candidates),
+                         ("swap_rounds", swap_rounds)):
+        if number is not None:
+            ints[name] = _convert.integer(number, name)
+    if seed is not None:
+        ints["seed"] = _convert.seed(seed)
+    floats: Dict[str, float] = {}
+    for name, real in (("tolerance", tolerance), ("noise", noise)):
+        if real is not None:
+            floats[name] = _convert.real(real, name)
+    strings: Dict[str, Optional[bytes]] = {
+        name: _convert.text(text, name)
+        for name, text in (("platform", platform), ("device", device),
+                           ("device_type", device_type))}
+    L = lib()
+    opts = Options()
+    L.eplb_options_default(ctypes.byref(opts))
+    opts.backend = backend_id
+    opts.policy = policy_id
+    for name, i in ints.items():
+        setattr(opts, name, i)
+    for name, f in floats.items():
+        setattr(opts, name, f)
+    for name, t in strings.items():
+        setattr(opts, name, t)
+    opts.enforce_device = int(bool(enforce_device))
+    opts.use_clblast = int(bool(use_clblast))
+    opts.distinct_per_gpu = int(bool(distinct_per_gpu))
+    return opts
+
+
 class Context:
     """A libeplb-cl context. Options left None keep the library's defaults
     (64 candidates, noise 0.2, 20 swap rounds, seed 0, tolerance 0).
@@ -73,50 +120,14 @@ class Context:
     context raises RuntimeError instead of corrupting it.
     """
 
-    def __init__(self, backend: str = "auto", policy: str = "auto",
-                 candidates: Optional[int] = None,
-                 swap_rounds: Optional[int] = None,
-                 seed: Optional[int] = None, device: Optional[str] = None,
-                 tolerance: Optional[float] = None,
-                 noise: Optional[float] = None,
-                 platform: Optional[str] = None,
-                 device_type: Optional[str] = None,
-                 enforce_device: bool = False, use_clblast: bool = False,
-                 distinct_per_gpu: bool = False) -> None:
+    def __init__(self, backend: str = "auto", **options: Any) -> None:
+        """backend and the options of _options (policy, candidates,
+        swap_rounds, seed, device, tolerance, noise, platform,
+        device_type, enforce_device, use_clblast, distinct_per_gpu)."""
         self._ctx: Optional[int] = None
-        # Every option is checked before any is written to the C struct:
-        # ctypes would wrap 2**32 + 4 candidates to 4 and 2**64 to seed 0.
-        backend_id = _choice(BACKENDS, backend, "backend")
-        policy_id = _choice(POLICIES, policy, "policy")
-        ints: Dict[str, int] = {}
-        for name, number in (("candidates", candidates),
-                             ("swap_rounds", swap_rounds)):
-            if number is not None:
-                ints[name] = _convert.integer(number, name)
-        if seed is not None:
-            ints["seed"] = _convert.seed(seed)
-        floats: Dict[str, float] = {}
-        for name, real in (("tolerance", tolerance), ("noise", noise)):
-            if real is not None:
-                floats[name] = _convert.real(real, name)
-        strings: Dict[str, Optional[bytes]] = {
-            name: _convert.text(text, name)
-            for name, text in (("platform", platform), ("device", device),
-                               ("device_type", device_type))}
+        self._backend_option = backend
+        opts = _options(backend, **options)
         L = lib()
-        opts = Options()
-        L.eplb_options_default(ctypes.byref(opts))
-        opts.backend = backend_id
-        opts.policy = policy_id
-        for name, i in ints.items():
-            setattr(opts, name, i)
-        for name, f in floats.items():
-            setattr(opts, name, f)
-        for name, t in strings.items():
-            setattr(opts, name, t)
-        opts.enforce_device = int(bool(enforce_device))
-        opts.use_clblast = int(bool(use_clblast))
-        opts.distinct_per_gpu = int(bool(distinct_per_gpu))
         handle = ctypes.c_void_p()
         check(L.eplb_context_create(ctypes.byref(handle), ctypes.byref(opts)))
         self._ctx = handle.value
@@ -138,6 +149,16 @@ class Context:
         """Choices made for the caller (fallbacks), "" if none."""
         return lib().eplb_context_note(self._handle()).decode(
             "utf-8", "replace")
+
+    def set_options(self, **options: Any) -> None:
+        """Changes the options of this live context for the calls that
+        follow (eplb_context_set_options): no new context, and on OpenCL
+        only the kernels an option needs are built again. The backend
+        stays the one the context was made with; the device filters are
+        not read."""
+        opts = _options(self._backend_option, **options)
+        check(lib().eplb_context_set_options(self._handle(),
+                                             ctypes.byref(opts)))
 
     def _handle(self) -> int:
         if self._ctx is None:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import eplb_cl
@@ -124,3 +125,26 @@ def test_the_error_names_all_three_ways(tmp_path):
     assert "EPLB_CL_LIBRARY=" in out and "nope.so" in out
     assert "the loader" in out
     assert "pkg-config" in out
+
+
+def test_one_context_per_thread_across_options():
+    # The convenience functions keep one context per thread and device
+    # choice: other options change on it (eplb_context_set_options), and
+    # the plans are those of a new context with those options.
+    from eplb_cl import _threads
+    from eplb_cl.context import Context
+    w = np.arange(1, 2 * 16 + 1, dtype=np.float32).reshape(2, 16)[:, ::-1]
+    a = _threads.context(backend="reference", candidates=1, swap_rounds=0)
+    pa = _threads.plan(w, 24, 4, 2, 8, backend="reference", candidates=1,
+                       swap_rounds=0).phy2log.copy()
+    b = _threads.context(backend="reference", candidates=7, seed=3)
+    assert a is b
+    pb = _threads.plan(w, 24, 4, 2, 8, backend="reference", candidates=7,
+                       seed=3).phy2log.copy()
+    with Context(backend="reference", candidates=1, swap_rounds=0) as c:
+        assert (c.rebalance(w, 24, 4, 2, 8).phy2log == pa).all()
+    with Context(backend="reference", candidates=7, seed=3) as c:
+        assert (c.rebalance(w, 24, 4, 2, 8).phy2log == pb).all()
+    # a live context refuses another backend
+    with pytest.raises(Exception):
+        a.set_options(backend="opencl")
