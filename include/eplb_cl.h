@@ -161,7 +161,9 @@ typedef struct eplb_options {
     eplb_backend backend; /* default EPLB_BACKEND_AUTO */
     eplb_policy policy;   /* default EPLB_POLICY_AUTO */
     /* Packing candidates per row. 1 with swap_rounds 0 is DeepSeek's
-     * deterministic algorithm, bit for bit. Default 64, range 1..1024. */
+     * deterministic algorithm with ties broken by index (doc/python.md
+     * says what that means against eplb.py). Default 64, range 1..1024.
+     */
     int candidates;
     float noise;     /* largest relative sort-key noise, default 0.2, 0..1 */
     int swap_rounds; /* heaviest-lightest swap rounds, default 20, 0..1000 */
@@ -193,7 +195,7 @@ typedef struct eplb_options {
      * one GPU adds a slot but no capacity); the plan moves such replicas
      * to other GPUs without raising any layer's largest GPU load. 0: plans
      * exactly as doc/ALGORITHM.md, sections 3 to 6 (the deterministic mode
-     * is DeepSeek's, bit for bit). Default 0. */
+     * is DeepSeek's, ties broken by index). Default 0. */
     int distinct_per_gpu;
     /* 1: record the device-side times of each plan (OpenCL profiling
      * events; slows the queue a little), read with eplb_context_profile.
