@@ -29,7 +29,9 @@ static void usage(FILE *f)
 "usage: eplb-cl [options] [LOADS]\n"
 "  LOADS                  load matrix: SGLang JSON {\"logical_count\": [[...]]},\n"
 "                         a JSON array of arrays, or CSV (one layer a row);\n"
-"                         all-zero layers are dropped. Default: a built-in\n"
+"                         a regular file or a pipe, at most 1 GiB. All-zero\n"
+"                         (dense) layers are kept, so that the plan has one\n"
+"                         row per layer of the file. Default: a built-in\n"
 "                         realistic workload (58 layers x 256 experts).\n"
 "  --num-replicas P       physical slots per layer (default 288)\n"
 "  --num-groups G         expert groups (default 8)\n"
@@ -48,18 +50,24 @@ static void usage(FILE *f)
 "  --use-clblast          group loads by CLBlast's GEMV (builds with CLBlast)\n"
 "  --current PLAN         re-plan from the placement in service: a plan JSON\n"
 "                         this tool wrote, or a JSON array of phy2log rows\n"
-"                         (-1 for an empty slot); the fewest expert copies\n"
-"                         that keep every layer as balanced as a fresh plan\n"
-"  --tolerance F          with --current: balancedness may fall short of the\n"
-"                         fresh plan's by this fraction per layer (default 0)\n"
+"                         (-1 for an empty slot), one row per layer of LOADS;\n"
+"                         the fewest expert copies that keep every layer as\n"
+"                         balanced as a fresh plan\n"
+"  --tolerance F          only with --current: balancedness may fall short of\n"
+"                         the fresh plan's by this fraction per layer\n"
+"                         (default 0)\n"
 "  --mask 1,0,1,...       usable GPUs: one 0 (dead) or 1 (usable) per GPU\n"
-"  --dead-gpus 3,17       dead GPUs by index (the others are usable)\n"
+"  --dead-gpus 3,17       dead GPUs by index, each once (the others usable);\n"
+"                         give --mask or --dead-gpus, not both\n"
 "  --distinct-per-gpu     no GPU holds two replicas of one expert\n"
 "  --profile              print the device-side times (OpenCL profiling)\n"
 "  --repeat R             time R warm calls after the first (default 10)\n"
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
 "  -q, --quiet            no summary on stderr\n"
-"  -h, --help             this text\n", f);
+"  -h, --help             this text\n"
+"Exit status: 0 done; 2 a usage error or a LOADS or PLAN file the tool\n"
+"refuses (the message names the file, with line:column for its text); 1 an\n"
+"error of the library or the system.\n", f);
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi,
@@ -129,8 +137,16 @@ static uint8_t *make_mask(const char *mask_arg, const char *dead_arg, int M,
     } else {
         n = parse_list("--dead-gpus", dead_arg, 0, M - 1, v, M + 1);
         memset(mask, 1, (size_t)M);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            if (!mask[v[i]]) {
+                fprintf(stderr, "eplb-cl: --dead-gpus '%s': GPU %ld is "
+                        "listed twice: give each dead GPU once\n", dead_arg,
+                        v[i]);
+                n = -1;
+                break;
+            }
             mask[v[i]] = 0;
+        }
     }
     free(v);
     if (n < 0) {
@@ -192,7 +208,7 @@ int main(int argc, char **argv)
     eplb_shape shape = {0, 0, 288, 8, 4, 32};
     const char *output = NULL, *current_path = NULL, *mask_arg = NULL,
                *dead_arg = NULL;
-    int quiet = 0, choice;
+    int quiet = 0, choice, tolerance_given = 0;
     long v, repeat = DEFAULT_REPEAT;
     int c;
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
@@ -252,6 +268,7 @@ int main(int argc, char **argv)
         case 'T': {
             char *end;
             opts.tolerance = strtof(optarg, &end);
+            tolerance_given = 1;
             if (!*optarg || *end) {
                 fprintf(stderr, "eplb-cl: --tolerance '%s': expected a "
                         "fraction such as 0.01\n", optarg);
@@ -259,8 +276,8 @@ int main(int argc, char **argv)
             }
             break;
         }
-        case 'K': mask_arg = optarg; dead_arg = NULL; break;
-        case 'X': dead_arg = optarg; mask_arg = NULL; break;
+        case 'K': mask_arg = optarg; break;
+        case 'X': dead_arg = optarg; break;
         case 'U': opts.distinct_per_gpu = 1; break;
         case 'F': opts.profile = 1; break;
         case 'r':
@@ -278,9 +295,20 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (mask_arg && dead_arg) {
+        fprintf(stderr, "eplb-cl: --mask and --dead-gpus both name the dead "
+                "GPUs: give one of them\n");
+        return 2;
+    }
+    if (tolerance_given && !current_path) {
+        fprintf(stderr, "eplb-cl: --tolerance applies to a re-plan: give "
+                "--current PLAN too\n");
+        return 2;
+    }
 
     load_matrix m;
     char err[512];
+    int zero_layers = 0;
     const char *source;
     if (optind < argc) {
         source = argv[optind];
@@ -288,11 +316,17 @@ int main(int argc, char **argv)
             fprintf(stderr, "eplb-cl: %s\n", err);
             return 2;
         }
-        int dropped = load_matrix_drop_zero_layers(&m);
-        if (dropped && !quiet)
-            fprintf(stderr, "eplb-cl: dropped %d all-zero layer%s (dense "
-                    "layers)\n", dropped, dropped == 1 ? "" : "s");
-        if (m.layers == 0) {
+        /* All-zero (dense) layers are kept: the library plans them (each
+         * counts as balanced), and the plan, like a --current plan, has one
+         * row per layer of the file. */
+        for (int l = 0; l < m.layers; l++) {
+            const float *row = m.data + (size_t)l * m.experts;
+            int e = 0;
+            while (e < m.experts && row[e] == 0.0f)
+                e++;
+            zero_layers += e == m.experts;
+        }
+        if (zero_layers == m.layers) {
             fprintf(stderr, "eplb-cl: %s: every layer is all zero: nothing "
                     "to balance\n", source);
             load_matrix_free(&m);
@@ -354,6 +388,16 @@ int main(int argc, char **argv)
             status = 2;
             goto done;
         }
+        /* The library's checks, made here to name the place in the file. */
+        int policy = eplb_resolve_policy(opts.policy, &shape);
+        if (plan_check_phy2log(text, len, current_path, &shape,
+                               policy == EPLB_POLICY_HIERARCHICAL && !mask,
+                               current, err, sizeof err)) {
+            fprintf(stderr, "eplb-cl: %s\n", err);
+            free(text);
+            status = 2;
+            goto done;
+        }
         free(text);
         /* Replica counts of the plan in service, to judge it on the new
          * loads (ids are checked by the library). */
@@ -377,8 +421,10 @@ int main(int argc, char **argv)
                                  log2phy, logcnt);
         times[i] = timing_now_us() - t0;
         if (rc) {
-            fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
-                    eplb_last_error());
+            fprintf(stderr, "eplb-cl: %s%s%s: %s\n",
+                    rc == EPLB_ERR_BAD_PLAN && current ? current_path : "",
+                    rc == EPLB_ERR_BAD_PLAN && current ? ": " : "",
+                    eplb_strerror(rc), eplb_last_error());
             goto done;
         }
     }
@@ -404,6 +450,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "eplb-cl %s\n", eplb_version_string());
         fprintf(stderr, "  input:        %s (%d layers x %d experts)\n",
                 source, shape.layers, shape.experts);
+        if (zero_layers)
+            fprintf(stderr, "  zero layers:  %d all-zero (dense) layer%s kept "
+                    "in the plan, each counted as balanced\n", zero_layers,
+                    zero_layers == 1 ? "" : "s");
         fprintf(stderr, "  config:       P=%d G=%d N=%d M=%d, policy %s, %d "
                 "candidates, %d swap rounds, seed %llu\n",
                 shape.num_replicas, shape.num_groups, shape.num_nodes,

@@ -400,35 +400,91 @@ int load_matrix_parse(const char *text, size_t len, const char *name,
     return 0;
 }
 
-char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+/* Opens path for reading without blocking (a FIFO with no writer would
+ * block open(2)): a regular file or a pipe is taken, anything else (a
+ * device such as /dev/zero, a directory, a socket) is refused. The
+ * descriptor is left blocking, so a pipe's writer is waited for only
+ * once it exists. -1 with the reason in err. */
+static int open_input(const char *path, struct stat *st, char *err,
+                      size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, st) != 0) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
+        if (fd >= 0)
+            close(fd);
+        return -1;
     }
+    if (!S_ISREG(st->st_mode) && !S_ISFIFO(st->st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file or a pipe (%s): "
+                 "refused", path, S_ISDIR(st->st_mode) ? "a directory"
+                 : S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? "a device"
+                 : "a socket or other special file");
+        close(fd);
+        return -1;
+    }
+    if (S_ISREG(st->st_mode) && (uint64_t)st->st_size > LOAD_MAX_BYTES) {
+        snprintf(err, errlen, "%s: %llu bytes: larger than %zu bytes (1 "
+                 "GiB), the limit of this reader", path,
+                 (unsigned long long)st->st_size, LOAD_MAX_BYTES);
+        close(fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads fd to its end, at most LOAD_MAX_BYTES; NULL with err set. A
+ * pipe that gives nothing is an error here (a FIFO with no writer reads
+ * as empty rather than blocking). */
+static char *read_fd(int fd, const struct stat *st, const char *path,
+                     size_t *len, char *err, size_t errlen)
+{
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap)
-            break;
-        char *nb = cap > LOAD_MAX_BYTES ? NULL : realloc(buf, 2 * cap + 1);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf = nb;
-            cap *= 2;
+    for (;;) {
+        if (!buf) {
+            snprintf(err, errlen, "%s: cannot read: out of memory", path);
+            return NULL;
         }
+        if (n == cap) {
+            if (cap > LOAD_MAX_BYTES) {
+                free(buf);
+                snprintf(err, errlen, "%s: larger than %zu bytes (1 GiB), "
+                         "the limit of this reader", path, LOAD_MAX_BYTES);
+                return NULL;
+            }
+            size_t ncap = 2 * cap > LOAD_MAX_BYTES + 1 ? LOAD_MAX_BYTES + 1
+                                                       : 2 * cap;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb)
+                free(buf);
+            buf = nb;
+            cap = ncap;
+            continue;
+        }
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            snprintf(err, errlen, "%s: cannot read: %s", path,
+                     strerror(errno));
+            free(buf);
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
+    if (n == 0 && S_ISFIFO(st->st_mode)) {
         free(buf);
-        snprintf(err, errlen, "%s: cannot read%s", path,
-                 buf ? "" : ": out of memory or larger than 1 GiB");
+        snprintf(err, errlen, "%s: a pipe that gave no data (a FIFO with no "
+                 "writer is not waited for)", path);
         return NULL;
     }
     buf[n] = '\0';
@@ -436,22 +492,28 @@ char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
+char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = open_input(path, &st, err, errlen);
+    if (fd < 0)
+        return NULL;
+    char *text = read_fd(fd, &st, path, len, err, errlen);
+    close(fd);
+    return text;
+}
+
 int load_matrix_read(const char *path, load_matrix *out, char *err,
                      size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    int fd = open_input(path, &st, err, errlen);
+    if (fd < 0)
         return -1;
-    }
     /* A regular file is mapped, not copied: the text costs no memory of
-     * its own. Pipes and the like are read. */
-    if (S_ISREG(st.st_mode) && st.st_size > 0 &&
-        (uint64_t)st.st_size <= LOAD_MAX_BYTES) {
+     * its own. Pipes (and files whose size reads 0) are read. */
+    if (S_ISREG(st.st_mode) && st.st_size > 0) {
         void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
                          fd, 0);
         close(fd);
@@ -465,9 +527,9 @@ int load_matrix_read(const char *path, load_matrix *out, char *err,
         munmap(map, (size_t)st.st_size);
         return rc;
     }
-    close(fd);
     size_t len;
-    char *text = read_file(path, &len, err, errlen);
+    char *text = read_fd(fd, &st, path, &len, err, errlen);
+    close(fd);
     if (!text)
         return -1;
     int rc = load_matrix_parse(text, len, path, out, err, errlen);

@@ -30,7 +30,12 @@ int load_matrix_read(const char *path, load_matrix *out, char *err,
 int load_matrix_drop_zero_layers(load_matrix *m);
 void load_matrix_free(load_matrix *m);
 
-/* Reads a whole file; NULL with err set on failure. Caller frees. */
+/* Reads a whole file; NULL with err set on failure. Caller frees.
+ * load_matrix_read and read_file open without blocking and take a
+ * regular file or a pipe only (a device such as /dev/zero, a directory
+ * or a socket is refused), and at most LOAD_MAX_BYTES of it: more is an
+ * error naming the file and the limit. A FIFO with no writer reads as
+ * empty. */
 char *read_file(const char *path, size_t *len, char *err, size_t errlen);
 
 #endif

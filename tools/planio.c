@@ -1,6 +1,8 @@
 #include "planio.h"
 
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,37 +44,196 @@ int plan_write_json(FILE *f, const eplb_shape *s, const int32_t *phy2log,
     return ferror(f) ? -1 : 0;
 }
 
-/* Copies a nested array of the expected dims (outer first) into out;
- * path names the array in messages ("phy2log[3]"). jansson keeps no
- * places for values, so errors of shape name the path instead. */
-static int copy_ints(const json_t *v, const int *dims, int ndims,
-                     int32_t **out, char *path, size_t pathlen,
-                     const char *name, char *err, size_t errlen)
+/* ---- places in the text ------------------------------------------ */
+
+/* jansson keeps no places for values, so a message about one value finds
+ * it again in the text (which jansson has accepted): lines from 1,
+ * columns in characters from 1, as jansson and the load reader count. */
+typedef struct cursor {
+    const char *s, *end;
+    int line, col;
+} cursor;
+
+static void step(cursor *c)
 {
-    if (ndims == 0) {
-        json_int_t i = json_integer_value(v);
-        if (!json_is_integer(v) || i < INT32_MIN || i > INT32_MAX) {
-            snprintf(err, errlen, "%s:1:1: %s is not a 32-bit integer",
-                     name, path);
-            return -1;
+    if (c->s >= c->end)
+        return;
+    unsigned char ch = (unsigned char)*c->s++;
+    if (ch == '\n') {
+        c->line++;
+        c->col = 1;
+    } else if ((ch & 0xC0) != 0x80) {
+        c->col++;
+    }
+}
+
+static int peek(const cursor *c)
+{
+    return c->s < c->end ? (unsigned char)*c->s : -1;
+}
+
+static void skip_ws(cursor *c)
+{
+    for (int ch = peek(c); ch == ' ' || ch == '\t' || ch == '\n' ||
+                           ch == '\r'; ch = peek(c))
+        step(c);
+}
+
+static void skip_string(cursor *c)
+{
+    step(c); /* the opening quote */
+    while (c->s < c->end && *c->s != '"') {
+        if (*c->s == '\\')
+            step(c);
+        step(c);
+    }
+    step(c);
+}
+
+/* Past one value (valid JSON). */
+static void skip_value(cursor *c)
+{
+    int depth = 0;
+    do {
+        int ch = peek(c);
+        if (ch < 0)
+            return;
+        if (ch == '"') {
+            skip_string(c);
+            continue;
         }
+        if (ch == '[' || ch == '{') {
+            depth++;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        } else if (depth == 0) {
+            while ((ch = peek(c)) >= 0 && ch != ',' && ch != ']' &&
+                   ch != '}' && ch != ' ' && ch != '\t' && ch != '\n' &&
+                   ch != '\r')
+                step(c);
+            return;
+        }
+        step(c);
+    } while (depth > 0);
+}
+
+/* Where the value at key (NULL: the root) and then idx[0..n-1] begins in
+ * text; as far as the path goes when part of it is missing. */
+static void locate(const char *text, size_t len, const char *key,
+                   const int *idx, int n, int *line, int *col)
+{
+    cursor c = {text, text + len, 1, 1};
+    skip_ws(&c);
+    if (key && peek(&c) == '{') {
+        cursor obj = c;
+        size_t klen = strlen(key);
+        int found = 0;
+        step(&c);
+        for (;;) {
+            skip_ws(&c);
+            if (peek(&c) != '"')
+                break;
+            found = (size_t)(c.end - c.s) > klen + 1 &&
+                    memcmp(c.s + 1, key, klen) == 0 && c.s[klen + 1] == '"';
+            skip_string(&c);
+            skip_ws(&c);
+            step(&c); /* ':' */
+            skip_ws(&c);
+            if (found)
+                break;
+            skip_value(&c);
+            skip_ws(&c);
+            if (peek(&c) != ',')
+                break;
+            step(&c);
+        }
+        if (!found)
+            c = obj;
+    }
+    for (int d = 0; d < n && peek(&c) == '['; d++) {
+        cursor arr = c;
+        step(&c);
+        skip_ws(&c);
+        for (int i = 0; i < idx[d]; i++) {
+            skip_value(&c);
+            skip_ws(&c);
+            if (peek(&c) != ',') {
+                c = arr;
+                n = d; /* no such element: the array's place */
+                break;
+            }
+            step(&c);
+            skip_ws(&c);
+        }
+    }
+    *line = c.line;
+    *col = c.col;
+}
+
+/* ---- reading ------------------------------------------------------- */
+
+typedef struct plan_text {
+    const char *text, *name, *key; /* key: NULL when the root is the array */
+    size_t len;
+    char *err;
+    size_t errlen;
+} plan_text;
+
+/* "name:line:col: path what", path and place from key and idx[0..n-1]. */
+static int place_fail(const plan_text *t, const int *idx, int n,
+                      const char *fmt, ...)
+{
+    int line, col;
+    locate(t->text, t->len, t->key, idx, n, &line, &col);
+    char path[128];
+    int used = snprintf(path, sizeof path, "%s", t->key ? t->key : "phy2log");
+    for (int d = 0; d < n && used > 0 && (size_t)used < sizeof path; d++)
+        used += snprintf(path + used, sizeof path - (size_t)used, "[%d]",
+                         idx[d]);
+    int k = snprintf(t->err, t->errlen, "%s:%d:%d: %s ", t->name, line, col,
+                     path);
+    va_list ap;
+    va_start(ap, fmt);
+    if (k >= 0 && (size_t)k < t->errlen)
+        vsnprintf(t->err + k, t->errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Copies a nested array of the expected dims (outer first) into out. */
+static int copy_ints(const plan_text *t, const json_t *v, const int *dims,
+                     int ndims, int *idx, int depth, int32_t **out)
+{
+    if (depth == ndims) {
+        json_int_t i = json_integer_value(v);
+        if (!json_is_integer(v) || i < INT32_MIN || i > INT32_MAX)
+            return place_fail(t, idx, depth, "is not a 32-bit integer");
         *(*out)++ = (int32_t)i;
         return 0;
     }
-    if (!json_is_array(v) || json_array_size(v) != (size_t)dims[0]) {
-        snprintf(err, errlen, "%s:1:1: %s is not an array of %d elements",
-                 name, path, dims[0]);
-        return -1;
-    }
-    size_t used = strlen(path);
-    for (int i = 0; i < dims[0]; i++) {
-        snprintf(path + used, pathlen - used, "[%d]", i);
-        if (copy_ints(json_array_get(v, (size_t)i), dims + 1, ndims - 1, out,
-                      path, pathlen, name, err, errlen))
+    if (!json_is_array(v))
+        return place_fail(t, idx, depth, "is not an array: expected an "
+                          "array of %d elements", dims[depth]);
+    if (json_array_size(v) != (size_t)dims[depth])
+        return place_fail(t, idx, depth, "has %zu elements: expected %d",
+                          json_array_size(v), dims[depth]);
+    for (int i = 0; i < dims[depth]; i++) {
+        idx[depth] = i;
+        if (copy_ints(t, json_array_get(v, (size_t)i), dims, ndims, idx,
+                      depth + 1, out))
             return -1;
     }
-    path[used] = '\0';
     return 0;
+}
+
+/* Past a UTF-8 byte order mark, which RFC 8259 lets a reader ignore (the
+ * load reader does too); it takes no column. */
+static void skip_bom(const char **text, size_t *len)
+{
+    if (*len >= 3 && memcmp(*text, "\xEF\xBB\xBF", 3) == 0) {
+        *text += 3;
+        *len -= 3;
+    }
 }
 
 /* The text as strict JSON (duplicate keys refused), or NULL with
@@ -83,8 +244,8 @@ static json_t *parse_strict(const char *text, size_t len, const char *name,
     json_error_t e;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
     if (!root)
-        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line, e.column,
-                 e.text);
+        snprintf(err, errlen, "%s:%d:%d: %s", name, e.line < 1 ? 1 : e.line,
+                 e.column < 1 ? 1 : e.column, e.text);
     return root;
 }
 
@@ -92,6 +253,7 @@ int plan_parse_json(const char *text, size_t len, const char *name,
                     const eplb_shape *s, int32_t *phy2log, int32_t *log2phy,
                     int32_t *logcnt, char *err, size_t errlen)
 {
+    skip_bom(&text, &len);
     json_t *root = parse_strict(text, len, name, err, errlen);
     if (!root)
         return -1;
@@ -102,19 +264,24 @@ int plan_parse_json(const char *text, size_t len, const char *name,
         {"log2phy", d_l2p, 3, log2phy},
         {"logcnt", d_cnt, 2, logcnt},
     };
-    int rc = 0;
+    int rc = 0, line, col;
+    locate(text, len, NULL, NULL, 0, &line, &col);
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "%s:%d:%d: not a JSON object with \"phy2log\","
+                 " \"log2phy\" and \"logcnt\" members", name, line, col);
+        rc = -1;
+    }
     for (int i = 0; i < 3 && rc == 0; i++) {
         const json_t *v = json_object_get(root, f[i].key);
         int32_t *dst = f[i].dst;
-        char path[64];
-        snprintf(path, sizeof path, "%s", f[i].key);
+        int idx[3];
+        plan_text t = {text, name, f[i].key, len, err, errlen};
         if (!v) {
-            snprintf(err, errlen, "%s:1:1: no \"%s\" member", name,
-                     f[i].key);
+            snprintf(err, errlen, "%s:%d:%d: no \"%s\" member", name, line,
+                     col, f[i].key);
             rc = -1;
         } else {
-            rc = copy_ints(v, f[i].dims, f[i].nd, &dst, path, sizeof path,
-                           name, err, errlen);
+            rc = copy_ints(&t, v, f[i].dims, f[i].nd, idx, 0, &dst);
         }
     }
     json_decref(root);
@@ -125,19 +292,86 @@ int plan_parse_phy2log(const char *text, size_t len, const char *name,
                        const eplb_shape *s, int32_t *phy2log, char *err,
                        size_t errlen)
 {
+    skip_bom(&text, &len);
     json_t *root = parse_strict(text, len, name, err, errlen);
     if (!root)
         return -1;
     const json_t *v = root;
-    if (json_is_object(root) && !(v = json_object_get(root, "phy2log"))) {
-        snprintf(err, errlen, "%s:1:1: no \"phy2log\" member", name);
-        json_decref(root);
+    plan_text t = {text, name, NULL, len, err, errlen};
+    if (json_is_object(root)) {
+        t.key = "phy2log";
+        if (!(v = json_object_get(root, "phy2log"))) {
+            int line, col;
+            locate(text, len, NULL, NULL, 0, &line, &col);
+            snprintf(err, errlen, "%s:%d:%d: no \"phy2log\" member", name,
+                     line, col);
+            json_decref(root);
+            return -1;
+        }
+    }
+    int dims[] = {s->layers, s->num_replicas}, idx[2];
+    int rc = copy_ints(&t, v, dims, 2, idx, 0, &phy2log);
+    json_decref(root);
+    return rc;
+}
+
+int plan_check_phy2log(const char *text, size_t len, const char *name,
+                       const eplb_shape *s, int hierarchical,
+                       const int32_t *phy2log, char *err, size_t errlen)
+{
+    skip_bom(&text, &len);
+    const char *p = text;
+    while (p < text + len && (*p == ' ' || *p == '\t' || *p == '\n' ||
+                              *p == '\r'))
+        p++;
+    plan_text t = {text, name, p < text + len && *p == '{' ? "phy2log" : NULL,
+                   len, err, errlen};
+    int L = s->layers, E = s->experts, P = s->num_replicas;
+    int G = hierarchical ? s->num_groups : 1;
+    int N = hierarchical ? s->num_nodes : 1;
+    int gs = E / G, ppn = P / N;
+    int *seen = malloc((size_t)(E + 2 * G) * sizeof(int));
+    if (!seen) {
+        snprintf(err, errlen, "%s: out of memory", name);
         return -1;
     }
-    int dims[] = {s->layers, s->num_replicas};
-    char path[64] = "phy2log";
-    int rc = copy_ints(v, dims, 2, &phy2log, path, sizeof path, name, err,
-                       errlen);
-    json_decref(root);
+    int *group_node = seen + E, *group_slot = group_node + G;
+    int rc = 0;
+    for (int l = 0; l < L && rc == 0; l++) {
+        const int32_t *row = phy2log + (size_t)l * P;
+        for (int e = 0; e < E; e++)
+            seen[e] = 0;
+        for (int g = 0; g < G; g++)
+            group_node[g] = -1;
+        for (int q = 0; q < P && rc == 0; q++) {
+            int e = row[q], idx[2] = {l, q};
+            if (e < -1 || e >= E) {
+                rc = place_fail(&t, idx, 2, "is %d: expert ids are 0..%d, "
+                                "or -1 for an empty slot", e, E - 1);
+                break;
+            }
+            if (e < 0)
+                continue;
+            seen[e] = 1;
+            int node = q / ppn, g = e / gs;
+            if (N > 1 && group_node[g] >= 0 && group_node[g] != node)
+                rc = place_fail(&t, idx, 2, "is expert %d of group %d on "
+                                "node %d, but slot %d puts that group on "
+                                "node %d: the hierarchical policy keeps a "
+                                "group on one node (use --policy global, or "
+                                "a plan made with this policy)", e, g, node,
+                                group_slot[g], group_node[g]);
+            if (group_node[g] < 0) {
+                group_node[g] = node;
+                group_slot[g] = q;
+            }
+        }
+        for (int e = 0; e < E && rc == 0; e++)
+            if (!seen[e])
+                rc = place_fail(&t, &l, 1, "holds expert %d in no slot: "
+                                "every expert 0..%d needs at least one slot",
+                                e, E - 1);
+    }
+    free(seen);
     return rc;
 }

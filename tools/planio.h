@@ -13,7 +13,9 @@ int plan_write_json(FILE *f, const eplb_shape *shape, const int32_t *phy2log,
                     const int32_t *log2phy, const int32_t *logcnt);
 
 /* Reads a plan of the given shape; -1 with "name:line:col: what" in err
- * when the text is not such a plan. */
+ * when the text is not such a plan. The place is the offending value's
+ * (or array's) in the text; a UTF-8 byte order mark is ignored, as the
+ * load reader ignores it. */
 int plan_parse_json(const char *text, size_t len, const char *name,
                     const eplb_shape *shape, int32_t *phy2log,
                     int32_t *log2phy, int32_t *logcnt, char *err,
@@ -25,5 +27,15 @@ int plan_parse_json(const char *text, size_t len, const char *name,
 int plan_parse_phy2log(const char *text, size_t len, const char *name,
                        const eplb_shape *shape, int32_t *phy2log, char *err,
                        size_t errlen);
+
+/* Checks a phy2log read by plan_parse_phy2log from the same text as the
+ * library checks a current plan: ids in -1..E-1, every expert in at least
+ * one slot of each layer and, when hierarchical is nonzero (the
+ * hierarchical policy with no GPU mask), every group on one node. -1 with
+ * "name:line:col: what" in err, the place the offending value's (or the
+ * layer's, for an expert with no slot). */
+int plan_check_phy2log(const char *text, size_t len, const char *name,
+                       const eplb_shape *shape, int hierarchical,
+                       const int32_t *phy2log, char *err, size_t errlen);
 
 #endif

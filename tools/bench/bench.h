@@ -147,6 +147,41 @@ int loadset_real(bench *b, int want, loadset *ls);
 void loadset_read(bench *b, loadset *ls);
 void loadset_free(loadset *ls);
 
+/* ---- series.c: the re-plan section's load series --------------------- */
+
+#define SERIES_MAX_WINDOWS 12
+
+/* Loads window by window for one shape; a GPU mask from window mask_from
+ * on (mask NULL, mask_from = windows: every GPU all along). */
+typedef struct series {
+    char name[160];
+    const char *kind; /* "drift", "files", "burst", "gpu_dies" */
+    eplb_shape s;
+    int windows;
+    float *w[SERIES_MAX_WINDOWS]; /* [L][E] each */
+    uint8_t *mask;
+    int mask_from;
+} series;
+
+/* The recorded file `from` (an index of bench_files) drifting into `to`:
+ * window t mixes them (1 - t/(W-1)) : t/(W-1), `to` scaled to the same
+ * total. Files are resized to the shape's layers and experts by tiling
+ * real layers; generated loads stand in for absent files. */
+void series_drift(bench *b, series *sr, int from, int to, int windows,
+                  const eplb_shape *s);
+/* files[0..n) in turn, window t with (1 + t mod 5)% multiplicative noise. */
+void series_files(bench *b, series *sr, const int *files, int n,
+                  const eplb_shape *s);
+/* One file with 1% noise per window, and `hot` experts per layer ten times
+ * their load in windows at and at + 1. */
+void series_burst(bench *b, series *sr, int file, int windows, int at,
+                  int hot, const eplb_shape *s);
+/* GPU `gpu` dead from window `from` on. */
+void series_gpu_dies(series *sr, int gpu, int from);
+/* The mask of window t, or NULL. */
+const uint8_t *series_mask(const series *sr, int t);
+void series_free(series *sr);
+
 /* ---- the sections, in the order main runs them ----------------------- */
 
 /* speed.c: every engine on the reference configs, then compile_times. */
@@ -157,8 +192,9 @@ void compile_times(bench *b, const engine *en, int n_en, const float *w,
 /* quality.c: the plans' balancedness on the recorded loads, in and out of
  * sample. */
 void quality_section(bench *b, const eplb_options *o);
-/* replan.c: copies and balancedness when re-planning; -1 when a recorded
- * file cannot be read. */
+/* replan.c: copies and balancedness when re-planning, on the recorded
+ * loads with 1% noise and on series of windows each planned from the
+ * last; -1 when a recorded file cannot be read. */
 int replan_section(bench *b, const eplb_options *o);
 /* failure.c: each GPU of the first config dead in turn. */
 void failure_section(bench *b, const eplb_options *o);
