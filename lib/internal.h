@@ -204,7 +204,7 @@ int distinct_per_gpu_apply(const plan_dims *d, const float *weight,
                            const uint8_t *mask, int32_t *phy2log,
                            int32_t *logcnt);
 
-/* ---- re-planning from the current placement (replan.c) ---------------- */
+/* ---- re-planning from the current placement (replan/) ----------------- */
 
 typedef struct replan_state replan_state;
 void replan_state_free(replan_state *st);

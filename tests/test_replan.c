@@ -459,6 +459,32 @@ static void test_zero_load_many_replicas(void)
     eplb_context_destroy(ctx);
 }
 
+/* A layer whose groups must change node: node 0 holds both heavy groups
+ * (loads 10), node 1 both light ones (loads 1), one expert a slot. No
+ * move inside a node helps (node 0 holds 40 against 2 GPUs x 11): a heavy
+ * group and a light one swap nodes. The copies: the 2 * E / G experts of
+ * the swapped pair land on GPUs that lacked them, and on each node the
+ * two experts that now share a GPU above the target split (one more copy
+ * per node): at most 6. */
+static void test_groups_change_node(void)
+{
+    const eplb_shape s = {1, 8, 8, 4, 2, 4};
+    const float w[8] = {10, 10, 10, 10, 1, 1, 1, 1};
+    const int32_t cur[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    CU_ASSERT_FATAL(ctx != NULL);
+    test_plan next;
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    CU_ASSERT(copies >= 4 && copies <= 2 * 8 / 4 + 2);
+    /* one heavy group on each node */
+    int heavy[2] = {0, 0};
+    for (int q = 0; q < 8; q++)
+        heavy[q / 4] += next.phy2log[q] >= 0 && next.phy2log[q] < 4;
+    CU_ASSERT(heavy[0] == 2 && heavy[1] == 2);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+}
+
 /* Every load equal, default options: sums that cancel exactly once let a
  * GPU into the touched list twice. */
 static void test_all_loads_equal(void)
@@ -645,6 +671,7 @@ int main(void)
         {"zero-load expert, more replicas than GPUs",
          test_zero_load_many_replicas},
         {"all loads equal", test_all_loads_equal},
+        {"groups that must change node", test_groups_change_node},
         {"a million slots per GPU", test_million_slots_per_gpu},
         {"thousands of slots per GPU", test_many_slots_per_gpu},
         {"reversed loads, and a deadline", test_reversed_and_deadline},

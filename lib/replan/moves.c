@@ -1,0 +1,642 @@
+/* The move families of the re-plan search, in one table, and the one loop
+ * that tries them. Each family scores its moves from one GPU above the
+ * target against the layer as it stands and keeps the best in *best; the
+ * loop decides which families run, from which GPUs, and in which order:
+ *   - swap two replicas between the heaviest GPU and another GPU of its
+ *     domain (up to 2 copies), or
+ *   - give a replica slot of an expert with several replicas to another
+ *     expert of the node (1 copy; replica counts follow the loads);
+ * then, only when no single move helps the heaviest GPU: a cycle of three
+ * GPUs, two swaps, a relocation in three parts. */
+#include "replan.h"
+
+#include <string.h>
+
+/* Better: clean fixes first, then cheaper, then more excess removed per
+ * copy, then lower peak; equal moves keep the first found. */
+static int better(const move *a, const move *b)
+{
+    if (b->kind == 0)
+        return 1;
+    if (a->clean != b->clean)
+        return a->clean;
+    if (a->clean) {
+        if (a->cost != b->cost)
+            return a->cost < b->cost;
+        return a->peak < b->peak;
+    }
+    double ra = -a->delta / (a->cost + 0.5), rb = -b->delta / (b->cost + 0.5);
+    if (ra != rb)
+        return ra > rb;
+    return a->peak < b->peak;
+}
+
+static void collect(replan_state *st, const move *m)
+{
+    move_list *c = st->collect;
+    int at = c->n < LOOKAHEAD ? c->n++ : LOOKAHEAD;
+    while (at > 0 && c->m[at - 1].delta > m->delta) {
+        if (at < LOOKAHEAD)
+            c->m[at] = c->m[at - 1];
+        at--;
+    }
+    if (at < LOOKAHEAD)
+        c->m[at] = *m;
+}
+
+static void consider_swaps(const layer_job *j, int h, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg;
+    double T = j->target, Lh = st->load[h], exh = excess(Lh, T);
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    for (int i = 0; i < ppg; i++) {
+        int si = h * ppg + i, x = st->slot[si];
+        double rx = (double)j->w[x] / st->cnt[x];
+        for (int b = g0; b < g1; b++) {
+            if (b == h || !live(j, b) || HELD(st, b, x))
+                continue;
+            double Lb = st->load[b], exb = excess(Lb, T);
+            if (spend(st, ppg))
+                return;
+            for (int q = 0; q < ppg; q++) {
+                int sj = b * ppg + q, y = st->slot[sj];
+                double ry = (double)j->w[y] / st->cnt[y];
+                if (!(rx > ry) || HELD(st, h, y))
+                    continue;
+                double nh = Lh - rx + ry, nb = Lb + rx - ry;
+                double delta = excess(nh, T) + excess(nb, T) - exh - exb;
+                move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
+                          nh > nb ? nh : nb, nh <= T && nb <= T};
+                if (st->collect) {
+                    if (nh <= T)
+                        collect(st, &m);
+                    continue;
+                }
+                if (!(delta < 0.0))
+                    continue;
+                if (better(&m, best))
+                    *best = m;
+            }
+        }
+    }
+}
+
+/* Slot si (expert x, several replicas) given to expert y: x's other
+ * replicas and y's replicas change their load per replica too. */
+static void try_reassign(const layer_job *j, int h, int si, int y,
+                         move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg, x = st->slot[si], gs = si / ppg;
+    double T = j->target;
+    double rx = (double)j->w[x] / st->cnt[x];
+    double dx = (double)j->w[x] / (st->cnt[x] - 1) - rx;
+    double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
+    double dy = ry1 - (double)j->w[y] / st->cnt[y];
+    int n = 0;
+    int *touched = st->touched;
+    uint8_t *tf = st->tflag;
+    double *gd = st->gdelta;
+    if (spend(st, 1 + st->cnt[x] + st->cnt[y]))
+        return;
+    /* Each GPU enters the list once (its flag), whatever the sums. */
+#define TOUCH(gpu, amount)                 \
+    do {                                   \
+        int g_ = (gpu);                    \
+        if (!tf[g_]) {                     \
+            tf[g_] = 1;                    \
+            touched[n++] = g_;             \
+        }                                  \
+        gd[g_] += (amount);                \
+    } while (0)
+    for (int t = st->head[x]; t >= 0; t = st->next[t])
+        if (t != si)
+            TOUCH(t / ppg, dx);
+    for (int t = st->head[y]; t >= 0; t = st->next[t])
+        TOUCH(t / ppg, dy);
+    TOUCH(gs, ry1 - rx);
+    double delta = 0.0, peak = 0.0;
+    int clean = 1, h_clear = 0;
+    for (int i = 0; i < n; i++) {
+        int g = touched[i];
+        double L = st->load[g], v = L + gd[g];
+        gd[g] = 0.0;
+        tf[g] = 0;
+        delta += excess(v, T) - excess(L, T);
+        if (v > peak)
+            peak = v;
+        if (v > T && L <= T)
+            clean = 0;
+        if (g == h)
+            h_clear = v <= T;
+    }
+    move m = {2, si, y, 0, 0, gain(j, gs, y), delta, peak, clean && h_clear};
+    if (st->collect) {
+        if (h_clear)
+            collect(st, &m);
+        return;
+    }
+    if (!(delta < 0.0))
+        return;
+    if (better(&m, best))
+        *best = m;
+}
+
+/* Replica counts follow the loads: a slot on the heaviest GPU goes to
+ * another expert of the node, or a slot elsewhere goes to an expert the
+ * heaviest GPU holds. */
+static void consider_reassign(const layer_job *j, int h, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    for (int i = 0; i < ppg; i++) {
+        int si = h * ppg + i, x = st->slot[si];
+        double rx = (double)j->w[x] / st->cnt[x];
+        /* This slot to another expert, lighter per replica than x is. */
+        if (spend(st, d->E + g1 - g0))
+            return;
+        if (st->cnt[x] >= 2)
+            for (int y = 0; y < d->E; y++)
+                if (y != x && st->node_of[y] == st->node_of[x] &&
+                    st->cnt[y] > 0 && !HELD(st, h, y) &&
+                    (double)j->w[y] / (st->cnt[y] + 1) < rx)
+                    try_reassign(j, h, si, y, best);
+        /* Another slot of the node to this expert, where the GPU that
+         * receives it stays lighter than h is now. */
+        double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
+        /* Another slot of the node to this expert. */
+        for (int g = g0; g < g1; g++) {
+            if (g == h || !live(j, g) || HELD(st, g, x))
+                continue;
+            if (spend(st, ppg))
+                return;
+            for (int r = 0; r < ppg; r++) {
+                int s = g * ppg + r, z = st->slot[s];
+                if (st->cnt[z] >= 2 &&
+                    st->load[g] - (double)j->w[z] / st->cnt[z] + rx1 <
+                        st->load[h])
+                    try_reassign(j, h, s, x, best);
+            }
+        }
+    }
+}
+
+/* Three GPUs pass one replica each round a cycle: x from the heaviest GPU
+ * h to b, y from b to c, z from c to h. Tried only when no single move
+ * helps, as it costs up to three copies. */
+static void consider_cycles(const layer_job *j, int h, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg;
+    double T = j->target, Lh = st->load[h];
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    for (int i = 0; i < ppg; i++) {
+        int si = h * ppg + i, x = st->slot[si];
+        double rx = (double)j->w[x] / st->cnt[x];
+        for (int b = g0; b < g1; b++) {
+            if (b == h || !live(j, b) || HELD(st, b, x))
+                continue;
+            double Lb = st->load[b];
+            if (spend(st, ppg))
+                return;
+            for (int q = 0; q < ppg; q++) {
+                int sj = b * ppg + q, y = st->slot[sj];
+                double ry = (double)j->w[y] / st->cnt[y];
+                double nb = Lb + rx - ry;
+                if (y == x || nb > T)
+                    continue;
+                for (int c = g0; c < g1; c++) {
+                    if (c == h || c == b || !live(j, c) ||
+                        HELD(st, c, y))
+                        continue;
+                    double Lc = st->load[c];
+                    if (spend(st, ppg))
+                        return;
+                    for (int u = 0; u < ppg; u++) {
+                        int sk = c * ppg + u, z = st->slot[sk];
+                        double rz = (double)j->w[z] / st->cnt[z];
+                        double nh = Lh - rx + rz, nc = Lc + ry - rz;
+                        if (z == x || z == y || !(nh < Lh) || nc > T ||
+                            HELD(st, h, z))
+                            continue;
+                        double delta = excess(nh, T) + excess(nb, T) +
+                                       excess(nc, T) - excess(Lh, T) -
+                                       excess(Lb, T) - excess(Lc, T);
+                        if (!(delta < 0.0))
+                            continue;
+                        double pk = nh > nb ? nh : nb;
+                        move m = {3, si, sj, sk, 0,
+                                  gain(j, b, x) + gain(j, c, y) +
+                                      gain(j, h, z),
+                                  delta, pk > nc ? pk : nc, nh <= T};
+                        if (better(&m, best))
+                            *best = m;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Two swaps: the first clears the heaviest GPU h but overloads GPU b,
+ * the second clears b. Tried only when no single move helps. */
+#define SWAP_PAIR_BEAM 64
+
+static void consider_swap_pairs(const layer_job *j, int h, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg;
+    double T = j->target, Lh = st->load[h];
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    /* The first swaps that overload their partner least: a beam, so the
+     * search for a second swap runs a bounded number of times. */
+    struct { int si, sj; double over; } beam[SWAP_PAIR_BEAM];
+    int nbeam = 0;
+    for (int i = 0; i < ppg; i++) {
+        int si = h * ppg + i, x = st->slot[si];
+        double rx = (double)j->w[x] / st->cnt[x];
+        for (int b = g0; b < g1; b++) {
+            if (b == h || !live(j, b) || HELD(st, b, x))
+                continue;
+            double Lb = st->load[b];
+            if (spend(st, ppg))
+                return;
+            for (int q = 0; q < ppg; q++) {
+                int sj = b * ppg + q, y = st->slot[sj];
+                double ry = (double)j->w[y] / st->cnt[y];
+                double over = Lb + rx - ry - T;
+                if (!(rx > ry) || HELD(st, h, y) || Lh - rx + ry > T ||
+                    over <= 0.0)
+                    continue;
+                int at = nbeam < SWAP_PAIR_BEAM ? nbeam++ : SWAP_PAIR_BEAM;
+                while (at > 0 && beam[at - 1].over > over) {
+                    if (at < SWAP_PAIR_BEAM)
+                        beam[at] = beam[at - 1];
+                    at--;
+                }
+                if (at < SWAP_PAIR_BEAM) {
+                    beam[at].si = si;
+                    beam[at].sj = sj;
+                    beam[at].over = over;
+                }
+            }
+        }
+    }
+    for (int k = 0; k < nbeam && !exhausted(st); k++) {
+        int si = beam[k].si, sj = beam[k].sj, b = sj / ppg;
+        int x = st->slot[si], y = st->slot[sj];
+        int c1 = gain(j, b, x) + gain(j, h, y);
+        if (best->kind && best->clean && best->cost <= c1)
+            continue;
+        double rx = (double)j->w[x] / st->cnt[x];
+        double ry = (double)j->w[y] / st->cnt[y], Lb = st->load[b];
+        swap_slots(st, si, sj);
+        st->load[h] = Lh - rx + ry;
+        st->load[b] = Lb + rx - ry;
+        move m2 = {0};
+        consider_swaps(j, b, &m2);
+        swap_slots(st, si, sj);
+        st->load[h] = Lh;
+        st->load[b] = Lb;
+        if (m2.kind == 0 || !m2.clean)
+            continue;
+        move m = {4, si, sj, m2.s, m2.t, c1 + m2.cost,
+                  -excess(Lh, T) - excess(Lb, T), m2.peak, 1};
+        if (better(&m, best))
+            *best = m;
+    }
+}
+
+/* Replica counts follow the loads, in three parts: expert x leaves the
+ * heaviest GPU h for slot t of GPU g (whose expert z has several
+ * replicas), and x's slot on h becomes a new replica of expert y. Tried
+ * only when no single move helps. */
+static void consider_relocate(const layer_job *j, int h, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg;
+    double T = j->target;
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    double *gd = st->gdelta;
+    int *touched = st->touched;
+    uint8_t *tf = st->tflag;
+    for (int i = 0; i < ppg; i++) {
+        int si = h * ppg + i, x = st->slot[si];
+        double rx = (double)j->w[x] / st->cnt[x];
+        for (int t = g0 * ppg; t < g1 * ppg; t++) {
+            int g = t / ppg, z = st->slot[t];
+            if (spend(st, 1))
+                return;
+            if (g == h || !live(j, g) || z == x || st->cnt[z] < 2 ||
+                HELD(st, g, x))
+                continue;
+            double rz = (double)j->w[z] / st->cnt[z];
+            double dz = (double)j->w[z] / (st->cnt[z] - 1) - rz;
+            if (spend(st, d->E))
+                return;
+            for (int y = 0; y < d->E; y++) {
+                if (y == x || y == z || st->cnt[y] == 0 ||
+                    st->node_of[y] != st->node_of[x] || HELD(st, h, y))
+                    continue;
+                double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
+                if (!(ry1 < rx))
+                    continue;
+                double dy = ry1 - (double)j->w[y] / st->cnt[y];
+                int n = 0;
+                if (spend(st, 2 + st->cnt[z] + st->cnt[y]))
+                    return;
+                TOUCH(h, ry1 - rx);
+                TOUCH(g, rx - rz);
+                for (int q = st->head[z]; q >= 0; q = st->next[q])
+                    if (q != t)
+                        TOUCH(q / ppg, dz);
+                for (int q = st->head[y]; q >= 0; q = st->next[q])
+                    TOUCH(q / ppg, dy);
+#undef TOUCH
+                double delta = 0.0, peak = 0.0;
+                int clean = 1;
+                for (int k = 0; k < n; k++) {
+                    int u = touched[k];
+                    double L = st->load[u], v = L + gd[u];
+                    gd[u] = 0.0;
+                    tf[u] = 0;
+                    delta += excess(v, T) - excess(L, T);
+                    if (v > peak)
+                        peak = v;
+                    if (v > T)
+                        clean = 0;
+                }
+                if (!(delta < 0.0))
+                    continue;
+                move m = {5, si, t, y, 0, gain(j, g, x) + gain(j, h, y),
+                          delta, peak, clean};
+                if (better(&m, best))
+                    *best = m;
+            }
+        }
+    }
+}
+
+/* ---- whole groups between nodes (hierarchical policy) ------------------ */
+
+void replan_node_loads(const layer_job *j)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    for (int n = 0; n < d->N; n++) {
+        st->nload[n] = 0.0;
+        st->nexp[n] = 0;
+    }
+    for (int g = 0; g < d->G; g++) {
+        double s = 0.0;
+        for (int e = g * d->gs; e < (g + 1) * d->gs; e++)
+            s += j->w[e];
+        st->gload[g] = s;
+        int n = st->node_of[g * d->gs];
+        st->nload[n] += s;
+        st->nexp[n] += d->gs;
+    }
+}
+
+/* Slots of group g in the layer being repaired. */
+static int group_slots(const layer_job *j, int g)
+{
+    int n = 0;
+    for (int e = g * j->d->gs; e < (g + 1) * j->d->gs; e++)
+        n += j->st->cnt[e];
+    return n;
+}
+
+/* Live GPUs of node n. */
+static int node_live(const layer_job *j, int n)
+{
+    int k = 0;
+    for (int g = n * j->d->gn; g < (n + 1) * j->d->gn; g++)
+        k += live(j, g);
+    return k;
+}
+
+/* A group a of node A (above its capacity: the target times its live
+ * GPUs) changes node with a group b of node B, or moves alone where B has
+ * the slots for its experts. The copies are about the slots the groups
+ * leave (each becomes a new expert there), at least 2 * E / G per pair;
+ * the exchange with the fewest that brings both nodes within capacity,
+ * else the one that removes the most excess per copy. */
+static void consider_groups(const layer_job *j, int A, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    double capA = j->target * node_live(j, A);
+    if (spend(st, (long long)d->G * d->G + d->E))
+        return;
+    for (int a = 0; a < d->G; a++) {
+        if (st->node_of[a * d->gs] != A)
+            continue;
+        int sa = group_slots(j, a);
+        for (int B = 0; B < d->N; B++) {
+            if (B == A)
+                continue;
+            int liveB = node_live(j, B);
+            double capB = j->target * liveB;
+            double exA = excess(st->nload[A], capA);
+            double exB = excess(st->nload[B], capB);
+            /* b = -1: the group moves alone. */
+            for (int b = -1; b < d->G; b++) {
+                int sb;
+                if (b < 0) {
+                    if (st->nexp[B] + d->gs > liveB * d->ppg ||
+                        st->nexp[A] - d->gs < 1)
+                        continue;
+                    sb = d->gs; /* slots B gives up for a's experts */
+                } else {
+                    if (st->node_of[b * d->gs] != B)
+                        continue;
+                    sb = group_slots(j, b);
+                }
+                double gb = b < 0 ? 0.0 : st->gload[b];
+                double nA = st->nload[A] - st->gload[a] + gb;
+                double nB = st->nload[B] + st->gload[a] - gb;
+                if (!(nA < st->nload[A]))
+                    continue;
+                double delta = excess(nA, capA) + excess(nB, capB) - exA - exB;
+                if (!(delta < 0.0))
+                    continue;
+                double ra = nA / capA, rb = nB / capB;
+                move m = {6, a, b, A, B, sa + sb, delta, ra > rb ? ra : rb,
+                          nA <= capA && nB <= capB};
+                if (better(&m, best))
+                    *best = m;
+            }
+        }
+    }
+}
+
+/* Node n's empty live slots, plus slots taken from its experts with
+ * several replicas when it lacks some, go first to the experts of group
+ * g (heaviest first, one replica each, on the least loaded GPU that lacks
+ * the expert), then as extra replicas to the node's experts with the most
+ * load per replica. */
+static void fill_node(const layer_job *j, int n, int g)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg, lo = n * d->ppn, hi = lo + d->ppn;
+    int free_slots = 0;
+    for (int s = lo; s < hi; s++)
+        free_slots += st->slot[s] < 0 && live(j, s / ppg);
+    replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    int need = g < 0 ? 0 : d->gs;
+    while (free_slots < need) {
+        /* The replica whose loss raises its expert's load per replica the
+         * least, on the heaviest GPU holding it. */
+        int x = -1;
+        for (int e = 0; e < d->E; e++)
+            if (st->node_of[e] == n && st->cnt[e] >= 2 &&
+                (x < 0 || (double)j->w[e] / (st->cnt[e] - 1) <
+                              (double)j->w[x] / (st->cnt[x] - 1)))
+                x = e;
+        if (x < 0)
+            return; /* cannot happen: the move checked the slots */
+        int at = -1;
+        for (int s = lo; s < hi; s++)
+            if (st->slot[s] == x &&
+                (at < 0 || st->load[s / ppg] > st->load[at / ppg]))
+                at = s;
+        st->load[at / ppg] -= (double)j->w[x] / st->cnt[x];
+        set_slot(st, at, -1);
+        st->cnt[x]--;
+        free_slots++;
+    }
+    for (;;) {
+        int y = -1;
+        if (g >= 0)
+            for (int e = g * d->gs; e < (g + 1) * d->gs; e++)
+                if (st->cnt[e] == 0 && (y < 0 || j->w[e] > j->w[y]))
+                    y = e;
+        if (y < 0)
+            for (int e = 0; e < d->E; e++)
+                if (st->node_of[e] == n &&
+                    (y < 0 || (double)j->w[e] / (st->cnt[e] + 1) >
+                                  (double)j->w[y] / (st->cnt[y] + 1)))
+                    y = e;
+        int to = -1, to_dup = -1;
+        for (int s = lo; s < hi; s++) {
+            int q = s / ppg;
+            if (st->slot[s] >= 0 || !live(j, q))
+                continue;
+            if (to_dup < 0 || st->load[q] < st->load[to_dup / ppg])
+                to_dup = s;
+            if (!HELD(st, q, y) &&
+                (to < 0 || st->load[q] < st->load[to / ppg]))
+                to = s;
+        }
+        if (to < 0)
+            to = to_dup;
+        if (to < 0 || y < 0)
+            return;
+        st->cnt[y]++;
+        set_slot(st, to, y);
+        st->load[to / ppg] += (double)j->w[y] / st->cnt[y];
+    }
+}
+
+/* Group a leaves node A for node B, group b (if any) goes the other way;
+ * their slots empty and the two nodes fill again. */
+static void apply_groups(const layer_job *j, const move *m)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int a = m->s, b = m->t, A = m->u, B = m->v;
+    for (int s = 0; s < d->P; s++) {
+        int e = st->slot[s];
+        if (e >= 0 && (e / d->gs == a || (b >= 0 && e / d->gs == b)))
+            set_slot(st, s, -1);
+    }
+    for (int e = a * d->gs; e < (a + 1) * d->gs; e++) {
+        st->cnt[e] = 0;
+        st->node_of[e] = B;
+    }
+    if (b >= 0)
+        for (int e = b * d->gs; e < (b + 1) * d->gs; e++) {
+            st->cnt[e] = 0;
+            st->node_of[e] = A;
+        }
+    fill_node(j, B, a);
+    fill_node(j, A, b);
+    replan_node_loads(j);
+}
+
+/* The families, in the order the loop tries them. The families of one
+ * tier compete for the best move; a tier runs only when the tiers before
+ * it found none. every_over: tried from every GPU above the target,
+ * heaviest first, until one gives a move (else from the heaviest only). */
+typedef struct move_family {
+    const char *name;
+    void (*consider)(const layer_job *j, int h, move *best);
+    int tier;
+    int every_over;
+    int scope; /* MOVES_* */
+} move_family;
+
+static const move_family families[] = {
+    {"swap", consider_swaps, 0, 1, MOVES_GPU | MOVES_FIRST},
+    {"reassign", consider_reassign, 0, 1, MOVES_GPU | MOVES_FIRST},
+    {"cycle", consider_cycles, 1, 0, MOVES_GPU},
+    {"swap pair", consider_swap_pairs, 2, 0, MOVES_GPU},
+    {"relocate", consider_relocate, 3, 0, MOVES_GPU},
+    {"groups", consider_groups, 4, 1, MOVES_NODES},
+};
+#define N_FAMILIES ((int)(sizeof families / sizeof families[0]))
+
+void replan_best_move(const layer_job *j, int scope, const int *over,
+                      int n_over, move *best)
+{
+    for (int f = 0; f < N_FAMILIES && (!best || best->kind == 0);) {
+        int end = f;
+        while (end < N_FAMILIES && families[end].tier == families[f].tier)
+            end++;
+        int from = families[f].every_over ? n_over : 1, any = 0;
+        for (int k = f; k < end; k++)
+            any |= (families[k].scope & scope) != 0;
+        for (int i = 0; any && i < from && (!best || best->kind == 0); i++)
+            for (int k = f; k < end; k++)
+                if (families[k].scope & scope)
+                    families[k].consider(j, over[i], best);
+        f = end;
+    }
+}
+
+void replan_apply_move(const layer_job *j, const move *m)
+{
+    replan_state *st = j->st;
+    if (m->kind == 6) {
+        apply_groups(j, m);
+    } else if (m->kind == 1 || m->kind == 4) {
+        swap_slots(st, m->s, m->t);
+        if (m->kind == 4)
+            swap_slots(st, m->u, m->v);
+    } else if (m->kind == 5) {
+        int x = st->slot[m->s], z = st->slot[m->t];
+        set_slot(st, m->t, x);
+        set_slot(st, m->s, m->u);
+        st->cnt[z]--;
+        st->cnt[m->u]++;
+    } else if (m->kind == 2) {
+        st->cnt[st->slot[m->s]]--;
+        set_slot(st, m->s, m->t);
+        st->cnt[m->t]++;
+    } else {
+        int32_t x = st->slot[m->s], y = st->slot[m->t];
+        set_slot(st, m->s, st->slot[m->u]);
+        set_slot(st, m->t, x);
+        set_slot(st, m->u, y);
+    }
+}

@@ -1,0 +1,290 @@
+/* A domain's repair (a node, or all GPUs under the global policy or with
+ * a mask): while a GPU is above the target, the best move of the table
+ * (moves.c), a two-move lookahead when none helps; its restart from the
+ * fresh plan's replica counts; and the placement of experts whose GPUs
+ * died. */
+#include "replan.h"
+
+#include <string.h>
+
+static int heaviest(const layer_job *j, int g0, int g1)
+{
+    int h = -1;
+    for (int g = g0; g < g1; g++)
+        if (live(j, g) && (h < 0 || j->st->load[g] > j->st->load[h]))
+            h = g;
+    return h;
+}
+
+/* Gives the empty live slots and the experts left with no slot (their
+ * GPUs died) a place. 0 when some expert cannot be placed. */
+int replan_place_orphans(const layer_job *j)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg;
+    for (;;) {
+        if (spend(st, 3LL * d->P + d->E))
+            return 0;
+        /* The heaviest expert with no slot, else the first empty slot. */
+        int y = -1;
+        for (int e = 0; e < d->E; e++)
+            if (st->cnt[e] == 0 && (y < 0 || j->w[e] > j->w[y]))
+                y = e;
+        int empty = -1;
+        for (int s = 0; s < d->P && empty < 0; s++)
+            if (st->slot[s] < 0 && live(j, s / ppg) &&
+                (y < 0 || DOM_OF_SLOT(j, s) == st->node_of[y]))
+                empty = s;
+        if (y < 0 && empty < 0)
+            return 1;
+        replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+        if (empty >= 0 && y < 0) {
+            /* A slot back in service: the node's expert with the most
+             * load per replica gets another replica. */
+            int node = DOM_OF_SLOT(j, empty);
+            for (int e = 0; e < d->E; e++)
+                if (st->node_of[e] == node &&
+                    !HELD(st, empty / ppg, e) &&
+                    (y < 0 || (double)j->w[e] / st->cnt[e] >
+                                  (double)j->w[y] / st->cnt[y]))
+                    y = e;
+            if (y < 0)
+                return 0;
+        }
+        if (empty < 0) {
+            /* Take a slot from an expert of the node with several
+             * replicas, on the GPU that stays lightest. */
+            double bestv = 0.0;
+            for (int s = 0; s < d->P; s++) {
+                int x = st->slot[s], g = s / ppg;
+                if (x < 0 || !live(j, g) || st->cnt[x] < 2 ||
+                    DOM_OF_SLOT(j, s) != st->node_of[y] ||
+                    HELD(st, g, y))
+                    continue;
+                double v = st->load[g] - (double)j->w[x] / st->cnt[x] +
+                           j->w[y];
+                if (empty < 0 || v < bestv) {
+                    empty = s;
+                    bestv = v;
+                }
+            }
+            if (empty < 0)
+                return 0;
+            st->cnt[st->slot[empty]]--;
+        }
+        set_slot(st, empty, y);
+        st->cnt[y]++;
+    }
+}
+
+/* Two moves: the first clears the heaviest GPU h and overloads one other
+ * GPU k, the second clears k without overloading anything. Returns 1 and
+ * applies the cheapest such pair, else 0. Only when nothing else helps:
+ * each first move is tried on a snapshot of the layer. */
+static int lookahead(const layer_job *j, int h, int g0, int g1)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    move_list firsts;
+    firsts.n = 0;
+    replan_index_replicas(d, st);
+    st->collect = &firsts;
+    replan_best_move(j, MOVES_FIRST, &h, 1, NULL);
+    st->collect = NULL;
+    size_t held_bytes = (size_t)d->M * d->E * sizeof(uint32_t);
+    memcpy(st->snap_slot, st->slot, (size_t)d->P * sizeof(int32_t));
+    memcpy(st->snap_cnt, st->cnt, (size_t)d->E * sizeof(int));
+    memcpy(st->snap_held, st->held, held_bytes);
+    int best_i = -1, best_cost = 0;
+    move best_second = {0};
+    for (int i = 0; i < firsts.n && !spend(st, 3LL * d->P); i++) {
+        replan_apply_move(j, &firsts.m[i]);
+        replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+        int k = heaviest(j, g0, g1), over = 0;
+        for (int g = g0; g < g1; g++)
+            over += live(j, g) && st->load[g] > j->target;
+        move second = {0};
+        if (over == 1) {
+            replan_index_replicas(d, st);
+            replan_best_move(j, MOVES_FIRST, &k, 1, &second);
+        }
+        int cost = firsts.m[i].cost + second.cost;
+        if (over == 0 || (second.kind && second.clean)) {
+            if (best_i < 0 || cost < best_cost) {
+                best_i = i;
+                best_cost = cost;
+                best_second = second;
+                if (over == 0)
+                    best_second.kind = 0;
+            }
+        }
+        memcpy(st->slot, st->snap_slot, (size_t)d->P * sizeof(int32_t));
+        memcpy(st->cnt, st->snap_cnt, (size_t)d->E * sizeof(int));
+        memcpy(st->held, st->snap_held, held_bytes);
+    }
+    replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    if (best_i < 0)
+        return 0;
+    replan_apply_move(j, &firsts.m[best_i]);
+    if (best_second.kind)
+        replan_apply_move(j, &best_second);
+    return 1;
+}
+
+/* Repairs the GPUs g0..g1-1 (one node, or all under the global policy)
+ * of st->slot in place; 0 if it gives up. */
+int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int *over = st->order;
+    for (int moves = 0;; moves++) {
+        if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
+            st->late = 1;
+        if (exhausted(st) || spend(st, 2LL * d->P))
+            return 0;
+        replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+        /* GPUs above the target, heaviest first (ties to the lowest). */
+        int n_over = 0;
+        for (int g = g0; g < g1; g++) {
+            if (!live(j, g) || st->load[g] <= j->target)
+                continue;
+            int at = n_over++;
+            while (at > 0 && st->load[over[at - 1]] < st->load[g]) {
+                over[at] = over[at - 1];
+                at--;
+            }
+            over[at] = g;
+        }
+        if (n_over == 0)
+            return 1;
+        if (moves == REPLAN_MAX_MOVES(j))
+            return 0;
+        replan_index_replicas(d, st);
+        /* The heaviest GPU first; when no single move helps it, another
+         * GPU above the target may have one (and h may be fixable after),
+         * before the costlier moves for h. */
+        move best = {0};
+        replan_best_move(j, MOVES_GPU, over, n_over, &best);
+        if (exhausted(st))
+            return 0;
+        if (best.kind == 0 && lookahead_ok && lookahead(j, over[0], g0, g1))
+            continue;
+        if (best.kind == 0 || exhausted(st))
+            return 0;
+        replan_apply_move(j, &best);
+    }
+}
+
+/* Restarts domain n (GPUs g0..g1-1) from the fresh plan's replica counts
+ * with the current placement: each GPU keeps the current experts the new
+ * counts leave room for, and the remaining replicas go, heaviest first, to
+ * the least loaded GPU with a free slot that lacks that expert. When the
+ * loads moved enough to change replica counts, the repair that follows
+ * starts from counts that fit them. */
+int replan_restart_with_counts(const layer_job *j, int n, int g0, int g1,
+                               const int32_t *fcnt)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg, lo = g0 * ppg, hi = g1 * ppg;
+    int *rem = st->mark;
+    for (int e = 0; e < d->E; e++) {
+        rem[e] = 0;
+        if (st->node_of[e] == n) {
+            st->cnt[e] = fcnt[e];
+            rem[e] = fcnt[e];
+        }
+    }
+    for (int s = lo; s < hi; s++)
+        set_slot(st, s, -1);
+    for (int s = lo; s < hi; s++) {
+        int e = j->cur[s], g = s / ppg;
+        if (e >= 0 && live(j, g) && rem[e] > 0 && !HELD(st, g, e)) {
+            set_slot(st, s, e);
+            rem[e]--;
+        }
+    }
+    replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    int ok = 1;
+    for (;;) {
+        if (spend(st, d->E + hi - lo)) {
+            ok = 0;
+            break;
+        }
+        int e = -1;
+        for (int x = 0; x < d->E; x++)
+            if (rem[x] > 0 &&
+                (e < 0 || (double)j->w[x] / st->cnt[x] >
+                              (double)j->w[e] / st->cnt[e]))
+                e = x;
+        if (e < 0)
+            break;
+        int to = -1, to_dup = -1;
+        for (int s = lo; s < hi; s++) {
+            int g = s / ppg;
+            if (st->slot[s] >= 0 || !live(j, g))
+                continue;
+            if (to_dup < 0)
+                to_dup = s;
+            if (!HELD(st, g, e) &&
+                (to < 0 || st->load[g] < st->load[to / ppg]))
+                to = s;
+        }
+        if (to < 0)
+            to = to_dup;
+        if (to < 0) {
+            ok = 0;
+            break;
+        }
+        set_slot(st, to, e);
+        st->load[to / ppg] += (double)j->w[e] / st->cnt[e];
+        rem[e]--;
+    }
+    for (int e = 0; e < d->E; e++)
+        rem[e] = 0;
+    return ok;
+}
+
+
+/* Hierarchical policy: while a node holds more load than its GPUs can take
+ * at the target, the best exchange of whole groups with another node
+ * (moves.c); the repair inside the nodes follows. 0 when an exchange left
+ * an expert without a slot (the layer takes its fallback). */
+int replan_balance_nodes(const layer_job *j)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int *over = st->order;
+    replan_node_loads(j);
+    for (int moves = 0; moves < d->G; moves++) {
+        if (exhausted(st))
+            return 1;
+        int n_over = 0;
+        for (int n = 0; n < d->N; n++) {
+            int k = 0;
+            for (int g = n * d->gn; g < (n + 1) * d->gn; g++)
+                k += live(j, g);
+            if (!(st->nload[n] > j->target * k))
+                continue;
+            int at = n_over++;
+            while (at > 0 && st->nload[over[at - 1]] < st->nload[n]) {
+                over[at] = over[at - 1];
+                at--;
+            }
+            over[at] = n;
+        }
+        if (n_over == 0)
+            break;
+        move best = {0};
+        replan_best_move(j, MOVES_NODES, over, n_over, &best);
+        if (best.kind == 0)
+            break;
+        replan_apply_move(j, &best);
+    }
+    for (int e = 0; e < d->E; e++)
+        if (st->cnt[e] <= 0)
+            return 0;
+    return 1;
+}

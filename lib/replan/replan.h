@@ -1,0 +1,233 @@
+/* The re-plan search's private declarations, shared by its files:
+ *   state.c   the workspace, the layer's indexes, loads and copies
+ *   moves.c   the move families (one table) and the loop that tries them
+ *   repair.c  a domain's repair, its restart from new replica counts, the
+ *             placement of experts left without a slot
+ *   relabel.c the fresh plan relabelled (the fallback), eplb_relabel
+ *   replan.c  replan_from_current: per layer, repair or fallback
+ * Each file calls only the ones listed above it, never back. */
+#ifndef EPLB_REPLAN_H
+#define EPLB_REPLAN_H
+
+#include "internal.h"
+
+#include <stdint.h>
+
+/* Moves per domain before the search gives up on it: beyond half its
+ * slots a fresh plan costs about as much. */
+#define REPLAN_MAX_MOVES(j) ((j)->dom_gpus * (j)->d->ppg / 2 + 4)
+
+struct replan_state {
+    plan_dims dims;
+    int32_t *slot;     /* [P] the layer being repaired */
+    int32_t *alt;      /* [P] the relabelled fresh layer */
+    int *cnt;          /* [E] live replicas per expert */
+    int *alt_cnt;      /* [E] */
+    int *node_of;      /* [E] node an expert lives on */
+    int *order;        /* [max(E, M)] */
+    int *match;        /* [M] current GPU -> fresh GPU */
+    int *taken;        /* [M] */
+    int *overlap;      /* [max(N*N, gn*gn)] */
+    int *mark;         /* [E] stamps */
+    double *load;      /* [M] */
+    double *gdelta;    /* [M] load change of a move being tried, else 0 */
+    int *touched;      /* [M] GPUs with a nonzero gdelta */
+    int *head, *next;  /* [E], [P]: each expert's slots */
+    struct move_list *collect; /* non-NULL: gather first moves instead */
+    int32_t *snap_slot; /* [P] */
+    int *snap_cnt;      /* [E] */
+    uint32_t *snap_held; /* [M][E] */
+    uint32_t *held;    /* [M][E] replicas of each expert on each GPU */
+    uint8_t *was;      /* [M][E] 1 where the plan in service had it */
+    int *cur_head, *cur_next; /* [E], [P]: each expert's current slots */
+    int *cur_prev_gpu; /* [P] GPU of the previous slot in that list */
+    uint64_t *pairs;   /* [max(N*N, gn*gn)] for the matching */
+    uint8_t *tflag;    /* [M] 1 while a GPU is in `touched` */
+    int32_t *kout;     /* [ppg] replan_keep_slots' output */
+    int *kavail, *kused; /* [E] replan_keep_slots' counts, zero between calls */
+    int *seen;         /* [E] zero between uses */
+    int *node_map;     /* [N] fresh node -> current node */
+    int *usable;       /* [gn] */
+    double *gload;     /* [G] load of each group (group moves) */
+    double *nload;     /* [N] load of each node */
+    int *nexp;         /* [N] experts on each node */
+    /* The search's work on the layer in hand (move evaluations, and passes
+     * over the layer counted by their length) against its budget; past
+     * the budget or the deadline the search gives up and the layer takes
+     * its fallback. */
+    long long work, budget;
+    double deadline;   /* clock time in us after which the search stops; 0 none */
+    int late;          /* the deadline passed */
+};
+typedef struct layer_job {
+    const plan_dims *d;
+    const float *w;
+    const int32_t *cur; /* [P] the plan in service */
+    const uint8_t *mask;
+    double target;      /* largest GPU load allowed */
+    replan_state *st;
+    /* GPUs of one search domain: a node under the hierarchical policy
+     * (experts stay on their node), all GPUs under the global policy or
+     * when GPUs died (a node that lost a GPU may have to hand experts to
+     * another). */
+    int dom_gpus;
+} layer_job;
+
+/* First and last+1 GPU of the domain of GPU g. */
+#define DOM_LO(j, g) ((g) / (j)->dom_gpus * (j)->dom_gpus)
+#define DOM_HI(j, g) (DOM_LO(j, g) + (j)->dom_gpus)
+#define DOM_OF_SLOT(j, s) ((s) / ((j)->dom_gpus * (j)->d->ppg))
+
+/* Replicas of expert e on GPU g in the layer being repaired, and whether
+ * the plan in service had e on g. */
+#define HELD(st, g, e) ((st)->held[(size_t)(g) * (st)->dims.E + (e)])
+#define WAS(st, g, e) ((st)->was[(size_t)(g) * (st)->dims.E + (e)])
+
+/* Writes slot s, keeping the replica counts per GPU. */
+static inline void set_slot(replan_state *st, int s, int e)
+{
+    int g = s / st->dims.ppg, old = st->slot[s];
+    if (old >= 0)
+        HELD(st, g, old)--;
+    st->slot[s] = e;
+    if (e >= 0)
+        HELD(st, g, e)++;
+}
+
+static inline int live(const layer_job *j, int g)
+{
+    return !j->mask || j->mask[g];
+}
+static inline double excess(double load, double target)
+{
+    return load > target ? load - target : 0.0;
+}
+/* Experts a GPU gains by a move, counted against the plan in service. */
+static inline int gain(const layer_job *j, int g, int e)
+{
+    return !WAS(j->st, g, e);
+}
+
+/* A move and what it does to the total excess over the target. */
+typedef struct move {
+    int kind;          /* 0 none, 1 swap, 2 reassign a slot, 3 cycle,
+                          4 two swaps, 5 relocate (s: x on h, t: slot x
+                          takes, u: expert that gets s), 6 group
+                          exchange (s: group leaving node u for node v,
+                          t: group coming back, -1 none) */
+    int s, t, u, v;    /* slots (swaps, cycle), or slot s given to expert t */
+    int cost;          /* copies */
+    double delta;      /* change of the summed excess (< 0 is progress) */
+    double peak;       /* largest new load among the GPUs it touches */
+    int clean;         /* clears the heaviest GPU, adds excess nowhere */
+} move;
+
+/* Adds n units of work; true when the layer's budget is spent. */
+static inline int spend(replan_state *st, long long n)
+{
+    st->work += n;
+    return st->work > st->budget;
+}
+
+static inline int exhausted(const replan_state *st)
+{
+    return st->late || st->work > st->budget;
+}
+
+static inline void swap_slots(replan_state *st, int a, int b)
+{
+    int32_t x = st->slot[a];
+    set_slot(st, a, st->slot[b]);
+    set_slot(st, b, x);
+}
+
+
+/* First moves for a two-move lookahead: they clear the heaviest GPU
+ * whatever they do elsewhere; the ones that add the least excess. */
+#define LOOKAHEAD 256
+typedef struct move_list {
+    int n;
+    move m[LOOKAHEAD];
+} move_list;
+
+/* ---- state.c ------------------------------------------------------------ */
+
+/* The layer's work budget (units of replan_state.work). */
+long long replan_work_budget(const plan_dims *d);
+
+/* The workspace for shape d in *stp, kept when the shape is the same. */
+int replan_state_reserve(replan_state **stp, const plan_dims *d);
+
+/* GPU loads as the metrics sum them (slot order, in double) into load
+ * [M]; returns the largest. */
+double replan_layer_loads(const plan_dims *d, const float *w,
+                          const int32_t *slots, const int *cnt, double *load);
+
+/* Distinct experts a GPU holds in `next` that it did not hold in the plan
+ * in service, summed over the GPUs. */
+long replan_layer_copies(replan_state *st, const int32_t *next);
+
+/* Lays GPU g's experts (in want, any slot order) into its slots so that
+ * every expert it held in cur keeps its old slot. */
+void replan_keep_slots(replan_state *st, const int32_t *cur, int g,
+                       int32_t *want);
+
+/* Each expert's live slots of st->slot as lists (head, next). */
+void replan_index_replicas(const plan_dims *d, replan_state *st);
+
+/* The plan in service's indexes: WAS, each expert's current slots. */
+void replan_index_current(replan_state *st, const int32_t *cur);
+
+/* ---- moves.c ------------------------------------------------------------ */
+
+/* Which families the shared loop tries (move_family.scope). */
+#define MOVES_GPU 1   /* a repair's moves from the GPUs above the target */
+#define MOVES_FIRST 2 /* the lookahead's first and second moves */
+#define MOVES_NODES 4 /* moves of whole groups between nodes, from the
+                         nodes above their capacity (over[] holds nodes) */
+
+/* Tries the families of `scope`, tier by tier, from the GPUs over[0..n)
+ * (heaviest first); keeps the best move in *best (kind 0: none). With
+ * st->collect set, best is NULL and the moves are gathered there. */
+void replan_best_move(const layer_job *j, int scope, const int *over,
+                      int n_over, move *best);
+
+void replan_apply_move(const layer_job *j, const move *m);
+
+/* Node loads into st->nload and experts per node into st->nexp (the
+ * hierarchical policy: node_of is the node); the node capacities are the
+ * target times the node's live GPUs. */
+void replan_node_loads(const layer_job *j);
+
+/* ---- repair.c ----------------------------------------------------------- */
+
+/* Gives the empty live slots and the experts left with no slot a place;
+ * 0 when some expert cannot be placed. */
+int replan_place_orphans(const layer_job *j);
+
+/* Repairs the GPUs g0..g1-1 of st->slot in place; 0 if it gives up. */
+int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok);
+
+/* Exchanges whole groups between nodes while a node is above its
+ * capacity; 0 when the layer must take its fallback. */
+int replan_balance_nodes(const layer_job *j);
+
+/* Restarts domain n from the replica counts fcnt [E]; 0 on failure. */
+int replan_restart_with_counts(const layer_job *j, int n, int g0, int g1,
+                               const int32_t *fcnt);
+
+/* ---- relabel.c ---------------------------------------------------------- */
+
+/* 1 when node n holds the same experts in plans a and b. */
+int replan_same_node_experts(replan_state *st, const int32_t *a,
+                             const int32_t *b, int n);
+
+/* The fresh layer relabelled to keep the most experts in place, into
+ * st->alt. */
+void replan_relabel_fresh(const layer_job *j, const int32_t *fresh);
+
+/* Makes st->alt: 1 when it is on target, else -1. */
+int replan_make_alt(const layer_job *j, const int32_t *fresh,
+                    const int32_t *fcnt);
+
+#endif /* EPLB_REPLAN_H */

@@ -1,0 +1,310 @@
+/* The re-plan search's workspace (reserved once per shape, so the search
+ * allocates nothing per layer), the check of a current plan, and the
+ * indexes, loads and copies of the layer in hand. */
+#include "replan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Work units a layer's search may spend per slot and expert (enough for
+ * the searches of the benchmark's shapes to end by themselves), within a
+ * cap for very large layers that still leaves room for REPLAN_WORK_MIN
+ * passes over the layer: the search is linear in the layer's size. */
+#define REPLAN_WORK_PER_ITEM 8000
+#define REPLAN_WORK_CAP (1LL << 29)
+#define REPLAN_WORK_MIN 64
+
+long long replan_work_budget(const plan_dims *d)
+{
+    long long items = (long long)d->P + d->E;
+    long long b = REPLAN_WORK_PER_ITEM * items;
+    if (b > REPLAN_WORK_CAP)
+        b = REPLAN_WORK_CAP;
+    if (b < REPLAN_WORK_MIN * items)
+        b = REPLAN_WORK_MIN * items;
+    return b;
+}
+
+void replan_state_free(replan_state *st)
+{
+    if (!st)
+        return;
+    free(st->slot);
+    free(st->alt);
+    free(st->cnt);
+    free(st->alt_cnt);
+    free(st->node_of);
+    free(st->order);
+    free(st->match);
+    free(st->taken);
+    free(st->overlap);
+    free(st->mark);
+    free(st->load);
+    free(st->gdelta);
+    free(st->touched);
+    free(st->head);
+    free(st->next);
+    free(st->snap_slot);
+    free(st->snap_cnt);
+    free(st->snap_held);
+    free(st->held);
+    free(st->was);
+    free(st->cur_head);
+    free(st->cur_next);
+    free(st->cur_prev_gpu);
+    free(st->pairs);
+    free(st->tflag);
+    free(st->kout);
+    free(st->kavail);
+    free(st->kused);
+    free(st->seen);
+    free(st->node_map);
+    free(st->usable);
+    free(st->gload);
+    free(st->nload);
+    free(st->nexp);
+    free(st);
+}
+
+int replan_state_reserve(replan_state **stp, const plan_dims *d)
+{
+    replan_state *st = *stp;
+    if (st && st->dims.E == d->E && st->dims.P == d->P &&
+        st->dims.M == d->M && st->dims.N == d->N && st->dims.G == d->G)
+        return EPLB_OK;
+    replan_state_free(st);
+    st = *stp = calloc(1, sizeof *st);
+    if (!st)
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    st->dims = *d;
+    size_t E = (size_t)d->E, P = (size_t)d->P, M = (size_t)d->M;
+    size_t big = E > M ? E : M;
+    size_t sq = (size_t)d->N * d->N > (size_t)d->gn * d->gn
+                    ? (size_t)d->N * d->N
+                    : (size_t)d->gn * d->gn;
+    st->slot = malloc(P * sizeof(int32_t));
+    st->alt = malloc(P * sizeof(int32_t));
+    st->cnt = malloc(E * sizeof(int));
+    st->alt_cnt = malloc(E * sizeof(int));
+    st->node_of = malloc(E * sizeof(int));
+    st->order = malloc(big * sizeof(int));
+    st->match = malloc(M * sizeof(int));
+    st->taken = malloc(M * sizeof(int));
+    st->overlap = malloc(sq * sizeof(int));
+    st->mark = calloc(E, sizeof(int));
+    st->load = malloc(M * sizeof(double));
+    st->gdelta = calloc(M, sizeof(double));
+    st->touched = malloc(M * sizeof(int));
+    st->head = malloc(E * sizeof(int));
+    st->next = malloc(P * sizeof(int));
+    st->snap_slot = malloc(P * sizeof(int32_t));
+    st->snap_cnt = malloc(E * sizeof(int));
+    st->snap_held = malloc(M * E * sizeof(uint32_t));
+    st->held = malloc(M * E * sizeof(uint32_t));
+    st->was = malloc(M * E);
+    st->cur_head = malloc(E * sizeof(int));
+    st->cur_next = malloc(P * sizeof(int));
+    st->cur_prev_gpu = malloc(P * sizeof(int));
+    st->pairs = malloc(sq * sizeof(uint64_t));
+    st->tflag = calloc(M, 1);
+    st->kout = malloc((size_t)d->ppg * sizeof(int32_t));
+    st->kavail = calloc(E, sizeof(int));
+    st->kused = calloc(E, sizeof(int));
+    st->seen = calloc(E, sizeof(int));
+    st->node_map = malloc((size_t)d->N * sizeof(int));
+    st->usable = malloc((size_t)d->gn * sizeof(int));
+    st->gload = malloc((size_t)d->G * sizeof(double));
+    st->nload = malloc((size_t)d->N * sizeof(double));
+    st->nexp = malloc((size_t)d->N * sizeof(int));
+    if (!st->gload || !st->nload || !st->nexp || !st->tflag || !st->kout || !st->kavail || !st->kused || !st->seen ||
+        !st->node_map || !st->usable || !st->cur_head || !st->cur_next || !st->cur_prev_gpu || !st->pairs ||
+        !st->held || !st->was || !st->gdelta || !st->snap_slot || !st->snap_cnt ||
+        !st->snap_held || !st->touched || !st->head || !st->next ||
+        !st->slot || !st->alt || !st->cnt || !st->alt_cnt || !st->node_of ||
+        !st->order || !st->match || !st->taken || !st->overlap ||
+        !st->mark || !st->load) {
+        replan_state_free(st);
+        *stp = NULL;
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    return EPLB_OK;
+}
+
+int replan_check_current(const plan_dims *d, const int32_t *current,
+                         const uint8_t *mask)
+{
+    int *seen = malloc((size_t)(d->E + d->G) * sizeof(int));
+    if (!seen)
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    int *group_node = seen + d->E;
+    int rc = EPLB_OK;
+    for (int l = 0; l < d->L && rc == EPLB_OK; l++) {
+        const int32_t *p2l = current + (size_t)l * d->P;
+        for (int e = 0; e < d->E; e++)
+            seen[e] = 0;
+        for (int g = 0; g < d->G; g++)
+            group_node[g] = -1;
+        for (int s = 0; s < d->P && rc == EPLB_OK; s++) {
+            int e = p2l[s];
+            if (e < -1 || e >= d->E) {
+                rc = eplbi_fail(EPLB_ERR_BAD_PLAN,
+                                "current_phy2log[%d][%d] is %d: expert ids "
+                                "are 0..%d, or -1 for an empty slot; pass a "
+                                "plan of this shape",
+                                l, s, e, d->E - 1);
+                break;
+            }
+            if (e < 0)
+                continue;
+            seen[e] = 1;
+            int node = s / d->ppn, g = e / d->gs;
+            if (d->N > 1 && !mask) {
+                if (group_node[g] >= 0 && group_node[g] != node)
+                    rc = eplbi_fail(
+                        EPLB_ERR_BAD_PLAN,
+                        "current_phy2log layer %d puts group %d (experts "
+                        "%d..%d) on nodes %d and %d: the hierarchical policy "
+                        "keeps a group on one node; pass a plan made with "
+                        "this policy, or use the global policy",
+                        l, g, g * d->gs, (g + 1) * d->gs - 1, group_node[g],
+                        node);
+                group_node[g] = node;
+            }
+        }
+        for (int e = 0; e < d->E && rc == EPLB_OK; e++)
+            if (!seen[e])
+                rc = eplbi_fail(EPLB_ERR_BAD_PLAN,
+                                "current_phy2log layer %d holds expert %d in "
+                                "no slot: pass a complete plan of this shape "
+                                "(every expert in at least one slot)",
+                                l, e);
+    }
+    free(seen);
+    return rc;
+}
+
+
+/* GPU loads as the metrics sum them: slot order, in double. */
+double replan_layer_loads(const plan_dims *d, const float *w,
+                          const int32_t *slots, const int *cnt, double *load)
+{
+    double peak = 0.0;
+    for (int g = 0; g < d->M; g++) {
+        double s = 0.0;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = slots[g * d->ppg + r];
+            if (e >= 0)
+                s += (double)w[e] / cnt[e];
+        }
+        load[g] = s;
+        if (s > peak)
+            peak = s;
+    }
+    return peak;
+}
+
+
+/* Distinct experts a GPU holds in `next` that it did not hold in the plan
+ * in service. */
+long replan_layer_copies(replan_state *st, const int32_t *next)
+{
+    const plan_dims *d = &st->dims;
+    long n = 0;
+    int *seen = st->seen;
+    for (int g = 0; g < d->M; g++) {
+        const int32_t *gs = next + (size_t)g * d->ppg;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = gs[r];
+            if (e < 0 || WAS(st, g, e) || seen[e])
+                continue;
+            seen[e] = 1;
+            n++;
+        }
+        for (int r = 0; r < d->ppg; r++)
+            if (gs[r] >= 0)
+                seen[gs[r]] = 0;
+    }
+    return n;
+}
+
+/* Lays GPU g's experts (given in any slot order in `want`) into its slots
+ * so that every expert it held before keeps its old slot: each old slot
+ * keeps its expert while `want` has a copy of it left, and the rest of
+ * `want` fills the other slots in its order. Linear in the slots. */
+void replan_keep_slots(replan_state *st, const int32_t *cur, int g,
+                       int32_t *want)
+{
+    int ppg = st->dims.ppg;
+    int32_t *out = st->kout;
+    int *avail = st->kavail, *used = st->kused;
+    const int32_t *old = cur + (size_t)g * ppg;
+    int32_t *w = want + (size_t)g * ppg;
+    for (int i = 0; i < ppg; i++)
+        if (w[i] >= 0)
+            avail[w[i]]++;
+    for (int r = 0; r < ppg; r++) {
+        int e = old[r];
+        out[r] = -2;
+        if (e >= 0 && avail[e] > 0) {
+            out[r] = e;
+            avail[e]--;
+            used[e]++;
+        }
+    }
+    /* The copies kept are the first ones of `want`; the later ones fill
+     * the free slots in order. */
+    for (int i = 0, r = 0; i < ppg; i++) {
+        int e = w[i];
+        if (e >= 0 && used[e] > 0) {
+            used[e]--;
+            continue;
+        }
+        while (out[r] != -2)
+            r++;
+        out[r] = e;
+    }
+    for (int i = 0; i < ppg; i++)
+        if (w[i] >= 0)
+            avail[w[i]] = 0;
+    memcpy(w, out, (size_t)ppg * sizeof(int32_t));
+}
+
+
+/* Each expert's live slots as linked lists, for the moves that change
+ * replica counts. */
+void replan_index_replicas(const plan_dims *d, replan_state *st)
+{
+    for (int e = 0; e < d->E; e++)
+        st->head[e] = -1;
+    for (int s = d->P - 1; s >= 0; s--) {
+        int e = st->slot[s];
+        if (e >= 0) {
+            st->next[s] = st->head[e];
+            st->head[e] = s;
+        }
+    }
+}
+
+/* Where the plan in service keeps each expert: WAS, and per expert its
+ * slots as a list. */
+void replan_index_current(replan_state *st, const int32_t *cur)
+{
+    const plan_dims *d = &st->dims;
+    memset(st->was, 0, (size_t)d->M * d->E);
+    for (int e = 0; e < d->E; e++)
+        st->cur_head[e] = -1;
+    for (int s = d->P - 1; s >= 0; s--) {
+        int e = cur[s];
+        if (e < 0)
+            continue;
+        WAS(st, s / d->ppg, e) = 1;
+        st->cur_next[s] = st->cur_head[e];
+        st->cur_head[e] = s;
+    }
+    /* Slots in a list ascend, so one GPU's replicas are adjacent. */
+    for (int e = 0; e < d->E; e++)
+        for (int t = st->cur_head[e], prev = -1; t >= 0;
+             prev = t / d->ppg, t = st->cur_next[t])
+            st->cur_prev_gpu[t] = prev;
+}
+
