@@ -417,7 +417,8 @@ static int plan_request(eplb_context *ctx, const eplb_shape *shape,
     }
     rc = plan_buf_reserve(&ctx->next, &d);
     if (rc == EPLB_OK) {
-        replan_limits lim = {ctx->opts.tolerance, r->deadline_us};
+        replan_limits lim = {ctx->opts.tolerance, r->deadline_us,
+                            ctx->opts.distinct_per_gpu};
         rc = replan_from_current(&ctx->replan, &d, weight, current, mask,
                                  ctx->fresh.phy2log, ctx->fresh.logcnt, &lim,
                                  ctx->next.phy2log, ctx->next.logcnt);

@@ -217,10 +217,12 @@ int replan_check_current(const plan_dims *d, const int32_t *current,
 
 /* What bounds a re-plan: each layer at least (1 - tolerance) times as
  * balanced as the fresh plan; deadline_us (0: none) after which the
- * layers not yet searched take their fallback. */
+ * layers not yet searched take their fallback; distinct (the option
+ * distinct_per_gpu): no GPU may hold an expert twice. */
 typedef struct replan_limits {
     float tolerance;
     double deadline_us;
+    int distinct;
 } replan_limits;
 
 /* The plan with the fewest expert copies from `current` whose every layer

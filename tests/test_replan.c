@@ -173,6 +173,26 @@ static void test_tolerance(void)
 
 /* With loads that barely moved, most layers need few copies: the search
  * must beat a fresh plan by a wide margin. */
+/* Slots of b that differ from a and hold an expert their GPU held in a:
+ * rewritten from the GPU's own memory, without a copy. */
+static long local_rewrites(const eplb_shape *s, const int32_t *a,
+                           const int32_t *b)
+{
+    int P = s->num_replicas, ppg = P / s->num_gpus;
+    long n = 0;
+    for (int l = 0; l < s->layers; l++)
+        for (int q = 0; q < P; q++) {
+            const int32_t *la = a + (size_t)l * P, *lb = b + (size_t)l * P;
+            int g = q / ppg, held = 0;
+            if (lb[q] == la[q] || lb[q] < 0)
+                continue;
+            for (int r = g * ppg; r < (g + 1) * ppg && !held; r++)
+                held = la[r] == lb[q];
+            n += held;
+        }
+    return n;
+}
+
 static void test_few_copies(void)
 {
     const eplb_shape s = {16, 256, 288, 8, 4, 32};
@@ -192,8 +212,10 @@ static void test_few_copies(void)
            replan, slots);
     CU_ASSERT(replan * 10 < scratch);
     CU_ASSERT(replan * 20 < slots);
-    /* Slots rewritten: only where a copy lands. */
-    CU_ASSERT(eplb_migration(&s, cur.phy2log, next.phy2log) <= replan);
+    /* Slots rewritten: only where a copy lands, or where a GPU takes
+     * another replica of an expert it held (from its own memory). */
+    CU_ASSERT(eplb_migration(&s, cur.phy2log, next.phy2log) <=
+              replan + local_rewrites(&s, cur.phy2log, next.phy2log));
     test_plan_free(&cur);
     test_plan_free(&fresh);
     test_plan_free(&next);
@@ -370,6 +392,27 @@ static void test_copies_metric(void)
 }
 
 /* One GPU fails: its slots empty, the rest moves little. */
+/* Groups whose every slot in phy2log lies on one node, over the layers. */
+static int groups_on_one_node(const eplb_shape *s, const int32_t *phy2log)
+{
+    int P = s->num_replicas, ppn = P / s->num_nodes,
+        gs = s->experts / s->num_groups, n = 0;
+    for (int l = 0; l < s->layers; l++)
+        for (int g = 0; g < s->num_groups; g++) {
+            int node = -1, one = 1;
+            for (int q = 0; q < P; q++) {
+                int e = phy2log[(size_t)l * P + q];
+                if (e < 0 || e / gs != g)
+                    continue;
+                if (node >= 0 && node != q / ppn)
+                    one = 0;
+                node = q / ppn;
+            }
+            n += one;
+        }
+    return n;
+}
+
 static void test_dead_gpu_from_current(void)
 {
     const eplb_shape s = {6, 256, 288, 8, 4, 32};
@@ -415,9 +458,23 @@ static void test_dead_gpu_from_current(void)
     }
     long copies;
     eplb_copies(&s, cur.phy2log, next.phy2log, NULL, &copies);
-    printf("\n  one dead GPU: %ld copies (its own slots: %d)\n", copies,
-           s.layers * ppg);
+    /* Groups kept on one node: at least as many as the masked fresh
+     * plan keeps (its nodes are the live GPUs of each node). */
+    test_plan fr;
+    CU_ASSERT_FATAL(test_plan_alloc(&fr, &s) == 0);
+    eplb_request req;
+    eplb_request_default(&req);
+    req.gpu_mask = mask;
+    CU_ASSERT_FATAL(eplb_plan(ctx, &s, w, &req, fr.phy2log, fr.log2phy,
+                              fr.logcnt) == EPLB_OK);
+    int whole = groups_on_one_node(&s, next.phy2log),
+        whole_fresh = groups_on_one_node(&s, fr.phy2log);
+    test_plan_free(&fr);
+    printf("\n  one dead GPU: %ld copies (its own slots: %d); groups on one "
+           "node %d of %d (masked fresh plan %d)\n",
+           copies, s.layers * ppg, whole, s.layers * s.num_groups, whole_fresh);
     CU_ASSERT(copies < (long)s.layers * s.num_replicas / 4);
+    CU_ASSERT(whole >= whole_fresh);
     test_plan_free(&cur);
     test_plan_free(&next);
     eplb_context_destroy(ctx);
@@ -483,6 +540,42 @@ static void test_groups_change_node(void)
     CU_ASSERT(heavy[0] == 2 && heavy[1] == 2);
     test_plan_free(&next);
     eplb_context_destroy(ctx);
+}
+
+/* The one fix without a copy gives a GPU another replica of an expert it
+ * holds. Loads {10, 10, 1}: the fresh plan's largest GPU load is 11 (one
+ * GPU holds both replicas of an expert of 10). The plan in service, GPU 0
+ * {0, 1} and GPU 1 {1, 2}, loads 15 and 6. Each GPU may keep only the
+ * experts it holds, and GPU 0 must keep expert 0: GPU 0 {0, 0}, GPU 1
+ * {1, 2}, loads 10 and 11, no copy. With distinct_per_gpu the same layer
+ * holds no expert twice on a GPU and stays on its target. */
+static void test_replica_to_holder(void)
+{
+    const eplb_shape s = {1, 3, 4, 1, 1, 2};
+    const float w[3] = {10.0f, 10.0f, 1.0f};
+    const int32_t cur[4] = {0, 1, 1, 2};
+    for (int distinct = 0; distinct <= 1; distinct++) {
+        eplb_options o;
+        eplb_options_default(&o);
+        o.backend = EPLB_BACKEND_REFERENCE;
+        o.distinct_per_gpu = distinct;
+        eplb_context *ctx = NULL;
+        CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+        test_plan next;
+        long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+        double peak;
+        layer_peaks(&s, w, &next, &peak);
+        CU_ASSERT(peak <= 11.0);
+        if (!distinct) {
+            CU_ASSERT(copies == 0);
+            const int32_t want[4] = {0, 0, 1, 2};
+            CU_ASSERT(memcmp(next.phy2log, want, sizeof want) == 0);
+        }
+        for (int g = 0; g < 2 && distinct; g++)
+            CU_ASSERT(next.phy2log[2 * g] != next.phy2log[2 * g + 1]);
+        test_plan_free(&next);
+        eplb_context_destroy(ctx);
+    }
 }
 
 /* Every load equal, default options: sums that cancel exactly once let a
@@ -672,6 +765,7 @@ int main(void)
          test_zero_load_many_replicas},
         {"all loads equal", test_all_loads_equal},
         {"groups that must change node", test_groups_change_node},
+        {"a replica to a GPU that holds it", test_replica_to_holder},
         {"a million slots per GPU", test_million_slots_per_gpu},
         {"thousands of slots per GPU", test_many_slots_per_gpu},
         {"reversed loads, and a deadline", test_reversed_and_deadline},

@@ -6,6 +6,8 @@
  *     domain (up to 2 copies), or
  *   - give a replica slot of an expert with several replicas to another
  *     expert of the node (1 copy; replica counts follow the loads);
+ *   - give another replica to a GPU that holds the expert already (no
+ *     copy; only when a GPU may hold an expert twice);
  * then, only when no single move helps the heaviest GPU: a cycle of three
  * GPUs, two swaps, a relocation in three parts. */
 #include "replan.h"
@@ -181,6 +183,80 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     st->load[g] - (double)j->w[z] / st->cnt[z] + rx1 <
                         st->load[h])
                     try_reassign(j, h, s, x, best);
+            }
+        }
+    }
+}
+
+/* Another replica of an expert to a GPU that holds it already: no GPU's
+ * set of experts grows, so these moves copy nothing. Only when GPUs may
+ * hold an expert twice (distinct_per_gpu 0); the other families never
+ * make such a move. From the heaviest GPU h:
+ *   - a slot of another GPU g that holds x (an expert of h) goes to x,
+ *     lightening x's replicas on h (and g's other x);
+ *   - a slot of h (expert x, several replicas) goes to an expert y that
+ *     h holds already;
+ *   - a swap of x on h with y on b where b holds x or h holds y. */
+static void consider_duplicates(const layer_job *j, int h, move *best)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    if (j->distinct)
+        return;
+    int ppg = d->ppg;
+    double T = j->target, Lh = st->load[h], exh = excess(Lh, T);
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    for (int i = 0; i < ppg; i++) {
+        int si = h * ppg + i, x = st->slot[si];
+        double rx = (double)j->w[x] / st->cnt[x];
+        if (spend(st, ppg + g1 - g0))
+            return;
+        /* h's slot to an expert y it holds (k replicas), where h ends
+         * lighter: it loses x's share and y's k shares grow to k + 1
+         * smaller ones. */
+        if (st->cnt[x] >= 2)
+            for (int r = 0; r < ppg; r++) {
+                int y = st->slot[h * ppg + r], k = HELD(st, h, y);
+                if (y == x)
+                    continue;
+                double wy = j->w[y];
+                if (wy * (k + 1) / (st->cnt[y] + 1) - wy * k / st->cnt[y] < rx)
+                    try_reassign(j, h, si, y, best);
+            }
+        double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
+        for (int b = g0; b < g1; b++) {
+            if (b == h || !live(j, b))
+                continue;
+            double Lb = st->load[b], exb = excess(Lb, T);
+            if (spend(st, ppg))
+                return;
+            for (int q = 0; q < ppg; q++) {
+                int sj = b * ppg + q, y = st->slot[sj];
+                if (y == x)
+                    continue;
+                /* b's slot to x, which b holds already. */
+                if (HELD(st, b, x) && st->cnt[y] >= 2 &&
+                    Lb - (double)j->w[y] / st->cnt[y] + rx1 < Lh)
+                    try_reassign(j, h, sj, x, best);
+                /* A swap that gives b or h an expert it holds. */
+                if (!HELD(st, b, x) && !HELD(st, h, y))
+                    continue; /* the swap family's move */
+                double ry = (double)j->w[y] / st->cnt[y];
+                if (!(rx > ry))
+                    continue;
+                double nh = Lh - rx + ry, nb = Lb + rx - ry;
+                double delta = excess(nh, T) + excess(nb, T) - exh - exb;
+                move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
+                          nh > nb ? nh : nb, nh <= T && nb <= T};
+                if (st->collect) {
+                    if (nh <= T)
+                        collect(st, &m);
+                    continue;
+                }
+                if (!(delta < 0.0))
+                    continue;
+                if (better(&m, best))
+                    *best = m;
             }
         }
     }
@@ -397,12 +473,17 @@ void replan_node_loads(const layer_job *j)
     }
     for (int g = 0; g < d->G; g++) {
         double s = 0.0;
-        for (int e = g * d->gs; e < (g + 1) * d->gs; e++)
+        int node = st->node_of[g * d->gs];
+        for (int e = g * d->gs; e < (g + 1) * d->gs; e++) {
+            int n = st->node_of[e];
             s += j->w[e];
+            st->nload[n] += j->w[e];
+            st->nexp[n]++;
+            if (n != node)
+                node = -1;
+        }
         st->gload[g] = s;
-        int n = st->node_of[g * d->gs];
-        st->nload[n] += s;
-        st->nexp[n] += d->gs;
+        st->gnode[g] = node;
     }
 }
 
@@ -415,18 +496,10 @@ static int group_slots(const layer_job *j, int g)
     return n;
 }
 
-/* Live GPUs of node n. */
-static int node_live(const layer_job *j, int n)
-{
-    int k = 0;
-    for (int g = n * j->d->gn; g < (n + 1) * j->d->gn; g++)
-        k += live(j, g);
-    return k;
-}
-
 /* A group a of node A (above its capacity: the target times its live
  * GPUs) changes node with a group b of node B, or moves alone where B has
- * the slots for its experts. The copies are about the slots the groups
+ * the slots for its experts; a group split over nodes (its experts
+ * placed where a dead GPU's node had no slot left) stays. The copies are about the slots the groups
  * leave (each becomes a new expert there), at least 2 * E / G per pair;
  * the exchange with the fewest that brings both nodes within capacity,
  * else the one that removes the most excess per copy. */
@@ -438,7 +511,7 @@ static void consider_groups(const layer_job *j, int A, move *best)
     if (spend(st, (long long)d->G * d->G + d->E))
         return;
     for (int a = 0; a < d->G; a++) {
-        if (st->node_of[a * d->gs] != A)
+        if (st->gnode[a] != A)
             continue;
         int sa = group_slots(j, a);
         for (int B = 0; B < d->N; B++) {
@@ -457,7 +530,7 @@ static void consider_groups(const layer_job *j, int A, move *best)
                         continue;
                     sb = d->gs; /* slots B gives up for a's experts */
                 } else {
-                    if (st->node_of[b * d->gs] != B)
+                    if (st->gnode[b] != B)
                         continue;
                     sb = group_slots(j, b);
                 }
@@ -589,6 +662,7 @@ typedef struct move_family {
 static const move_family families[] = {
     {"swap", consider_swaps, 0, 1, MOVES_GPU | MOVES_FIRST},
     {"reassign", consider_reassign, 0, 1, MOVES_GPU | MOVES_FIRST},
+    {"duplicate", consider_duplicates, 0, 1, MOVES_GPU | MOVES_FIRST},
     {"cycle", consider_cycles, 1, 0, MOVES_GPU},
     {"swap pair", consider_swap_pairs, 2, 0, MOVES_GPU},
     {"relocate", consider_relocate, 3, 0, MOVES_GPU},

@@ -199,7 +199,7 @@ int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
     for (int l = 0; rc == EPLB_OK && l < d.L; l++) {
         const int32_t *cur = current + (size_t)l * d.P;
         layer_job j = {&d, NULL, cur, NULL, 0.0, st,
-                       d.N > 1 ? d.gn : d.M};
+                       d.N > 1 ? d.gn : d.M, 1};
         replan_index_current(st, cur);
         replan_relabel_fresh(&j, phy2log + (size_t)l * d.P);
         memcpy(out + (size_t)l * d.P, st->alt, (size_t)d.P * sizeof(int32_t));

@@ -16,8 +16,44 @@ static int heaviest(const layer_job *j, int g0, int g1)
     return h;
 }
 
+/* Expert y's node (its GPUs died) has no slot left: a slot of another
+ * node, taken from an expert with several replicas, where y's group has
+ * experts already (a group splits over as few nodes as it can), else on
+ * the GPU that stays lightest; y lives on that node from here on. -1 when
+ * no node has a slot to give. */
+static int spill_slot(const layer_job *j, int y)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int ppg = d->ppg, at = -1, at_mates = 0, home = st->node_of[y];
+    double bestv = 0.0;
+    int *mates_on = st->nexp; /* scratch: replan_node_loads fills it later */
+    for (int n = 0; n < d->N; n++)
+        mates_on[n] = 0;
+    for (int e = y / d->gs * d->gs; e < (y / d->gs + 1) * d->gs; e++)
+        if (e != y && st->cnt[e] > 0)
+            mates_on[st->node_of[e]] = 1;
+    for (int s = 0; s < d->P; s++) {
+        int x = st->slot[s], g = s / ppg, n = DOM_OF_SLOT(j, s);
+        if (x < 0 || !live(j, g) || st->cnt[x] < 2 || n == home ||
+            HELD(st, g, y))
+            continue;
+        int mates = mates_on[n];
+        double v = st->load[g] - (double)j->w[x] / st->cnt[x] + j->w[y];
+        if (at < 0 || mates > at_mates || (mates == at_mates && v < bestv)) {
+            at = s;
+            at_mates = mates;
+            bestv = v;
+        }
+    }
+    if (at >= 0)
+        st->node_of[y] = DOM_OF_SLOT(j, at);
+    return at;
+}
+
 /* Gives the empty live slots and the experts left with no slot (their
- * GPUs died) a place. 0 when some expert cannot be placed. */
+ * GPUs died) a place, on their node where its live slots allow (else on
+ * another, spill_slot). 0 when some expert cannot be placed. */
 int replan_place_orphans(const layer_job *j)
 {
     const plan_dims *d = j->d;
@@ -69,12 +105,135 @@ int replan_place_orphans(const layer_job *j)
                     bestv = v;
                 }
             }
+            if (empty < 0 && j->dom_gpus < d->M)
+                empty = spill_slot(j, y);
             if (empty < 0)
                 return 0;
             st->cnt[st->slot[empty]]--;
         }
         set_slot(st, empty, y);
         st->cnt[y]++;
+    }
+}
+
+/* Node loads within this share of their capacity leave the repair inside
+ * the node some room. */
+#define SPILL_SLACK 0.005
+
+/* The node other than n with the most room under its capacity for load
+ * w and a slot to spare, in *room; -1 when none has room. */
+static int spill_node(const layer_job *j, int n, double w, double *room)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int to = -1;
+    for (int b = 0; b < d->N; b++) {
+        int lv = node_live(j, b);
+        double r = j->target * lv - st->nload[b] - w;
+        if (b == n || st->nexp[b] >= lv * d->ppg || r < 0.0)
+            continue;
+        if (to < 0 || r > *room) {
+            to = b;
+            *room = r;
+        }
+    }
+    return to;
+}
+
+/* With dead GPUs under the hierarchical policy: while a node's experts
+ * weigh more than its live GPUs can take at the target (less a little
+ * room for the repair inside it), experts leave it for the node with the
+ * most room under its capacity that has a slot to spare. A group split
+ * already goes on splitting (its experts left without a slot, which cost
+ * their copy wherever they land, heaviest first; then its experts in
+ * service, one copy each, against some 2 * E / G for a group exchange);
+ * else the group with the most load left without a slot starts to. So
+ * a node that lost slots splits one group, as the masked fresh plan does. */
+void replan_spill_orphans(const layer_job *j)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    replan_node_loads(j);
+    for (int n = 0; n < d->N; n++) {
+        double cap = j->target * node_live(j, n) * (1.0 - SPILL_SLACK);
+        for (;;) {
+            if (spend(st, (long long)d->E * (d->N + 3)))
+                return;
+            if (!(st->nload[n] > cap) || st->nexp[n] < 2)
+                break;
+            double room = 0.0, over = st->nload[n] - cap;
+            int y = -1, to = -1;
+            /* A group split already (experts on n and elsewhere) keeps
+             * splitting: its orphans, heaviest first, then its experts in
+             * service (one copy each), the lightest that covers the
+             * excess, else the heaviest; each one that fits elsewhere. */
+            int grp = -1;
+            for (int g = 0; g < d->G && grp < 0; g++) {
+                int on = 0, off = 0;
+                for (int e = g * d->gs; e < (g + 1) * d->gs; e++) {
+                    on |= st->node_of[e] == n;
+                    off |= st->node_of[e] != n;
+                }
+                if (on && off)
+                    grp = g;
+            }
+            for (int e = grp * d->gs; grp >= 0 && e < (grp + 1) * d->gs; e++)
+                if (st->cnt[e] == 0 && st->node_of[e] == n &&
+                    (y < 0 || j->w[e] > j->w[y]) &&
+                    spill_node(j, n, j->w[e], &room) >= 0)
+                    y = e;
+            for (int e = grp * d->gs; grp >= 0 && y < 0 && e < (grp + 1) * d->gs;
+                 e++) {
+                if (st->node_of[e] != n || !(j->w[e] > 0.0f) ||
+                    spill_node(j, n, j->w[e], &room) < 0)
+                    continue;
+                int covers = j->w[e] >= over,
+                    ycovers = y >= 0 && j->w[y] >= over;
+                if (y < 0 || (covers && (!ycovers || j->w[e] < j->w[y])) ||
+                    (!covers && !ycovers && j->w[e] > j->w[y]))
+                    y = e;
+            }
+            /* Else the group with the most orphan load on n that fits
+             * elsewhere starts to split, from its heaviest orphan. */
+            if (y < 0) {
+                double grp_load = 0.0;
+                grp = -1;
+                for (int g = 0; g < d->G; g++) {
+                    double s = 0.0;
+                    for (int e = g * d->gs; e < (g + 1) * d->gs; e++)
+                        if (st->cnt[e] == 0 && st->node_of[e] == n &&
+                            spill_node(j, n, j->w[e], &room) >= 0)
+                            s += j->w[e];
+                    if (s > grp_load) {
+                        grp = g;
+                        grp_load = s;
+                    }
+                }
+                for (int e = grp * d->gs; grp >= 0 && e < (grp + 1) * d->gs;
+                     e++)
+                    if (st->cnt[e] == 0 && st->node_of[e] == n &&
+                        (y < 0 || j->w[e] > j->w[y]) &&
+                        spill_node(j, n, j->w[e], &room) >= 0)
+                        y = e;
+            }
+            if (y >= 0)
+                to = spill_node(j, n, j->w[y], &room);
+            if (to < 0)
+                break;
+            if (st->cnt[y] > 0) {
+                if (spend(st, d->ppn))
+                    return;
+                for (int q = n * d->ppn; q < (n + 1) * d->ppn; q++)
+                    if (st->slot[q] == y)
+                        set_slot(st, q, -1);
+                st->cnt[y] = 0;
+            }
+            st->node_of[y] = to;
+            st->nload[n] -= j->w[y];
+            st->nexp[n]--;
+            st->nload[to] += j->w[y];
+            st->nexp[to]++;
+        }
     }
 }
 

@@ -21,6 +21,54 @@
 
 #include <string.h>
 
+/* 1 when every expert of the layer cur lives on one node (always under
+ * the hierarchical policy without a mask; with one, where earlier
+ * re-plans kept it so): the search may then keep nodes as its domains. */
+static int node_bound(const plan_dims *d, const int32_t *cur,
+                      replan_state *st)
+{
+    int *node = st->mark, ok = 1;
+    for (int e = 0; e < d->E; e++)
+        node[e] = -1;
+    for (int s = 0; s < d->P && ok; s++) {
+        int e = cur[s];
+        if (e >= 0 && node[e] >= 0 && node[e] != s / d->ppn)
+            ok = 0;
+        else if (e >= 0)
+            node[e] = s / d->ppn;
+    }
+    for (int e = 0; e < d->E; e++)
+        node[e] = 0;
+    return ok;
+}
+
+/* 1 when a GPU holds an expert more times in st->slot than once and
+ * than in the plan in service (distinct_per_gpu: the re-plan adds no
+ * such replica; the fresh plan keeps those it could not remove). */
+static int adds_duplicates(const layer_job *j)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int *had = st->seen, added = 0;
+    for (int g = 0; g < d->M && !added; g++) {
+        if (!live(j, g))
+            continue;
+        int lo = g * d->ppg, hi = lo + d->ppg;
+        for (int s = lo; s < hi; s++)
+            if (j->cur[s] >= 0)
+                had[j->cur[s]]++;
+        for (int s = lo; s < hi && !added; s++) {
+            int e = st->slot[s];
+            added = e >= 0 && HELD(st, g, e) > 1 &&
+                    (int)HELD(st, g, e) > had[e];
+        }
+        for (int s = lo; s < hi; s++)
+            if (j->cur[s] >= 0)
+                had[j->cur[s]] = 0;
+    }
+    return added;
+}
+
 int replan_from_current(replan_state **stp, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
@@ -44,7 +92,8 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
         int32_t *ocnt = logcnt + (size_t)l * d->E;
         double fresh_peak = replan_layer_loads(d, w, fresh, fcnt, st->load);
         layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st,
-                       d->N > 1 && !mask ? d->gn : d->M};
+                       d->N > 1 && node_bound(d, cur, st) ? d->gn : d->M,
+                       lim->distinct};
 
         replan_index_current(st, cur);
         st->work = 0;
@@ -83,8 +132,10 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                 st->cnt[e]++;
             }
         }
+        if (mask && j.dom_gpus < d->M)
+            replan_spill_orphans(&j);
         int ok = replan_place_orphans(&j);
-        if (ok && d->N > 1 && !mask)
+        if (ok && j.dom_gpus < d->M)
             ok = replan_balance_nodes(&j);
         int domains = d->M / j.dom_gpus, gpd = j.dom_gpus;
         for (int n = 0; n < domains && ok; n++) {
@@ -97,8 +148,10 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
             }
             if (domains > 1 && alt_state == 0)
                 alt_state = replan_make_alt(&j, fresh, fcnt);
+            /* (with dead GPUs the fresh plan's counts need not fit a
+             * node's live slots: no restart, no node taken whole) */
             int same = domains == 1 ||
-                       (alt_state > 0 &&
+                       (!mask && alt_state > 0 &&
                         replan_same_node_experts(st, st->slot, st->alt, n));
             if (same) {
                 if (replan_restart_with_counts(&j, n, g0, g1, fcnt) &&
@@ -126,7 +179,8 @@ int replan_from_current(replan_state **stp, const plan_dims *d,
                                           cur + (size_t)g * d->ppg,
                                           (size_t)d->ppg * sizeof(int32_t)))
                     replan_keep_slots(st, cur, g, st->slot);
-            if (replan_layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
+            if (!(j.distinct && adds_duplicates(&j)) &&
+                replan_layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
                 copies = replan_layer_copies(st, st->slot);
         }
 

@@ -51,6 +51,7 @@ struct replan_state {
     double *gload;     /* [G] load of each group (group moves) */
     double *nload;     /* [N] load of each node */
     int *nexp;         /* [N] experts on each node */
+    int *gnode;        /* [G] node of each group, -1 when split over nodes */
     /* The search's work on the layer in hand (move evaluations, and passes
      * over the layer counted by their length) against its budget; past
      * the budget or the deadline the search gives up and the layer takes
@@ -67,10 +68,11 @@ typedef struct layer_job {
     double target;      /* largest GPU load allowed */
     replan_state *st;
     /* GPUs of one search domain: a node under the hierarchical policy
-     * (experts stay on their node), all GPUs under the global policy or
-     * when GPUs died (a node that lost a GPU may have to hand experts to
-     * another). */
+     * (experts stay on their node; with dead GPUs, the node's live ones,
+     * when every expert of the plan in service lives on one node), else
+     * all GPUs. */
     int dom_gpus;
+    int distinct;       /* no GPU may hold an expert twice */
 } layer_job;
 
 /* First and last+1 GPU of the domain of GPU g. */
@@ -98,14 +100,24 @@ static inline int live(const layer_job *j, int g)
 {
     return !j->mask || j->mask[g];
 }
+/* Live GPUs of node n. */
+static inline int node_live(const layer_job *j, int n)
+{
+    int k = 0;
+    for (int g = n * j->d->gn; g < (n + 1) * j->d->gn; g++)
+        k += live(j, g);
+    return k;
+}
 static inline double excess(double load, double target)
 {
     return load > target ? load - target : 0.0;
 }
-/* Experts a GPU gains by a move, counted against the plan in service. */
+/* Experts a GPU gains by a move, counted against the plan in service:
+ * none when it holds the expert already (another replica of it copies
+ * nothing). */
 static inline int gain(const layer_job *j, int g, int e)
 {
-    return !WAS(j->st, g, e);
+    return !WAS(j->st, g, e) && !HELD(j->st, g, e);
 }
 
 /* A move and what it does to the total excess over the target. */
@@ -114,7 +126,8 @@ typedef struct move {
                           4 two swaps, 5 relocate (s: x on h, t: slot x
                           takes, u: expert that gets s), 6 group
                           exchange (s: group leaving node u for node v,
-                          t: group coming back, -1 none) */
+                          t: group coming back, -1 none); the
+                          duplicate family makes kinds 1 and 2 */
     int s, t, u, v;    /* slots (swaps, cycle), or slot s given to expert t */
     int cost;          /* copies */
     double delta;      /* change of the summed excess (< 0 is progress) */
@@ -194,9 +207,10 @@ void replan_best_move(const layer_job *j, int scope, const int *over,
 
 void replan_apply_move(const layer_job *j, const move *m);
 
-/* Node loads into st->nload and experts per node into st->nexp (the
- * hierarchical policy: node_of is the node); the node capacities are the
- * target times the node's live GPUs. */
+/* Node loads into st->nload, experts per node into st->nexp, each
+ * group's load and node (-1: its experts live on several nodes) into
+ * st->gload and st->gnode (the hierarchical policy: node_of is the node);
+ * the node capacities are the target times the node's live GPUs. */
 void replan_node_loads(const layer_job *j);
 
 /* ---- repair.c ----------------------------------------------------------- */
@@ -204,6 +218,11 @@ void replan_node_loads(const layer_job *j);
 /* Gives the empty live slots and the experts left with no slot a place;
  * 0 when some expert cannot be placed. */
 int replan_place_orphans(const layer_job *j);
+
+/* Dead GPUs, node domains: experts leave a node above its capacity for
+ * the nodes with room, those left without a slot first (their node_of
+ * changes; experts in service that leave lose their slots). */
+void replan_spill_orphans(const layer_job *j);
 
 /* Repairs the GPUs g0..g1-1 of st->slot in place; 0 if it gives up. */
 int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok);

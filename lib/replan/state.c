@@ -63,6 +63,7 @@ void replan_state_free(replan_state *st)
     free(st->gload);
     free(st->nload);
     free(st->nexp);
+    free(st->gnode);
     free(st);
 }
 
@@ -116,7 +117,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->gload = malloc((size_t)d->G * sizeof(double));
     st->nload = malloc((size_t)d->N * sizeof(double));
     st->nexp = malloc((size_t)d->N * sizeof(int));
-    if (!st->gload || !st->nload || !st->nexp || !st->tflag || !st->kout || !st->kavail || !st->kused || !st->seen ||
+    st->gnode = malloc((size_t)d->G * sizeof(int));
+    if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag || !st->kout || !st->kavail || !st->kused || !st->seen ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next || !st->cur_prev_gpu || !st->pairs ||
         !st->held || !st->was || !st->gdelta || !st->snap_slot || !st->snap_cnt ||
         !st->snap_held || !st->touched || !st->head || !st->next ||
