@@ -5,6 +5,7 @@
  * several threads released by one barrier create a context each and make
  * a first plan on it (kernel builds and cache writes at once). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,7 +153,7 @@ typedef struct sharer {
     const int32_t *current;
     int32_t *p2l, *l2p, *cnt;
     int status;
-    volatile int done;
+    atomic_int done; /* the re-plan returned */
 } sharer;
 
 static void *replan_shared(void *arg)
@@ -160,7 +161,7 @@ static void *replan_shared(void *arg)
     sharer *h = arg;
     h->status = eplb_rebalance_from(h->ctx, h->s, h->w, h->current, NULL,
                                     h->p2l, h->l2p, h->cnt);
-    h->done = 1;
+    atomic_store(&h->done, 1);
     return NULL;
 }
 
@@ -194,7 +195,7 @@ static void test_shared_context(void)
         sharer h = {ctx, &s, w, cur, p2l, l2p, cnt, -99, 0};
         pthread_t t;
         CU_ASSERT_FATAL(pthread_create(&t, NULL, replan_shared, &h) == 0);
-        while (!h.done) {
+        while (!atomic_load(&h.done)) {
             int rc = eplb_rebalance(ctx, &s, w, q2l, m2p, qcnt);
             busy += rc == EPLB_ERR_BUSY;
             ok += rc == EPLB_OK;
