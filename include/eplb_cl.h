@@ -228,10 +228,11 @@ EPLB_API void eplb_context_destroy(eplb_context *ctx);
  * creation: `backend` must be the one the context was created with
  * (EPLB_ERR_BAD_OPTION otherwise: create a new context to change it), and
  * platform, device, device_type and enforce_device are not read. Options
- * that only steer the host (tolerance, distinct_per_gpu, policy, seed,
- * noise, swap_rounds) cost nothing; candidates, use_clblast and profile
- * make the OpenCL backend build or set up again on its next call (its
- * disk cache usually serves the build). */
+ * that only steer the search (tolerance, distinct_per_gpu, seed, noise,
+ * swap_rounds) cost nothing; candidates, use_clblast, profile, and a
+ * policy that changes the shape the kernels plan, make the OpenCL backend
+ * build or set up again on its next call (its disk cache usually serves
+ * the build). */
 EPLB_API int eplb_context_set_options(eplb_context *ctx,
                                       const eplb_options *opts);
 
