@@ -315,7 +315,72 @@ typedef struct eplb_request {
      * take the fresh plan relabelled to keep what it can (which meets
      * every target by construction). 0: no deadline. */
     double deadline_us;
+
+    /* ---- the migration (with a current plan) ------------------------- */
+    /* Budget: at most this many expert copies per GPU (and in all) over
+     * the whole re-plan; -1 (the default): no budget; 0: nothing moves.
+     * The plan returned is then the re-plan's changes taken in order of
+     * gain per copy while the budget allows: its objective (the sum over
+     * layers of the largest GPU load) is never above the current plan's,
+     * but a layer may stop short of the tolerance's target. */
+    int32_t max_copies_per_gpu;
+    int64_t max_copies;
+    /* Stages: the changes cut into stages of at most this many copies
+     * per GPU each (0: one stage); see eplb_schedule. */
+    int32_t stage_copies_per_gpu;
+    /* A layer keeps its placement when its re-plan would lower its
+     * largest GPU load by less than this share (0.01: 1%); 0 moves
+     * whatever gains. eplb_request_default sets EPLB_MIN_GAIN_DEFAULT. */
+    float min_gain;
+    /* Where the schedule goes (stage of each slot, a record per stage,
+     * per-layer gains and a layer order); NULL: not wanted. */
+    struct eplb_schedule *schedule;
 } eplb_request;
+
+/* min_gain's default (doc/replan.md: chosen from eplb-bench's
+ * next-window figures). */
+#define EPLB_MIN_GAIN_DEFAULT 0.0f
+
+/* One stage of a migration schedule, as the plan stands after it. */
+typedef struct eplb_stage {
+    int64_t copies;             /* experts copied in this stage */
+    int32_t max_copies_per_gpu; /* the most one GPU copies in it */
+    double objective;   /* sum over layers of the largest GPU load */
+    double balancedness; /* mean over layers of mean / largest GPU load */
+} eplb_stage;
+
+/* The re-plan as an ordered schedule. The caller fills struct_size
+ * (sizeof(eplb_schedule)) and points the arrays it wants (each may be
+ * NULL); the library writes them and the figures below on success only.
+ *
+ * Slot s of layer l takes its new expert at stage stage_of_slot[l][s]
+ * (0: unchanged): the plan after stage k has the new expert where the
+ * stage is at most k, else the current one. After every stage the plan
+ * is valid (every expert keeps a replica on a live GPU), each slot is
+ * rewritten at most once, the objective does not rise from one stage to
+ * the next (from stage 1 on: with dead GPUs, stage 1 also puts their
+ * experts back), no stage copies more than stage_copies_per_gpu experts
+ * to one GPU, and the stages that gain most per copy come first. */
+typedef struct eplb_schedule {
+    uint32_t struct_size;
+    int32_t *stage_of_slot;   /* [L][P] */
+    /* stages[k] for k = 0 .. num_stages (0: the plan in service), as
+     * many as max_stages holds */
+    eplb_stage *stages;
+    int32_t max_stages;
+    /* [L] per layer, the whole re-plan of the layer (before min_gain and
+     * the budget): its largest GPU load removed, and its copies */
+    double *layer_gain;
+    int32_t *layer_copies;
+    /* [L] the layers by gain per copy, best first (layers that do not
+     * change last): the order for engines that move a layer at a time */
+    int32_t *layer_order;
+    /* written: */
+    int32_t num_stages;
+    int64_t copies;           /* in all stages */
+    double objective_before;  /* the plan in service (live GPUs) */
+    double objective_after;   /* the plan returned */
+} eplb_schedule;
 
 /* Fills *req with every input absent (and struct_size). */
 EPLB_API void eplb_request_default(eplb_request *req);

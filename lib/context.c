@@ -28,6 +28,7 @@ struct eplb_context {
     reference_state *ref;
     ocl_engine *cl;
     plan_buf fresh, next; /* the fresh plan; the plan being returned */
+    plan_buf staged;      /* a schedule's plan (budget, stages, min_gain) */
     replan_state *replan;
     char note[EPLB_NOTE_MAX];  /* choices made at creation */
     char shown[2 * EPLB_NOTE_MAX]; /* the note and the kernel ways */
@@ -279,6 +280,7 @@ void eplb_context_destroy(eplb_context *ctx)
     ocl_engine_destroy(ctx->cl);
     plan_buf_free(&ctx->fresh);
     plan_buf_free(&ctx->next);
+    plan_buf_free(&ctx->staged);
     replan_state_free(ctx->replan);
     free(ctx);
 }
@@ -368,6 +370,90 @@ static void copy_plan_out(const plan_dims *d, const plan_buf *b,
     memcpy(logcnt, b->logcnt, L * d->E * sizeof(int32_t));
 }
 
+/* 1 when the request asks for more than the re-plan: a budget, stages,
+ * min_gain or the schedule itself. */
+static int migration_asked(const eplb_request *r)
+{
+    return r->max_copies_per_gpu >= 0 || r->max_copies >= 0 ||
+           r->stage_copies_per_gpu || r->min_gain > 0 || r->schedule;
+}
+
+/* The migration fields of a request: in range, and only with a current
+ * plan (a fresh plan has nothing to migrate from). */
+static int migration_check(const eplb_request *r)
+{
+    if (r->max_copies_per_gpu < -1 || r->max_copies < -1)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->%s is %lld: use -1 (no budget) or a number "
+                          "of copies", r->max_copies_per_gpu < -1
+                                           ? "max_copies_per_gpu"
+                                           : "max_copies",
+                          r->max_copies_per_gpu < -1
+                              ? (long long)r->max_copies_per_gpu
+                              : (long long)r->max_copies);
+    if (r->stage_copies_per_gpu < 0)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->stage_copies_per_gpu is %d: use 0 (one "
+                          "stage) or a number of copies",
+                          (int)r->stage_copies_per_gpu);
+    if (!(r->min_gain >= 0.0f && r->min_gain < 1.0f))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->min_gain is %g: use a share in [0, 1) of a "
+                          "layer's largest GPU load (0: move whatever "
+                          "gains)", (double)r->min_gain);
+    const eplb_schedule *sc = r->schedule;
+    if (sc && (sc->struct_size < offsetof(eplb_schedule, num_stages) ||
+               sc->struct_size > sizeof *sc))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->schedule->struct_size is %u: set it to "
+                          "sizeof(eplb_schedule)", (unsigned)sc->struct_size);
+    if (sc && (sc->max_stages < 0 || (sc->max_stages > 0 && !sc->stages)))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->schedule: max_stages is %d with stages %s: "
+                          "give the stages array's length, or 0 and NULL",
+                          (int)sc->max_stages, sc->stages ? "set" : "NULL");
+    if (!r->current_phy2log && migration_asked(r) &&
+        !(r->min_gain == EPLB_MIN_GAIN_DEFAULT && !r->schedule &&
+          r->max_copies_per_gpu < 0 && r->max_copies < 0 &&
+          !r->stage_copies_per_gpu))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "the request asks for a migration (budget, "
+                          "stages, min_gain or a schedule) but has no "
+                          "current_phy2log to migrate from");
+    return EPLB_OK;
+}
+
+/* The schedule into the caller's struct (only what it points at; the
+ * figures up to its struct_size). */
+static void schedule_out(const plan_dims *d, const sched_out *o,
+                         eplb_schedule *sc)
+{
+    size_t L = (size_t)d->L;
+    if (sc->stage_of_slot)
+        memcpy(sc->stage_of_slot, o->stage_of_slot,
+               L * d->P * sizeof(int32_t));
+    for (int k = 0; k <= o->nstages && k < sc->max_stages; k++) {
+        eplb_stage *t = &sc->stages[k];
+        t->copies = o->stages[k].copies;
+        t->max_copies_per_gpu = o->stages[k].max_copies_per_gpu;
+        t->objective = o->stages[k].objective;
+        t->balancedness = o->stages[k].balancedness;
+    }
+    if (sc->layer_gain)
+        memcpy(sc->layer_gain, o->layer_gain, L * sizeof(double));
+    if (sc->layer_copies)
+        memcpy(sc->layer_copies, o->layer_copies, L * sizeof(int32_t));
+    if (sc->layer_order)
+        memcpy(sc->layer_order, o->layer_order, L * sizeof(int32_t));
+    eplb_schedule full;
+    memcpy(&full, sc, sc->struct_size);
+    full.num_stages = o->nstages;
+    full.copies = o->copies;
+    full.objective_before = o->objective_before;
+    full.objective_after = o->objective_after;
+    memcpy(sc, &full, sc->struct_size);
+}
+
 /* Every plan call: the checks, the fresh plan, and the re-plan when the
  * request carries a current plan. r is complete (eplb_plan filled what
  * an older caller's struct lacks). */
@@ -391,6 +477,8 @@ static int plan_request(eplb_context *ctx, const eplb_shape *shape,
                           "positive number of microseconds", r->deadline_us);
     rc = validate_loads(shape, weight);
     if (rc)
+        return rc;
+    if ((rc = migration_check(r)) != EPLB_OK)
         return rc;
     int policy = eplb_resolve_policy(ctx->opts.policy, shape);
     if (policy < 0)
@@ -425,8 +513,30 @@ static int plan_request(eplb_context *ctx, const eplb_shape *shape,
     }
     if (rc)
         return rc;
-    plan_log2phy_by_slot(&d, ctx->next.phy2log, ctx->next.log2phy);
-    copy_plan_out(&d, &ctx->next, phy2log, log2phy, logcnt);
+    if (!migration_asked(r)) {
+        plan_log2phy_by_slot(&d, ctx->next.phy2log, ctx->next.log2phy);
+        copy_plan_out(&d, &ctx->next, phy2log, log2phy, logcnt);
+        return EPLB_OK;
+    }
+
+    /* The migration: the re-plan cut into units and stages within the
+     * budget (replan/schedule.c); everything lands in the context's
+     * buffers first, then in the caller's. */
+    rc = plan_buf_reserve(&ctx->staged, &d);
+    if (rc)
+        return rc;
+    sched_opts so = {r->max_copies_per_gpu, r->max_copies,
+                     r->stage_copies_per_gpu, r->min_gain};
+    sched_out out;
+    rc = sched_build_plan(&d, weight, current, mask, ctx->next.phy2log, &so,
+                          ctx->staged.phy2log, ctx->staged.logcnt, &out);
+    if (rc)
+        return rc;
+    plan_log2phy_by_slot(&d, ctx->staged.phy2log, ctx->staged.log2phy);
+    copy_plan_out(&d, &ctx->staged, phy2log, log2phy, logcnt);
+    if (r->schedule)
+        schedule_out(&d, &out, r->schedule);
+    sched_out_free(&out);
     return EPLB_OK;
 }
 
@@ -464,6 +574,9 @@ void eplb_request_default(eplb_request *req)
         return;
     memset(req, 0, sizeof *req);
     req->struct_size = (uint32_t)sizeof *req;
+    req->min_gain = EPLB_MIN_GAIN_DEFAULT;
+    req->max_copies_per_gpu = -1;
+    req->max_copies = -1;
 }
 
 int eplb_plan(eplb_context *ctx, const eplb_shape *shape, const float *weight,

@@ -234,6 +234,46 @@ int replan_from_current(replan_state **st, const plan_dims *d,
                         const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt);
 
+/* ---- the migration schedule (replan/schedule.c) ----------------------- */
+
+/* What bounds a schedule: copies per GPU over all stages and in all (-1:
+ * no bound, 0: nothing moves), copies per GPU per stage (0: one stage), and the share of a
+ * layer's largest load its re-plan must remove for the layer to move. */
+typedef struct sched_opts {
+    int max_per_gpu;
+    long long max_total;
+    int stage_per_gpu;
+    double min_gain;
+} sched_opts;
+
+typedef struct sched_stage {
+    long long copies;
+    int max_copies_per_gpu;
+    double objective;    /* sum over layers of the largest GPU load */
+    double balancedness; /* mean over layers of mean / largest GPU load */
+} sched_stage;
+
+/* A schedule (allocated by sched_build_plan, freed by sched_out_free). */
+typedef struct sched_out {
+    int32_t *stage_of_slot; /* [L][P] 0: unchanged, else its stage */
+    int nstages;
+    sched_stage *stages;    /* [nstages + 1]: 0 is the plan in service */
+    double *layer_gain;     /* [L] the layer's re-plan: largest load removed */
+    int32_t *layer_copies;  /* [L] and its copies */
+    int32_t *layer_order;   /* [L] layers by gain per copy */
+    double objective_before, objective_after;
+    long long copies;
+} sched_out;
+
+/* The re-plan `target` (a valid plan of the request) cut into units and
+ * stages from `current` under o; the plan after the last stage into
+ * phy2log [L][P] and logcnt [L][E] (the target when nothing bounds it). */
+int sched_build_plan(const plan_dims *d, const float *weight,
+                     const int32_t *current, const uint8_t *mask,
+                     const int32_t *target, const sched_opts *o,
+                     int32_t *phy2log, int32_t *logcnt, sched_out *out);
+void sched_out_free(sched_out *o);
+
 /* ---- plans (plan.c) --------------------------------------------------- */
 
 /* Fills log2phy [L][E][maxrep] from phy2log [L][P], each expert's replicas

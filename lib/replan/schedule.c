@@ -1,0 +1,915 @@
+/* The migration schedule: a re-plan cut into the order an engine can
+ * apply it, within a copy budget.
+ *
+ * An engine pays for a layer's largest GPU load (the MoE part of a step)
+ * and for every expert a GPU gains (a copy of its weights). The re-plan
+ * gives the target plan; here each layer's changes (slots whose expert
+ * differs) are cut into units, a unit being one slot's change together
+ * with the changes it needs to keep every expert on a live GPU (the new
+ * home of the expert it evicts when that was the expert's last replica,
+ * and so on). Per layer the units are ordered greedily: next comes the
+ * unit that lowers the layer's largest GPU load most per copy without
+ * ever raising it (ties: the most excess over the target's largest load
+ * removed per copy, then the lowest slot). Each layer's chain of units is
+ * then cut into blocks whose gain per copy falls along the chain (the
+ * blocks of the concave envelope), and the blocks of all layers are merged
+ * by gain per copy: the most balance per copied expert first.
+ *
+ * That order is walked once. A unit is taken when the per-GPU and total
+ * budgets still allow it and it fits a stage (at most b copies per GPU
+ * per stage, first fit, never before the stage of its layer's previous
+ * unit); a unit that is not taken closes its layer (the later units of a
+ * layer build on it). So the plan after any stage is every layer's chain
+ * up to some unit: valid, each slot rewritten at most once, and the
+ * objective (the sum over layers of the largest GPU load) never rising
+ * from one stage to the next. Layers whose whole gain is below min_gain
+ * keep their placement.
+ *
+ * The work is bounded: a layer's ordering stops evaluating units past
+ * SCHED_WORK_PER_LAYER and takes its remaining changes as one unit.
+ * Everything runs on the host in a fixed order: the same inputs give the
+ * same schedule on every backend and device. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Evaluation work (GPU x expert terms) a layer's ordering may spend per
+ * slot before its remaining changes go as one unit. */
+#define SCHED_WORK_PER_SLOT 65536LL
+
+/* Copies in the ratios' denominators are counted plus this: a unit that
+ * copies nothing and gains comes first, one that copies nothing and gains
+ * nothing joins the unit after it. */
+#define SCHED_FREE 0.01
+
+typedef struct unit {
+    int layer;
+    int first, len;  /* its changes: ch_slot[first .. first+len) */
+    int copies;
+    double gain;     /* the layer's largest GPU load before minus after */
+    double f_after;  /* the layer's largest GPU load after it */
+    int forced;      /* puts back experts of dead GPUs: stage 1, always */
+} unit;
+
+typedef struct block {
+    int first, len;  /* units[first .. first+len) of one layer */
+    int layer;
+    double gain;
+    int copies;
+} block;
+
+/* The per-layer working state (reused across layers). */
+typedef struct layer_ws {
+    const plan_dims *d;
+    const float *w;
+    const uint8_t *mask;
+    int32_t *x;          /* [P] the layer as the units so far leave it */
+    const int32_t *t;    /* [P] the target layer */
+    int *cnt;            /* [E] live replicas in x */
+    int *held;           /* [M][E] replicas in x per GPU */
+    uint8_t *was;        /* [M][E] 1 where the plan in service had it */
+    double *load;        /* [M] exact loads of x (slot order, double) */
+    double *trial;       /* [M] loads a unit would leave */
+    int *pend, npend;    /* pending slots (x != t), in slot order */
+    int *bundle, nb;     /* the unit being built */
+    int *grow, *gsave;   /* [P] a unit grown from several (slots, old ids) */
+    int *gcop;           /* [M] the grown unit's copies per GPU so far */
+    int *ucop, *gstamp;  /* [M] a unit tried: its copies per GPU (+ gcop) */
+    int most;            /* the unit tried: most copies on one GPU */
+    int cap;             /* copies per GPU a unit should keep within (the
+                            stage or the budget; 0: none) */
+    int *inb;            /* [P] stamp: slot in the bundle */
+    int *aff, naff;      /* experts whose replica count a unit changes */
+    int *inaff;          /* [E] stamp */
+    int stamp;
+    long long work;
+} layer_ws;
+
+static int is_live(const layer_ws *z, int g)
+{
+    return !z->mask || z->mask[g];
+}
+
+/* Exact loads of z->x into z->load (as the metrics sum them); returns the
+ * largest over live GPUs. */
+static double exact_loads(layer_ws *z)
+{
+    const plan_dims *d = z->d;
+    double peak = 0.0;
+    for (int g = 0; g < d->M; g++) {
+        double s = 0.0;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = z->x[g * d->ppg + r];
+            if (e >= 0 && z->cnt[e] > 0)
+                s += (double)z->w[e] / z->cnt[e];
+        }
+        z->load[g] = s;
+        if (is_live(z, g) && s > peak)
+            peak = s;
+    }
+    return peak;
+}
+
+static void change(layer_ws *z, int s, int e)
+{
+    int g = s / z->d->ppg, old = z->x[s];
+    if (old >= 0) {
+        z->held[(size_t)g * z->d->E + old]--;
+        z->cnt[old]--;
+    }
+    z->x[s] = e;
+    if (e >= 0) {
+        z->held[(size_t)g * z->d->E + e]++;
+        z->cnt[e]++;
+    }
+}
+
+/* Copies of the bundle's changes, applied in order to x (which they are
+ * when this is called): an expert new on the GPU, and not already there. */
+static int copy_of(const layer_ws *z, int s)
+{
+    int g = s / z->d->ppg, e = z->t[s];
+    size_t k = (size_t)g * z->d->E + e;
+    return e >= 0 && !z->was[k] && z->held[k] == 0;
+}
+
+/* Appends pending slot s to the unit being built, with the changes that
+ * give each expert it leaves without a replica its new home (the lowest
+ * pending slot the target gives that expert), and so on. */
+static void add_closure(layer_ws *z, int s)
+{
+    int at = s;
+    while (at >= 0 && z->inb[at] != z->stamp) {
+        z->bundle[z->nb++] = at;
+        z->inb[at] = z->stamp;
+        int gone = z->x[at];
+        at = -1;
+        if (gone < 0)
+            break;
+        /* replicas of `gone` left after the unit's changes */
+        int left = z->cnt[gone];
+        for (int i = 0; i < z->nb; i++) {
+            int q = z->bundle[i];
+            left -= z->x[q] == gone;
+            left += z->t[q] == gone;
+        }
+        z->work += z->nb;
+        if (left > 0)
+            break;
+        for (int i = 0; i < z->npend; i++) {
+            int q = z->pend[i];
+            if (z->inb[q] != z->stamp && z->t[q] == gone &&
+                z->x[q] != z->t[q]) {
+                at = q;
+                break;
+            }
+        }
+        z->work += z->npend;
+    }
+}
+
+/* The unit led by pending slot s. */
+static void build_bundle(layer_ws *z, int s)
+{
+    z->stamp++;
+    z->nb = 0;
+    add_closure(z, s);
+}
+
+/* What applying the bundle would do: the layer's new largest load and the
+ * excess over `goal` it removes; copies into *copies. x is left as it
+ * was. Loads are the exact ones plus the changed experts' terms. */
+static double try_bundle(layer_ws *z, double goal, double *progress,
+                         int *copies)
+{
+    const plan_dims *d = z->d;
+    int E = d->E;
+    z->stamp++;
+    z->naff = 0;
+    for (int i = 0; i < z->nb; i++) {
+        int q = z->bundle[i], es[2] = {z->x[q], z->t[q]};
+        for (int k = 0; k < 2; k++)
+            if (es[k] >= 0 && z->inaff[es[k]] != z->stamp) {
+                z->inaff[es[k]] = z->stamp;
+                z->aff[z->naff++] = es[k];
+            }
+    }
+    memcpy(z->trial, z->load, (size_t)d->M * sizeof(double));
+    z->work += d->M;
+    for (int a = 0; a < z->naff; a++) {
+        int e = z->aff[a];
+        for (int g = 0; g < d->M; g++) {
+            int h = z->held[(size_t)g * E + e];
+            if (h)
+                z->trial[g] -= (double)z->w[e] * h / z->cnt[e];
+        }
+    }
+    int c = 0, most = 0;
+    for (int i = 0; i < z->nb; i++) {
+        int q = z->bundle[i], g = q / d->ppg, cq = copy_of(z, q);
+        c += cq;
+        if (z->gstamp[g] != z->stamp) {
+            z->gstamp[g] = z->stamp;
+            z->ucop[g] = z->gcop[g];
+        }
+        z->ucop[g] += cq;
+        if (z->ucop[g] > most)
+            most = z->ucop[g];
+        change(z, q, z->t[q]);
+    }
+    z->most = most;
+    for (int a = 0; a < z->naff; a++) {
+        int e = z->aff[a];
+        for (int g = 0; g < d->M; g++) {
+            int h = z->held[(size_t)g * E + e];
+            if (h && z->cnt[e] > 0)
+                z->trial[g] += (double)z->w[e] * h / z->cnt[e];
+        }
+    }
+    z->work += (long long)z->naff * d->M * 2;
+    double peak = 0.0, ex_before = 0.0, ex_after = 0.0;
+    for (int g = 0; g < d->M; g++) {
+        if (!is_live(z, g))
+            continue;
+        if (z->trial[g] > peak)
+            peak = z->trial[g];
+        if (z->load[g] > goal)
+            ex_before += z->load[g] - goal;
+        if (z->trial[g] > goal)
+            ex_after += z->trial[g] - goal;
+    }
+    *progress = ex_before - ex_after;
+    *copies = c;
+    return peak;
+}
+
+/* A unit's figures, compared: gain per copy, then excess removed per
+ * copy, then the lower slot (the caller's scan order). 1 when a beats b. */
+static int better(double ga, double pa, int ca, double gb, double pb, int cb)
+{
+    double ra = ga / (ca + SCHED_FREE), rb = gb / (cb + SCHED_FREE);
+    double tol = 1e-12 * (ra > rb ? ra : rb);
+    if (ra > rb + tol)
+        return 1;
+    if (rb > ra + tol)
+        return 0;
+    return pa / (ca + SCHED_FREE) > pb / (cb + SCHED_FREE);
+}
+
+typedef struct sched_build {
+    unit *units;
+    int nunits;
+    int *ch_slot;    /* [L*P] changes: slot within the layer */
+    uint8_t *ch_copy;
+    int nch;
+} sched_build;
+
+/* Applies the bundle for good, records it as a unit. */
+static void commit_bundle(layer_ws *z, sched_build *b, int layer, int forced,
+                          double f_before)
+{
+    unit *u = &b->units[b->nunits++];
+    u->layer = layer;
+    u->first = b->nch;
+    u->len = z->nb;
+    u->copies = 0;
+    u->forced = forced;
+    for (int i = 0; i < z->nb; i++) {
+        int q = z->bundle[i];
+        int c = copy_of(z, q);
+        b->ch_slot[b->nch] = q;
+        b->ch_copy[b->nch++] = (uint8_t)c;
+        u->copies += c;
+        change(z, q, z->t[q]);
+    }
+    /* drop the bundle's slots from the pending list (order kept) */
+    int k = 0;
+    for (int i = 0; i < z->npend; i++)
+        if (z->x[z->pend[i]] != z->t[z->pend[i]])
+            z->pend[k++] = z->pend[i];
+    z->npend = k;
+    u->f_after = exact_loads(z);
+    u->gain = f_before - u->f_after;
+}
+
+static void undo_bundle(layer_ws *z, const int32_t *before)
+{
+    for (int i = z->nb - 1; i >= 0; i--)
+        change(z, z->bundle[i], before[i]);
+}
+
+/* The pending unit to take next (its leading slot), or -1. mode 0: the
+ * best gain per copy among those that do not raise the layer's largest
+ * load f; mode 1: the one that leaves the largest load lowest (ties:
+ * fewer copies, then more excess removed). Slots already at the target
+ * (inside a unit being grown) are skipped. */
+static int scan_units(layer_ws *z, double f, double goal, int32_t *saved,
+                      int mode)
+{
+    long long budget = SCHED_WORK_PER_SLOT * z->d->P;
+    int best = -1, best_c = 0, best_in = 0;
+    double best_g = 0.0, best_p = 0.0, best_peak = 0.0;
+    for (int i = 0; i < z->npend && z->work <= budget; i++) {
+        int s = z->pend[i];
+        if (z->x[s] == z->t[s])
+            continue;
+        build_bundle(z, s);
+        for (int k = 0; k < z->nb; k++)
+            saved[k] = z->x[z->bundle[k]];
+        double prog;
+        int c;
+        double peak = try_bundle(z, goal, &prog, &c);
+        undo_bundle(z, saved);
+        /* a unit over the cap could never be staged: in mode 0 it is
+         * left for a grown unit, in mode 1 one within the cap comes
+         * first */
+        int within = !z->cap || z->most <= z->cap, take;
+        if (mode == 0)
+            take = within && peak <= f &&
+                   (best < 0 || better(f - peak, prog, c, best_g, best_p,
+                                       best_c));
+        else
+            take = best < 0 || within > best_in ||
+                   (within == best_in &&
+                    (peak < best_peak ||
+                     (peak == best_peak &&
+                      (c < best_c || (c == best_c && prog > best_p)))));
+        if (take) {
+            best = s;
+            best_in = within;
+            best_g = f - peak;
+            best_p = prog;
+            best_c = c;
+            best_peak = peak;
+        }
+    }
+    return best;
+}
+
+/* One layer's chain of units. Returns the layer's largest load once the
+ * plan in service is on its live GPUs (dead GPUs cleared, their experts
+ * put back: the forced unit). */
+static double order_layer(layer_ws *z, sched_build *b, int layer,
+                          const int32_t *cur, int32_t *saved,
+                          double *f_start)
+{
+    const plan_dims *d = z->d;
+    memset(z->cnt, 0, (size_t)d->E * sizeof(int));
+    memset(z->held, 0, (size_t)d->M * d->E * sizeof(int));
+    memset(z->was, 0, (size_t)d->M * d->E);
+    for (int s = 0; s < d->P; s++) {
+        int g = s / d->ppg, e = cur[s];
+        z->x[s] = -1;
+        if (e >= 0 && is_live(z, g)) {
+            z->was[(size_t)g * d->E + e] = 1;
+            change(z, s, e);
+        }
+    }
+    z->npend = 0;
+    for (int s = 0; s < d->P; s++)
+        if (z->x[s] != z->t[s] && is_live(z, s / d->ppg))
+            z->pend[z->npend++] = s;
+    double f = exact_loads(z);
+    *f_start = f;
+
+    /* Experts with no live replica (their GPUs died) are put back first,
+     * in one forced unit. */
+    z->stamp++;
+    z->nb = 0;
+    for (int e = 0; e < d->E; e++) {
+        if (z->cnt[e] > 0)
+            continue;
+        int have = 0;
+        for (int i = 0; i < z->nb && !have; i++)
+            have = z->t[z->bundle[i]] == e;
+        /* its new home on the GPU with the fewest of these so far */
+        int pick = -1, fewest = 0;
+        for (int i = 0; i < z->npend && !have; i++) {
+            int q = z->pend[i];
+            if (z->t[q] != e || z->inb[q] == z->stamp)
+                continue;
+            int on = 0;
+            for (int k = 0; k < z->nb; k++)
+                on += z->bundle[k] / d->ppg == q / d->ppg;
+            if (pick < 0 || on < fewest) {
+                pick = q;
+                fewest = on;
+            }
+        }
+        if (pick >= 0)
+            add_closure(z, pick);
+    }
+    int forced = z->nb > 0;
+    if (forced) {
+        commit_bundle(z, b, layer, 1, f);
+        f = b->units[b->nunits - 1].f_after;
+    }
+
+    /* The target's largest load: the goal the excess is measured against. */
+    double goal = 0.0;
+    {
+        long long w0 = z->work;
+        for (int i = 0; i < z->npend; i++)
+            saved[i] = z->x[z->pend[i]];
+        int n = z->npend;
+        for (int i = 0; i < n; i++)
+            change(z, z->pend[i], z->t[z->pend[i]]);
+        goal = exact_loads(z);
+        for (int i = n - 1; i >= 0; i--)
+            change(z, z->pend[i], saved[i]);
+        exact_loads(z);
+        z->work = w0;
+    }
+
+    long long budget = SCHED_WORK_PER_SLOT * d->P;
+    z->work = 0;
+    while (z->npend > 0) {
+        int best = z->work <= budget ? scan_units(z, f, goal, saved, 0) : -1;
+        if (best >= 0) {
+            build_bundle(z, best);
+            for (int k = 0; k < z->nb; k++)
+                saved[k] = z->x[z->bundle[k]];
+            commit_bundle(z, b, layer, 0, f);
+            unit *u = &b->units[b->nunits - 1];
+            if (u->f_after <= f) {
+                f = u->f_after;
+                continue;
+            }
+            /* the exact sums rose where the estimate did not (rounding):
+             * take the unit back; the grown unit below checks exactly */
+            undo_bundle(z, saved);
+            b->nunits--;
+            b->nch -= z->nb;
+            z->npend = 0;
+            for (int s = 0; s < d->P; s++)
+                if (z->x[s] != z->t[s] && is_live(z, s / d->ppg))
+                    z->pend[z->npend++] = s;
+            exact_loads(z);
+        }
+        if (!(goal <= f))
+            break; /* the target is worse: the layer stays (fewer copies,
+                      lower load) */
+        /* No single unit keeps the largest load from rising: grow one from
+         * the unit that leaves it lowest, adding units so, until it is no
+         * higher than before (all of them reach the target, which is not);
+         * past the work budget the rest joins at once. */
+        int ng = 0;
+        double gf = f + 1.0;
+        int *grow = z->grow, *gsave = z->gsave;
+        while (gf > f) {
+            int u = z->work <= budget ? scan_units(z, f, goal, saved, 1) : -1;
+            int n0 = ng;
+            if (u >= 0) {
+                build_bundle(z, u);
+                for (int k = 0; k < z->nb; k++)
+                    grow[ng++] = z->bundle[k];
+            } else {
+                for (int i = 0; i < z->npend; i++)
+                    if (z->x[z->pend[i]] != z->t[z->pend[i]])
+                        grow[ng++] = z->pend[i];
+            }
+            for (int k = n0; k < ng; k++) {
+                gsave[k] = z->x[grow[k]];
+                z->gcop[grow[k] / d->ppg] += copy_of(z, grow[k]);
+                change(z, grow[k], z->t[grow[k]]);
+            }
+            gf = exact_loads(z);
+            if (u < 0)
+                break;
+        }
+        for (int k = ng - 1; k >= 0; k--)
+            change(z, grow[k], gsave[k]);
+        memset(z->gcop, 0, (size_t)d->M * sizeof(int));
+        exact_loads(z);
+        z->nb = ng;
+        memcpy(z->bundle, grow, (size_t)ng * sizeof(int));
+        commit_bundle(z, b, layer, 0, f);
+        f = b->units[b->nunits - 1].f_after;
+    }
+    return f;
+}
+
+/* Gain per copy, the order's key. */
+static double ratio(double gain, int copies)
+{
+    return gain / (copies + SCHED_FREE);
+}
+
+/* Blocks of one layer's units [u0, u1) with falling gain per copy (the
+ * upper concave envelope of the layer's gain against its copies). */
+static int make_blocks(const unit *units, int u0, int u1, block *out)
+{
+    int n = 0;
+    for (int i = u0; i < u1; i++) {
+        block bl = {i, 1, units[i].layer, units[i].gain, units[i].copies};
+        out[n++] = bl;
+        while (n >= 2 && ratio(out[n - 2].gain, out[n - 2].copies) <=
+                             ratio(out[n - 1].gain, out[n - 1].copies)) {
+            out[n - 2].len += out[n - 1].len;
+            out[n - 2].gain += out[n - 1].gain;
+            out[n - 2].copies += out[n - 1].copies;
+            n--;
+        }
+    }
+    return n;
+}
+
+/* Most gain per copy first; ties by layer, then chain position. */
+static int block_cmp(const void *pa, const void *pb)
+{
+    const block *a = pa, *b = pb;
+    double ra = ratio(a->gain, a->copies), rb = ratio(b->gain, b->copies);
+    if (ra != rb)
+        return ra > rb ? -1 : 1;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    return (a->first > b->first) - (a->first < b->first);
+}
+
+void sched_out_free(sched_out *o)
+{
+    if (!o)
+        return;
+    free(o->stage_of_slot);
+    free(o->stages);
+    free(o->layer_gain);
+    free(o->layer_copies);
+    free(o->layer_order);
+    memset(o, 0, sizeof *o);
+}
+
+/* Layers by gain per copy of their whole change: layers that change
+ * first, most gain per copy first, then index. */
+typedef struct layer_key {
+    int moves;
+    double r;
+    int32_t layer;
+} layer_key;
+
+static int layer_cmp(const void *pa, const void *pb)
+{
+    const layer_key *a = pa, *b = pb;
+    if (a->moves != b->moves)
+        return a->moves ? -1 : 1;
+    if (a->r != b->r)
+        return a->r > b->r ? -1 : 1;
+    return (a->layer > b->layer) - (a->layer < b->layer);
+}
+
+/* The walk's state: budgets spent, stages and their copies per GPU. */
+typedef struct walk {
+    const plan_dims *d;
+    const sched_opts *o;
+    const sched_build *b;
+    int *per_gpu;     /* [M] copies taken so far */
+    int *ucnt, *ustamp; /* [M] the unit in hand's copies per GPU */
+    int *stage_gpu;   /* [cap][M] copies per stage and GPU */
+    int nst, cap;
+    long long total;
+} walk;
+
+/* Room for one more stage row; 0 when memory ran out. */
+static int walk_grow(walk *k)
+{
+    if (k->nst == k->cap) {
+        int nc = k->cap ? 2 * k->cap : 16;
+        int *ns = realloc(k->stage_gpu, (size_t)nc * k->d->M * sizeof(int));
+        if (!ns)
+            return 0;
+        k->stage_gpu = ns;
+        k->cap = nc;
+    }
+    memset(k->stage_gpu + (size_t)k->nst * k->d->M, 0,
+           (size_t)k->d->M * sizeof(int));
+    k->nst++;
+    return 1;
+}
+
+/* The stage unit ui can go to (from `from` on, a new one past the last),
+ * or 0 when the budgets leave it out. Its copies per GPU are in ucnt. */
+static int walk_place(walk *k, int ui, int from)
+{
+    const unit *u = &k->b->units[ui];
+    const int *slot = k->b->ch_slot + u->first;
+    const uint8_t *cp = k->b->ch_copy + u->first;
+    int ppg = k->d->ppg, bst = k->o->stage_per_gpu;
+    for (int c = 0; c < u->len; c++) {
+        int g = slot[c] / ppg;
+        if (k->ustamp[g] != ui + 1) {
+            k->ustamp[g] = ui + 1;
+            k->ucnt[g] = 0;
+        }
+        k->ucnt[g] += cp[c];
+    }
+    if (!u->forced && (k->o->max_per_gpu == 0 || k->o->max_total == 0))
+        return 0; /* a budget of 0: nothing moves */
+    if (k->o->max_total >= 0 && k->total + u->copies > k->o->max_total)
+        return 0;
+    for (int c = 0; c < u->len; c++) {
+        int g = slot[c] / ppg;
+        if ((k->o->max_per_gpu >= 0 &&
+             k->per_gpu[g] + k->ucnt[g] > k->o->max_per_gpu) ||
+            (bst > 0 && !u->forced && k->ucnt[g] > bst))
+            return 0;
+    }
+    /* the dead GPUs' experts go back in stage 1 whatever its size: the
+     * plan is not valid without them */
+    if (bst <= 0 || u->forced)
+        return 1;
+    int st = from;
+    for (; st <= k->nst; st++) {
+        const int *row = k->stage_gpu + (size_t)(st - 1) * k->d->M;
+        int room = 1;
+        for (int c = 0; c < u->len && room; c++)
+            room = row[slot[c] / ppg] + k->ucnt[slot[c] / ppg] <= bst;
+        if (room)
+            break;
+    }
+    return st;
+}
+
+static void walk_take(walk *k, int ui, int st)
+{
+    const unit *u = &k->b->units[ui];
+    for (int c = u->first; c < u->first + u->len; c++) {
+        int g = k->b->ch_slot[c] / k->d->ppg;
+        if (k->ustamp[g] == ui + 1 && k->ucnt[g]) {
+            k->per_gpu[g] += k->ucnt[g];
+            k->stage_gpu[(size_t)(st - 1) * k->d->M + g] += k->ucnt[g];
+            k->ucnt[g] = 0;
+        }
+    }
+    k->total += u->copies;
+}
+
+int sched_build_plan(const plan_dims *d, const float *weight,
+                     const int32_t *current, const uint8_t *mask,
+                     const int32_t *target, const sched_opts *o,
+                     int32_t *phy2log, int32_t *logcnt, sched_out *out)
+{
+    int L = d->L, P = d->P, E = d->E, M = d->M;
+    size_t LP = (size_t)L * P;
+    memset(out, 0, sizeof *out);
+    sched_build b = {0};
+    layer_ws z = {0};
+    walk k = {d, o, &b, NULL, NULL, NULL, NULL, 0, 0, 0};
+    block *blocks = NULL;
+    layer_key *keys = NULL;
+    int *closed = NULL, *last_stage = NULL, *layer_first = NULL;
+    int *taken = NULL, *by_stage = NULL, *stage_start = NULL;
+    int32_t *saved = NULL;
+    double *f_now = NULL, *mean = NULL;
+    int rc = EPLB_OK;
+
+    b.units = malloc((LP + L) * sizeof(unit));
+    b.ch_slot = malloc(LP * sizeof(int));
+    b.ch_copy = malloc(LP);
+    z.x = malloc((size_t)P * sizeof(int32_t));
+    z.cnt = malloc((size_t)E * sizeof(int));
+    z.held = malloc((size_t)M * E * sizeof(int));
+    z.was = malloc((size_t)M * E);
+    z.load = malloc((size_t)M * sizeof(double));
+    z.trial = malloc((size_t)M * sizeof(double));
+    z.pend = malloc((size_t)P * sizeof(int));
+    z.bundle = malloc((size_t)P * sizeof(int));
+    z.grow = malloc((size_t)P * sizeof(int));
+    z.gcop = calloc((size_t)M, sizeof(int));
+    z.ucop = calloc((size_t)M, sizeof(int));
+    z.gstamp = calloc((size_t)M, sizeof(int));
+    z.gsave = malloc((size_t)P * sizeof(int));
+    z.inb = calloc((size_t)P, sizeof(int));
+    z.aff = malloc((size_t)(2 * P + E) * sizeof(int));
+    z.inaff = calloc((size_t)E, sizeof(int));
+    saved = malloc((size_t)P * sizeof(int32_t));
+    f_now = malloc((size_t)L * sizeof(double));
+    mean = malloc((size_t)L * sizeof(double));
+    closed = calloc((size_t)L, sizeof(int));
+    last_stage = calloc((size_t)L, sizeof(int));
+    layer_first = malloc(((size_t)L + 1) * sizeof(int));
+    keys = malloc((size_t)L * sizeof(layer_key));
+    k.per_gpu = calloc((size_t)M, sizeof(int));
+    k.ucnt = calloc((size_t)M, sizeof(int));
+    k.ustamp = calloc((size_t)M, sizeof(int));
+    out->stage_of_slot = calloc(LP, sizeof(int32_t));
+    out->layer_gain = malloc((size_t)L * sizeof(double));
+    out->layer_copies = malloc((size_t)L * sizeof(int32_t));
+    out->layer_order = malloc((size_t)L * sizeof(int32_t));
+    if (!b.units || !b.ch_slot || !b.ch_copy || !z.x || !z.cnt || !z.held ||
+        !z.was || !z.load || !z.trial || !z.pend || !z.bundle || !z.grow || !z.gsave ||
+        !z.gcop || !z.ucop || !z.gstamp || !z.inb ||
+        !z.aff || !z.inaff || !saved || !f_now || !mean || !closed ||
+        !last_stage || !layer_first || !keys || !k.per_gpu || !k.ucnt ||
+        !k.ustamp || !out->stage_of_slot || !out->layer_gain ||
+        !out->layer_copies || !out->layer_order)
+        goto oom;
+    z.d = d;
+    z.mask = mask;
+    z.cap = o->stage_per_gpu > 0 ? o->stage_per_gpu
+            : o->max_per_gpu > 0 ? o->max_per_gpu : 0;
+
+    /* 1. Each layer's chain of units; min_gain drops a layer's chain
+     * (but for its forced unit) when the whole re-plan of the layer
+     * lowers its largest load by less than that share. */
+    int live_m = 0;
+    for (int g = 0; g < M; g++)
+        live_m += !mask || mask[g];
+    for (int l = 0; l < L; l++) {
+        z.w = weight + (size_t)l * E;
+        z.t = target + (size_t)l * P;
+        double sum = 0.0;
+        for (int e = 0; e < E; e++)
+            sum += z.w[e];
+        mean[l] = sum / live_m;
+        layer_first[l] = b.nunits;
+        double f0, f_end = order_layer(&z, &b, l, current + (size_t)l * P,
+                                       saved, &f0);
+        f_now[l] = f0;
+        double fs = f0;
+        int c = 0;
+        for (int u = layer_first[l]; u < b.nunits; u++) {
+            c += b.units[u].copies;
+            if (b.units[u].forced)
+                fs = b.units[u].f_after;
+        }
+        out->layer_gain[l] = fs - f_end;
+        out->layer_copies[l] = c;
+        if (o->min_gain > 0 && !(out->layer_gain[l] >= o->min_gain * fs)) {
+            int n = layer_first[l];
+            for (int u = layer_first[l]; u < b.nunits; u++)
+                if (b.units[u].forced)
+                    b.units[n++] = b.units[u];
+            b.nunits = n;
+        }
+        keys[l].moves = c > 0 || out->layer_gain[l] > 0;
+        keys[l].r = ratio(out->layer_gain[l], c);
+        keys[l].layer = l;
+    }
+    layer_first[L] = b.nunits;
+    qsort(keys, (size_t)L, sizeof *keys, layer_cmp);
+    for (int l = 0; l < L; l++)
+        out->layer_order[l] = keys[l].layer;
+
+    /* 2. Blocks of falling gain per copy, merged over the layers. */
+    blocks = malloc(((size_t)b.nunits + 1) * sizeof(block));
+    taken = calloc((size_t)b.nunits + 1, sizeof(int));
+    if (!blocks || !taken)
+        goto oom;
+    int nblocks = 0;
+    for (int l = 0; l < L; l++) {
+        int u0 = layer_first[l];
+        if (u0 < layer_first[l + 1] && b.units[u0].forced)
+            u0++;
+        nblocks += make_blocks(b.units, u0, layer_first[l + 1],
+                               blocks + nblocks);
+    }
+    qsort(blocks, (size_t)nblocks, sizeof(block), block_cmp);
+
+    /* 3. The walk: the dead GPUs' experts go back in stage 1 (and their
+     * slots are cleared there), then the blocks' units in order while the
+     * budgets allow and a stage has room. */
+    int dead_held = 0;
+    for (size_t s = 0; mask && s < LP && !dead_held; s++)
+        dead_held = current[s] >= 0 && !mask[(s % P) / d->ppg];
+    if (dead_held && !walk_grow(&k))
+        goto oom;
+    for (int l = 0; l < L; l++) {
+        int ui = layer_first[l];
+        if (ui == layer_first[l + 1] || !b.units[ui].forced)
+            continue;
+        int st = walk_place(&k, ui, 1);
+        if (st != 1) {
+            rc = eplbi_fail(EPLB_ERR_BAD_OPTION,
+                            "layer %d: putting the dead GPUs' experts back "
+                            "takes %d copies at once, more than "
+                            "max_copies_per_gpu, max_copies or "
+                            "stage_copies_per_gpu allow: raise them", l,
+                            b.units[ui].copies);
+            goto done;
+        }
+        if (st > k.nst && !walk_grow(&k))
+            goto oom;
+        walk_take(&k, ui, st);
+        taken[ui] = st;
+        last_stage[l] = st;
+    }
+    for (int it = 0; it < nblocks; it++)
+        for (int ui = blocks[it].first;
+             ui < blocks[it].first + blocks[it].len; ui++) {
+            int l = b.units[ui].layer;
+            if (closed[l])
+                break;
+            int st = walk_place(&k, ui, last_stage[l] > 0 ? last_stage[l]
+                                                         : 1);
+            if (!st) {
+                closed[l] = 1;
+                break;
+            }
+            if (st > k.nst && !walk_grow(&k))
+                goto oom;
+            walk_take(&k, ui, st);
+            taken[ui] = st;
+            last_stage[l] = st;
+        }
+
+    /* 4. The plan after the last stage, each slot's stage, and a record
+     * per stage (objective: each layer's largest load after its chain's
+     * last unit taken so far). */
+    int nst = k.nst;
+    out->nstages = nst;
+    out->stages = calloc((size_t)nst + 1, sizeof(sched_stage));
+    by_stage = malloc(((size_t)b.nunits + 1) * sizeof(int));
+    stage_start = calloc((size_t)nst + 2, sizeof(int));
+    if (!out->stages || !by_stage || !stage_start)
+        goto oom;
+    memcpy(phy2log, current, LP * sizeof(int32_t));
+    for (size_t s = 0; mask && s < LP; s++)
+        if (!mask[(s % P) / d->ppg] && phy2log[s] >= 0) {
+            phy2log[s] = -1;
+            out->stage_of_slot[s] = 1;
+        }
+    for (int ui = 0; ui < b.nunits; ui++)
+        stage_start[taken[ui] + 1] += taken[ui] > 0;
+    for (int st = 1; st <= nst; st++)
+        stage_start[st + 1] += stage_start[st];
+    for (int ui = 0; ui < b.nunits; ui++)
+        if (taken[ui])
+            by_stage[stage_start[taken[ui]]++] = ui;
+    /* stage_start[st] is now the end of stage st's units */
+    for (int st = 0, at = 0; st <= nst; st++) {
+        sched_stage *r = &out->stages[st];
+        for (; st > 0 && at < stage_start[st]; at++) {
+            const unit *u = &b.units[by_stage[at]];
+            for (int c = u->first; c < u->first + u->len; c++) {
+                size_t q = (size_t)u->layer * P + b.ch_slot[c];
+                phy2log[q] = target[q];
+                out->stage_of_slot[q] = st;
+            }
+            f_now[u->layer] = u->f_after;
+            r->copies += u->copies;
+        }
+        if (st > 0) {
+            const int *row = k.stage_gpu + (size_t)(st - 1) * M;
+            for (int g = 0; g < M; g++)
+                if (row[g] > r->max_copies_per_gpu)
+                    r->max_copies_per_gpu = row[g];
+        }
+        for (int l = 0; l < L; l++) {
+            r->objective += f_now[l];
+            r->balancedness += f_now[l] > 0 ? mean[l] / f_now[l] : 1.0;
+        }
+        r->balancedness /= L;
+        out->copies += r->copies;
+    }
+    out->objective_before = out->stages[0].objective;
+    out->objective_after = out->stages[nst].objective;
+    for (int l = 0; l < L; l++) {
+        int32_t *cnt = logcnt + (size_t)l * E;
+        memset(cnt, 0, (size_t)E * sizeof(int32_t));
+        for (int s = 0; s < P; s++)
+            if (phy2log[(size_t)l * P + s] >= 0)
+                cnt[phy2log[(size_t)l * P + s]]++;
+    }
+    goto done;
+
+oom:
+    rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+done:
+    if (rc)
+        sched_out_free(out);
+    free(b.units);
+    free(b.ch_slot);
+    free(b.ch_copy);
+    free(z.x);
+    free(z.cnt);
+    free(z.held);
+    free(z.was);
+    free(z.load);
+    free(z.trial);
+    free(z.pend);
+    free(z.bundle);
+    free(z.grow);
+    free(z.gsave);
+    free(z.gcop);
+    free(z.ucop);
+    free(z.gstamp);
+    free(z.inb);
+    free(z.aff);
+    free(z.inaff);
+    free(saved);
+    free(f_now);
+    free(mean);
+    free(closed);
+    free(last_stage);
+    free(layer_first);
+    free(keys);
+    free(k.per_gpu);
+    free(k.ucnt);
+    free(k.ustamp);
+    free(k.stage_gpu);
+    free(blocks);
+    free(taken);
+    free(by_stage);
+    free(stage_start);
+    return rc;
+}
