@@ -337,7 +337,7 @@ typedef struct eplb_request {
     struct eplb_schedule *schedule;
 } eplb_request;
 
-/* min_gain's default (doc/replan.md: chosen from eplb-bench's
+/* min_gain's default (doc/api.md: chosen from eplb-bench's
  * next-window figures). */
 #define EPLB_MIN_GAIN_DEFAULT 0.0f
 

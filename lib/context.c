@@ -487,7 +487,7 @@ static int plan_request(eplb_context *ctx, const eplb_shape *shape,
     plan_dims_init(&d, shape, policy);
     if (mask && (rc = mask_check(&d, mask)) != EPLB_OK)
         return rc;
-    if (current && (rc = replan_check_current(&d, current, mask)) != EPLB_OK)
+    if (current && (rc = replan_check_current(&d, current)) != EPLB_OK)
         return rc;
 
     /* The fresh plan (doc/ALGORITHM.md sections 3 to 6) straight into the

@@ -209,11 +209,10 @@ int distinct_per_gpu_apply(const plan_dims *d, const float *weight,
 typedef struct replan_state replan_state;
 void replan_state_free(replan_state *st);
 
-/* EPLB_ERR_BAD_PLAN for a current plan that is not one of this shape and
- * policy (ids out of range, an expert with no slot, a group split over
- * nodes under the hierarchical policy when no GPU is masked). */
-int replan_check_current(const plan_dims *d, const int32_t *current,
-                         const uint8_t *mask);
+/* EPLB_ERR_BAD_PLAN for a current plan that is not one of this shape
+ * (ids out of range, an expert with no slot). A group split over nodes is
+ * taken (a migration stopped midway leaves one). */
+int replan_check_current(const plan_dims *d, const int32_t *current);
 
 /* What bounds a re-plan: each layer at least (1 - tolerance) times as
  * balanced as the fresh plan; deadline_us (0: none) after which the
@@ -264,6 +263,24 @@ typedef struct sched_out {
     double objective_before, objective_after;
     long long copies;
 } sched_out;
+
+/* One greedy copy: slot `slot` of `layer` takes `expert`; the layer's
+ * largest GPU load drops by gain, to f_after. */
+typedef struct greedy_copy {
+    int layer, slot, expert;
+    double gain, f_after;
+} greedy_copy;
+
+/* Greedy single copies into plan [L][P] (the plan in service is cur):
+ * while the budgets allow (left [M] per GPU, -1 each: none; left_total,
+ * -1: none) and work_cap lasts, the copy that lowers the sum over layers
+ * of the largest GPU load most; slots where frozen [L][P] is 1 are not
+ * rewritten (those taken are frozen too). The copies, in order, into out
+ * (room for L*P), their number into *nout. */
+int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *mask,
+                const int32_t *cur, int32_t *plan, const uint8_t *frozen,
+                int *left, long long left_total, long long work_cap,
+                greedy_copy *out, int *nout);
 
 /* The re-plan `target` (a valid plan of the request) cut into units and
  * stages from `current` under o; the plan after the last stage into

@@ -186,8 +186,8 @@ int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
                           "(layers x num_replicas int32)",
                           overlaps(out, current, bytes) ? "current"
                                                         : "phy2log");
-    int rc = replan_check_current(&d, current, NULL);
-    if (rc == EPLB_OK && (rc = replan_check_current(&d, phy2log, NULL))) {
+    int rc = replan_check_current(&d, current);
+    if (rc == EPLB_OK && (rc = replan_check_current(&d, phy2log))) {
         /* The check's message, copied before it is rewritten. */
         char why[512];
         snprintf(why, sizeof why, "%s", eplb_last_error());

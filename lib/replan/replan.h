@@ -5,6 +5,9 @@
  *             placement of experts left without a slot
  *   relabel.c the fresh plan relabelled (the fallback), eplb_relabel
  *   replan.c  replan_from_current: per layer, repair or fallback
+ * and, apart from the search (internal.h declares them):
+ *   greedy.c    single copies, greedily, within a budget
+ *   schedule.c  a re-plan cut into units and stages (calls greedy.c)
  * Each file calls only the ones listed above it, never back. */
 #ifndef EPLB_REPLAN_H
 #define EPLB_REPLAN_H

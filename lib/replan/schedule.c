@@ -261,6 +261,7 @@ typedef struct sched_build {
     unit *units;
     int nunits;
     int *ch_slot;    /* [L*P] changes: slot within the layer */
+    int32_t *ch_new; /* the expert it takes */
     uint8_t *ch_copy;
     int nch;
 } sched_build;
@@ -279,6 +280,7 @@ static void commit_bundle(layer_ws *z, sched_build *b, int layer, int forced,
         int q = z->bundle[i];
         int c = copy_of(z, q);
         b->ch_slot[b->nch] = q;
+        b->ch_new[b->nch] = z->t[q];
         b->ch_copy[b->nch++] = (uint8_t)c;
         u->copies += c;
         change(z, q, z->t[q]);
@@ -643,6 +645,72 @@ static void walk_take(walk *k, int ui, int st)
     k->total += u->copies;
 }
 
+/* Work (GPU terms) the greedy copies may spend per slot of the plan. */
+#define GREEDY_WORK_PER_SLOT 8192LL
+
+/* Greedy copies (greedy.c) with the budget the walk left, from the plan
+ * its units make; each becomes a unit of its own, staged after its
+ * layer's last one. */
+static int walk_greedy(const plan_dims *d, const float *weight,
+                       const int32_t *current, const uint8_t *mask,
+                       const sched_opts *o, sched_build *b, walk *k,
+                       int *taken, int *last_stage, int32_t *gplan,
+                       uint8_t *gfrozen, greedy_copy *gcopies)
+{
+    size_t LP = (size_t)d->L * d->P;
+    memcpy(gplan, current, LP * sizeof(int32_t));
+    memset(gfrozen, 0, LP);
+    for (size_t q = 0; mask && q < LP; q++)
+        if (!mask[(q % d->P) / d->ppg]) {
+            gplan[q] = -1;
+            gfrozen[q] = 1;
+        }
+    for (int ui = 0; ui < b->nunits; ui++)
+        for (int c = b->units[ui].first;
+             taken[ui] && c < b->units[ui].first + b->units[ui].len; c++) {
+            size_t q = (size_t)b->units[ui].layer * d->P + b->ch_slot[c];
+            gplan[q] = b->ch_new[c];
+            gfrozen[q] = 1;
+        }
+    int *left = malloc((size_t)d->M * sizeof(int));
+    if (!left)
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int g = 0; g < d->M; g++)
+        left[g] = o->max_per_gpu > 0 ? o->max_per_gpu - k->per_gpu[g] : -1;
+    long long lt = o->max_total > 0 ? o->max_total - k->total : -1;
+    int n = 0;
+    int rc = greedy_copies_fill(d, weight, mask, current, gplan, gfrozen, left, lt,
+                         GREEDY_WORK_PER_SLOT * (long long)LP, gcopies, &n);
+    free(left);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        const greedy_copy *gc = &gcopies[i];
+        int ui = b->nunits, l = gc->layer;
+        unit *u = &b->units[b->nunits++];
+        u->layer = l;
+        u->first = b->nch;
+        u->len = 1;
+        u->copies = 1;
+        u->gain = gc->gain;
+        u->f_after = gc->f_after;
+        u->forced = 0;
+        b->ch_slot[b->nch] = gc->slot;
+        b->ch_new[b->nch] = gc->expert;
+        b->ch_copy[b->nch++] = 1;
+        int st = walk_place(k, ui, last_stage[l] > 0 ? last_stage[l] : 1);
+        if (!st)
+            return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "schedule: a greedy "
+                              "copy over its budget (a library bug)");
+        if (st > k->nst && !walk_grow(k))
+            return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+        walk_take(k, ui, st);
+        taken[ui] = st;
+        last_stage[l] = st;
+    }
+    return EPLB_OK;
+}
+
 int sched_build_plan(const plan_dims *d, const float *weight,
                      const int32_t *current, const uint8_t *mask,
                      const int32_t *target, const sched_opts *o,
@@ -658,12 +726,18 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     layer_key *keys = NULL;
     int *closed = NULL, *last_stage = NULL, *layer_first = NULL;
     int *taken = NULL, *by_stage = NULL, *stage_start = NULL;
-    int32_t *saved = NULL;
+    int32_t *saved = NULL, *gplan = NULL;
+    uint8_t *gfrozen = NULL;
+    greedy_copy *gcopies = NULL;
     double *f_now = NULL, *mean = NULL;
     int rc = EPLB_OK;
 
     b.units = malloc((LP + L) * sizeof(unit));
     b.ch_slot = malloc(LP * sizeof(int));
+    b.ch_new = malloc(LP * sizeof(int32_t));
+    gplan = malloc(LP * sizeof(int32_t));
+    gfrozen = malloc(LP);
+    gcopies = malloc(LP * sizeof(greedy_copy));
     b.ch_copy = malloc(LP);
     z.x = malloc((size_t)P * sizeof(int32_t));
     z.cnt = malloc((size_t)E * sizeof(int));
@@ -695,7 +769,8 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     out->layer_gain = malloc((size_t)L * sizeof(double));
     out->layer_copies = malloc((size_t)L * sizeof(int32_t));
     out->layer_order = malloc((size_t)L * sizeof(int32_t));
-    if (!b.units || !b.ch_slot || !b.ch_copy || !z.x || !z.cnt || !z.held ||
+    if (!b.units || !b.ch_slot || !b.ch_new || !gplan || !gfrozen ||
+        !gcopies || !b.ch_copy || !z.x || !z.cnt || !z.held ||
         !z.was || !z.load || !z.trial || !z.pend || !z.bundle || !z.grow || !z.gsave ||
         !z.gcop || !z.ucop || !z.gstamp || !z.inb ||
         !z.aff || !z.inaff || !saved || !f_now || !mean || !closed ||
@@ -752,7 +827,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
 
     /* 2. Blocks of falling gain per copy, merged over the layers. */
     blocks = malloc(((size_t)b.nunits + 1) * sizeof(block));
-    taken = calloc((size_t)b.nunits + 1, sizeof(int));
+    taken = calloc(LP + L + 1, sizeof(int));
     if (!blocks || !taken)
         goto oom;
     int nblocks = 0;
@@ -767,43 +842,44 @@ int sched_build_plan(const plan_dims *d, const float *weight,
 
     /* 3. The walk: the dead GPUs' experts go back in stage 1 (and their
      * slots are cleared there), then the blocks' units in order while the
-     * budgets allow and a stage has room. */
+     * budgets allow and a stage has room. Under a budget, single greedy
+     * copies (greedy.c) then spend what is left; and the greedy copies
+     * alone, from the plan in service, are tried too: the walk with the
+     * lower objective stays (the chains' walk on a tie). */
     int dead_held = 0;
     for (size_t s = 0; mask && s < LP && !dead_held; s++)
         dead_held = current[s] >= 0 && !mask[(s % P) / d->ppg];
-    if (dead_held && !walk_grow(&k))
-        goto oom;
-    for (int l = 0; l < L; l++) {
-        int ui = layer_first[l];
-        if (ui == layer_first[l + 1] || !b.units[ui].forced)
-            continue;
-        int st = walk_place(&k, ui, 1);
-        if (st != 1) {
-            rc = eplbi_fail(EPLB_ERR_BAD_OPTION,
-                            "layer %d: putting the dead GPUs' experts back "
-                            "takes %d copies at once, more than "
-                            "max_copies_per_gpu, max_copies or "
-                            "stage_copies_per_gpu allow: raise them", l,
-                            b.units[ui].copies);
-            goto done;
-        }
-        if (st > k.nst && !walk_grow(&k))
+    int budgeted = (o->max_per_gpu > 0 || o->max_total > 0) &&
+                   o->max_per_gpu != 0 && o->max_total != 0;
+    int base_units = b.nunits, base_ch = b.nch;
+    double obj_chains = 0.0;
+    /* pass 0: the chains; pass 1 (budgets): the greedy copies alone, kept
+     * when they do better; pass 2: the chains again, when they lost */
+    for (int pass = 0; pass < (budgeted ? 3 : 1); pass++) {
+        int chains = pass != 1;
+        k.nst = 0;
+        k.total = 0;
+        memset(k.per_gpu, 0, (size_t)M * sizeof(int));
+        memset(taken, 0, (LP + L + 1) * sizeof(int));
+        memset(last_stage, 0, (size_t)L * sizeof(int));
+        memset(closed, 0, (size_t)L * sizeof(int));
+        b.nunits = base_units;
+        b.nch = base_ch;
+        if (dead_held && !walk_grow(&k))
             goto oom;
-        walk_take(&k, ui, st);
-        taken[ui] = st;
-        last_stage[l] = st;
-    }
-    for (int it = 0; it < nblocks; it++)
-        for (int ui = blocks[it].first;
-             ui < blocks[it].first + blocks[it].len; ui++) {
-            int l = b.units[ui].layer;
-            if (closed[l])
-                break;
-            int st = walk_place(&k, ui, last_stage[l] > 0 ? last_stage[l]
-                                                         : 1);
-            if (!st) {
-                closed[l] = 1;
-                break;
+        for (int l = 0; l < L; l++) {
+            int ui = layer_first[l];
+            if (ui == layer_first[l + 1] || !b.units[ui].forced)
+                continue;
+            int st = walk_place(&k, ui, 1);
+            if (st != 1) {
+                rc = eplbi_fail(EPLB_ERR_BAD_OPTION,
+                                "layer %d: putting the dead GPUs' experts "
+                                "back takes %d copies at once, more than "
+                                "max_copies_per_gpu, max_copies or "
+                                "stage_copies_per_gpu allow: raise them", l,
+                                b.units[ui].copies);
+                goto done;
             }
             if (st > k.nst && !walk_grow(&k))
                 goto oom;
@@ -811,6 +887,45 @@ int sched_build_plan(const plan_dims *d, const float *weight,
             taken[ui] = st;
             last_stage[l] = st;
         }
+        for (int it = 0; chains && it < nblocks; it++)
+            for (int ui = blocks[it].first;
+                 ui < blocks[it].first + blocks[it].len; ui++) {
+                int l = b.units[ui].layer;
+                if (closed[l])
+                    break;
+                int st = walk_place(&k, ui, last_stage[l] > 0 ? last_stage[l]
+                                                             : 1);
+                if (!st) {
+                    closed[l] = 1;
+                    break;
+                }
+                if (st > k.nst && !walk_grow(&k))
+                    goto oom;
+                walk_take(&k, ui, st);
+                taken[ui] = st;
+                last_stage[l] = st;
+            }
+        if (budgeted) {
+            rc = walk_greedy(d, weight, current, mask, o, &b, &k, taken,
+                             last_stage, gplan, gfrozen, gcopies);
+            if (rc)
+                goto done;
+        }
+        /* the walk's objective: each layer's largest load after its last
+         * unit taken */
+        double obj = 0.0;
+        for (int l = 0; l < L; l++) {
+            double f = f_now[l];
+            for (int ui = 0; ui < b.nunits; ui++)
+                if (taken[ui] && b.units[ui].layer == l)
+                    f = b.units[ui].f_after;
+            obj += f;
+        }
+        if (pass == 0)
+            obj_chains = obj;
+        if (pass == 1 && obj < obj_chains)
+            break; /* the greedy copies alone win */
+    }
 
     /* 4. The plan after the last stage, each slot's stage, and a record
      * per stage (objective: each layer's largest load after its chain's
@@ -842,7 +957,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
             const unit *u = &b.units[by_stage[at]];
             for (int c = u->first; c < u->first + u->len; c++) {
                 size_t q = (size_t)u->layer * P + b.ch_slot[c];
-                phy2log[q] = target[q];
+                phy2log[q] = b.ch_new[c];
                 out->stage_of_slot[q] = st;
             }
             f_now[u->layer] = u->f_after;
@@ -879,6 +994,10 @@ done:
         sched_out_free(out);
     free(b.units);
     free(b.ch_slot);
+    free(b.ch_new);
+    free(gplan);
+    free(gfrozen);
+    free(gcopies);
     free(b.ch_copy);
     free(z.x);
     free(z.cnt);

@@ -132,20 +132,16 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     return EPLB_OK;
 }
 
-int replan_check_current(const plan_dims *d, const int32_t *current,
-                         const uint8_t *mask)
+int replan_check_current(const plan_dims *d, const int32_t *current)
 {
-    int *seen = malloc((size_t)(d->E + d->G) * sizeof(int));
+    int *seen = malloc((size_t)d->E * sizeof(int));
     if (!seen)
         return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
-    int *group_node = seen + d->E;
     int rc = EPLB_OK;
     for (int l = 0; l < d->L && rc == EPLB_OK; l++) {
         const int32_t *p2l = current + (size_t)l * d->P;
         for (int e = 0; e < d->E; e++)
             seen[e] = 0;
-        for (int g = 0; g < d->G; g++)
-            group_node[g] = -1;
         for (int s = 0; s < d->P && rc == EPLB_OK; s++) {
             int e = p2l[s];
             if (e < -1 || e >= d->E) {
@@ -159,19 +155,9 @@ int replan_check_current(const plan_dims *d, const int32_t *current,
             if (e < 0)
                 continue;
             seen[e] = 1;
-            int node = s / d->ppn, g = e / d->gs;
-            if (d->N > 1 && !mask) {
-                if (group_node[g] >= 0 && group_node[g] != node)
-                    rc = eplbi_fail(
-                        EPLB_ERR_BAD_PLAN,
-                        "current_phy2log layer %d puts group %d (experts "
-                        "%d..%d) on nodes %d and %d: the hierarchical policy "
-                        "keeps a group on one node; pass a plan made with "
-                        "this policy, or use the global policy",
-                        l, g, g * d->gs, (g + 1) * d->gs - 1, group_node[g],
-                        node);
-                group_node[g] = node;
-            }
+            /* (a group over two nodes is taken: a budgeted or staged
+             * migration stopped midway leaves such layers, and the
+             * re-plan repairs them over all GPUs) */
         }
         for (int e = 0; e < d->E && rc == EPLB_OK; e++)
             if (!seen[e])

@@ -196,6 +196,10 @@ void quality_section(bench *b, const eplb_options *o);
  * loads with 1% noise and on series of windows each planned from the
  * last; -1 when a recorded file cannot be read. */
 int replan_section(bench *b, const eplb_options *o);
+/* migration.c (part of the re-plan section): gain curves of the staged
+ * schedule and of whole layers, budgets against a greedy baseline, and
+ * min_gain's chains of windows. */
+void migration_tables(bench *b, const eplb_options *o);
 /* failure.c: each GPU of the first config dead in turn. */
 void failure_section(bench *b, const eplb_options *o);
 /* duplicates.c: distinct_per_gpu off and on. */

@@ -32,7 +32,8 @@ static int usage(int help)
     fprintf(help ? stdout : stderr,
             "usage: eplb-bench [--quick] [--json FILE] [--workloads "
             "DIR] [--device-types gpu,accelerator,cpu]\n"
-            "                  [--sections speed,quality,replan,failure,"
+            "                  [--sections speed,quality,replan,migration,"
+            "failure,"
             "duplicates,sweep]\n"
             "                  [--sweep-from ROW]\n"
             "                  [--candidates C] [--swap-rounds T]\n");
@@ -127,6 +128,9 @@ int main(int argc, char **argv)
     if (strstr(sections, "replan") &&
         replan_section(&b, planner_options(en, n_en)))
         return 1;
+    /* the re-plan section's migration part alone */
+    if (strstr(sections, "migration") && !strstr(sections, "replan"))
+        migration_tables(&b, planner_options(en, n_en));
     /* the host backend plans these (plans are the same on every engine) */
     if (strstr(sections, "failure"))
         failure_section(&b, &en[0].opts);

@@ -857,5 +857,6 @@ int replan_section(bench *b, const eplb_options *o)
         replan_tables(b, o, &ls);
     loadset_free(&ls);
     series_tables(b, o);
+    migration_tables(b, o);
     return 0;
 }
