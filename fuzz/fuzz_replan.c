@@ -184,6 +184,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a failure writes nothing */
     }
 
+    /* The same request with a migration: a budget, stages, min_gain and
+     * a schedule from the bytes. A plan is valid and within its budget;
+     * every slot's stage is one of the schedule's; a failure writes
+     * nothing. */
+    unsigned mig = next(&b);
+    eplb_schedule sc;
+    memset(&sc, 0, sizeof sc);
+    sc.struct_size = sizeof sc;
+    sc.stage_of_slot = malloc(L * P * sizeof(int32_t));
+    sc.max_stages = (int32_t)(mig % 7);
+    eplb_stage *stages = malloc(8 * sizeof(eplb_stage));
+    sc.stages = sc.max_stages ? stages : NULL;
+    req.max_copies_per_gpu = (mig & 8) ? (int32_t)(mig >> 4) % 4 : -1;
+    req.max_copies = (mig & 64) ? (int64_t)(mig % 9) : -1;
+    req.stage_copies_per_gpu = (int32_t)(mig >> 5) % 3;
+    req.min_gain = (mig & 128) ? 0.01f : 0.0f;
+    req.schedule = &sc;
+    test_plan_poison(&out, -7);
+    int rc2 = eplb_plan(ctx, &s, w, &req, out.phy2log, out.log2phy,
+                        out.logcnt);
+    if (rc2 == EPLB_OK) {
+        check_plan(&s, mask, &out);
+        long *per_gpu = malloc((size_t)M * sizeof(long)), total = 0;
+        if (eplb_copies(&s, cur.phy2log, out.phy2log, per_gpu, &total))
+            abort();
+        for (int g = 0; g < M; g++)
+            if (req.max_copies_per_gpu >= 0 &&
+                per_gpu[g] > req.max_copies_per_gpu)
+                abort();
+        if (req.max_copies >= 0 && total > req.max_copies)
+            abort();
+        for (size_t q = 0; q < L * P; q++)
+            if (sc.stage_of_slot[q] < 0 ||
+                sc.stage_of_slot[q] > sc.num_stages)
+                abort();
+        free(per_gpu);
+    } else if (!test_plan_is_poisoned(&out, -7)) {
+        abort();
+    }
+    free(sc.stage_of_slot);
+    free(stages);
+
     /* eplb_relabel of the result (or the fresh plan) onto the current. */
     int32_t *rel = malloc(L * P * sizeof(int32_t));
     const int32_t *src = rc == EPLB_OK ? out.phy2log : cur.phy2log;

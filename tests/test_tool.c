@@ -1,5 +1,8 @@
 /* The eplb-cl tool's input and output: load file formats, parse errors
- * with line and column, and the JSON plan's round trip. */
+ * with line and column, the JSON plan's round trip, and the migration
+ * options with their --stages file. */
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,14 +487,14 @@ static void test_tool_current_checked(void)
         tool_says(SMALL " --current tool-cur-bad.json tool-small.csv", 2,
                   bad[i].where);
     }
-    /* A group split over nodes under the hierarchical policy: the slot
-     * that splits it; the global policy takes the same plan. */
+    /* A group split over nodes (a migration stopped midway leaves one):
+     * taken under either policy. */
     write_text("tool-cur-bad.json", "[[0,1,0,2,3,2],[0,1,0,2,3,2],\n"
                "[0,1,2,3,2,3]]");
-    tool_says("--num-replicas 6 --num-groups 2 --num-nodes 2 --num-gpus 2 "
-              "--repeat 0 -q --current tool-cur-bad.json tool-small.csv", 2,
-              "tool-cur-bad.json:2:8: phy2log[2][3] is expert 3 of group 1 "
-              "on node 1");
+    CU_ASSERT(run_tool("--num-replicas 6 --num-groups 2 --num-nodes 2 "
+                       "--num-gpus 2 --repeat 0 -q --current "
+                       "tool-cur-bad.json tool-small.csv", "tool-next.json")
+              == 0);
     CU_ASSERT(run_tool("--num-replicas 6 --num-groups 2 --num-nodes 2 "
                        "--num-gpus 2 --repeat 0 -q --policy global --current "
                        "tool-cur-bad.json tool-small.csv", "tool-next.json")
@@ -592,6 +595,306 @@ static void test_tool_special_files(void)
     CU_ASSERT(strstr(err, ".: not a regular file or a pipe (a directory)")
               != NULL);
     remove("tool-fifo");
+    remove("tool-small.csv");
+    remove(TOOL_STDERR);
+}
+
+/* ---- the migration options and --stages ---------------------------- */
+
+/* 6 layers x 64 experts, layer 2 all zero (a dense layer the plan keeps),
+ * on 80 slots of 8 GPUs over 2 nodes: generated loads, not the recorded
+ * ones. */
+#define SCHED_L 6
+#define SCHED_E 64
+#define SCHED_ZERO_LAYER 2
+#define SCHED "--num-replicas 80 --num-groups 8 --num-nodes 2 " \
+              "--num-gpus 8 --repeat 0 "
+
+/* The loads as CSV, to 9 digits (a float read back is the same float). */
+static void write_loads(const char *file, const float *w)
+{
+    FILE *f = fopen(file, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    for (int l = 0; l < SCHED_L; l++)
+        for (int e = 0; e < SCHED_E; e++)
+            fprintf(f, "%.9g%c", (double)w[l * SCHED_E + e],
+                    e + 1 < SCHED_E ? ',' : '\n');
+    fclose(f);
+}
+
+/* tool-w0.csv, the loads the plan in service was made for, and
+ * tool-w1.csv, the same traffic drifted by 40%. */
+static void write_sched_loads(void)
+{
+    float w[SCHED_L * SCHED_E];
+    workload_generate(w, SCHED_L, SCHED_E, 11);
+    memset(w + SCHED_ZERO_LAYER * SCHED_E, 0, SCHED_E * sizeof(float));
+    write_loads("tool-w0.csv", w);
+    workload_perturb(w, SCHED_L, SCHED_E, 0.4f, 12);
+    write_loads("tool-w1.csv", w);
+}
+
+static int read_plan(const char *file, const eplb_shape *s, test_plan *p)
+{
+    char err[256];
+    size_t len;
+    char *text = read_file(file, &len, err, sizeof err);
+    int rc = text ? plan_parse_json(text, len, file, s, p->phy2log,
+                                    p->log2phy, p->logcnt, err, sizeof err)
+                  : -1;
+    if (rc)
+        printf("\n  %s\n", err);
+    free(text);
+    return rc;
+}
+
+static double number(const json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+/* A --stages file against the plans around it: stage_of_slot is [L][P]
+ * of stages 0..num_stages, a record per stage 0..num_stages, no stage
+ * copying more than per_stage experts to a GPU (stage 1 may, where a
+ * dead GPU's experts go back), objectives never rising from stage 1 on,
+ * the copies adding up, the per-layer arrays of L, and the slots of
+ * stage 0 (unchanged) the only ones where `next` is still `cur`: the
+ * current plan with every staged slot's new expert is the plan written.
+ * dead: a dead GPU, or -1. Returns num_stages. */
+static int check_stages_file(const char *file, const eplb_shape *s,
+                             const int32_t *cur, const int32_t *next,
+                             int dead, int per_stage)
+{
+    int L = s->layers, P = s->num_replicas, ppg = P / s->num_gpus;
+    json_error_t je;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        printf("\n  %s:%d:%d: %s\n", file, je.line, je.column, je.text);
+    CU_ASSERT_FATAL(json_is_object(root));
+    const json_t *ns_v = json_object_get(root, "num_stages");
+    CU_ASSERT_FATAL(json_is_integer(ns_v));
+    int ns = (int)json_integer_value(ns_v);
+    CU_ASSERT_FATAL(ns >= 0 && ns <= L * P);
+
+    const json_t *rows = json_object_get(root, "stage_of_slot");
+    CU_ASSERT_FATAL(json_is_array(rows) && json_array_size(rows) ==
+                    (size_t)L);
+    long wrong = 0, staged = 0;
+    for (int l = 0; l < L; l++) {
+        const json_t *row = json_array_get(rows, (size_t)l);
+        CU_ASSERT_FATAL(json_is_array(row) && json_array_size(row) ==
+                        (size_t)P);
+        for (int q = 0; q < P; q++) {
+            const json_t *v = json_array_get(row, (size_t)q);
+            CU_ASSERT_FATAL(json_is_integer(v));
+            long long st = json_integer_value(v);
+            size_t i = (size_t)l * P + q;
+            CU_ASSERT(st >= 0 && st <= ns);
+            /* the plan after the last stage */
+            int32_t e = st >= 1 && st <= ns ? next[i] : cur[i];
+            wrong += e != next[i];
+            staged += st > 0;
+            /* The all-zero layer gains nothing and keeps its placement,
+             * but for the dead GPU's experts, put back in stage 1. */
+            if (l == SCHED_ZERO_LAYER)
+                CU_ASSERT(dead < 0 ? st == 0 : st <= 1);
+            if (q / ppg == dead && cur[i] >= 0)
+                CU_ASSERT(st == 1);
+        }
+    }
+    CU_ASSERT(wrong == 0);
+    CU_ASSERT(staged > 0 || ns == 0);
+
+    const json_t *stages = json_object_get(root, "stages");
+    CU_ASSERT_FATAL(json_is_array(stages) && json_array_size(stages) ==
+                    (size_t)ns + 1);
+    long long copies = 0;
+    double last = INFINITY;
+    for (int k = 0; k <= ns; k++) {
+        const json_t *r = json_array_get(stages, (size_t)k);
+        CU_ASSERT_FATAL(json_is_object(r));
+        CU_ASSERT(json_integer_value(json_object_get(r, "stage")) == k);
+        long long most =
+            json_integer_value(json_object_get(r, "max_copies_per_gpu"));
+        CU_ASSERT(most >= 0);
+        CU_ASSERT(most <= per_stage || (dead >= 0 && k == 1));
+        double obj = number(r, "objective"), bal = number(r, "balancedness");
+        CU_ASSERT(obj > 0.0 && bal > 0.0 && bal <= 1.0 + 1e-12);
+        if (k >= 1) {
+            CU_ASSERT(obj <= last * (1 + 1e-12));
+            last = obj;
+            copies += json_integer_value(json_object_get(r, "copies"));
+        }
+        if (k == ns)
+            CU_ASSERT(fabs(obj - number(root, "objective_after")) <=
+                      1e-9 * obj);
+    }
+    CU_ASSERT(copies == json_integer_value(json_object_get(root, "copies")));
+    CU_ASSERT(number(root, "objective_after") <=
+              number(root, "objective_before") * (1 + 1e-12));
+
+    const char *per_layer[] = {"layer_gain", "layer_copies", "layer_order"};
+    for (int i = 0; i < 3; i++) {
+        const json_t *a = json_object_get(root, per_layer[i]);
+        CU_ASSERT(json_is_array(a) && json_array_size(a) == (size_t)L);
+    }
+    const json_t *order = json_object_get(root, "layer_order");
+    int seen[SCHED_L] = {0};
+    for (int l = 0; l < L && l < SCHED_L; l++) {
+        long long x = json_integer_value(json_array_get(order, (size_t)l));
+        CU_ASSERT(x >= 0 && x < L && !seen[x]);
+        if (x >= 0 && x < L)
+            seen[x] = 1;
+    }
+    CU_ASSERT(json_number_value(json_array_get(json_object_get(root,
+        "layer_gain"), SCHED_ZERO_LAYER)) == 0.0);
+    if (dead < 0)
+        CU_ASSERT(json_integer_value(json_array_get(json_object_get(root,
+            "layer_copies"), SCHED_ZERO_LAYER)) == 0);
+    json_decref(root);
+    return ns;
+}
+
+/* Each layer of a masked plan holds every expert, none on the dead GPU. */
+static int masked_plan_ok(const eplb_shape *s, const int32_t *p2l, int dead)
+{
+    int P = s->num_replicas, ppg = P / s->num_gpus, E = s->experts;
+    for (int l = 0; l < s->layers; l++) {
+        int seen[SCHED_E] = {0}, n = 0;
+        for (int q = 0; q < P; q++) {
+            int e = p2l[(size_t)l * P + q];
+            if ((q / ppg == dead) != (e < 0) || e >= E || E > SCHED_E)
+                return 0;
+            if (e >= 0 && !seen[e]++)
+                n++;
+        }
+        if (n != E)
+            return 0;
+    }
+    return 1;
+}
+
+/* --stage-copies-per-gpu 2 --stages, read back with jansson: the
+ * schedule's shape, its stages within 2 copies per GPU and never raising
+ * the objective, and the current plan with the staged slots rewritten is
+ * the plan the tool wrote; the same over a dead GPU (whose experts go
+ * back in stage 1, whatever that copies); and a budget of 0 moves
+ * nothing. */
+static void test_tool_stages(void)
+{
+    const eplb_shape s = {SCHED_L, SCHED_E, 80, 8, 2, 8};
+    write_sched_loads();
+    CU_ASSERT_FATAL(run_tool(SCHED "-q tool-w0.csv", "tool-cur.json") == 0);
+    test_plan cur, next;
+    CU_ASSERT_FATAL(test_plan_alloc(&cur, &s) == 0);
+    CU_ASSERT_FATAL(test_plan_alloc(&next, &s) == 0);
+    CU_ASSERT_FATAL(read_plan("tool-cur.json", &s, &cur) == 0);
+    for (int dead = -1; dead <= 3; dead += 4) {
+        char args[512], err[256];
+        snprintf(args, sizeof args, SCHED "--current tool-cur.json "
+                 "--stage-copies-per-gpu 2 --stages tool-stages.json %s "
+                 "tool-w1.csv", dead >= 0 ? "--dead-gpus 3" : "");
+        CU_ASSERT_FATAL(run_tool(args, "tool-next.json") == 0);
+        CU_ASSERT_FATAL(read_plan("tool-next.json", &s, &next) == 0);
+        /* Valid, but not always with each group on one node: a layer
+         * that stops short of its re-plan (its next change needs more
+         * than 2 copies on a GPU) may leave a group on two nodes. */
+        CU_ASSERT(dead >= 0 ? masked_plan_ok(&s, next.phy2log, dead)
+                            : test_plan_check(&next, 0) == NULL);
+        int ns = check_stages_file("tool-stages.json", &s, cur.phy2log,
+                                   next.phy2log, dead, 2);
+        /* 40% drift moves something, in more than one stage of 2 */
+        CU_ASSERT(ns > 1);
+        size_t len;
+        char *summary = read_file(TOOL_STDERR, &len, err, sizeof err);
+        char line[64];
+        snprintf(line, sizeof line, "  schedule:     %d stages, ", ns);
+        CU_ASSERT(summary && strstr(summary, line));
+        CU_ASSERT(summary && strstr(summary, "  stages:       "
+                                    "tool-stages.json"));
+        free(summary);
+    }
+    /* A budget of 0: the plan in service, no stage. */
+    CU_ASSERT_FATAL(run_tool(SCHED "-q --current tool-cur.json "
+                             "--max-copies-per-gpu 0 --stages "
+                             "tool-stages.json tool-w1.csv",
+                             "tool-next.json") == 0);
+    CU_ASSERT_FATAL(read_plan("tool-next.json", &s, &next) == 0);
+    /* (log2phy lists each expert's slots in slot order now, and may
+     * differ from the fresh plan's in the order alone) */
+    CU_ASSERT(memcmp(cur.phy2log, next.phy2log,
+                     cur.n_p2l * sizeof(int32_t)) == 0);
+    CU_ASSERT(memcmp(cur.logcnt, next.logcnt,
+                     cur.n_cnt * sizeof(int32_t)) == 0);
+    CU_ASSERT(check_stages_file("tool-stages.json", &s, cur.phy2log,
+                                next.phy2log, -1, 0) == 0);
+    test_plan_free(&cur);
+    test_plan_free(&next);
+    remove("tool-w0.csv");
+    remove("tool-w1.csv");
+    remove("tool-cur.json");
+    remove("tool-next.json");
+    remove("tool-stages.json");
+    remove(TOOL_STDERR);
+}
+
+/* The migration options need --current (a fresh plan has nothing to
+ * migrate), and take only the numbers the library does, parsed whole:
+ * each refusal a usage error (status 2) naming the option and the range. */
+static void test_tool_migration_options(void)
+{
+    write_text("tool-small.csv", SMALL_LOADS);
+#define EIGHT "--num-replicas 8 --num-groups 2 --num-nodes 1 --num-gpus 2 " \
+              "--repeat 0 -q "
+    const char *alone[] = {"--max-copies-per-gpu 1", "--max-copies 1",
+                           "--stage-copies-per-gpu 1", "--min-gain 0.01",
+                           "--stages tool-stages.json"};
+    for (size_t i = 0; i < sizeof alone / sizeof alone[0]; i++) {
+        char args[256], says[128];
+        snprintf(args, sizeof args, EIGHT "%s tool-small.csv", alone[i]);
+        snprintf(says, sizeof says, "%.*s applies to a re-plan: give "
+                 "--current PLAN", (int)strcspn(alone[i], " "), alone[i]);
+        tool_says(args, 2, says);
+    }
+    CU_ASSERT(access("tool-stages.json", F_OK) != 0);
+    CU_ASSERT_FATAL(run_tool(EIGHT "tool-small.csv", "tool-cur.json") == 0);
+    const struct { const char *arg, *says; } bad[] = {
+        {"--max-copies-per-gpu -1",
+         "--max-copies-per-gpu '-1': expected an integer in 0..2147483647"},
+        {"--max-copies-per-gpu 3x", "--max-copies-per-gpu '3x': expected"},
+        {"--max-copies-per-gpu 2147483648",
+         "--max-copies-per-gpu '2147483648': expected an integer in 0.."},
+        {"--max-copies -1", "--max-copies '-1': expected an integer >= 0"},
+        {"--max-copies 3x", "--max-copies '3x': expected an integer >= 0"},
+        {"--max-copies 99999999999999999999",
+         "--max-copies '99999999999999999999': expected an integer >= 0"},
+        {"--max-copies ' 3'", "--max-copies ' 3': expected"},
+        {"--stage-copies-per-gpu 0",
+         "--stage-copies-per-gpu '0': expected an integer in 1.."},
+        {"--stage-copies-per-gpu -2", "--stage-copies-per-gpu '-2'"},
+        {"--stage-copies-per-gpu 3x", "--stage-copies-per-gpu '3x'"},
+        {"--min-gain 1.5", "--min-gain '1.5': expected a number in [0, 1)"},
+        {"--min-gain 1", "--min-gain '1': expected a number in [0, 1)"},
+        {"--min-gain -0.1", "--min-gain '-0.1': expected a number in"},
+        {"--min-gain 3x", "--min-gain '3x': expected a number in [0, 1)"},
+        {"--min-gain nan", "--min-gain 'nan': expected a number"},
+        {"--min-gain 0x0.1", "--min-gain '0x0.1': expected a number"},
+        {"--min-gain ''", "--min-gain '': expected a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[256];
+        snprintf(args, sizeof args, EIGHT "--current tool-cur.json %s "
+                 "tool-small.csv", bad[i].arg);
+        tool_says(args, 2, bad[i].says);
+    }
+    /* The edges taken. */
+    tool_says(EIGHT "--current tool-cur.json --max-copies-per-gpu 0 "
+              "--max-copies 0 --stage-copies-per-gpu 1 --min-gain 0.99 "
+              "tool-small.csv", 0, NULL);
+    tool_says(EIGHT "--current tool-cur.json --min-gain 0 tool-small.csv",
+              0, NULL);
+#undef EIGHT
+    remove("tool-cur.json");
     remove("tool-small.csv");
     remove(TOOL_STDERR);
 }
@@ -699,6 +1002,10 @@ static CU_TestInfo tool_tests[] = {
     {"eplb-cl: duplicate or conflicting GPU options, --tolerance alone",
      test_tool_option_conflicts},
     {"eplb-cl: FIFOs and devices refused at once", test_tool_special_files},
+    {"eplb-cl --stages: the schedule read back, staged to the plan written",
+     test_tool_stages},
+    {"eplb-cl: migration options need --current and take only their range",
+     test_tool_migration_options},
     {"real loads: eplb-cl on 12 files x 3 configs equals the library",
      test_real_file_through_tool},
     CU_TEST_INFO_NULL};

@@ -4,7 +4,9 @@
  *
  * With no LOADS it plans a built-in realistic workload. The plan goes to
  * --output (or stdout) as JSON; a summary goes to stderr. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,21 @@ static void usage(FILE *f)
 "  --tolerance F          only with --current: balancedness may fall short of\n"
 "                         the fresh plan's by this fraction per layer\n"
 "                         (default 0)\n"
+"  --max-copies-per-gpu B only with --current: at most B expert copies per\n"
+"                         GPU over the whole migration (0: nothing moves);\n"
+"                         the re-plan's changes go best gain per copy first\n"
+"                         while the budget allows\n"
+"  --max-copies N         only with --current: at most N copies in all\n"
+"  --stage-copies-per-gpu b\n"
+"                         only with --current: cut the migration into\n"
+"                         stages of at most b copies per GPU each (default:\n"
+"                         one stage)\n"
+"  --min-gain F           only with --current: a layer whose re-plan lowers\n"
+"                         its largest GPU load by less than this share (in\n"
+"                         [0, 1), default 0) keeps its placement\n"
+"  --stages FILE          only with --current: write the migration schedule\n"
+"                         (the stage of each slot, a record per stage, the\n"
+"                         layers' gains, copies and order) as JSON to FILE\n"
 "  --mask 1,0,1,...       usable GPUs: one 0 (dead) or 1 (usable) per GPU\n"
 "  --dead-gpus 3,17       dead GPUs by index, each once (the others usable);\n"
 "                         give --mask or --dead-gpus, not both\n"
@@ -74,10 +91,37 @@ static int parse_int(const char *opt, const char *s, long lo, long hi,
                      long *out)
 {
     char *end;
+    /* strtol clamps an overflow to LONG_MAX, which a range up to LONG_MAX
+     * would take, and skips leading blanks: neither is the number given. */
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "eplb-cl: %s '%s': expected an integer in %ld..%ld\n",
-                opt, s, lo, hi);
+    if (!*s || *end || errno == ERANGE || (*s != '-' && *s != '+' &&
+                                          (*s < '0' || *s > '9')) ||
+        v < lo || v > hi) {
+        if (hi == LONG_MAX)
+            fprintf(stderr, "eplb-cl: %s '%s': expected an integer >= %ld "
+                    "(at most %ld)\n", opt, s, lo, hi);
+        else
+            fprintf(stderr, "eplb-cl: %s '%s': expected an integer in "
+                    "%ld..%ld\n", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A share in [0, 1) written as a decimal number: strtof alone also takes
+ * "nan", "inf", hexadecimal and leading blanks, none of them meant here. */
+static int parse_share(const char *opt, const char *s, float *out)
+{
+    char *end = NULL;
+    float v = 0.0f;
+    int ok = *s && strspn(s, "0123456789.eE+-") == strlen(s);
+    if (ok)
+        v = strtof(s, &end);
+    if (!ok || *end || !(v >= 0.0f && v < 1.0f)) {
+        fprintf(stderr, "eplb-cl: %s '%s': expected a number in [0, 1), a "
+                "share such as 0.01\n", opt, s);
         return -1;
     }
     *out = v;
@@ -196,6 +240,11 @@ int main(int argc, char **argv)
         {"tolerance", required_argument, 0, 'T'},
         {"mask", required_argument, 0, 'K'},
         {"dead-gpus", required_argument, 0, 'X'},
+        {"max-copies-per-gpu", required_argument, 0, 'A'},
+        {"max-copies", required_argument, 0, 'n'},
+        {"stage-copies-per-gpu", required_argument, 0, 'S'},
+        {"min-gain", required_argument, 0, 'm'},
+        {"stages", required_argument, 0, 'W'},
         {"distinct-per-gpu", no_argument, 0, 'U'},
         {"profile", no_argument, 0, 'F'},
         {"repeat", required_argument, 0, 'r'},
@@ -207,7 +256,12 @@ int main(int argc, char **argv)
     eplb_options_default(&opts);
     eplb_shape shape = {0, 0, 288, 8, 4, 32};
     const char *output = NULL, *current_path = NULL, *mask_arg = NULL,
-               *dead_arg = NULL;
+               *dead_arg = NULL, *stages_path = NULL;
+    /* The migration options: the request's fields, and the first one given
+     * (they all need --current: a fresh plan has nothing to migrate). */
+    eplb_request req;
+    eplb_request_default(&req);
+    const char *migration_opt = NULL;
     int quiet = 0, choice, tolerance_given = 0;
     long v, repeat = DEFAULT_REPEAT;
     int c;
@@ -276,6 +330,38 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 'A':
+            if (parse_int("--max-copies-per-gpu", optarg, 0, INT32_MAX, &v))
+                return 2;
+            req.max_copies_per_gpu = (int32_t)v;
+            migration_opt = migration_opt ? migration_opt
+                                          : "--max-copies-per-gpu";
+            break;
+        case 'n':
+            if (parse_int("--max-copies", optarg, 0, LONG_MAX, &v))
+                return 2;
+            req.max_copies = (int64_t)v;
+            migration_opt = migration_opt ? migration_opt : "--max-copies";
+            break;
+        case 'S':
+            /* 0 is the library's "one stage", which leaving the option out
+             * says already. */
+            if (parse_int("--stage-copies-per-gpu", optarg, 1, INT32_MAX,
+                          &v))
+                return 2;
+            req.stage_copies_per_gpu = (int32_t)v;
+            migration_opt = migration_opt ? migration_opt
+                                          : "--stage-copies-per-gpu";
+            break;
+        case 'm':
+            if (parse_share("--min-gain", optarg, &req.min_gain))
+                return 2;
+            migration_opt = migration_opt ? migration_opt : "--min-gain";
+            break;
+        case 'W':
+            stages_path = optarg;
+            migration_opt = migration_opt ? migration_opt : "--stages";
+            break;
         case 'K': mask_arg = optarg; break;
         case 'X': dead_arg = optarg; break;
         case 'U': opts.distinct_per_gpu = 1; break;
@@ -303,6 +389,11 @@ int main(int argc, char **argv)
     if (tolerance_given && !current_path) {
         fprintf(stderr, "eplb-cl: --tolerance applies to a re-plan: give "
                 "--current PLAN too\n");
+        return 2;
+    }
+    if (migration_opt && !current_path) {
+        fprintf(stderr, "eplb-cl: %s applies to a re-plan: give --current "
+                "PLAN too\n", migration_opt);
         return 2;
     }
 
@@ -353,6 +444,9 @@ int main(int argc, char **argv)
     double *times = NULL;
     eplb_context *ctx = NULL;
     uint8_t *mask = NULL;
+    /* Asked for whenever a migration option is given, for the summary's
+     * figures; its arrays only for --stages. */
+    eplb_schedule sched = {.struct_size = sizeof sched};
     int rc = eplb_check_input(&shape, m.data);
     if (rc == EPLB_OK)
         rc = eplb_plan_sizes(&shape, &n_p2l, &n_l2p, &n_cnt);
@@ -375,6 +469,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "eplb-cl: out of memory\n");
         goto done;
     }
+    if (stages_path) {
+        /* Every stage rewrites at least one slot, and no slot twice: at
+         * most L*P stages, L*P + 1 records with stage 0. The tool plans
+         * every row of the load file (all-zero layers too), so the
+         * library's layers are the file's rows, as in the plan. */
+        size_t records = n_p2l + 1 < INT32_MAX ? n_p2l + 1 : INT32_MAX;
+        sched.stage_of_slot = malloc(n_p2l * sizeof *sched.stage_of_slot);
+        sched.stages = malloc(records * sizeof *sched.stages);
+        sched.max_stages = (int32_t)records;
+        sched.layer_gain = malloc((size_t)shape.layers *
+                                  sizeof *sched.layer_gain);
+        sched.layer_copies = malloc((size_t)shape.layers *
+                                    sizeof *sched.layer_copies);
+        sched.layer_order = malloc((size_t)shape.layers *
+                                   sizeof *sched.layer_order);
+        if (!sched.stage_of_slot || !sched.stages || !sched.layer_gain ||
+            !sched.layer_copies || !sched.layer_order) {
+            fprintf(stderr, "eplb-cl: out of memory\n");
+            goto done;
+        }
+    }
     if (current_path) {
         size_t len;
         current = malloc(n_p2l * sizeof *current);
@@ -389,10 +504,8 @@ int main(int argc, char **argv)
             goto done;
         }
         /* The library's checks, made here to name the place in the file. */
-        int policy = eplb_resolve_policy(opts.policy, &shape);
-        if (plan_check_phy2log(text, len, current_path, &shape,
-                               policy == EPLB_POLICY_HIERARCHICAL && !mask,
-                               current, err, sizeof err)) {
+        if (plan_check_phy2log(text, len, current_path, &shape, current,
+                               err, sizeof err)) {
             fprintf(stderr, "eplb-cl: %s\n", err);
             free(text);
             status = 2;
@@ -415,10 +528,12 @@ int main(int argc, char **argv)
                 eplb_last_error());
         goto done;
     }
+    req.current_phy2log = current;
+    req.gpu_mask = mask;
+    req.schedule = migration_opt ? &sched : NULL;
     for (long i = 0; i <= repeat; i++) {
         t0 = timing_now_us();
-        rc = eplb_rebalance_from(ctx, &shape, m.data, current, mask, phy2log,
-                                 log2phy, logcnt);
+        rc = eplb_plan(ctx, &shape, m.data, &req, phy2log, log2phy, logcnt);
         times[i] = timing_now_us() - t0;
         if (rc) {
             fprintf(stderr, "eplb-cl: %s%s%s: %s\n",
@@ -438,6 +553,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "eplb-cl: write error on %s\n",
                 output ? output : "stdout");
         goto done;
+    }
+    if (stages_path) {
+        FILE *sf = fopen(stages_path, "w");
+        if (!sf) {
+            fprintf(stderr, "eplb-cl: cannot write %s\n", stages_path);
+            goto done;
+        }
+        werr = schedule_write_json(sf, &shape, &sched);
+        if (fclose(sf) || werr) {
+            fprintf(stderr, "eplb-cl: write error on %s\n", stages_path);
+            goto done;
+        }
     }
     if (!quiet) {
         eplb_quality before = {.struct_size = sizeof before};
@@ -505,8 +632,17 @@ int main(int argc, char **argv)
                         stale.balancedness_mean, stale.worst_layer,
                         stale.balancedness_worst);
         }
+        if (migration_opt)
+            fprintf(stderr, "  schedule:     %d stage%s, %lld copies, "
+                    "objective %.6g -> %.6g (sum over layers of the largest "
+                    "GPU load)\n", (int)sched.num_stages,
+                    sched.num_stages == 1 ? "" : "s",
+                    (long long)sched.copies, sched.objective_before,
+                    sched.objective_after);
         if (output)
             fprintf(stderr, "  plan:         %s\n", output);
+        if (stages_path)
+            fprintf(stderr, "  stages:       %s\n", stages_path);
     }
     status = 0;
 done:
@@ -518,6 +654,11 @@ done:
     free(current_cnt);
     free(times);
     free(mask);
+    free(sched.stage_of_slot);
+    free(sched.stages);
+    free(sched.layer_gain);
+    free(sched.layer_copies);
+    free(sched.layer_order);
     load_matrix_free(&m);
     return status;
 }

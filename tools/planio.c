@@ -44,6 +44,87 @@ int plan_write_json(FILE *f, const eplb_shape *s, const int32_t *phy2log,
     return ferror(f) ? -1 : 0;
 }
 
+/* ---- the migration schedule --------------------------------------- */
+
+/* jansson encodes each value (numbers as JSON has them, reals exact to
+ * 17 digits) while the layout is written here, one stage record and one
+ * stage_of_slot row a line as the plan's rows are, so that the file reads
+ * and diffs by line. */
+
+/* One value, compact, then freed; -1 for a NULL value (jansson's answer
+ * to out of memory, and json_real's to a NaN or an infinity) or a write
+ * error. */
+static int dump_value(FILE *f, json_t *v)
+{
+    int rc = v ? json_dumpf(v, f, JSON_COMPACT | JSON_ENCODE_ANY) : -1;
+    json_decref(v);
+    return rc;
+}
+
+static json_t *int_array(const int32_t *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_integer(v[i]))) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
+static json_t *real_array(const double *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_real(v[i]))) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
+int schedule_write_json(FILE *f, const eplb_shape *s,
+                        const eplb_schedule *sc)
+{
+    size_t L = (size_t)s->layers, P = (size_t)s->num_replicas;
+    /* The library writes no record past max_stages. */
+    int n = sc->num_stages < sc->max_stages ? sc->num_stages + 1
+                                            : sc->max_stages;
+    int rc = 0;
+    fputs("{\"num_stages\":", f);
+    rc |= dump_value(f, json_integer(sc->num_stages));
+    fputs(",\"copies\":", f);
+    rc |= dump_value(f, json_integer(sc->copies));
+    fputs(",\n\"objective_before\":", f);
+    rc |= dump_value(f, json_real(sc->objective_before));
+    fputs(",\"objective_after\":", f);
+    rc |= dump_value(f, json_real(sc->objective_after));
+    fputs(",\n\"stages\":[", f);
+    for (int k = 0; k < n && rc == 0; k++) {
+        const eplb_stage *t = &sc->stages[k];
+        fputs(k ? ",\n" : "\n", f);
+        rc |= dump_value(f, json_pack("{s:i,s:I,s:i,s:f,s:f}", "stage", k,
+                                      "copies", (json_int_t)t->copies,
+                                      "max_copies_per_gpu",
+                                      (int)t->max_copies_per_gpu,
+                                      "objective", t->objective,
+                                      "balancedness", t->balancedness));
+    }
+    fputs("],\n\"layer_gain\":", f);
+    rc |= dump_value(f, real_array(sc->layer_gain, L));
+    fputs(",\n\"layer_copies\":", f);
+    rc |= dump_value(f, int_array(sc->layer_copies, L));
+    fputs(",\n\"layer_order\":", f);
+    rc |= dump_value(f, int_array(sc->layer_order, L));
+    fputs(",\n\"stage_of_slot\":[", f);
+    for (size_t l = 0; l < L && rc == 0; l++) {
+        fputs(l ? ",\n" : "\n", f);
+        rc |= dump_value(f, int_array(sc->stage_of_slot + l * P, P));
+    }
+    fputs("]}\n", f);
+    return rc || ferror(f) ? -1 : 0;
+}
+
 /* ---- places in the text ------------------------------------------ */
 
 /* jansson keeps no places for values, so a message about one value finds
@@ -316,8 +397,8 @@ int plan_parse_phy2log(const char *text, size_t len, const char *name,
 }
 
 int plan_check_phy2log(const char *text, size_t len, const char *name,
-                       const eplb_shape *s, int hierarchical,
-                       const int32_t *phy2log, char *err, size_t errlen)
+                       const eplb_shape *s, const int32_t *phy2log,
+                       char *err, size_t errlen)
 {
     skip_bom(&text, &len);
     const char *p = text;
@@ -327,22 +408,16 @@ int plan_check_phy2log(const char *text, size_t len, const char *name,
     plan_text t = {text, name, p < text + len && *p == '{' ? "phy2log" : NULL,
                    len, err, errlen};
     int L = s->layers, E = s->experts, P = s->num_replicas;
-    int G = hierarchical ? s->num_groups : 1;
-    int N = hierarchical ? s->num_nodes : 1;
-    int gs = E / G, ppn = P / N;
-    int *seen = malloc((size_t)(E + 2 * G) * sizeof(int));
+    int *seen = malloc((size_t)E * sizeof(int));
     if (!seen) {
         snprintf(err, errlen, "%s: out of memory", name);
         return -1;
     }
-    int *group_node = seen + E, *group_slot = group_node + G;
     int rc = 0;
     for (int l = 0; l < L && rc == 0; l++) {
         const int32_t *row = phy2log + (size_t)l * P;
         for (int e = 0; e < E; e++)
             seen[e] = 0;
-        for (int g = 0; g < G; g++)
-            group_node[g] = -1;
         for (int q = 0; q < P && rc == 0; q++) {
             int e = row[q], idx[2] = {l, q};
             if (e < -1 || e >= E) {
@@ -353,18 +428,9 @@ int plan_check_phy2log(const char *text, size_t len, const char *name,
             if (e < 0)
                 continue;
             seen[e] = 1;
-            int node = q / ppn, g = e / gs;
-            if (N > 1 && group_node[g] >= 0 && group_node[g] != node)
-                rc = place_fail(&t, idx, 2, "is expert %d of group %d on "
-                                "node %d, but slot %d puts that group on "
-                                "node %d: the hierarchical policy keeps a "
-                                "group on one node (use --policy global, or "
-                                "a plan made with this policy)", e, g, node,
-                                group_slot[g], group_node[g]);
-            if (group_node[g] < 0) {
-                group_node[g] = node;
-                group_slot[g] = q;
-            }
+            /* (a group split over nodes is taken, as the library takes
+             * it: a budgeted or staged migration stopped midway leaves
+             * one) */
         }
         for (int e = 0; e < E && rc == 0; e++)
             if (!seen[e])

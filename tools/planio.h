@@ -1,5 +1,6 @@
 /* Plans as JSON: {"phy2log": [[...]], "log2phy": [[[...]]], "logcnt":
- * [[...]]}. */
+ * [[...]]}; and a re-plan's migration schedule as JSON (eplb-cl's
+ * --stages file, doc/tools.md). */
 #ifndef EPLB_PLANIO_H
 #define EPLB_PLANIO_H
 
@@ -30,12 +31,20 @@ int plan_parse_phy2log(const char *text, size_t len, const char *name,
 
 /* Checks a phy2log read by plan_parse_phy2log from the same text as the
  * library checks a current plan: ids in -1..E-1, every expert in at least
- * one slot of each layer and, when hierarchical is nonzero (the
- * hierarchical policy with no GPU mask), every group on one node. -1 with
+ * one slot of each layer (a group split over nodes is taken). -1 with
  * "name:line:col: what" in err, the place the offending value's (or the
  * layer's, for an expert with no slot). */
 int plan_check_phy2log(const char *text, size_t len, const char *name,
-                       const eplb_shape *shape, int hierarchical,
-                       const int32_t *phy2log, char *err, size_t errlen);
+                       const eplb_shape *shape, const int32_t *phy2log,
+                       char *err, size_t errlen);
+
+/* Writes the schedule the library filled for a plan of the given shape
+ * (its arrays all set, stages[] holding num_stages + 1 records) as one
+ * JSON object: num_stages, copies, objective_before, objective_after,
+ * stages (a record per stage 0..num_stages), layer_gain, layer_copies,
+ * layer_order and stage_of_slot [layers][num_replicas]. 0 on success, -1
+ * on a write error, out of memory or a figure JSON cannot hold (NaN). */
+int schedule_write_json(FILE *f, const eplb_shape *shape,
+                        const eplb_schedule *sc);
 
 #endif

@@ -260,7 +260,8 @@ static int better(double ga, double pa, int ca, double gb, double pb, int cb)
 typedef struct sched_build {
     unit *units;
     int nunits;
-    int *ch_slot;    /* [L*P] changes: slot within the layer */
+    int *ch_slot;    /* [2*L*P] changes (the chains' L*P at most, then the
+                        greedy copies'): slot within the layer */
     int32_t *ch_new; /* the expert it takes */
     uint8_t *ch_copy;
     int nch;
@@ -376,7 +377,7 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
     *f_start = f;
 
     /* Experts with no live replica (their GPUs died) are put back first,
-     * in one forced unit. */
+     * in one forced unit (stage 1, whatever the stage size). */
     z->stamp++;
     z->nb = 0;
     for (int e = 0; e < d->E; e++) {
@@ -402,6 +403,11 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
         if (pick >= 0)
             add_closure(z, pick);
     }
+    /* Empty live slots (a GPU back from the dead) are filled there too:
+     * a plan with an empty slot on a GPU that holds experts is not one. */
+    for (int i = 0; i < z->npend; i++)
+        if (z->x[z->pend[i]] < 0 && z->inb[z->pend[i]] != z->stamp)
+            add_closure(z, z->pend[i]);
     int forced = z->nb > 0;
     if (forced) {
         commit_bundle(z, b, layer, 1, f);
@@ -732,13 +738,13 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     double *f_now = NULL, *mean = NULL;
     int rc = EPLB_OK;
 
-    b.units = malloc((LP + L) * sizeof(unit));
-    b.ch_slot = malloc(LP * sizeof(int));
-    b.ch_new = malloc(LP * sizeof(int32_t));
+    b.units = malloc((2 * LP + L) * sizeof(unit));
+    b.ch_slot = malloc(2 * LP * sizeof(int));
+    b.ch_new = malloc(2 * LP * sizeof(int32_t));
     gplan = malloc(LP * sizeof(int32_t));
     gfrozen = malloc(LP);
     gcopies = malloc(LP * sizeof(greedy_copy));
-    b.ch_copy = malloc(LP);
+    b.ch_copy = malloc(2 * LP);
     z.x = malloc((size_t)P * sizeof(int32_t));
     z.cnt = malloc((size_t)E * sizeof(int));
     z.held = malloc((size_t)M * E * sizeof(int));
@@ -827,7 +833,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
 
     /* 2. Blocks of falling gain per copy, merged over the layers. */
     blocks = malloc(((size_t)b.nunits + 1) * sizeof(block));
-    taken = calloc(LP + L + 1, sizeof(int));
+    taken = calloc(2 * LP + L + 1, sizeof(int));
     if (!blocks || !taken)
         goto oom;
     int nblocks = 0;
@@ -860,7 +866,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
         k.nst = 0;
         k.total = 0;
         memset(k.per_gpu, 0, (size_t)M * sizeof(int));
-        memset(taken, 0, (LP + L + 1) * sizeof(int));
+        memset(taken, 0, (2 * LP + L + 1) * sizeof(int));
         memset(last_stage, 0, (size_t)L * sizeof(int));
         memset(closed, 0, (size_t)L * sizeof(int));
         b.nunits = base_units;
@@ -875,7 +881,8 @@ int sched_build_plan(const plan_dims *d, const float *weight,
             if (st != 1) {
                 rc = eplbi_fail(EPLB_ERR_BAD_OPTION,
                                 "layer %d: putting the dead GPUs' experts "
-                                "back takes %d copies at once, more than "
+                                "back and filling empty slots takes %d "
+                                "copies at once, more than "
                                 "max_copies_per_gpu, max_copies or "
                                 "stage_copies_per_gpu allow: raise them", l,
                                 b.units[ui].copies);
