@@ -20,6 +20,7 @@ from ._errors import EplbInputError
 
 INT_MAX = 2 ** 31 - 1
 INT_MIN = -(2 ** 31)
+INT64_MAX = 2 ** 63 - 1
 UINT64_MAX = 2 ** 64 - 1
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -104,6 +105,25 @@ def real(value: Any, name: str) -> float:
         raise EplbInputError(name, "%s must be finite and within a C "
                              "float's range, not %r" % (name, value))
     return v
+
+
+def share(value: Any, name: str) -> float:
+    """A share in [0, 1) as a C float holds it: a nonzero share that
+    float32 rounds to 0, or one it rounds up to 1, is refused (it would
+    ask for something else than was written)."""
+    v = real(value, name)
+    f = float(np.float32(v))
+    if not 0.0 <= v < 1.0:
+        raise EplbInputError(name, "%s must be a share in [0, 1) (0.01: "
+                             "1%%), not %r" % (name, value))
+    if f >= 1.0:
+        raise EplbInputError(name, "%s = %r is 1 as a C float: the "
+                             "largest share below 1 is 0.99999994"
+                             % (name, value))
+    if v != 0.0 and f == 0.0:
+        raise EplbInputError(name, "%s = %r is nonzero but 0 as a C float "
+                             "(smallest about 1.4e-45)" % (name, value))
+    return f
 
 
 def text(value: Optional[str], name: str) -> Optional[bytes]:

@@ -1,9 +1,10 @@
 """Finding libeplb-cl and declaring its C API for ctypes.
 
 The structures mirror include/eplb_cl.h field for field; tests compare
-ctypes.sizeof(Options) with the struct_size that eplb_options_default()
-writes, and check that the library takes ctypes.sizeof(Quality) as a
-struct_size and refuses one byte more, so a header change that is not
+ctypes.sizeof(Options) and ctypes.sizeof(Request) with the struct_size
+that eplb_options_default() and eplb_request_default() write, and check
+that the library takes ctypes.sizeof(Quality) and ctypes.sizeof(CSchedule)
+as a struct_size and refuses one byte more, so a header change that is not
 mirrored here fails loudly.
 """
 
@@ -72,6 +73,70 @@ class Quality(ctypes.Structure):
         return cls(struct_size=ctypes.sizeof(cls))
 
 
+# EPLB_MIN_GAIN_DEFAULT of include/eplb_cl.h (a test keeps them equal).
+MIN_GAIN_DEFAULT = 0.0
+
+
+class Request(ctypes.Structure):
+    """eplb_request. Filled in Python (Request.new()), never by
+    eplb_request_default(), which writes its own sizeof(eplb_request):
+    past this struct's end under a newer library. An older library
+    refuses this struct_size (EPLB_ERR_BAD_OPTION) instead of ignoring
+    the fields it lacks."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("current_phy2log", ctypes.c_void_p),
+        ("gpu_mask", ctypes.c_void_p),
+        ("deadline_us", ctypes.c_double),
+        ("max_copies_per_gpu", ctypes.c_int32),
+        ("max_copies", ctypes.c_int64),
+        ("stage_copies_per_gpu", ctypes.c_int32),
+        ("min_gain", ctypes.c_float),
+        ("schedule", ctypes.c_void_p),
+    ]
+
+    @classmethod
+    def new(cls) -> "Request":
+        """eplb_request_default()'s request: every input absent."""
+        return cls(struct_size=ctypes.sizeof(cls), deadline_us=0.0,
+                   max_copies_per_gpu=-1, max_copies=-1,
+                   stage_copies_per_gpu=0, min_gain=MIN_GAIN_DEFAULT)
+
+
+class Stage(ctypes.Structure):
+    """eplb_stage: one record of a schedule (numpy reads an array of them
+    as np.dtype(Stage))."""
+    _fields_ = [
+        ("copies", ctypes.c_int64),
+        ("max_copies_per_gpu", ctypes.c_int32),
+        ("objective", ctypes.c_double),
+        ("balancedness", ctypes.c_double),
+    ]
+
+
+class CSchedule(ctypes.Structure):
+    """eplb_schedule: an output struct (struct_size is the caller's to
+    set, CSchedule.new()); the arrays are the caller's."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("stage_of_slot", ctypes.c_void_p),
+        ("stages", ctypes.c_void_p),
+        ("max_stages", ctypes.c_int32),
+        ("layer_gain", ctypes.c_void_p),
+        ("layer_copies", ctypes.c_void_p),
+        ("layer_order", ctypes.c_void_p),
+        ("num_stages", ctypes.c_int32),
+        ("copies", ctypes.c_int64),
+        ("objective_before", ctypes.c_double),
+        ("objective_after", ctypes.c_double),
+    ]
+
+    @classmethod
+    def new(cls) -> "CSchedule":
+        """A CSchedule whose struct_size is set and arrays NULL."""
+        return cls(struct_size=ctypes.sizeof(cls))
+
+
 # Arrays travel as plain addresses (numpy's arr.ctypes.data): building a
 # typed pointer with data_as() costs microseconds per argument.
 _c_int_p = _c_float_p = _c_u8_p = _c_long_p = ctypes.c_void_p
@@ -100,6 +165,11 @@ _PROTOTYPES = {
     "eplb_rebalance_from": (ctypes.c_int, [ctypes.c_void_p, _shape_p,
                                            _c_float_p, _c_int_p, _c_u8_p,
                                            _c_int_p, _c_int_p, _c_int_p]),
+    # (tests only: see Request)
+    "eplb_request_default": (None, [ctypes.c_void_p]),
+    "eplb_plan": (ctypes.c_int, [ctypes.c_void_p, _shape_p, _c_float_p,
+                                 ctypes.POINTER(Request), _c_int_p, _c_int_p,
+                                 _c_int_p]),
     "eplb_resolve_policy": (ctypes.c_int, [ctypes.c_int, _shape_p]),
     "eplb_plan_quality": (ctypes.c_int, [_shape_p, ctypes.c_int, _c_float_p,
                                          _c_int_p, _c_int_p,

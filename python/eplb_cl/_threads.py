@@ -5,10 +5,10 @@ the live context (eplb_context_set_options): no new context, whose
 creation costs 105-137 ms on an NVIDIA GPU."""
 
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from . import _convert
-from .context import Context, Plan, _shape, _sizes
+from .context import Context, _shape, _sizes
 
 _defaults: Dict[str, Any] = {}
 _defaults_lock = threading.Lock()
@@ -54,10 +54,13 @@ def context(**overrides: Any) -> Context:
 
 def plan(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
          num_gpus: int, current: Any = None, mask: Any = None,
-         **overrides: Any) -> Plan:
+         request: Optional[Dict[str, Any]] = None,
+         **overrides: Any) -> Any:
     """This thread's context's plan, written into the context's scratch
     arrays: for the drop-ins, which copy it into their engines' formats
-    before the next call."""
+    before the next call. request: Context.rebalance's migration keywords
+    (min_gain, schedule, ...); with schedule=True the result is
+    (plan, Schedule)."""
     w = _convert.loads(weight)
     # The sizes are checked (by Python, then by the library) before the
     # scratch arrays are sized from them.
@@ -66,4 +69,5 @@ def plan(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
     ctx = context(**overrides)
     out = ctx.scratch(w.shape[0], w.shape[1], int(num_replicas))
     return ctx.rebalance(w, num_replicas, num_groups, num_nodes, num_gpus,
-                         current=current, mask=mask, out=out)
+                         current=current, mask=mask, out=out,
+                         **(request or {}))

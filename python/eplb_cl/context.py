@@ -9,13 +9,16 @@ raise EplbError. Either way the caller's output arrays are untouched.
 
 import ctypes
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from dataclasses import dataclass
+from typing import (Any, Dict, List, Literal, NamedTuple, Optional, Tuple,
+                    Union, overload)
 
 import numpy as np
 
 from . import _convert
 from ._errors import EplbInputError, check
-from ._lib import Options, Quality, Shape, lib
+from ._lib import (MIN_GAIN_DEFAULT, CSchedule, Options, Quality, Request,
+                   Shape, Stage, lib)
 
 BACKENDS = {"auto": 0, "reference": 1, "opencl": 2}
 POLICIES = {"auto": 0, "hierarchical": 1, "global": 2}
@@ -37,6 +40,84 @@ class PlanQuality(NamedTuple):
     bound_mean: float
     share_of_bound: float
     bound_is_weak: bool
+
+
+# A schedule's stage records as numpy reads them: eplb_stage's layout
+# (copies int64, max_copies_per_gpu int32, objective and balancedness
+# float64), aligned as C aligns it.
+STAGE_DTYPE = np.dtype(Stage)
+
+
+@dataclass(eq=False)
+class Schedule:
+    """A re-plan as an ordered migration (eplb_schedule): what
+    Context.rebalance(..., schedule=True) returns beside the plan.
+
+    stage_of_slot [L, P] int32: the stage at which slot s of layer l takes
+    its expert of the plan returned (0: unchanged); the plan after stage k
+    holds the new expert where 0 < stage <= k, else the current one
+    (phy2log_after(k)). stages: one record per stage k = 0..num_stages
+    (0: the plan in service), a numpy structured array of STAGE_DTYPE
+    with fields copies, max_copies_per_gpu, objective (the sum over
+    layers of the largest GPU load) and balancedness (the mean over
+    layers of mean / largest GPU load), as the plan stands after the
+    stage. layer_gain [L] float64 and layer_copies [L] int32: each
+    layer's whole re-plan (before min_gain and the budgets), its largest
+    GPU load removed and its copies; layer_order [L] int32: the layers by
+    gain per copy, best first, layers that do not change last. copies:
+    in all stages; objective_before / objective_after: the plan in
+    service's (live GPUs) and the plan returned's. current and phy2log
+    [L, P] int32: copies of the plan in service and of the plan
+    returned."""
+    stage_of_slot: np.ndarray
+    stages: np.ndarray
+    layer_gain: np.ndarray
+    layer_copies: np.ndarray
+    layer_order: np.ndarray
+    num_stages: int
+    copies: int
+    objective_before: float
+    objective_after: float
+    current: np.ndarray
+    phy2log: np.ndarray
+
+    def phy2log_after(self, stage: int) -> np.ndarray:
+        """phy2log [L, P] int32 of the plan after `stage` (0: the plan in
+        service, num_stages: the plan returned)."""
+        k = _convert.integer(stage, "stage", 0, self.num_stages)
+        moved = (self.stage_of_slot > 0) & (self.stage_of_slot <= k)
+        return np.where(moved, self.phy2log, self.current).astype(np.int32)
+
+
+def _migration(max_copies_per_gpu: Any, max_copies: Any,
+               stage_copies_per_gpu: Any, min_gain: Any,
+               schedule: Any) -> Optional[Dict[str, Any]]:
+    """The migration fields of the C request for these arguments, each
+    checked against its C type first; None when they ask for nothing
+    beyond the re-plan (the library then does exactly that)."""
+    if not isinstance(schedule, (bool, np.bool_)):
+        raise EplbInputError("schedule", "schedule must be True or False, "
+                             "not %s (%r)" % (type(schedule).__name__,
+                                              schedule))
+    fields: Dict[str, Any] = {}
+    if max_copies_per_gpu is not None:
+        fields["max_copies_per_gpu"] = _convert.integer(
+            max_copies_per_gpu, "max_copies_per_gpu", -1, _convert.INT_MAX)
+    if max_copies is not None:
+        fields["max_copies"] = _convert.integer(
+            max_copies, "max_copies", -1, _convert.INT64_MAX)
+    if stage_copies_per_gpu is not None:
+        fields["stage_copies_per_gpu"] = _convert.integer(
+            stage_copies_per_gpu, "stage_copies_per_gpu", 0,
+            _convert.INT_MAX)
+    if min_gain is not None:
+        fields["min_gain"] = _convert.share(min_gain, "min_gain")
+    asked = (fields.get("max_copies_per_gpu", -1) >= 0
+             or fields.get("max_copies", -1) >= 0
+             or fields.get("stage_copies_per_gpu", 0) > 0
+             or fields.get("min_gain", MIN_GAIN_DEFAULT) != MIN_GAIN_DEFAULT
+             or bool(schedule))
+    return fields if asked else None
 
 
 def _choice(table: Dict[str, int], value: Any, what: str) -> int:
@@ -110,6 +191,18 @@ def _options(backend: str = "auto", policy: str = "auto",
     return opts
 
 
+def _schedule_arrays(layers: int, slots: int) -> Dict[str, np.ndarray]:
+    """The arrays a schedule of this size is written into: stages holds
+    layers * slots + 1 records (each stage copies at least one expert),
+    capped at a C int."""
+    records = min(layers * slots + 1, _convert.INT_MAX)
+    return {"stage_of_slot": np.empty((layers, slots), np.int32),
+            "stages": np.empty(records, STAGE_DTYPE),
+            "layer_gain": np.empty(layers, np.float64),
+            "layer_copies": np.empty(layers, np.int32),
+            "layer_order": np.empty(layers, np.int32)}
+
+
 class Context:
     """A libeplb-cl context. Options left None keep the library's defaults
     (64 candidates, noise 0.2, 20 swap rounds, seed 0, tolerance 0).
@@ -165,9 +258,45 @@ class Context:
             raise ValueError("the context is closed")
         return self._ctx
 
+    @overload
     def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
                   num_nodes: int, num_gpus: int, current: Any = None,
-                  mask: Any = None, out: Optional[Plan] = None) -> Plan:
+                  mask: Any = None, out: Optional[Plan] = None, *,
+                  max_copies_per_gpu: Optional[int] = None,
+                  max_copies: Optional[int] = None,
+                  stage_copies_per_gpu: Optional[int] = None,
+                  min_gain: Optional[float] = None,
+                  schedule: Literal[False] = False) -> Plan: ...
+
+    @overload
+    def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
+                  num_nodes: int, num_gpus: int, current: Any = None,
+                  mask: Any = None, out: Optional[Plan] = None, *,
+                  max_copies_per_gpu: Optional[int] = None,
+                  max_copies: Optional[int] = None,
+                  stage_copies_per_gpu: Optional[int] = None,
+                  min_gain: Optional[float] = None,
+                  schedule: Literal[True]) -> Tuple[Plan, Schedule]: ...
+
+    @overload
+    def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
+                  num_nodes: int, num_gpus: int, current: Any = None,
+                  mask: Any = None, out: Optional[Plan] = None, *,
+                  max_copies_per_gpu: Optional[int] = None,
+                  max_copies: Optional[int] = None,
+                  stage_copies_per_gpu: Optional[int] = None,
+                  min_gain: Optional[float] = None,
+                  schedule: bool) -> Union[Plan, Tuple[Plan, Schedule]]: ...
+
+    def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
+                  num_nodes: int, num_gpus: int, current: Any = None,
+                  mask: Any = None, out: Optional[Plan] = None, *,
+                  max_copies_per_gpu: Optional[int] = None,
+                  max_copies: Optional[int] = None,
+                  stage_copies_per_gpu: Optional[int] = None,
+                  min_gain: Optional[float] = None,
+                  schedule: bool = False
+                  ) -> Union[Plan, Tuple[Plan, Schedule]]:
         """The plan for weight [L, E] (numpy, torch or lists of any bool,
         integer or float dtype; finite and >= 0) as numpy int32 arrays.
 
@@ -180,10 +309,29 @@ class Context:
         C-order arrays of the plan's shapes to write into instead of new
         ones (no allocation).
 
+        The migration (with current only; eplb_request in eplb_cl.h): a
+        budget of max_copies_per_gpu expert copies per GPU and max_copies
+        in all (-1 or None: none; 0: nothing moves) keeps the re-plan's
+        changes that gain most per copy while the budget allows;
+        stage_copies_per_gpu cuts them into stages of at most that many
+        copies per GPU (0 or None: one stage); min_gain (a share in
+        [0, 1); None: MIN_GAIN_DEFAULT) keeps the placement of a layer
+        whose re-plan would lower its largest GPU load by less than that
+        share. Any of them (or schedule=True) makes the plan the
+        schedule's last stage: each layer takes the re-plan's changes
+        while they lower its largest GPU load, so a layer may keep a few
+        of the re-plan's changes back (fewer copies, no higher load) and
+        an empty slot (-1) that no change fills stays empty.
+        schedule=True returns (plan, Schedule) instead of the plan alone:
+        the stage of every slot, a record per stage and the layers' gains
+        and order.
+
         Sizes must be integers within a C int; loads in float64 must fit
-        float32 (see eplb_cl._convert.loads). A refused argument raises
-        EplbInputError, a refusal of the library EplbError; out is left
-        untouched by either.
+        float32 (see eplb_cl._convert.loads); the migration's integers
+        must be true integers within their C types (no bool, float or
+        string) and min_gain a number in [0, 1). A refused argument
+        raises EplbInputError, a refusal of the library EplbError; out is
+        left untouched by either.
         """
         w = _convert.loads(weight)
         shape = _shape(w.shape[0], w.shape[1], num_replicas, num_groups,
@@ -194,6 +342,12 @@ class Context:
             cur = _convert.ids(current, (L, P), "current", E)
         if mask is not None:
             m = _convert.mask(mask, shape.num_gpus)
+        migration = _migration(max_copies_per_gpu, max_copies,
+                               stage_copies_per_gpu, min_gain, schedule)
+        if migration is not None and cur is None:
+            raise EplbInputError(
+                "current", "the budgets, stages, min_gain and the schedule "
+                "re-plan from the plan in service: pass current")
         _sizes(shape)  # the library's shape checks, before out is read
         shapes = ((L, P), (L, E, P - E + 1), (L, E))
         if out is None:
@@ -210,12 +364,36 @@ class Context:
                         "out", "out.%s must be a writable C-order int32 "
                         "array of shape %s" % (name, s))
         phy2log, log2phy, logcnt = out
+        req = sc = None
+        if migration is not None and cur is not None:
+            req = Request.new()
+            for name, value in migration.items():
+                setattr(req, name, value)
+            req.current_phy2log = cur.ctypes.data
+            req.gpu_mask = None if m is None else m.ctypes.data
+            if schedule:
+                # Every stage copies at least one expert: the slots (+ the
+                # plan in service's record) bound the records.
+                bufs = _schedule_arrays(L, P)
+                sc = CSchedule.new()
+                sc.stage_of_slot = bufs["stage_of_slot"].ctypes.data
+                sc.stages = bufs["stages"].ctypes.data
+                sc.max_stages = len(bufs["stages"])
+                sc.layer_gain = bufs["layer_gain"].ctypes.data
+                sc.layer_copies = bufs["layer_copies"].ctypes.data
+                sc.layer_order = bufs["layer_order"].ctypes.data
+                req.schedule = ctypes.addressof(sc)
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this Context is in use by another thread: "
                                "use one Context per thread")
         try:
             ctx = self._handle()
-            if cur is None and m is None:
+            if req is not None:
+                rc = lib().eplb_plan(
+                    ctx, ctypes.byref(shape), w.ctypes.data,
+                    ctypes.byref(req), phy2log.ctypes.data,
+                    log2phy.ctypes.data, logcnt.ctypes.data)
+            elif cur is None and m is None:
                 rc = lib().eplb_rebalance(
                     ctx, ctypes.byref(shape), w.ctypes.data,
                     phy2log.ctypes.data, log2phy.ctypes.data,
@@ -230,7 +408,20 @@ class Context:
             check(rc)
         finally:
             self._lock.release()
-        return Plan(phy2log, log2phy, logcnt)
+        plan = Plan(phy2log, log2phy, logcnt)
+        if sc is None or cur is None:
+            return plan
+        n = int(sc.num_stages)
+        return plan, Schedule(
+            stage_of_slot=bufs["stage_of_slot"],
+            stages=bufs["stages"][:n + 1].copy(),
+            layer_gain=bufs["layer_gain"],
+            layer_copies=bufs["layer_copies"],
+            layer_order=bufs["layer_order"],
+            num_stages=n, copies=int(sc.copies),
+            objective_before=float(sc.objective_before),
+            objective_after=float(sc.objective_after),
+            current=cur.copy(), phy2log=phy2log.copy())
 
     def scratch(self, layers: int, experts: int, num_replicas: int) -> Plan:
         """A Plan of arrays this context keeps for rebalance(out=...) by

@@ -18,7 +18,7 @@ expert.
 """
 
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _convert, _threads
 from ._errors import EplbInputError, drop_in_errors
@@ -118,7 +118,7 @@ def rebalance_experts(tokens_per_expert: Any, num_physical_experts: int,
                                  "broken_ranks together leave no usable GPU")
     if mask is not None and mask.all():
         mask = None
-    overrides = {} if policy is None else {"policy": policy}
+    overrides: Dict[str, Any] = {} if policy is None else {"policy": policy}
     with drop_in_errors():
         plan = _threads.plan(counts, physical, groups, nodes, num_gpus,
                              mask=mask, **overrides)

@@ -45,16 +45,31 @@ routes around that check:
 
 Every rank computes the plan itself: the library gives the same plan for
 the same loads and seed on every backend and device, so the ranks agree.
+
+The re-plan from the old map is the library's migration (one stage, no
+budget): each layer takes the re-plan's changes while they lower its
+largest GPU load (never more copies nor a higher load than the re-plan),
+a layer whose re-plan would lower that load by less than min_gain (a
+share; EplbClPolicy.min_gain, the min_gain keyword of rebalance_experts,
+or EPLB_CL_MIN_GAIN in the environment at register(); default
+MIN_GAIN_DEFAULT, the library's) keeps its placement, and
+EplbClPolicy.last_layer_order() gives the layers of the last rebalance
+(with EplbClPolicy.record_layer_order set: it costs the schedule)
+in the order to move them, for engines that move a layer at a time.
+Layers whose old map has empty slots are re-planned in full (every slot
+filled), as are layers planned afresh.
 """
 
 import os
+import threading
 import warnings
-from typing import Any, NamedTuple, Optional
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from . import _convert, _threads
-from ._errors import EplbError, drop_in_errors
+from ._errors import EplbError, EplbInputError, drop_in_errors
+from ._lib import MIN_GAIN_DEFAULT
 from .deepseek import eplb_policy_sizes
 
 POLICY_NAME = "eplb_cl"
@@ -74,6 +89,11 @@ _POLICY_BASE = _vllm("vllm.distributed.eplb.policy.abstract",
                      "AbstractEplbPolicy") or object
 _CONNECTOR_BASE = _vllm("vllm.distributed.eplb.connector",
                         "EplbConnectorBase") or object
+
+# The layer order of the last rebalance in this process (any thread: vLLM
+# may plan on a worker thread and move layers on another).
+_last_order_lock = threading.Lock()
+_last_order: Optional[np.ndarray] = None
 
 
 class _Plan(NamedTuple):
@@ -121,7 +141,18 @@ def _preserve(new: np.ndarray, old: np.ndarray, num_ranks: int) -> np.ndarray:
 
 
 class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
-    """vLLM's policy interface over eplb_cl (options: eplb_cl.configure)."""
+    """vLLM's policy interface over eplb_cl (options: eplb_cl.configure).
+
+    min_gain: re-planning from the old map, a layer whose re-plan would
+    lower its largest GPU load by less than this share (0.01: 1%) keeps
+    its placement; MIN_GAIN_DEFAULT (the library's default) unless set
+    here, on an instance or subclass, or by EPLB_CL_MIN_GAIN at
+    register()."""
+
+    min_gain: float = MIN_GAIN_DEFAULT
+    # Record last_layer_order() on every rebalance: the library then
+    # builds the migration schedule too, which costs time on each call.
+    record_layer_order: bool = False
 
     @classmethod
     def rebalance_experts(cls, weight: Any = None, num_replicas: Any = None,
@@ -130,25 +161,42 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
                           num_ranks: Optional[int] = None,
                           old_global_expert_indices: Any = None, *,
                           context: Any = None,
-                          policy_state: Any = None) -> Any:
+                          policy_state: Any = None,
+                          min_gain: Optional[float] = None) -> Any:
         """The legacy classmethod (weight, num_replicas, num_groups,
         num_nodes, num_ranks, old_global_expert_indices=None) -> the new
         physical_to_logical_map (torch int64 when weight or the old map is
         a tensor, else numpy int64); or, called as
         rebalance_experts(context, policy_state) as vLLM's newest abstract
-        class has it, an EplbPlan (see plan_rebalance)."""
+        class has it, an EplbPlan (see plan_rebalance). min_gain: this
+        call's, instead of the class's (applies to the re-plan from the
+        old map)."""
+        gain = cls.min_gain if min_gain is None else min_gain
         if context is None and _is_context(weight):
             context = weight  # (context, policy_state): the state is unused
         if context is not None:
-            return cls._plan_for(context)
+            return cls._plan_for(context, gain)
         return cls._legacy(weight, num_replicas, num_groups, num_nodes,
-                           num_ranks, old_global_expert_indices)
+                           num_ranks, old_global_expert_indices, gain)
 
     def plan_rebalance(self, context: Any, policy_state: Any = None) -> Any:
         """vLLM's instance entry point (EplbRebalanceContext in, EplbPlan
         out): the legacy call on the load window summed over its samples
-        and the current map."""
-        return self._plan_for(context)
+        and the current map, with this instance's min_gain."""
+        return self._plan_for(context, self.min_gain)
+
+    @classmethod
+    def last_layer_order(cls) -> Optional[np.ndarray]:
+        """The layers of this process's last rebalance from an old map,
+        in the order to move them (int64 indices into the map's layers):
+        layers planned afresh (the old map could not seed them) first,
+        then the re-planned layers that change, by gain per copy (the
+        library's layer_order: the largest GPU load removed per expert
+        copied, best first), then the layers that keep their placement.
+        None before any such rebalance, and after one without an old
+        map."""
+        with _last_order_lock:
+            return None if _last_order is None else _last_order.copy()
 
     def create_state(self, num_moe_layers: int) -> Any:
         """vLLM's per-model policy state: this policy keeps none."""
@@ -161,12 +209,12 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
         return None
 
     @classmethod
-    def _plan_for(cls, context: Any) -> Any:
+    def _plan_for(cls, context: Any, min_gain: Any) -> Any:
         window = context.load_window_cpu
         t = context.topology
         phy2log = cls._legacy(window, context.num_replicas, t.num_groups,
                               t.num_nodes, t.num_ranks,
-                              context.physical_to_logical_map_cpu)
+                              context.physical_to_logical_map_cpu, min_gain)
         if not _convert.is_torch(phy2log):
             try:
                 import torch
@@ -177,7 +225,12 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
 
     @classmethod
     def _legacy(cls, weight: Any, num_replicas: Any, num_groups: Any,
-                num_nodes: Any, num_ranks: Any, old: Any) -> Any:
+                num_nodes: Any, num_ranks: Any, old: Any,
+                min_gain: Any = MIN_GAIN_DEFAULT) -> Any:
+        global _last_order
+        with _last_order_lock:
+            _last_order = None  # until this call succeeds
+        gain = _convert.share(min_gain, "min_gain")
         w = _convert.to_numpy(weight, "weight")
         if w.ndim == 3:  # a [samples, layers, experts] window
             w = _convert.window_sum(w)
@@ -193,9 +246,18 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
             if o.shape == (w.shape[0], P) and o.dtype.kind in "iu":
                 current = o
         with drop_in_errors():
-            phy2log = cls._plan_rows(w, P, groups, nodes, M, current)
+            phy2log, first, ranked = cls._plan_rows(w, P, groups, nodes, M,
+                                                    current, gain)
+        order = None
         if current is not None:
             phy2log = cls.preserve_intragpu_slots(phy2log, M, current)
+            changes = (phy2log != current).any(axis=1)
+            by_gain = np.asarray(ranked, np.int64)
+            order = np.concatenate([np.asarray(first, np.int64),
+                                    by_gain[changes[by_gain]],
+                                    by_gain[~changes[by_gain]]])
+        with _last_order_lock:
+            _last_order = order
         if _convert.is_torch(weight) or _convert.is_torch(old):
             import torch
             return torch.from_numpy(phy2log)
@@ -203,15 +265,18 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
 
     @classmethod
     def _plan_rows(cls, w: np.ndarray, P: int, groups: int, nodes: int,
-                   M: int, current: Optional[np.ndarray]) -> np.ndarray:
+                   M: int, current: Optional[np.ndarray], min_gain: float
+                   ) -> Tuple[np.ndarray, List[int], List[int]]:
         """int64 [L, P]: re-planned from current where current can seed a
-        layer, a fresh plan elsewhere."""
+        layer (the migration with min_gain), a fresh plan elsewhere; with
+        the layers planned afresh and the re-planned ones in the
+        library's layer order."""
         def fresh(rows: Any) -> np.ndarray:
             return _threads.plan(w[rows], P, groups, nodes,
                                  M).phy2log.astype(np.int64)
 
         if current is None:
-            return fresh(slice(None))
+            return fresh(slice(None)), [], []
         L, E = w.shape
         valid = ((current >= -1) & (current < E)).all(axis=1)
         complete = np.array([
@@ -227,14 +292,25 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
                           "those from scratch"
                           % (int((valid & ~complete).sum()), L))
         out = np.empty((L, P), np.int64)
+        first = np.flatnonzero(~complete).tolist()
+        ranked: List[int] = []
         if not complete.all():
             out[~complete] = fresh(~complete)
-        if complete.any():
-            rows: Any = complete if not complete.all() else slice(None)
+        # A layer with empty slots (-1: the new GPUs after a scale-up) is
+        # re-planned in full: the migration would leave the slots that do
+        # not lower its largest load empty, and vLLM's maps have none.
+        empty = complete & (current < 0).any(axis=1)
+        for group, migrate in ((complete & ~empty, True), (empty, False)):
+            if not group.any():
+                continue
+            rows: Any = group if not group.all() else slice(None)
+            staged = migrate and (min_gain > 0 or cls.record_layer_order)
+            request = ({"min_gain": min_gain, "schedule": True}
+                       if staged else None)
             try:
-                plan = _threads.plan(w[rows], P, groups, nodes, M,
-                                     current=current[rows])
-                out[rows] = plan.phy2log
+                result = _threads.plan(w[rows], P, groups, nodes, M,
+                                       current=current[rows],
+                                       request=request)
             except EplbError as exc:
                 if exc.name != "EPLB_ERR_BAD_PLAN":
                     raise
@@ -244,7 +320,19 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
                               "the re-plan (%s); planning from scratch"
                               % exc.detail)
                 out[rows] = fresh(rows)
-        return out
+                first += np.flatnonzero(group).tolist()
+                continue
+            if staged:
+                plan, schedule = result
+                ranked = np.flatnonzero(group)[schedule.layer_order].tolist()
+            elif migrate:
+                plan = result
+            else:
+                plan = result
+                first += np.flatnonzero(group).tolist()
+            out[rows] = plan.phy2log
+        first.sort()
+        return out, first, ranked
 
     @classmethod
     def preserve_intragpu_slots(cls, phy2log: Any, num_ranks: int,
@@ -315,8 +403,18 @@ def register() -> type:
     vllm.general_plugins entry point calls this in every vLLM process).
     vLLM checks --eplb-config's policy name against a fixed list, so with
     EPLB_CL_VLLM_DEFAULT=1 it also takes the place of "default" (see the
-    module's docstring for the connector route)."""
+    module's docstring for the connector route). EPLB_CL_MIN_GAIN (a share
+    in [0, 1)) sets EplbClPolicy.min_gain."""
     from vllm.distributed.eplb import policy as vllm_policy
+    gain = os.environ.get("EPLB_CL_MIN_GAIN")
+    if gain:
+        try:
+            value = float(gain)
+        except ValueError:
+            raise EplbInputError("EPLB_CL_MIN_GAIN", "EPLB_CL_MIN_GAIN must "
+                                 "be a share in [0, 1), not %r"
+                                 % gain) from None
+        EplbClPolicy.min_gain = _convert.share(value, "EPLB_CL_MIN_GAIN")
     vllm_policy.EPLB_POLICIES[POLICY_NAME] = EplbClPolicy
     if os.environ.get("EPLB_CL_VLLM_DEFAULT") == "1":
         vllm_policy.EPLB_POLICIES["default"] = EplbClPolicy
