@@ -245,10 +245,21 @@ static void test_stages_valid(void)
                 CU_ASSERT(sb->sc.objective_after <=
                           sb->sc.objective_before * (1 + 1e-12));
                 /* with no budget and one stage, the schedule ends at the
-                 * re-plan; with small stages a layer may stop short
-                 * (its last changes need more copies on a GPU at once) */
-                if (b == 0)
-                    CU_ASSERT(test_plan_equal(&out, &replan));
+                 * re-plan less the changes that no longer lower a layer's
+                 * largest load: no higher objective, no more copies; with
+                 * small stages a layer may stop short (its last changes
+                 * need more copies on a GPU at once) */
+                if (b == 0) {
+                    long c_out, c_re;
+                    CU_ASSERT(eplb_copies(s, cur.phy2log, out.phy2log, NULL,
+                                          &c_out) == EPLB_OK);
+                    CU_ASSERT(eplb_copies(s, cur.phy2log, replan.phy2log,
+                                          NULL, &c_re) == EPLB_OK);
+                    CU_ASSERT(c_out <= c_re);
+                    CU_ASSERT(objective(s, w1, &out, NULL) <=
+                              objective(s, w1, &replan, NULL) *
+                                  (1 + 1e-12));
+                }
                 sched_free(sb);
             }
             test_plan_free(&cur);

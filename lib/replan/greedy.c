@@ -19,6 +19,8 @@ typedef struct glayer {
     int *cnt;        /* [E] live replicas */
     int *held;       /* [M][E] */
     double *load;    /* [M] */
+    int *order;      /* [E] experts by share (g_best's scratch) */
+    double *share;   /* [E] */
     double best_gain;
     int best_s, best_e;
 } glayer;
@@ -77,9 +79,55 @@ static double g_peak_after(const plan_dims *d, const float *w,
     return peak;
 }
 
-/* The layer's best copy: a slot of the heaviest GPU takes another expert,
- * or another GPU takes a replica of an expert the heaviest holds (only
- * those can lower its load); GPUs with budget left, slots not frozen. */
+/* Keeps slot q taking e when it lowers the peak more than the best so
+ * far, or as much with a lower (slot, expert): the same copy whatever
+ * order the candidates come in. */
+static void consider(glayer *gl, double peak, double pk, int q, int e,
+                     double *best_peak)
+{
+    double gain = peak - pk;
+    if (!(gain > 0.0))
+        return;
+    if (gain > gl->best_gain ||
+        (gain == gl->best_gain && gl->best_s >= 0 &&
+         (q < gl->best_s || (q == gl->best_s && e < gl->best_e)))) {
+        gl->best_gain = gain;
+        *best_peak = pk;
+        gl->best_s = q;
+        gl->best_e = e;
+    }
+}
+
+/* order[0..n) by share ascending, ties by expert: a shell sort (in
+ * place, deterministic; n is an expert count, once per step). */
+static void sort_by_share(int *order, const double *share, int n)
+{
+    /* Ciura's gaps */
+    static const int gaps[] = {701, 301, 132, 57, 23, 10, 4, 1};
+    for (size_t k = 0; k < sizeof gaps / sizeof gaps[0]; k++) {
+        int gap = gaps[k];
+        for (int i = gap; i < n; i++) {
+            int v = order[i], j = i;
+            while (j >= gap &&
+                   (share[order[j - gap]] > share[v] ||
+                    (share[order[j - gap]] == share[v] &&
+                     order[j - gap] > v))) {
+                order[j] = order[j - gap];
+                j -= gap;
+            }
+            order[j] = v;
+        }
+    }
+}
+
+/* The layer's best copy, among those that can lower its largest load:
+ * a slot of the heaviest GPU h takes an expert h does not hold, or a slot
+ * elsewhere takes an expert h holds (a copy elsewhere of an expert h does
+ * not hold only makes h's experts fewer or leaves h as it is). GPUs with
+ * budget left, slots not frozen. On h, the new expert e adds exactly
+ * w_e / (cnt_e + 1) to h's load: experts are tried by that share, lowest
+ * first, and the scan stops once h alone would end above the best peak
+ * found (the pruning loses nothing). */
 static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
                    const uint8_t *was, const uint8_t *frozen, const int *left,
                    glayer *gl, long long *work)
@@ -90,25 +138,56 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
     gl->best_s = -1;
     if (h < 0)
         return;
-    for (int q = 0; q < d->P; q++) {
-        int g = q / d->ppg, a = gl->x[q];
-        if (!g_live(mask, g) || !left[g] || (frozen && frozen[q]) || a < 0 ||
-            gl->cnt[a] < 2)
+    double best_peak = peak;
+    const int *hh = gl->held + (size_t)h * E;
+    /* experts by the share a new replica on h would add */
+    for (int e = 0; e < E; e++) {
+        gl->order[e] = e;
+        gl->share[e] = (double)w[e] / (gl->cnt[e] + 1);
+    }
+    sort_by_share(gl->order, gl->share, E);
+    *work += E;
+    for (int q = h * d->ppg; q < (h + 1) * d->ppg && left[h]; q++) {
+        int a = gl->x[q];
+        if ((frozen && frozen[q]) || a < 0 || gl->cnt[a] < 2)
             continue;
-        for (int e = 0; e < E; e++) {
-            size_t ge = (size_t)g * E + e;
-            if (e == a || was[ge] || gl->held[ge])
+        /* h's load without this replica of a (its other replicas of a
+         * grow as a loses one) */
+        double base = gl->load[h] - (double)w[a] * hh[a] / gl->cnt[a] +
+                      (hh[a] > 1 ? (double)w[a] * (hh[a] - 1) /
+                                       (gl->cnt[a] - 1)
+                                 : 0.0);
+        for (int i = 0; i < E; i++) {
+            int e = gl->order[i];
+            if (base + gl->share[e] > best_peak)
+                break;
+            if (e == a || was[(size_t)h * E + e] || hh[e])
                 continue; /* not a copy */
-            if (g != h && !gl->held[(size_t)h * E + a] &&
-                !gl->held[(size_t)h * E + e])
+            *work += d->M;
+            consider(gl, peak, g_peak_after(d, w, mask, gl, q, e), q, e,
+                     &best_peak);
+        }
+    }
+    for (int e = 0; e < E; e++) {
+        if (!hh[e])
+            continue;
+        /* h sheds part of e's load to the new replica, and nothing can
+         * bring it lower: no slot helps when that is not below the best
+         * peak found (exact pruning) */
+        if (gl->load[h] - (double)w[e] * hh[e] /
+                              ((double)gl->cnt[e] * (gl->cnt[e] + 1)) >
+            best_peak)
+            continue;
+        for (int q = 0; q < d->P; q++) {
+            int g = q / d->ppg, a = gl->x[q];
+            if (g == h || !g_live(mask, g) || !left[g] ||
+                (frozen && frozen[q]) || a < 0 || a == e ||
+                gl->cnt[a] < 2 || was[(size_t)g * E + e] ||
+                gl->held[(size_t)g * E + e])
                 continue;
             *work += d->M;
-            double gain = peak - g_peak_after(d, w, mask, gl, q, e);
-            if (gain > gl->best_gain) {
-                gl->best_gain = gain;
-                gl->best_s = q;
-                gl->best_e = e;
-            }
+            consider(gl, peak, g_peak_after(d, w, mask, gl, q, e), q, e,
+                     &best_peak);
         }
     }
 }
@@ -131,7 +210,9 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         gl->cnt = calloc((size_t)E, sizeof(int));
         gl->held = calloc((size_t)M * E, sizeof(int));
         gl->load = malloc((size_t)M * sizeof(double));
-        if (!gl->cnt || !gl->held || !gl->load)
+        gl->order = malloc((size_t)E * sizeof(int));
+        gl->share = malloc((size_t)E * sizeof(double));
+        if (!gl->cnt || !gl->held || !gl->load || !gl->order || !gl->share)
             goto oom;
         for (int q = 0; q < P; q++) {
             int e = gl->x[q], g = q / d->ppg, c = cur[(size_t)l * P + q];
@@ -193,6 +274,8 @@ done:
         free(gls[l].cnt);
         free(gls[l].held);
         free(gls[l].load);
+        free(gls[l].order);
+        free(gls[l].share);
     }
     free(gls);
     free(was);

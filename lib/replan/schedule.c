@@ -17,8 +17,8 @@
  *
  * That order is walked once. A unit is taken when the per-GPU and total
  * budgets still allow it and it fits a stage (at most b copies per GPU
- * per stage, first fit, never before the stage of its layer's previous
- * unit); a unit that is not taken closes its layer (the later units of a
+ * per stage; the last stage or a new one, so that the stages keep the
+ * order); a unit that is not taken closes its layer (the later units of a
  * layer build on it). So the plan after any stage is every layer's chain
  * up to some unit: valid, each slot rewritten at most once, and the
  * objective (the sum over layers of the largest GPU load) never rising
@@ -77,6 +77,8 @@ typedef struct layer_ws {
     int *gcop;           /* [M] the grown unit's copies per GPU so far */
     int *ucop, *gstamp;  /* [M] a unit tried: its copies per GPU (+ gcop) */
     int most;            /* the unit tried: most copies on one GPU */
+    uint8_t *hot;        /* [M] above the goal (scan_units' filter) */
+    uint8_t *hotexp;     /* [E] held by a GPU above the goal */
     int cap;             /* copies per GPU a unit should keep within (the
                             stage or the budget; 0: none) */
     int *inb;            /* [P] stamp: slot in the bundle */
@@ -313,9 +315,27 @@ static int scan_units(layer_ws *z, double f, double goal, int32_t *saved,
     long long budget = SCHED_WORK_PER_SLOT * z->d->P;
     int best = -1, best_c = 0, best_in = 0;
     double best_g = 0.0, best_p = 0.0, best_peak = 0.0;
+    /* Mode 0 looks only at units led by a slot that touches a GPU above
+     * the goal (on it, or an expert it holds): only those lower the
+     * excess; the others wait for a grown unit. */
+    if (mode == 0) {
+        const plan_dims *d = z->d;
+        memset(z->hotexp, 0, (size_t)d->E);
+        for (int g = 0; g < d->M; g++) {
+            z->hot[g] = is_live(z, g) && z->load[g] > goal;
+            for (int r = 0; z->hot[g] && r < d->ppg; r++)
+                if (z->x[g * d->ppg + r] >= 0)
+                    z->hotexp[z->x[g * d->ppg + r]] = 1;
+        }
+        z->work += d->M + d->E;
+    }
     for (int i = 0; i < z->npend && z->work <= budget; i++) {
         int s = z->pend[i];
         if (z->x[s] == z->t[s])
+            continue;
+        if (mode == 0 && !z->hot[s / z->d->ppg] &&
+            !(z->x[s] >= 0 && z->hotexp[z->x[s]]) &&
+            !(z->t[s] >= 0 && z->hotexp[z->t[s]]))
             continue;
         build_bundle(z, s);
         for (int k = 0; k < z->nb; k++)
@@ -455,9 +475,12 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
                     z->pend[z->npend++] = s;
             exact_loads(z);
         }
-        if (!(goal <= f))
-            break; /* the target is worse: the layer stays (fewer copies,
-                      lower load) */
+        /* No unit lowers the excess any more. At or below the target's
+         * largest load the rest of the changes gain nothing: the layer
+         * stays (fewer copies, no higher load); so it does when the
+         * target is worse. */
+        if (!(goal < f))
+            break;
         /* No single unit keeps the largest load from rising: grow one from
          * the unit that leaves it lowest, adding units so, until it is no
          * higher than before (all of them reach the target, which is not);
@@ -594,7 +617,8 @@ static int walk_grow(walk *k)
     return 1;
 }
 
-/* The stage unit ui can go to (from `from` on, a new one past the last),
+/* The stage unit ui can go to (the last one when it has room and is not
+ * before `from`, else a new one),
  * or 0 when the budgets leave it out. Its copies per GPU are in ucnt. */
 static int walk_place(walk *k, int ui, int from)
 {
@@ -625,7 +649,9 @@ static int walk_place(walk *k, int ui, int from)
      * plan is not valid without them */
     if (bst <= 0 || u->forced)
         return 1;
-    int st = from;
+    /* the last stage or a new one (next fit): the stages keep the walk's
+     * order, most gain per copy first */
+    int st = from < k->nst ? k->nst : from;
     for (; st <= k->nst; st++) {
         const int *row = k->stage_gpu + (size_t)(st - 1) * k->d->M;
         int room = 1;
@@ -651,8 +677,96 @@ static void walk_take(walk *k, int ui, int st)
     k->total += u->copies;
 }
 
+/* A walk kept aside (the budgets' two passes): the units and changes it
+ * appended, what it took and its stages. */
+typedef struct walk_snap {
+    int nunits, nch, nst;
+    long long total;
+    unit *units;
+    int *ch_slot;
+    int32_t *ch_new;
+    uint8_t *ch_copy;
+    int *taken, *last_stage, *per_gpu, *stage_gpu;
+} walk_snap;
+
+static void snap_free(walk_snap *s)
+{
+    free(s->units);
+    free(s->ch_slot);
+    free(s->ch_new);
+    free(s->ch_copy);
+    free(s->taken);
+    free(s->last_stage);
+    free(s->per_gpu);
+    free(s->stage_gpu);
+    memset(s, 0, sizeof *s);
+}
+
+/* 0 when memory ran out. */
+static int snap_take(walk_snap *s, const sched_build *b, const walk *k,
+                     const int *taken, const int *last_stage, int base_units,
+                     int base_ch, int L)
+{
+    int M = k->d->M, nu = b->nunits - base_units, nc = b->nch - base_ch;
+    snap_free(s);
+    s->nunits = b->nunits;
+    s->nch = b->nch;
+    s->nst = k->nst;
+    s->total = k->total;
+    s->units = malloc(((size_t)nu + 1) * sizeof(unit));
+    s->ch_slot = malloc(((size_t)nc + 1) * sizeof(int));
+    s->ch_new = malloc(((size_t)nc + 1) * sizeof(int32_t));
+    s->ch_copy = malloc((size_t)nc + 1);
+    s->taken = malloc(((size_t)b->nunits + 1) * sizeof(int));
+    s->last_stage = malloc((size_t)L * sizeof(int));
+    s->per_gpu = malloc((size_t)M * sizeof(int));
+    s->stage_gpu = malloc(((size_t)k->nst * M + 1) * sizeof(int));
+    if (!s->units || !s->ch_slot || !s->ch_new || !s->ch_copy ||
+        !s->taken || !s->last_stage || !s->per_gpu || !s->stage_gpu)
+        return 0;
+    memcpy(s->units, b->units + base_units, (size_t)nu * sizeof(unit));
+    memcpy(s->ch_slot, b->ch_slot + base_ch, (size_t)nc * sizeof(int));
+    memcpy(s->ch_new, b->ch_new + base_ch, (size_t)nc * sizeof(int32_t));
+    memcpy(s->ch_copy, b->ch_copy + base_ch, (size_t)nc);
+    memcpy(s->taken, taken, (size_t)b->nunits * sizeof(int));
+    memcpy(s->last_stage, last_stage, (size_t)L * sizeof(int));
+    memcpy(s->per_gpu, k->per_gpu, (size_t)M * sizeof(int));
+    memcpy(s->stage_gpu, k->stage_gpu, (size_t)k->nst * M * sizeof(int));
+    return 1;
+}
+
+static int snap_restore(const walk_snap *s, sched_build *b, walk *k,
+                        int *taken, int *last_stage, int base_units,
+                        int base_ch, int L)
+{
+    int M = k->d->M, nu = s->nunits - base_units, nc = s->nch - base_ch;
+    if (s->nst > k->cap) {
+        int *ns = realloc(k->stage_gpu, (size_t)s->nst * M * sizeof(int));
+        if (!ns)
+            return 0;
+        k->stage_gpu = ns;
+        k->cap = s->nst;
+    }
+    memcpy(b->units + base_units, s->units, (size_t)nu * sizeof(unit));
+    memcpy(b->ch_slot + base_ch, s->ch_slot, (size_t)nc * sizeof(int));
+    memcpy(b->ch_new + base_ch, s->ch_new, (size_t)nc * sizeof(int32_t));
+    memcpy(b->ch_copy + base_ch, s->ch_copy, (size_t)nc);
+    memset(taken, 0, (size_t)(b->nunits > s->nunits ? b->nunits
+                                                     : s->nunits) *
+                         sizeof(int));
+    memcpy(taken, s->taken, (size_t)s->nunits * sizeof(int));
+    memcpy(last_stage, s->last_stage, (size_t)L * sizeof(int));
+    memcpy(k->per_gpu, s->per_gpu, (size_t)M * sizeof(int));
+    memcpy(k->stage_gpu, s->stage_gpu, (size_t)s->nst * M * sizeof(int));
+    b->nunits = s->nunits;
+    b->nch = s->nch;
+    k->nst = s->nst;
+    k->total = s->total;
+    return 1;
+}
+
 /* Work (GPU terms) the greedy copies may spend per slot of the plan. */
-#define GREEDY_WORK_PER_SLOT 8192LL
+#define GREEDY_WORK_PER_SLOT 16384LL
 
 /* Greedy copies (greedy.c) with the budget the walk left, from the plan
  * its units make; each becomes a unit of its own, staged after its
@@ -757,6 +871,8 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     z.gcop = calloc((size_t)M, sizeof(int));
     z.ucop = calloc((size_t)M, sizeof(int));
     z.gstamp = calloc((size_t)M, sizeof(int));
+    z.hot = calloc((size_t)M, 1);
+    z.hotexp = calloc((size_t)E, 1);
     z.gsave = malloc((size_t)P * sizeof(int));
     z.inb = calloc((size_t)P, sizeof(int));
     z.aff = malloc((size_t)(2 * P + E) * sizeof(int));
@@ -778,7 +894,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     if (!b.units || !b.ch_slot || !b.ch_new || !gplan || !gfrozen ||
         !gcopies || !b.ch_copy || !z.x || !z.cnt || !z.held ||
         !z.was || !z.load || !z.trial || !z.pend || !z.bundle || !z.grow || !z.gsave ||
-        !z.gcop || !z.ucop || !z.gstamp || !z.inb ||
+        !z.gcop || !z.ucop || !z.gstamp || !z.hot || !z.hotexp || !z.inb ||
         !z.aff || !z.inaff || !saved || !f_now || !mean || !closed ||
         !last_stage || !layer_first || !keys || !k.per_gpu || !k.ucnt ||
         !k.ustamp || !out->stage_of_slot || !out->layer_gain ||
@@ -860,9 +976,10 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     int base_units = b.nunits, base_ch = b.nch;
     double obj_chains = 0.0;
     /* pass 0: the chains; pass 1 (budgets): the greedy copies alone, kept
-     * when they do better; pass 2: the chains again, when they lost */
-    for (int pass = 0; pass < (budgeted ? 3 : 1); pass++) {
-        int chains = pass != 1;
+     * when they do better, else pass 0's walk comes back (snap) */
+    walk_snap snap = {0};
+    for (int pass = 0; pass < (budgeted ? 2 : 1); pass++) {
+        int chains = pass == 0;
         k.nst = 0;
         k.total = 0;
         memset(k.per_gpu, 0, (size_t)M * sizeof(int));
@@ -928,11 +1045,18 @@ int sched_build_plan(const plan_dims *d, const float *weight,
                     f = b.units[ui].f_after;
             obj += f;
         }
-        if (pass == 0)
+        if (pass == 0 && budgeted) {
             obj_chains = obj;
-        if (pass == 1 && obj < obj_chains)
-            break; /* the greedy copies alone win */
+            if (!snap_take(&snap, &b, &k, taken, last_stage, base_units,
+                           base_ch, L))
+                goto oom;
+        }
+        if (pass == 1 && !(obj < obj_chains) &&
+            !snap_restore(&snap, &b, &k, taken, last_stage, base_units,
+                          base_ch, L))
+            goto oom; /* the chains' walk stays */
     }
+    snap_free(&snap);
 
     /* 4. The plan after the last stage, each slot's stage, and a record
      * per stage (objective: each layer's largest load after its chain's
@@ -1019,6 +1143,8 @@ done:
     free(z.gcop);
     free(z.ucop);
     free(z.gstamp);
+    free(z.hot);
+    free(z.hotexp);
     free(z.inb);
     free(z.aff);
     free(z.inaff);
