@@ -731,7 +731,8 @@ static int snap_take(walk_snap *s, const sched_build *b, const walk *k,
     memcpy(s->taken, taken, (size_t)b->nunits * sizeof(int));
     memcpy(s->last_stage, last_stage, (size_t)L * sizeof(int));
     memcpy(s->per_gpu, k->per_gpu, (size_t)M * sizeof(int));
-    memcpy(s->stage_gpu, k->stage_gpu, (size_t)k->nst * M * sizeof(int));
+    if (k->nst)
+        memcpy(s->stage_gpu, k->stage_gpu, (size_t)k->nst * M * sizeof(int));
     return 1;
 }
 
@@ -757,7 +758,8 @@ static int snap_restore(const walk_snap *s, sched_build *b, walk *k,
     memcpy(taken, s->taken, (size_t)s->nunits * sizeof(int));
     memcpy(last_stage, s->last_stage, (size_t)L * sizeof(int));
     memcpy(k->per_gpu, s->per_gpu, (size_t)M * sizeof(int));
-    memcpy(k->stage_gpu, s->stage_gpu, (size_t)s->nst * M * sizeof(int));
+    if (s->nst)
+        memcpy(k->stage_gpu, s->stage_gpu, (size_t)s->nst * M * sizeof(int));
     b->nunits = s->nunits;
     b->nch = s->nch;
     k->nst = s->nst;
