@@ -2,12 +2,15 @@
 (58 x 256 -> 288 slots, G=8 N=4 M=32).
 
     EPLB_CL_LIBRARY=.libs/libeplb-cl.so python3 python/overhead.py \\
-        [--backend reference|opencl] [--deterministic] [--repeat N]
+        [--backend reference|opencl] [--deterministic] [--repeat N] [--cuda]
 
 Times, interleaved on one warm context: the bare C call through ctypes
 into preallocated arrays, Context.rebalance (conversion, checks, and new
 output arrays, or the context's scratch arrays), and rebalance_experts
-(DeepSeek's int64 outputs). Medians in us.
+(DeepSeek's int64 outputs). With --cuda (torch with a CUDA device):
+rebalance_experts on a CUDA int32 tensor, synchronized, as an engine
+calls it, beside the same call with the outputs uploaded the way 0.2.0
+did (three int64 arrays, one copy each). Medians in us.
 """
 
 import argparse
@@ -31,6 +34,7 @@ def main():
     ap.add_argument("--backend", default="opencl")
     ap.add_argument("--deterministic", action="store_true")
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--cuda", action="store_true")
     args = ap.parse_args()
     opts = dict(backend=args.backend)
     if args.deterministic:
@@ -61,6 +65,28 @@ def main():
         "rebalance_experts (numpy)": lambda: eplb_cl.rebalance_experts(
             weight, **SHAPE),
     }
+    if args.cuda:
+        import torch
+        from eplb_cl import deepseek
+        w_cuda = torch.from_numpy(weight).to(torch.int32).to("cuda")
+
+        def on_cuda():
+            eplb_cl.rebalance_experts(w_cuda, **SHAPE)
+            torch.cuda.synchronize()
+
+        def on_cuda_three_uploads():
+            plan = _threads.plan(w_cuda, 288, 8, 4, 32)
+            maxcnt = max(int(plan.logcnt.max()), 1)
+            for a in (plan.phy2log.astype(np.int64),
+                      np.ascontiguousarray(plan.log2phy[:, :, :maxcnt],
+                                           dtype=np.int64),
+                      plan.logcnt.astype(np.int64)):
+                torch.from_numpy(a).to("cuda")
+            torch.cuda.synchronize()
+
+        assert deepseek is not None
+        calls["rebalance_experts (CUDA tensor)"] = on_cuda
+        calls["the same, three int64 uploads"] = on_cuda_three_uploads
     for fn in calls.values():  # warm: kernels built, buffers sized
         fn()
     times = {name: [] for name in calls}
