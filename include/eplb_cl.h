@@ -293,6 +293,36 @@ EPLB_API int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
                                  const uint8_t *gpu_mask, int32_t *phy2log,
                                  int32_t *log2phy, int32_t *logcnt);
 
+/* The estimators of the next window's loads (eplb_request's forecast),
+ * for loads given as recent samples [X][L][E] (req->windows). */
+typedef enum eplb_forecast {
+    /* the library's default estimator (EPLB_FORECAST_DEFAULT) */
+    EPLB_FORECAST_AUTO = 0,
+    EPLB_FORECAST_LAST,  /* the newest sample */
+    EPLB_FORECAST_MEAN,  /* the mean of the newest forecast_k samples */
+    /* the exponentially weighted mean: forecast_alpha on the newest
+     * sample, (1 - alpha) on the mean before it, from the oldest on */
+    EPLB_FORECAST_EWMA,
+    /* the least-squares line through the newest forecast_k samples, one
+     * window ahead, clamped at 0 (a drift goes on) */
+    EPLB_FORECAST_TREND,
+    /* per layer, the one of LAST, MEAN, EWMA and TREND whose plans would
+     * have been the most balanced on the sample that followed them, over
+     * the newest forecast_lookback samples (ties to the simplest, in that
+     * order); scored with the deterministic planner on the host */
+    EPLB_FORECAST_ADAPTIVE,
+    /* per layer, of the plans of LAST, MEAN, EWMA and TREND (made by the
+     * context's backend), the one whose largest GPU load, relative to the
+     * mean GPU load, is lowest in the worst of the newest
+     * forecast_lookback samples (ties to the simplest). With a current
+     * plan (no gpu_mask, no migration), the current placement of a layer
+     * is a candidate too: a layer keeps it when its worst case is no
+     * higher than the best plan's */
+    EPLB_FORECAST_ROBUST,
+    /* (forecast_choice only) the layer kept its current placement */
+    EPLB_FORECAST_KEPT
+} eplb_forecast;
+
 /* What a plan starts from, beyond the loads: the inputs of
  * eplb_rebalance_from, gathered in a struct that later versions grow at
  * the end, so that new inputs never add arguments. Caller-allocated:
@@ -335,7 +365,37 @@ typedef struct eplb_request {
     /* Where the schedule goes (stage of each slot, a record per stage,
      * per-layer gains and a layer order); NULL: not wanted. */
     struct eplb_schedule *schedule;
+
+    /* ---- the forecast: planning for the windows that come ------------
+     * windows [num_windows][L][E] (caller owns): recent
+     * load samples, oldest first, each as `weight` would be (finite,
+     * >= 0, and not all zero). With windows, `weight` must be NULL: the
+     * loads planned are the estimator's forecast of the next window,
+     * made on the host before the plan (fresh, or the re-plan from
+     * current_phy2log), so every backend plans the same loads. NULL
+     * (the default): `weight` is planned as it is. */
+    const float *windows;
+    int32_t num_windows; /* X, 1..EPLB_MAX_WINDOWS */
+    eplb_forecast forecast; /* EPLB_FORECAST_AUTO: EPLB_FORECAST_DEFAULT */
+    int32_t forecast_k;     /* MEAN, TREND: samples used, >= 1 (more
+                               than num_windows: all) */
+    float forecast_alpha;   /* EWMA: the newest sample's weight, (0, 1] */
+    int32_t forecast_lookback; /* ADAPTIVE, ROBUST: samples scored,
+                                  1..EPLB_MAX_LOOKBACK */
+    /* [L] (may be NULL): the estimator each layer's loads came from
+     * (EPLB_FORECAST_LAST, _MEAN, _EWMA or _TREND; _KEPT: see ROBUST),
+     * written on success only */
+    int32_t *forecast_choice;
 } eplb_request;
+
+/* The forecast's defaults, set by eplb_request_default (doc/api.md:
+ * chosen from eplb-bench's next-window section) and its limits. */
+#define EPLB_FORECAST_DEFAULT EPLB_FORECAST_ADAPTIVE
+#define EPLB_FORECAST_K_DEFAULT 4
+#define EPLB_FORECAST_ALPHA_DEFAULT 0.5f
+#define EPLB_FORECAST_LOOKBACK_DEFAULT 2
+#define EPLB_MAX_WINDOWS 65536
+#define EPLB_MAX_LOOKBACK 16
 
 /* min_gain's default (doc/api.md: chosen from eplb-bench's
  * next-window figures). */
@@ -396,6 +456,15 @@ EPLB_API void eplb_request_default(eplb_request *req);
 EPLB_API int eplb_plan(eplb_context *ctx, const eplb_shape *shape,
                        const float *weight, const eplb_request *req,
                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+
+/* The forecast alone: the [L][E] loads (caller owns, `loads`) that
+ * eplb_plan would plan for req->windows under req's estimator and the
+ * context's options, and (choice [L], may be NULL) the estimator each
+ * layer took. req must carry windows (EPLB_ERR_BAD_OPTION otherwise);
+ * its other inputs are not read. On any failure nothing is written. */
+EPLB_API int eplb_forecast_loads(eplb_context *ctx, const eplb_shape *shape,
+                                 const eplb_request *req, float *loads,
+                                 int32_t *choice);
 
 /* The policy actually used for this shape under the context's options
  * (EPLB_POLICY_HIERARCHICAL or EPLB_POLICY_GLOBAL), or a negative status. */

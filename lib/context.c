@@ -30,6 +30,7 @@ struct eplb_context {
     plan_buf fresh, next; /* the fresh plan; the plan being returned */
     plan_buf staged;      /* a schedule's plan (budget, stages, min_gain) */
     replan_state *replan;
+    forecast_state *forecast; /* the windows' estimate (forecast.c) */
     char note[EPLB_NOTE_MAX];  /* choices made at creation */
     char shown[2 * EPLB_NOTE_MAX]; /* the note and the kernel ways */
     atomic_flag busy; /* a call is running (enter, leave) */
@@ -157,6 +158,7 @@ static int take_options(const eplb_options *opts, eplb_options *given)
 
 static int enter(eplb_context *ctx);
 static void leave(eplb_context *ctx);
+static int take_request(const eplb_request *req, eplb_request *r);
 
 /* The backend's fresh plan, as mask.c sees it (internal.h's planner). */
 static int planner_plan(void *self, const plan_dims *d, const float *weight,
@@ -282,6 +284,7 @@ void eplb_context_destroy(eplb_context *ctx)
     plan_buf_free(&ctx->next);
     plan_buf_free(&ctx->staged);
     replan_state_free(ctx->replan);
+    forecast_state_free(ctx->forecast);
     free(ctx);
 }
 
@@ -454,10 +457,11 @@ static void schedule_out(const plan_dims *d, const sched_out *o,
     memcpy(sc, &full, sc->struct_size);
 }
 
-/* Every plan call: the checks, the fresh plan, and the re-plan when the
- * request carries a current plan. r is complete (eplb_plan filled what
- * an older caller's struct lacks). */
-static int plan_request(eplb_context *ctx, const eplb_shape *shape,
+/* The plan of loads `weight` (the caller's, or the forecast of its
+ * windows): the checks, the fresh plan, and the re-plan when the request
+ * carries a current plan. r is complete (eplb_plan filled what an older
+ * caller's struct lacks). */
+static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
                         const float *weight, const eplb_request *r,
                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
 {
@@ -540,6 +544,137 @@ static int plan_request(eplb_context *ctx, const eplb_shape *shape,
     return EPLB_OK;
 }
 
+/* 1 when the request sets a forecast field without windows. */
+static int forecast_asked(const eplb_request *r)
+{
+    return r->forecast != EPLB_FORECAST_AUTO || r->forecast_choice ||
+           r->num_windows != 0 || r->forecast_k != EPLB_FORECAST_K_DEFAULT ||
+           r->forecast_alpha != EPLB_FORECAST_ALPHA_DEFAULT ||
+           r->forecast_lookback != EPLB_FORECAST_LOOKBACK_DEFAULT;
+}
+
+/* The forecast of req->windows under the context's policy: its checks
+ * (the shape's, then the windows'), then the estimate. may_keep: the
+ * robust estimator may keep layers of req's current plan (checked
+ * here). */
+static int forecast_request(eplb_context *ctx, const eplb_shape *shape,
+                            const float *weight, const eplb_request *r,
+                            int may_keep, const float **loads,
+                            const int32_t **choice)
+{
+    int rc = validate_shape(shape);
+    if (rc)
+        return rc;
+    if (weight)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "weight and req->windows are both given: with "
+                          "windows the loads planned are their forecast; "
+                          "pass weight NULL");
+    if ((rc = forecast_check(shape, r)) != EPLB_OK)
+        return rc;
+    int policy = eplb_resolve_policy(ctx->opts.policy, shape);
+    if (policy < 0)
+        return policy;
+    plan_dims d;
+    plan_dims_init(&d, shape, policy);
+    if (may_keep &&
+        (rc = replan_check_current(&d, r->current_phy2log)) != EPLB_OK)
+        return rc;
+    planner pl = {planner_plan, ctx};
+    return forecast_run(&ctx->forecast, &d, r, &pl, may_keep, loads,
+                        choice);
+}
+
+/* Every plan call: with windows, their forecast is planned (and the
+ * estimator of each layer reported once the plan succeeded); without,
+ * the caller's loads. */
+static int plan_request(eplb_context *ctx, const eplb_shape *shape,
+                        const float *weight, const eplb_request *r,
+                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
+{
+    if (!r->windows) {
+        if (forecast_asked(r))
+            return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                              "the request sets a forecast field (forecast, "
+                              "its parameters, num_windows or "
+                              "forecast_choice) but has no windows to "
+                              "forecast from: set req->windows");
+        return plan_loads(ctx, shape, weight, r, phy2log, log2phy, logcnt);
+    }
+    if (!phy2log || !log2phy || !logcnt)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
+                          "%s is NULL: allocate the sizes eplb_plan_sizes() "
+                          "gives", !phy2log ? "phy2log"
+                                  : !log2phy ? "log2phy" : "logcnt");
+    const float *loads;
+    const int32_t *choice;
+    /* (the schedule describes the re-plan as made: no layer is kept
+     * behind its back; a masked plan may have to leave the current one;
+     * the current one may hold an expert twice on a GPU) */
+    int may_keep = r->current_phy2log && !r->gpu_mask &&
+                   !migration_asked(r) && !ctx->opts.distinct_per_gpu;
+    int rc = forecast_request(ctx, shape, weight, r, may_keep, &loads,
+                              &choice);
+    if (rc == EPLB_OK)
+        rc = plan_loads(ctx, shape, loads, r, phy2log, log2phy, logcnt);
+    if (rc)
+        return rc;
+    /* The layers the robust estimator keeps: their current placement,
+     * replica counts and slots (the plan is valid layer by layer, so a
+     * kept layer beside re-planned ones is a valid plan). */
+    int policy = eplb_resolve_policy(ctx->opts.policy, shape);
+    plan_dims one;
+    plan_dims_init(&one, shape, policy);
+    one.L = 1;
+    size_t P = (size_t)shape->num_replicas, E = (size_t)shape->experts;
+    for (int l = 0; l < shape->layers; l++) {
+        if (choice[l] != EPLB_FORECAST_KEPT)
+            continue;
+        const int32_t *cur = r->current_phy2log + l * P;
+        memcpy(phy2log + l * P, cur, P * sizeof(int32_t));
+        int32_t *cnt = logcnt + l * E;
+        memset(cnt, 0, E * sizeof(int32_t));
+        for (size_t p = 0; p < P; p++)
+            cnt[cur[p]]++;
+        plan_log2phy_by_slot(&one, cur, log2phy + l * E * one.maxrep);
+    }
+    if (r->forecast_choice)
+        memcpy(r->forecast_choice, choice,
+               (size_t)shape->layers * sizeof(int32_t));
+    return EPLB_OK;
+}
+
+int eplb_forecast_loads(eplb_context *ctx, const eplb_shape *shape,
+                        const eplb_request *req, float *loads,
+                        int32_t *choice)
+{
+    eplbi_clear_error();
+    if (!ctx || !req || !loads)
+        return eplbi_fail(EPLB_ERR_NULL_ARGUMENT, "%s is NULL",
+                          !ctx ? "ctx" : !req ? "req" : "loads");
+    eplb_request r;
+    int rc = take_request(req, &r);
+    if (rc)
+        return rc;
+    if (!r.windows)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->windows is NULL: the forecast is made from "
+                          "recent samples");
+    if ((rc = enter(ctx)) != EPLB_OK)
+        return rc;
+    const float *est;
+    const int32_t *ch;
+    rc = forecast_request(ctx, shape, NULL, &r, 0, &est, &ch);
+    if (rc == EPLB_OK) {
+        memcpy(loads, est, (size_t)shape->layers * shape->experts *
+                               sizeof(float));
+        if (choice)
+            memcpy(choice, ch, (size_t)shape->layers * sizeof(int32_t));
+    }
+    leave(ctx);
+    return rc;
+}
+
 /* One call at a time on a context: a second thread's call gets
  * EPLB_ERR_BUSY instead of racing through the context's buffers. */
 static int enter(eplb_context *ctx)
@@ -577,6 +712,30 @@ void eplb_request_default(eplb_request *req)
     req->min_gain = EPLB_MIN_GAIN_DEFAULT;
     req->max_copies_per_gpu = -1;
     req->max_copies = -1;
+    req->forecast = EPLB_FORECAST_AUTO;
+    req->forecast_k = EPLB_FORECAST_K_DEFAULT;
+    req->forecast_alpha = EPLB_FORECAST_ALPHA_DEFAULT;
+    req->forecast_lookback = EPLB_FORECAST_LOOKBACK_DEFAULT;
+}
+
+/* The caller's request over the defaults: a request from a caller built
+ * against an older header is shorter, and the inputs it does not know
+ * stay absent. */
+static int take_request(const eplb_request *req, eplb_request *r)
+{
+    eplb_request_default(r);
+    if (!req)
+        return EPLB_OK;
+    if (req->struct_size < offsetof(eplb_request, gpu_mask) +
+                               sizeof req->gpu_mask ||
+        req->struct_size > sizeof *r)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->struct_size is %u: fill the request with "
+                          "eplb_request_default() before setting fields",
+                          (unsigned)req->struct_size);
+    memcpy(r, req, req->struct_size);
+    r->struct_size = (uint32_t)sizeof *r;
+    return EPLB_OK;
 }
 
 int eplb_plan(eplb_context *ctx, const eplb_shape *shape, const float *weight,
@@ -587,22 +746,11 @@ int eplb_plan(eplb_context *ctx, const eplb_shape *shape, const float *weight,
     if (!ctx)
         return eplbi_fail(EPLB_ERR_NULL_ARGUMENT,
                           "ctx is NULL: create one with eplb_context_create");
-    /* A request from a caller built against an older header is shorter:
-     * the inputs it does not know stay absent. */
     eplb_request r;
-    eplb_request_default(&r);
-    if (req) {
-        if (req->struct_size < offsetof(eplb_request, gpu_mask) +
-                                   sizeof req->gpu_mask ||
-            req->struct_size > sizeof r)
-            return eplbi_fail(EPLB_ERR_BAD_OPTION,
-                              "req->struct_size is %u: fill the request with "
-                              "eplb_request_default() before setting fields",
-                              (unsigned)req->struct_size);
-        memcpy(&r, req, req->struct_size);
-        r.struct_size = (uint32_t)sizeof r;
-    }
-    int rc = enter(ctx);
+    int rc = take_request(req, &r);
+    if (rc)
+        return rc;
+    rc = enter(ctx);
     if (rc)
         return rc;
     rc = plan_request(ctx, shape, weight, &r, phy2log, log2phy, logcnt);

@@ -183,6 +183,27 @@ typedef struct planner {
     void *self;
 } planner;
 
+/* ---- the forecast of the next window (forecast.c) -------------------- */
+
+typedef struct forecast_state forecast_state;
+void forecast_state_free(forecast_state *st);
+
+/* The request's forecast fields and its windows: estimator and
+ * parameters in range, num_windows in 1..EPLB_MAX_WINDOWS, every value
+ * finite and >= 0, no sample all zero; the error names the sample, layer
+ * and expert. shape must be valid. */
+int forecast_check(const eplb_shape *shape, const eplb_request *r);
+
+/* The loads to plan for the request's windows (already checked) under
+ * dims d: *loads [L][E] and *choice [L] (the API's estimator ids) point
+ * into the state (valid until its next use). The robust estimator plans
+ * its candidates with pl; with may_keep it also judges the request's
+ * current plan (checked, no mask), and a layer it keeps is marked
+ * EPLB_FORECAST_KEPT in *choice. */
+int forecast_run(forecast_state **st, const plan_dims *d,
+                 const eplb_request *r, const planner *pl, int may_keep,
+                 const float **loads, const int32_t **choice);
+
 /* ---- usable GPUs (mask.c) --------------------------------------------- */
 
 /* Checks a GPU mask of d->M entries: some GPU usable, and at least E

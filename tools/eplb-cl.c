@@ -2,8 +2,10 @@
  *
  *   eplb-cl [options] [LOADS]      LOADS: SGLang JSON, JSON array or CSV
  *
- * With no LOADS it plans a built-in realistic workload. The plan goes to
- * --output (or stdout) as JSON; a summary goes to stderr. */
+ * With no LOADS it plans a built-in realistic workload. A LOADS file of
+ * recent samples ([samples][layers][experts]) is planned for the window
+ * that comes (the library's forecast). The plan goes to --output (or
+ * stdout) as JSON; a summary goes to stderr. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -35,6 +37,18 @@ static void usage(FILE *f)
 "                         (dense) layers are kept, so that the plan has one\n"
 "                         row per layer of the file. Default: a built-in\n"
 "                         realistic workload (58 layers x 256 experts).\n"
+"                         A JSON [samples][layers][experts] (recent windows,\n"
+"                         oldest first, as SGLang's logical_count with its\n"
+"                         window axis) is planned for the next window: the\n"
+"                         loads planned are the forecast of --forecast\n"
+"  --forecast F           with a window of samples: auto | last | mean |\n"
+"                         ewma | trend | adaptive | robust (default auto:\n"
+"                         the library's default, adaptive)\n"
+"  --forecast-k K         mean, trend: the newest K samples (default 4)\n"
+"  --forecast-alpha A     ewma: the newest sample's weight, (0, 1] (0.5)\n"
+"  --forecast-lookback N  adaptive, robust: samples scored (default 2)\n"
+"  --next LOADS           print the plan's balancedness on these loads (the\n"
+"                         window that came; [layers][experts] of LOADS' size)\n"
 "  --num-replicas P       physical slots per layer (default 288)\n"
 "  --num-groups G         expert groups (default 8)\n"
 "  --num-nodes N          nodes (default 4)\n"
@@ -220,6 +234,10 @@ int main(int argc, char **argv)
 {
     static const char *const backends[] = {"auto", "reference", "opencl"};
     static const char *const policies[] = {"auto", "hierarchical", "global"};
+    /* eplb_forecast's order */
+    static const char *const forecasts[] = {"auto", "last", "mean", "ewma",
+                                            "trend", "adaptive", "robust",
+                                            "kept"};
     static const struct option longopts[] = {
         {"num-replicas", required_argument, 0, 'P'},
         {"num-groups", required_argument, 0, 'G'},
@@ -246,6 +264,11 @@ int main(int argc, char **argv)
         {"min-gain", required_argument, 0, 'm'},
         {"stages", required_argument, 0, 'W'},
         {"distinct-per-gpu", no_argument, 0, 'U'},
+        {"forecast", required_argument, 0, 'f'},
+        {"forecast-k", required_argument, 0, 'k'},
+        {"forecast-alpha", required_argument, 0, 'a'},
+        {"forecast-lookback", required_argument, 0, 'l'},
+        {"next", required_argument, 0, 'x'},
         {"profile", no_argument, 0, 'F'},
         {"repeat", required_argument, 0, 'r'},
         {"output", required_argument, 0, 'o'},
@@ -262,6 +285,8 @@ int main(int argc, char **argv)
     eplb_request req;
     eplb_request_default(&req);
     const char *migration_opt = NULL;
+    /* the first forecast option given (they need a window of samples) */
+    const char *forecast_opt = NULL, *next_path = NULL;
     int quiet = 0, choice, tolerance_given = 0;
     long v, repeat = DEFAULT_REPEAT;
     int c;
@@ -362,6 +387,43 @@ int main(int argc, char **argv)
             stages_path = optarg;
             migration_opt = migration_opt ? migration_opt : "--stages";
             break;
+        case 'f':
+            if (parse_choice("--forecast", optarg, forecasts, 7, &choice))
+                return 2;
+            req.forecast = (eplb_forecast)choice;
+            forecast_opt = forecast_opt ? forecast_opt : "--forecast";
+            break;
+        case 'k':
+            if (parse_int("--forecast-k", optarg, 1, INT32_MAX, &v))
+                return 2;
+            req.forecast_k = (int32_t)v;
+            forecast_opt = forecast_opt ? forecast_opt : "--forecast-k";
+            break;
+        case 'a': {
+            char *end = NULL;
+            float a = 0.0f;
+            int ok = *optarg &&
+                     strspn(optarg, "0123456789.eE+-") == strlen(optarg);
+            if (ok)
+                a = strtof(optarg, &end);
+            if (!ok || *end || !(a > 0.0f && a <= 1.0f)) {
+                fprintf(stderr, "eplb-cl: --forecast-alpha '%s': expected a "
+                        "weight in (0, 1], such as 0.5\n", optarg);
+                return 2;
+            }
+            req.forecast_alpha = a;
+            forecast_opt = forecast_opt ? forecast_opt : "--forecast-alpha";
+            break;
+        }
+        case 'l':
+            if (parse_int("--forecast-lookback", optarg, 1,
+                          EPLB_MAX_LOOKBACK, &v))
+                return 2;
+            req.forecast_lookback = (int32_t)v;
+            forecast_opt = forecast_opt ? forecast_opt
+                                        : "--forecast-lookback";
+            break;
+        case 'x': next_path = optarg; break;
         case 'K': mask_arg = optarg; break;
         case 'X': dead_arg = optarg; break;
         case 'U': opts.distinct_per_gpu = 1; break;
@@ -409,13 +471,18 @@ int main(int argc, char **argv)
         }
         /* All-zero (dense) layers are kept: the library plans them (each
          * counts as balanced), and the plan, like a --current plan, has one
-         * row per layer of the file. */
+         * row per layer of the file (per sample's layers in a window). */
         for (int l = 0; l < m.layers; l++) {
-            const float *row = m.data + (size_t)l * m.experts;
-            int e = 0;
-            while (e < m.experts && row[e] == 0.0f)
-                e++;
-            zero_layers += e == m.experts;
+            int zero = 1;
+            for (int k = 0; k < m.samples && zero; k++) {
+                const float *row =
+                    m.data + ((size_t)k * m.layers + l) * m.experts;
+                int e = 0;
+                while (e < m.experts && row[e] == 0.0f)
+                    e++;
+                zero = e == m.experts;
+            }
+            zero_layers += zero;
         }
         if (zero_layers == m.layers) {
             fprintf(stderr, "eplb-cl: %s: every layer is all zero: nothing "
@@ -432,10 +499,37 @@ int main(int argc, char **argv)
             fprintf(stderr, "eplb-cl: out of memory\n");
             return 1;
         }
+        m.samples = 1;
         workload_generate(m.data, m.layers, m.experts, BUILTIN_SEED);
     }
     shape.layers = m.layers;
     shape.experts = m.experts;
+    /* A window of samples (or one sample with a forecast option) is
+     * planned for the next window: the library reads the samples, and
+     * the summary judges the plan on the forecast it made. */
+    int windowed = m.samples > 1 || forecast_opt;
+    const float *weight = windowed ? NULL : m.data;
+    float *planned = windowed ? NULL : m.data;
+    int32_t *fchoice = NULL;
+    load_matrix next = {0};
+    if (next_path) {
+        if (load_matrix_read(next_path, &next, err, sizeof err)) {
+            fprintf(stderr, "eplb-cl: %s\n", err);
+            load_matrix_free(&m);
+            return 2;
+        }
+        if (next.samples != 1 || next.layers != m.layers ||
+            next.experts != m.experts) {
+            fprintf(stderr, "eplb-cl: --next %s: %d x %d loads%s; the plan "
+                    "is of %d layers x %d experts: give the next window's "
+                    "[layers][experts]\n", next_path, next.layers,
+                    next.experts, next.samples != 1 ? " per sample" : "",
+                    m.layers, m.experts);
+            load_matrix_free(&next);
+            load_matrix_free(&m);
+            return 2;
+        }
+    }
 
     int status = 1;
     size_t n_p2l, n_l2p, n_cnt;
@@ -447,7 +541,7 @@ int main(int argc, char **argv)
     /* Asked for whenever a migration option is given, for the summary's
      * figures; its arrays only for --stages. */
     eplb_schedule sched = {.struct_size = sizeof sched};
-    int rc = eplb_check_input(&shape, m.data);
+    int rc = eplb_check_input(&shape, weight);
     if (rc == EPLB_OK)
         rc = eplb_plan_sizes(&shape, &n_p2l, &n_l2p, &n_cnt);
     if (rc) {
@@ -531,9 +625,20 @@ int main(int argc, char **argv)
     req.current_phy2log = current;
     req.gpu_mask = mask;
     req.schedule = migration_opt ? &sched : NULL;
+    if (windowed) {
+        req.windows = m.data;
+        req.num_windows = m.samples;
+        fchoice = malloc((size_t)shape.layers * sizeof *fchoice);
+        planned = malloc(n_cnt * sizeof *planned);
+        if (!fchoice || !planned) {
+            fprintf(stderr, "eplb-cl: out of memory\n");
+            goto done;
+        }
+        req.forecast_choice = fchoice;
+    }
     for (long i = 0; i <= repeat; i++) {
         t0 = timing_now_us();
-        rc = eplb_plan(ctx, &shape, m.data, &req, phy2log, log2phy, logcnt);
+        rc = eplb_plan(ctx, &shape, weight, &req, phy2log, log2phy, logcnt);
         times[i] = timing_now_us() - t0;
         if (rc) {
             fprintf(stderr, "eplb-cl: %s%s%s: %s\n",
@@ -542,6 +647,13 @@ int main(int argc, char **argv)
                     eplb_strerror(rc), eplb_last_error());
             goto done;
         }
+    }
+    /* the loads planned, for the summary (the plan's own estimate) */
+    if (windowed && (rc = eplb_forecast_loads(ctx, &shape, &req, planned,
+                                              NULL)) != EPLB_OK) {
+        fprintf(stderr, "eplb-cl: %s: %s\n", eplb_strerror(rc),
+                eplb_last_error());
+        goto done;
     }
     FILE *out = output ? fopen(output, "w") : stdout;
     if (!out) {
@@ -570,13 +682,18 @@ int main(int argc, char **argv)
         eplb_quality before = {.struct_size = sizeof before};
         eplb_quality after = {.struct_size = sizeof after};
         int policy = eplb_resolve_policy(opts.policy, &shape);
-        eplb_identity_quality(&shape, m.data, &before);
-        eplb_plan_quality(&shape, opts.policy, m.data, phy2log, logcnt,
+        eplb_identity_quality(&shape, planned, &before);
+        eplb_plan_quality(&shape, opts.policy, planned, phy2log, logcnt,
                           &after);
         qsort(times + 1, (size_t)repeat, sizeof *times, timing_cmp_double);
         fprintf(stderr, "eplb-cl %s\n", eplb_version_string());
-        fprintf(stderr, "  input:        %s (%d layers x %d experts)\n",
-                source, shape.layers, shape.experts);
+        if (m.samples > 1)
+            fprintf(stderr, "  input:        %s (%d samples of %d layers x "
+                    "%d experts, oldest first)\n", source, m.samples,
+                    shape.layers, shape.experts);
+        else
+            fprintf(stderr, "  input:        %s (%d layers x %d experts)\n",
+                    source, shape.layers, shape.experts);
         if (zero_layers)
             fprintf(stderr, "  zero layers:  %d all-zero (dense) layer%s kept "
                     "in the plan, each counted as balanced\n", zero_layers,
@@ -608,9 +725,37 @@ int main(int argc, char **argv)
             fprintf(stderr, "  device time:  upload %.1f us, groups %.1f us, "
                     "slots %.1f us, finish %.1f us, download %.1f us\n", prof.upload_us, prof.groups_us,
                     prof.slots_us, prof.finish_us, prof.download_us);
+        if (windowed) {
+            int used[8] = {0};
+            for (int l = 0; l < shape.layers; l++)
+                if (fchoice[l] >= 0 && fchoice[l] < 8)
+                    used[fchoice[l]]++;
+            int mode = req.forecast ? (int)req.forecast
+                                    : (int)EPLB_FORECAST_DEFAULT;
+            fprintf(stderr, "  forecast:     %s of %d sample%s (k %d, alpha "
+                    "%g, lookback %d); layers from", forecasts[mode],
+                    m.samples, m.samples == 1 ? "" : "s",
+                    (int)req.forecast_k, (double)req.forecast_alpha,
+                    (int)req.forecast_lookback);
+            for (int k = EPLB_FORECAST_LAST; k <= EPLB_FORECAST_KEPT; k++)
+                if (k <= EPLB_FORECAST_TREND || k == EPLB_FORECAST_KEPT)
+                    fprintf(stderr, " %s %d", k == EPLB_FORECAST_KEPT
+                            ? "kept (current placement)" : forecasts[k],
+                            used[k]);
+            fputc('\n', stderr);
+        }
         fprintf(stderr, "  balancedness: before %.4f (experts in order, no "
-                "replicas), after %.4f\n", before.balancedness_mean,
-                after.balancedness_mean);
+                "replicas), after %.4f%s\n", before.balancedness_mean,
+                after.balancedness_mean,
+                windowed ? " (on the forecast)" : "");
+        if (next_path) {
+            eplb_quality nx = {.struct_size = sizeof nx};
+            if (eplb_plan_quality(&shape, opts.policy, next.data, phy2log,
+                                  logcnt, &nx) == EPLB_OK)
+                fprintf(stderr, "  next window:  balancedness %.4f on %s "
+                        "(worst layer %d at %.4f)\n", nx.balancedness_mean,
+                        next_path, nx.worst_layer, nx.balancedness_worst);
+        }
         fprintf(stderr, "  worst layer:  %d at %.4f\n", after.worst_layer,
                 after.balancedness_worst);
         fprintf(stderr, "  bound:        %.4f%s; plan reaches %.1f%% of it\n",
@@ -625,7 +770,7 @@ int main(int argc, char **argv)
                     "slots), %ld slots changed, tolerance %g\n", copies,
                     100.0 * copies / slots, slots, changed,
                     (double)opts.tolerance);
-            if (eplb_plan_quality(&shape, opts.policy, m.data, current,
+            if (eplb_plan_quality(&shape, opts.policy, planned, current,
                                   current_cnt, &stale) == EPLB_OK)
                 fprintf(stderr, "  not moving:   the current plan is %.4f "
                         "balanced on these loads (worst layer %d at %.4f)\n",
@@ -659,6 +804,10 @@ done:
     free(sched.layer_gain);
     free(sched.layer_copies);
     free(sched.layer_order);
+    free(fchoice);
+    if (planned != m.data)
+        free(planned);
+    load_matrix_free(&next);
     load_matrix_free(&m);
     return status;
 }

@@ -31,7 +31,23 @@ typedef struct reader {
     float *data;
     size_t n, cap;
     int layers, experts; /* experts: -1 until the first layer */
+    /* a 3-D file ([samples][layers][experts]): the sample being read
+     * (-1 in a 2-D file) and the layers read before it */
+    int sample, sample_base;
+    char at[48]; /* "layer 3" or "sample 1, layer 3": see here() */
 } reader;
+
+/* The layer being read, as the file counts it: within its sample in a
+ * 3-D file. */
+static const char *here(reader *r, int layer)
+{
+    if (r->sample < 0)
+        snprintf(r->at, sizeof r->at, "layer %d", layer);
+    else
+        snprintf(r->at, sizeof r->at, "sample %d, layer %d", r->sample,
+                 layer - r->sample_base);
+    return r->at;
+}
 
 static int fail(reader *r, int line, int col, const char *fmt, ...)
 {
@@ -90,8 +106,8 @@ static const char *load_problem(double d)
 static int bad_load(reader *r, double d, const char *why, size_t expert,
                     int line, int col)
 {
-    return fail(r, line, col, "load %.9g (layer %d, expert %zu) %s", d,
-                r->layers, expert, why);
+    return fail(r, line, col, "load %.9g (%s, expert %zu) %s", d,
+                here(r, r->layers), expert, why);
 }
 
 static int push_load(reader *r, double d, int line, int col)
@@ -115,16 +131,16 @@ static int push_load(reader *r, double d, int line, int col)
 static int end_layer(reader *r, size_t count, int line, int col)
 {
     if (count == 0)
-        return fail(r, line, col, "layer %d has no values", r->layers);
+        return fail(r, line, col, "%s has no values", here(r, r->layers));
     if (count > LOAD_MAX_EXPERTS)
-        return fail(r, line, col, "layer %d has %zu values: at most %d "
-                    "experts", r->layers, count, LOAD_MAX_EXPERTS);
+        return fail(r, line, col, "%s has %zu values: at most %d "
+                    "experts", here(r, r->layers), count, LOAD_MAX_EXPERTS);
     if (r->experts < 0)
         r->experts = (int)count;
     else if (count != (size_t)r->experts)
-        return fail(r, line, col, "layer %d has %zu values, layer 0 has %d: "
+        return fail(r, line, col, "%s has %zu values, layer 0 has %d: "
                     "every layer needs the same number of experts",
-                    r->layers, count, r->experts);
+                    here(r, r->layers), count, r->experts);
     r->layers++;
     return 0;
 }
@@ -184,8 +200,8 @@ static int json_layer(reader *r)
     int line = r->line, col = r->col;
     const char *start = r->s;
     if (peek(r) != '[')
-        return fail(r, line, col, "expected layer %d: an array of numbers",
-                    r->layers);
+        return fail(r, line, col, "expected %s: an array of numbers",
+                    here(r, r->layers));
     json_t *row = decode(r);
     if (!row)
         return -1;
@@ -203,8 +219,8 @@ static int json_layer(reader *r)
         int vl = line, vc = col;
         locate_item(start, r->s, e, &vl, &vc);
         rc = why ? bad_load(r, d, why, e, vl, vc)
-                 : fail(r, vl, vc, "expected a number (layer %d, expert "
-                        "%zu)", r->layers, e);
+                 : fail(r, vl, vc, "expected a number (%s, expert "
+                        "%zu)", here(r, r->layers), e);
     }
     json_decref(row);
     return rc ? rc : end_layer(r, count, line, col);
@@ -229,13 +245,75 @@ static int json_layers(reader *r)
         if (c != ',' && c != ']')
             return fail(r, r->line, r->col,
                         c < 0 ? "end of input: expected ',' or ']'"
-                              : "expected ',' or ']' after layer %d",
-                        r->layers - 1);
+                              : "expected ',' or ']' after %s",
+                        here(r, r->layers - 1));
         step(r, 1);
         if (c == ']')
             return 0;
         skip_ws(r);
     }
+}
+
+/* Whether the array at r->s nests three deep ("[[[", blanks allowed
+ * between): a window of samples, [samples][layers][experts]. */
+static int three_deep(const reader *r)
+{
+    const char *p = r->s;
+    for (int depth = 0; depth < 3; depth++) {
+        while (p < r->end && (*p == ' ' || *p == '\t' || *p == '\n' ||
+                              *p == '\r'))
+            p++;
+        if (p == r->end || *p != '[')
+            return 0;
+        p++;
+    }
+    return 1;
+}
+
+/* [[[...], ...], [[...], ...], ...]: samples of as many layers each. */
+static int json_samples(reader *r)
+{
+    int per_sample = 0;
+    step(r, 1);
+    skip_ws(r);
+    for (r->sample = 0;; r->sample++) {
+        if (r->sample >= LOAD_MAX_SAMPLES)
+            return fail(r, r->line, r->col, "more than %d samples: the "
+                        "limit of this reader", LOAD_MAX_SAMPLES);
+        r->sample_base = r->layers;
+        int sl = r->line, sc = r->col;
+        if (peek(r) != '[')
+            return fail(r, sl, sc, "expected sample %d: an array of layers",
+                        r->sample);
+        if (json_layers(r))
+            return -1;
+        int n = r->layers - r->sample_base;
+        if (r->sample == 0)
+            per_sample = n;
+        else if (n != per_sample)
+            return fail(r, sl, sc, "sample %d has %d layers, sample 0 has "
+                        "%d: every sample needs the same layers", r->sample,
+                        n, per_sample);
+        skip_ws(r);
+        int c = peek(r);
+        if (c != ',' && c != ']')
+            return fail(r, r->line, r->col,
+                        c < 0 ? "end of input: expected ',' or ']'"
+                              : "expected ',' or ']' after sample %d",
+                        r->sample);
+        step(r, 1);
+        if (c == ']')
+            break;
+        skip_ws(r);
+    }
+    r->sample++; /* now the count */
+    return 0;
+}
+
+/* A 2-D matrix of layers or a 3-D window of samples. */
+static int json_load_counts(reader *r)
+{
+    return three_deep(r) ? json_samples(r) : json_layers(r);
 }
 
 /* {"logical_count": [[...]], other members ignored (but valid)} */
@@ -263,7 +341,7 @@ static int json_members(reader *r)
             if (is_counts && found++)
                 return fail(r, kl, kc, "a second \"logical_count\" member");
             if (is_counts) {
-                if (json_layers(r))
+                if (json_load_counts(r))
                     return -1;
             } else {
                 json_t *other = decode(r);
@@ -292,7 +370,7 @@ static int json_members(reader *r)
 
 static int json_document(reader *r)
 {
-    int rc = peek(r) == '{' ? json_members(r) : json_layers(r);
+    int rc = peek(r) == '{' ? json_members(r) : json_load_counts(r);
     if (rc)
         return rc;
     skip_ws(r);
@@ -378,7 +456,8 @@ int load_matrix_parse(const char *text, size_t len, const char *name,
 {
     memset(out, 0, sizeof *out);
     reader r = {.s = text, .end = text + len, .name = name, .line = 1,
-                .col = 1, .err = err, .errlen = errlen, .experts = -1};
+                .col = 1, .err = err, .errlen = errlen, .experts = -1,
+                .sample = -1};
     if (len > LOAD_MAX_BYTES)
         return fail(&r, 1, 1, "larger than %zu bytes: the limit of this "
                     "reader", LOAD_MAX_BYTES);
@@ -394,7 +473,10 @@ int load_matrix_parse(const char *text, size_t len, const char *name,
         free(r.data);
         return -1;
     }
-    out->layers = r.layers;
+    /* a 3-D file: r.sample counts its samples, r.layers all their
+     * layers */
+    out->samples = r.sample < 0 ? 1 : r.sample;
+    out->layers = r.layers / out->samples;
     out->experts = r.experts;
     out->data = r.data;
     return 0;
@@ -539,22 +621,37 @@ int load_matrix_read(const char *path, load_matrix *out, char *err,
 
 int load_matrix_drop_zero_layers(load_matrix *m)
 {
-    int kept = 0;
-    for (int l = 0; l < m->layers; l++) {
-        const float *row = m->data + (size_t)l * m->experts;
+    int S = m->samples > 0 ? m->samples : 1, kept = 0;
+    size_t E = (size_t)m->experts, L = (size_t)m->layers;
+    unsigned char *keep = malloc(L ? L : 1);
+    if (!keep)
+        return 0; /* out of memory: nothing dropped, the matrix as read */
+    /* a layer stays when any sample gives it a load */
+    for (size_t l = 0; l < L; l++) {
         int zero = 1;
-        for (int e = 0; e < m->experts && zero; e++)
-            zero = row[e] == 0.0f;
-        if (zero)
-            continue;
-        if (kept != l)
-            memmove(m->data + (size_t)kept * m->experts, row,
-                    (size_t)m->experts * sizeof(float));
-        kept++;
+        for (int s = 0; s < S && zero; s++) {
+            const float *row = m->data + ((size_t)s * L + l) * E;
+            for (size_t e = 0; e < E && zero; e++)
+                zero = row[e] == 0.0f;
+        }
+        keep[l] = !zero;
+        kept += !zero;
     }
-    int dropped = m->layers - kept;
+    /* rows move only towards the front, in order: in place */
+    size_t out = 0;
+    for (int s = 0; s < S; s++)
+        for (size_t l = 0; l < L; l++) {
+            if (!keep[l])
+                continue;
+            size_t from = (size_t)s * L + l;
+            if (from != out)
+                memmove(m->data + out * E, m->data + from * E,
+                        E * sizeof(float));
+            out++;
+        }
+    free(keep);
     m->layers = kept;
-    return dropped;
+    return (int)L - kept;
 }
 
 void load_matrix_free(load_matrix *m)

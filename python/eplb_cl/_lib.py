@@ -76,6 +76,17 @@ class Quality(ctypes.Structure):
 # EPLB_MIN_GAIN_DEFAULT of include/eplb_cl.h (a test keeps them equal).
 MIN_GAIN_DEFAULT = 0.0
 
+# eplb_forecast of include/eplb_cl.h, and the forecast's defaults (a test
+# keeps them equal to eplb_request_default's).
+FORECASTS = {"auto": 0, "last": 1, "mean": 2, "ewma": 3, "trend": 4,
+             "adaptive": 5, "robust": 6}
+FORECAST_KEPT = 7
+FORECAST_K_DEFAULT = 4
+FORECAST_ALPHA_DEFAULT = 0.5
+FORECAST_LOOKBACK_DEFAULT = 2
+MAX_WINDOWS = 65536
+MAX_LOOKBACK = 16
+
 
 class Request(ctypes.Structure):
     """eplb_request. Filled in Python (Request.new()), never by
@@ -93,6 +104,13 @@ class Request(ctypes.Structure):
         ("stage_copies_per_gpu", ctypes.c_int32),
         ("min_gain", ctypes.c_float),
         ("schedule", ctypes.c_void_p),
+        ("windows", ctypes.c_void_p),
+        ("num_windows", ctypes.c_int32),
+        ("forecast", ctypes.c_int),
+        ("forecast_k", ctypes.c_int32),
+        ("forecast_alpha", ctypes.c_float),
+        ("forecast_lookback", ctypes.c_int32),
+        ("forecast_choice", ctypes.c_void_p),
     ]
 
     @classmethod
@@ -100,7 +118,10 @@ class Request(ctypes.Structure):
         """eplb_request_default()'s request: every input absent."""
         return cls(struct_size=ctypes.sizeof(cls), deadline_us=0.0,
                    max_copies_per_gpu=-1, max_copies=-1,
-                   stage_copies_per_gpu=0, min_gain=MIN_GAIN_DEFAULT)
+                   stage_copies_per_gpu=0, min_gain=MIN_GAIN_DEFAULT,
+                   forecast=0, forecast_k=FORECAST_K_DEFAULT,
+                   forecast_alpha=FORECAST_ALPHA_DEFAULT,
+                   forecast_lookback=FORECAST_LOOKBACK_DEFAULT)
 
 
 class Stage(ctypes.Structure):
@@ -170,6 +191,9 @@ _PROTOTYPES = {
     "eplb_plan": (ctypes.c_int, [ctypes.c_void_p, _shape_p, _c_float_p,
                                  ctypes.POINTER(Request), _c_int_p, _c_int_p,
                                  _c_int_p]),
+    "eplb_forecast_loads": (ctypes.c_int, [ctypes.c_void_p, _shape_p,
+                                           ctypes.POINTER(Request),
+                                           _c_float_p, _c_int_p]),
     "eplb_resolve_policy": (ctypes.c_int, [ctypes.c_int, _shape_p]),
     "eplb_plan_quality": (ctypes.c_int, [_shape_p, ctypes.c_int, _c_float_p,
                                          _c_int_p, _c_int_p,

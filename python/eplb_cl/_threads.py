@@ -11,20 +11,48 @@ from . import _convert
 from .context import Context, _shape, _sizes
 
 _defaults: Dict[str, Any] = {}
+_forecast: Dict[str, Any] = {}
 _defaults_lock = threading.Lock()
 _local = threading.local()
+
+# The request's forecast keywords (Context.rebalance): set by configure,
+# read by the adapters, which then pass their window axis as samples.
+FORECAST_KEYS = ("forecast", "forecast_k", "forecast_alpha",
+                 "forecast_lookback")
 
 
 def configure(**options: Any) -> None:
     """Sets the Context options (backend, candidates, seed, ...) that the
     convenience functions (rebalance_experts and the vLLM and SGLang
-    adapters) use from now on, on every thread; None removes one."""
+    adapters) use from now on, on every thread; None removes one. The
+    forecast keywords (forecast, forecast_k, forecast_alpha,
+    forecast_lookback) make the SGLang and vLLM adapters plan their window
+    axis for the next window instead of summing it."""
     with _defaults_lock:
         for name, value in options.items():
+            table = _forecast if name in FORECAST_KEYS else _defaults
             if value is None:
-                _defaults.pop(name, None)
+                table.pop(name, None)
             else:
-                _defaults[name] = value
+                table[name] = value
+
+
+def forecast_options() -> Dict[str, Any]:
+    """The forecast keywords configure() set ({}: the adapters sum their
+    window axis)."""
+    with _defaults_lock:
+        return dict(_forecast)
+
+
+def samples(window: Any, name: str) -> Any:
+    """A [X, L, E] window without its all-zero samples (an engine's
+    window holds zeros before its first steps; the library refuses an
+    all-zero sample); None when every sample is zero."""
+    w = _convert.to_numpy(window, name)
+    keep = w.reshape(w.shape[0], -1).any(axis=1)
+    if not keep.any():
+        return None
+    return w if keep.all() else w[keep]
 
 
 # The options a context takes at creation only: which device it runs on.
@@ -61,13 +89,14 @@ def plan(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
     before the next call. request: Context.rebalance's migration keywords
     (min_gain, schedule, ...); with schedule=True the result is
     (plan, Schedule)."""
-    w = _convert.loads(weight)
+    w = _convert.to_numpy(weight)
+    w = _convert.loads(w, 3 if w.ndim == 3 else 2)
+    L, E = w.shape[-2:]
     # The sizes are checked (by Python, then by the library) before the
     # scratch arrays are sized from them.
-    _sizes(_shape(w.shape[0], w.shape[1], num_replicas, num_groups,
-                  num_nodes, num_gpus))
+    _sizes(_shape(L, E, num_replicas, num_groups, num_nodes, num_gpus))
     ctx = context(**overrides)
-    out = ctx.scratch(w.shape[0], w.shape[1], int(num_replicas))
+    out = ctx.scratch(L, E, int(num_replicas))
     return ctx.rebalance(w, num_replicas, num_groups, num_nodes, num_gpus,
                          current=current, mask=mask, out=out,
                          **(request or {}))

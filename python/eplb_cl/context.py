@@ -17,7 +17,8 @@ import numpy as np
 
 from . import _convert
 from ._errors import EplbInputError, check
-from ._lib import (MIN_GAIN_DEFAULT, CSchedule, Options, Quality, Request,
+from ._lib import (FORECAST_KEPT, FORECASTS, MAX_LOOKBACK, MAX_WINDOWS,
+                   MIN_GAIN_DEFAULT, CSchedule, Options, Quality, Request,
                    Shape, Stage, lib)
 
 BACKENDS = {"auto": 0, "reference": 1, "opencl": 2}
@@ -120,6 +121,34 @@ def _migration(max_copies_per_gpu: Any, max_copies: Any,
     return fields if asked else None
 
 
+# The names of forecast_choice's values (eplb_forecast), by value.
+FORECAST_NAMES = {v: k for k, v in FORECASTS.items()}
+FORECAST_NAMES[FORECAST_KEPT] = "kept"
+
+
+def _forecast(forecast: Any, forecast_k: Any, forecast_alpha: Any,
+              forecast_lookback: Any) -> Dict[str, Any]:
+    """The forecast fields of the C request for these arguments, each
+    checked against its C type and range first (None: the default)."""
+    fields: Dict[str, Any] = {}
+    if forecast is not None:
+        fields["forecast"] = _choice(FORECASTS, forecast, "forecast")
+    if forecast_k is not None:
+        fields["forecast_k"] = _convert.integer(forecast_k, "forecast_k", 1,
+                                                _convert.INT_MAX)
+    if forecast_alpha is not None:
+        a = _convert.real(forecast_alpha, "forecast_alpha")
+        if not 0.0 < float(np.float32(a)) <= 1.0:
+            raise EplbInputError("forecast_alpha", "forecast_alpha must be "
+                                 "a weight in (0, 1], not %r"
+                                 % (forecast_alpha,))
+        fields["forecast_alpha"] = a
+    if forecast_lookback is not None:
+        fields["forecast_lookback"] = _convert.integer(
+            forecast_lookback, "forecast_lookback", 1, MAX_LOOKBACK)
+    return fields
+
+
 def _choice(table: Dict[str, int], value: Any, what: str) -> int:
     if not isinstance(value, str) or value not in table:
         raise EplbInputError(what, "%s must be one of %s, not %r"
@@ -219,6 +248,9 @@ class Context:
         device_type, enforce_device, use_clblast, distinct_per_gpu)."""
         self._ctx: Optional[int] = None
         self._backend_option = backend
+        # each layer's estimator in the last plan made from a window of
+        # samples (Context.rebalance's docstring)
+        self.last_forecast: Optional[List[str]] = None
         opts = _options(backend, **options)
         L = lib()
         handle = ctypes.c_void_p()
@@ -266,7 +298,11 @@ class Context:
                   max_copies: Optional[int] = None,
                   stage_copies_per_gpu: Optional[int] = None,
                   min_gain: Optional[float] = None,
-                  schedule: Literal[False] = False) -> Plan: ...
+                  schedule: Literal[False] = False,
+                  forecast: Optional[str] = None,
+                  forecast_k: Optional[int] = None,
+                  forecast_alpha: Optional[float] = None,
+                  forecast_lookback: Optional[int] = None) -> Plan: ...
 
     @overload
     def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
@@ -276,7 +312,12 @@ class Context:
                   max_copies: Optional[int] = None,
                   stage_copies_per_gpu: Optional[int] = None,
                   min_gain: Optional[float] = None,
-                  schedule: Literal[True]) -> Tuple[Plan, Schedule]: ...
+                  schedule: Literal[True],
+                  forecast: Optional[str] = None,
+                  forecast_k: Optional[int] = None,
+                  forecast_alpha: Optional[float] = None,
+                  forecast_lookback: Optional[int] = None
+                  ) -> Tuple[Plan, Schedule]: ...
 
     @overload
     def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
@@ -286,7 +327,12 @@ class Context:
                   max_copies: Optional[int] = None,
                   stage_copies_per_gpu: Optional[int] = None,
                   min_gain: Optional[float] = None,
-                  schedule: bool) -> Union[Plan, Tuple[Plan, Schedule]]: ...
+                  schedule: bool,
+                  forecast: Optional[str] = None,
+                  forecast_k: Optional[int] = None,
+                  forecast_alpha: Optional[float] = None,
+                  forecast_lookback: Optional[int] = None
+                  ) -> Union[Plan, Tuple[Plan, Schedule]]: ...
 
     def rebalance(self, weight: Any, num_replicas: int, num_groups: int,
                   num_nodes: int, num_gpus: int, current: Any = None,
@@ -295,7 +341,11 @@ class Context:
                   max_copies: Optional[int] = None,
                   stage_copies_per_gpu: Optional[int] = None,
                   min_gain: Optional[float] = None,
-                  schedule: bool = False
+                  schedule: bool = False,
+                  forecast: Optional[str] = None,
+                  forecast_k: Optional[int] = None,
+                  forecast_alpha: Optional[float] = None,
+                  forecast_lookback: Optional[int] = None
                   ) -> Union[Plan, Tuple[Plan, Schedule]]:
         """The plan for weight [L, E] (numpy, torch or lists of any bool,
         integer or float dtype; finite and >= 0) as numpy int32 arrays.
@@ -326,6 +376,18 @@ class Context:
         the stage of every slot, a record per stage and the layers' gains
         and order.
 
+        The next window (eplb_request's windows): weight [X, L, E], X
+        recent samples oldest first (SGLang's window axis, vLLM's
+        expert_load_window in time order), is planned for the window that
+        comes: the library forecasts its loads with `forecast` ("auto",
+        the library's default "adaptive"; "last", "mean", "ewma",
+        "trend", "robust"), forecast_k (mean, trend: the newest K),
+        forecast_alpha (ewma: the newest sample's weight in (0, 1]) and
+        forecast_lookback (adaptive, robust: samples scored). No sample
+        may be all zero. self.last_forecast then holds each layer's
+        estimator (a list of names; "kept": the robust estimator kept the
+        layer's current placement).
+
         Sizes must be integers within a C int; loads in float64 must fit
         float32 (see eplb_cl._convert.loads); the migration's integers
         must be true integers within their C types (no bool, float or
@@ -333,8 +395,21 @@ class Context:
         raises EplbInputError, a refusal of the library EplbError; out is
         left untouched by either.
         """
-        w = _convert.loads(weight)
-        shape = _shape(w.shape[0], w.shape[1], num_replicas, num_groups,
+        fc = _forecast(forecast, forecast_k, forecast_alpha,
+                       forecast_lookback)
+        raw = _convert.to_numpy(weight, "weight")
+        windowed = raw.ndim == 3
+        if fc and not windowed:
+            raise EplbInputError(
+                "forecast", "forecast, forecast_k, forecast_alpha and "
+                "forecast_lookback forecast from a window of samples: pass "
+                "weight as [samples, layers, experts]")
+        w = _convert.loads(weight, 3 if windowed else 2)
+        if windowed and not 1 <= w.shape[0] <= MAX_WINDOWS:
+            raise EplbInputError("weight", "weight has %d samples: give "
+                                 "1..%d" % (w.shape[0], MAX_WINDOWS))
+        lay, exp = (w.shape[1], w.shape[2]) if windowed else w.shape
+        shape = _shape(lay, exp, num_replicas, num_groups,
                        num_nodes, num_gpus)
         L, E, P = shape.layers, shape.experts, shape.num_replicas
         cur = m = None
@@ -365,8 +440,20 @@ class Context:
                         "array of shape %s" % (name, s))
         phy2log, log2phy, logcnt = out
         req = sc = None
-        if migration is not None and cur is not None:
+        choice = None
+        if windowed:
             req = Request.new()
+            req.windows = w.ctypes.data
+            req.num_windows = w.shape[0]
+            for name, value in fc.items():
+                setattr(req, name, value)
+            choice = np.empty(L, np.int32)
+            req.forecast_choice = choice.ctypes.data
+            req.current_phy2log = None if cur is None else cur.ctypes.data
+            req.gpu_mask = None if m is None else m.ctypes.data
+        if migration is not None and cur is not None:
+            if req is None:
+                req = Request.new()
             for name, value in migration.items():
                 setattr(req, name, value)
             req.current_phy2log = cur.ctypes.data
@@ -390,7 +477,8 @@ class Context:
             ctx = self._handle()
             if req is not None:
                 rc = lib().eplb_plan(
-                    ctx, ctypes.byref(shape), w.ctypes.data,
+                    ctx, ctypes.byref(shape),
+                    None if windowed else w.ctypes.data,
                     ctypes.byref(req), phy2log.ctypes.data,
                     log2phy.ctypes.data, logcnt.ctypes.data)
             elif cur is None and m is None:
@@ -409,6 +497,9 @@ class Context:
         finally:
             self._lock.release()
         plan = Plan(phy2log, log2phy, logcnt)
+        if choice is not None:
+            self.last_forecast = [FORECAST_NAMES.get(int(c), "?")
+                                  for c in choice]
         if sc is None or cur is None:
             return plan
         n = int(sc.num_stages)

@@ -91,8 +91,16 @@ def rebalance_experts(tokens_per_expert: Any, num_physical_experts: int,
             % (local, physical))
     num_gpus = physical // local
     counts = _convert.to_numpy(tokens_per_expert, "tokens_per_expert")
-    if counts.ndim == 3:
+    forecast = _threads.forecast_options()
+    if counts.ndim == 3 and forecast:
+        # eplb_cl.configure(forecast=...): the window's samples are
+        # planned for the next window (all-zero samples left out)
+        kept = _threads.samples(counts, "tokens_per_expert")
+        counts = (kept if kept is not None
+                  else _convert.window_sum(counts, "tokens_per_expert"))
+    elif counts.ndim == 3:
         counts = _convert.window_sum(counts, "tokens_per_expert")
+    request = forecast if counts.ndim == 3 else None
     if hierarchical:
         if num_groups is None:
             raise EplbInputError("num_groups", "the hierarchical algorithms "
@@ -121,7 +129,7 @@ def rebalance_experts(tokens_per_expert: Any, num_physical_experts: int,
     overrides: Dict[str, Any] = {} if policy is None else {"policy": policy}
     with drop_in_errors():
         plan = _threads.plan(counts, physical, groups, nodes, num_gpus,
-                             mask=mask, **overrides)
+                             mask=mask, request=request, **overrides)
     return deepseek_outputs(plan, tokens_per_expert)
 
 

@@ -232,9 +232,14 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
             _last_order = None  # until this call succeeds
         gain = _convert.share(min_gain, "min_gain")
         w = _convert.to_numpy(weight, "weight")
-        if w.ndim == 3:  # a [samples, layers, experts] window
+        if w.ndim == 3 and _threads.forecast_options():
+            # eplb_cl.configure(forecast=...): the window's samples are
+            # planned for the next window (all-zero samples left out)
+            kept = _threads.samples(w, "weight")
+            w = kept if kept is not None else _convert.window_sum(w)
+        elif w.ndim == 3:  # a [samples, layers, experts] window
             w = _convert.window_sum(w)
-        w = _convert.loads(w)
+        w = _convert.loads(w, w.ndim if w.ndim == 3 else 2)
         groups, nodes = eplb_policy_sizes(num_groups, num_nodes)
         P = _convert.size(num_replicas, "num_replicas")
         M = _convert.size(num_ranks, "num_ranks")
@@ -243,7 +248,7 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
             o = _convert.to_numpy(old, "old_global_expert_indices")
             # After a scale up or down the old map has another width: it
             # cannot seed this plan (nor keep slots).
-            if o.shape == (w.shape[0], P) and o.dtype.kind in "iu":
+            if o.shape == (w.shape[-2], P) and o.dtype.kind in "iu":
                 current = o
         with drop_in_errors():
             phy2log, first, ranked = cls._plan_rows(w, P, groups, nodes, M,
@@ -271,13 +276,19 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
         layer (the migration with min_gain), a fresh plan elsewhere; with
         the layers planned afresh and the re-planned ones in the
         library's layer order."""
+        # a window of samples [X, L, E] is planned for the next window
+        forecast = _threads.forecast_options() if w.ndim == 3 else {}
+
+        def layers(rows: Any) -> np.ndarray:
+            return w[:, rows] if w.ndim == 3 else w[rows]
+
         def fresh(rows: Any) -> np.ndarray:
-            return _threads.plan(w[rows], P, groups, nodes,
-                                 M).phy2log.astype(np.int64)
+            return _threads.plan(layers(rows), P, groups, nodes, M,
+                                 request=forecast).phy2log.astype(np.int64)
 
         if current is None:
             return fresh(slice(None)), [], []
-        L, E = w.shape
+        L, E = w.shape[-2:]
         valid = ((current >= -1) & (current < E)).all(axis=1)
         complete = np.array([
             v and (np.bincount(row[row >= 0], minlength=E) > 0).all()
@@ -305,10 +316,11 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
                 continue
             rows: Any = group if not group.all() else slice(None)
             staged = migrate and (min_gain > 0 or cls.record_layer_order)
-            request = ({"min_gain": min_gain, "schedule": True}
-                       if staged else None)
+            request = dict(forecast)
+            if staged:
+                request.update(min_gain=min_gain, schedule=True)
             try:
-                result = _threads.plan(w[rows], P, groups, nodes, M,
+                result = _threads.plan(layers(rows), P, groups, nodes, M,
                                        current=current[rows],
                                        request=request)
             except EplbError as exc:

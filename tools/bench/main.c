@@ -23,6 +23,10 @@
 
 #include "bench.h"
 
+/* forecast.c: the next-window section (plans from the windows seen so
+ * far, judged on the window that comes). */
+void forecast_section(bench *b, const eplb_options *o);
+
 /* Where the recorded loads are looked for when neither --workloads nor
  * EPLB_WORKLOADS_DIR says. */
 #define DEFAULT_WORKLOADS "../shared/workloads"
@@ -33,7 +37,7 @@ static int usage(int help)
             "usage: eplb-bench [--quick] [--json FILE] [--workloads "
             "DIR] [--device-types gpu,accelerator,cpu]\n"
             "                  [--sections speed,quality,replan,migration,"
-            "failure,"
+            "forecast,failure,"
             "duplicates,sweep]\n"
             "                  [--sweep-from ROW]\n"
             "                  [--candidates C] [--swap-rounds T]\n");
@@ -72,7 +76,8 @@ int main(int argc, char **argv)
     bench b = {0};
     b.workloads = DEFAULT_WORKLOADS;
     const char *json_path = NULL, *types = "gpu,accelerator,cpu";
-    const char *sections = "speed,quality,replan,failure,duplicates,sweep";
+    const char *sections =
+        "speed,quality,replan,forecast,failure,duplicates,sweep";
     int cands = 64, rounds = 20;
     static const struct option longopts[] = {
         {"quick", no_argument, 0, 'q'},
@@ -132,6 +137,8 @@ int main(int argc, char **argv)
     if (strstr(sections, "migration") && !strstr(sections, "replan"))
         migration_tables(&b, planner_options(en, n_en));
     /* the host backend plans these (plans are the same on every engine) */
+    if (strstr(sections, "forecast"))
+        forecast_section(&b, &en[0].opts);
     if (strstr(sections, "failure"))
         failure_section(&b, &en[0].opts);
     if (strstr(sections, "duplicates"))

@@ -1,0 +1,535 @@
+/* The forecast of the next window's loads (eplb_request's windows): the
+ * [L][E] loads a plan is made from, estimated from X recent samples on the
+ * host, before the backend plans, so that every backend plans the same
+ * loads. Four estimators (the newest sample, the mean of the newest K, an
+ * exponentially weighted mean, the line through the newest K one window
+ * ahead) and two ways to choose among them per layer: by how their past
+ * plans scored on the sample that followed (adaptive), or by the worst
+ * case of their plans over the newest samples (robust). Every loop runs in
+ * a fixed order, ties go to the simplest estimator, and the work is
+ * bounded: O(X L E) to read the samples, plus at most 4 x lookback
+ * deterministic plans (adaptive) or 4 backend plans (robust). */
+#include "internal.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The estimators a choice picks among, simplest first (ties go to the
+ * lower index). Index k is EPLB_FORECAST_LAST + k. */
+enum { EST_LAST = 0, EST_MEAN, EST_EWMA, EST_TREND, NEST };
+
+struct forecast_state {
+    size_t le_cap, p2l_cap, l2p_cap, cnt_cap;
+    int m_cap, l_cap;
+    float *est;      /* [L][E] the loads returned */
+    float *cand;     /* [NEST][L][E] each estimator's loads */
+    double *ewma;    /* [L][E] the running weighted mean */
+    double *acc;     /* [L][E] the mean's sums */
+    /* [2][NEST][L] higher is better: the scores, then one round's */
+    double *score;
+    double *spread;  /* [NEST][L] robust: each plan's ratio's range */
+    int32_t *choice; /* [L] */
+    uint8_t *keep;   /* [L] robust: the layer keeps its current plan */
+    double *gl;      /* [M] one layer's GPU loads */
+    int32_t *p2l, *l2p, *cnt; /* one plan of the whole shape */
+    reference_state *ref; /* the deterministic planner (adaptive) */
+};
+
+void forecast_state_free(forecast_state *st)
+{
+    if (!st)
+        return;
+    free(st->est);
+    free(st->cand);
+    free(st->ewma);
+    free(st->acc);
+    free(st->score);
+    free(st->spread);
+    free(st->choice);
+    free(st->keep);
+    free(st->gl);
+    free(st->p2l);
+    free(st->l2p);
+    free(st->cnt);
+    reference_state_free(st->ref);
+    free(st);
+}
+
+/* realloc to n elements of `size` bytes when *cap is smaller. */
+static int grow(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (*cap >= n)
+        return 0;
+    void *q = realloc(*p, n * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int state_reserve(forecast_state **stp, const plan_dims *d)
+{
+    if (!*stp && !(*stp = calloc(1, sizeof **stp)))
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    forecast_state *st = *stp;
+    size_t L = (size_t)d->L, le = L * d->E;
+    size_t le_cap = st->le_cap, l_cap = (size_t)st->l_cap,
+           m_cap = (size_t)st->m_cap;
+    int fail = 0;
+    if (le_cap < le) {
+        /* the [L][E] arrays share one capacity: grown together */
+        size_t c;
+        c = le_cap; fail |= grow((void **)&st->est, &c, le, sizeof(float));
+        c = le_cap; fail |= grow((void **)&st->cand, &c, NEST * le,
+                                 sizeof(float));
+        c = le_cap; fail |= grow((void **)&st->ewma, &c, le, sizeof(double));
+        c = le_cap; fail |= grow((void **)&st->acc, &c, le, sizeof(double));
+        if (!fail)
+            st->le_cap = le;
+    }
+    if (!fail && l_cap < L) {
+        size_t c;
+        c = l_cap; fail |= grow((void **)&st->score, &c, 2 * NEST * L,
+                                sizeof(double));
+        c = l_cap; fail |= grow((void **)&st->choice, &c, L, sizeof(int32_t));
+        c = l_cap; fail |= grow((void **)&st->keep, &c, L, 1);
+        c = l_cap; fail |= grow((void **)&st->spread, &c, NEST * L,
+                                sizeof(double));
+        if (!fail)
+            st->l_cap = (int)L;
+    }
+    if (!fail && m_cap < (size_t)d->M) {
+        size_t c = m_cap;
+        fail |= grow((void **)&st->gl, &c, (size_t)d->M, sizeof(double));
+        if (!fail)
+            st->m_cap = d->M;
+    }
+    if (!fail)
+        fail = grow((void **)&st->p2l, &st->p2l_cap, L * d->P,
+                    sizeof(int32_t)) ||
+               grow((void **)&st->l2p, &st->l2p_cap, le * d->maxrep,
+                    sizeof(int32_t)) ||
+               grow((void **)&st->cnt, &st->cnt_cap, le, sizeof(int32_t));
+    if (fail)
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory for "
+                          "the forecast of %d layers x %d experts", d->L,
+                          d->E);
+    return EPLB_OK;
+}
+
+int forecast_check(const eplb_shape *shape, const eplb_request *r)
+{
+    if (r->forecast < EPLB_FORECAST_AUTO || r->forecast > EPLB_FORECAST_ROBUST)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->forecast is %d: use EPLB_FORECAST_AUTO, "
+                          "_LAST, _MEAN, _EWMA, _ADAPTIVE or _ROBUST",
+                          (int)r->forecast);
+    if (r->forecast_k < 1)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->forecast_k is %d: use 1 or more samples "
+                          "(default %d)", (int)r->forecast_k,
+                          EPLB_FORECAST_K_DEFAULT);
+    if (!(r->forecast_alpha > 0.0f && r->forecast_alpha <= 1.0f))
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->forecast_alpha is %g: use a weight in (0, 1] "
+                          "(default %g)", (double)r->forecast_alpha,
+                          (double)EPLB_FORECAST_ALPHA_DEFAULT);
+    if (r->forecast_lookback < 1 || r->forecast_lookback > EPLB_MAX_LOOKBACK)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->forecast_lookback is %d: use 1..%d samples "
+                          "(default %d)", (int)r->forecast_lookback,
+                          EPLB_MAX_LOOKBACK, EPLB_FORECAST_LOOKBACK_DEFAULT);
+    int X = r->num_windows;
+    if (X < 1 || X > EPLB_MAX_WINDOWS)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "req->num_windows is %d: give the number of "
+                          "samples in req->windows, 1..%d", X,
+                          EPLB_MAX_WINDOWS);
+    size_t le = (size_t)shape->layers * (size_t)shape->experts;
+    if ((uint64_t)X * le > SIZE_MAX / sizeof(float))
+        return eplbi_fail(EPLB_ERR_SIZE_OVERFLOW,
+                          "req->num_windows (%d) x layers x experts does not "
+                          "fit in memory: pass fewer samples", X);
+    const float *w = r->windows;
+    for (int s = 0; s < X; s++) {
+        const float *ws = w + (size_t)s * le;
+        int any = 0;
+        for (size_t i = 0; i < le; i++) {
+            float v = ws[i];
+            if (v >= 0.0f && v <= 3.4028235e38f) {
+                any |= v > 0.0f;
+                continue;
+            }
+            int layer = (int)(i / (size_t)shape->experts);
+            int expert = (int)(i % (size_t)shape->experts);
+            if (isnan(v))
+                return eplbi_fail(EPLB_ERR_LOAD_NAN,
+                                  "req->windows[%d][%d][%d] (sample %d, "
+                                  "layer %d, expert %d) is NaN: loads must "
+                                  "be finite token counts >= 0", s, layer,
+                                  expert, s, layer, expert);
+            if (isinf(v))
+                return eplbi_fail(EPLB_ERR_LOAD_INFINITE,
+                                  "req->windows[%d][%d][%d] (sample %d, "
+                                  "layer %d, expert %d) is %s: loads must "
+                                  "be finite token counts >= 0", s, layer,
+                                  expert, s, layer, expert,
+                                  v > 0 ? "+inf" : "-inf");
+            return eplbi_fail(EPLB_ERR_LOAD_NEGATIVE,
+                              "req->windows[%d][%d][%d] (sample %d, layer "
+                              "%d, expert %d) is %g: loads must be >= 0", s,
+                              layer, expert, s, layer, expert, (double)v);
+        }
+        if (!any)
+            return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                              "req->windows[%d] (sample %d of %d) is all "
+                              "zero: no expert of any layer received a "
+                              "token; leave samples without traffic out (an "
+                              "engine's window before its first step)", s, s,
+                              X);
+    }
+    return EPLB_OK;
+}
+
+/* The mean of samples n-k'..n-1 (k' = min(k, n)) into out: summed in
+ * double, oldest first, so that k' equal samples give that sample
+ * exactly. */
+static void estimate_mean(forecast_state *st, const float *w, size_t le,
+                          int n, int k, float *out)
+{
+    int first = n > k ? n - k : 0;
+    double *acc = st->acc;
+    const float *ws = w + (size_t)first * le;
+    for (size_t i = 0; i < le; i++)
+        acc[i] = ws[i];
+    for (int s = first + 1; s < n; s++) {
+        ws = w + (size_t)s * le;
+        for (size_t i = 0; i < le; i++)
+            acc[i] += ws[i];
+    }
+    double count = (double)(n - first);
+    for (size_t i = 0; i < le; i++)
+        out[i] = (float)(acc[i] / count);
+}
+
+/* The least-squares line through samples n-k'..n-1 (k' = min(k, n)) at
+ * sample n, clamped to [0, FLT_MAX]. Positions are centred, so that
+ * equal samples give their value exactly (each deviation from the mean is
+ * 0). */
+static void estimate_trend(forecast_state *st, const float *w, size_t le,
+                           int n, int k, float *out)
+{
+    int first = n > k ? n - k : 0, m = n - first;
+    estimate_mean(st, w, le, n, k, out);
+    if (m < 2)
+        return;
+    double centre = (m - 1) / 2.0, ss = 0.0;
+    for (int j = 0; j < m; j++)
+        ss += (j - centre) * (j - centre);
+    double *acc = st->acc; /* the slope's sums */
+    for (size_t i = 0; i < le; i++)
+        acc[i] = 0.0;
+    for (int j = 0; j < m; j++) {
+        const float *ws = w + (size_t)(first + j) * le;
+        double tj = j - centre;
+        for (size_t i = 0; i < le; i++)
+            acc[i] += tj * ((double)ws[i] - (double)out[i]);
+    }
+    double ahead = m - centre; /* sample n's position */
+    for (size_t i = 0; i < le; i++) {
+        double v = (double)out[i] + acc[i] / ss * ahead;
+        out[i] = v > 0.0 ? (v < 3.4028234e38 ? (float)v : 3.4028234e38f)
+                         : 0.0f;
+    }
+}
+
+/* The running weighted mean after sample s: m = x_0, then m += alpha (x_s
+ * - m), which leaves m unchanged (exactly) when the sample equals it. */
+static void ewma_step(double *m, const float *ws, size_t le, int s,
+                      double alpha)
+{
+    if (s == 0) {
+        for (size_t i = 0; i < le; i++)
+            m[i] = ws[i];
+        return;
+    }
+    for (size_t i = 0; i < le; i++)
+        m[i] += alpha * ((double)ws[i] - m[i]);
+}
+
+/* Every estimator's loads for the samples 0..n-1 into st->cand; the
+ * running weighted mean must have taken samples 0..n-1. */
+static void candidates(forecast_state *st, const eplb_request *r, size_t le,
+                       int n)
+{
+    const float *w = r->windows;
+    memcpy(st->cand + EST_LAST * le, w + (size_t)(n - 1) * le,
+           le * sizeof(float));
+    estimate_mean(st, w, le, n, r->forecast_k, st->cand + EST_MEAN * le);
+    float *ew = st->cand + EST_EWMA * le;
+    for (size_t i = 0; i < le; i++)
+        ew[i] = (float)st->ewma[i];
+    estimate_trend(st, w, le, n, r->forecast_k, st->cand + EST_TREND * le);
+}
+
+/* The index of an earlier candidate with the same loads as candidate k
+ * (whose plans are then the same), or -1. */
+static int same_as_earlier(const forecast_state *st, size_t le, int k)
+{
+    for (int j = 0; j < k; j++)
+        if (memcmp(st->cand + (size_t)j * le, st->cand + (size_t)k * le,
+                   le * sizeof(float)) == 0)
+            return j;
+    return -1;
+}
+
+/* A layer's GPU loads of its plan p2l [P], cnt [E] on loads w [E]: the
+ * largest and the mean, in double, slots in order. */
+static void layer_loads(forecast_state *st, const plan_dims *d,
+                        const float *w, const int32_t *p2l,
+                        const int32_t *cnt, double *max, double *mean)
+{
+    (void)st;
+    double sum = 0.0, mx = 0.0;
+    for (int g = 0; g < d->M; g++) {
+        double s = 0.0;
+        for (int k = 0; k < d->ppg; k++) {
+            int e = p2l[g * d->ppg + k];
+            s += (double)w[e] / cnt[e];
+        }
+        sum += s;
+        mx = s > mx ? s : mx;
+    }
+    *max = mx;
+    *mean = sum / d->M;
+}
+
+/* Per layer, the estimator with the highest score, ties to the lowest
+ * index. */
+static void choose(forecast_state *st, int L)
+{
+    for (int l = 0; l < L; l++) {
+        int best = EST_LAST;
+        for (int k = EST_LAST + 1; k < NEST; k++)
+            if (st->score[(size_t)k * L + l] > st->score[(size_t)best * L + l])
+                best = k;
+        st->choice[l] = best;
+    }
+}
+
+/* The adaptive choice: for each of the newest `lookback` samples s + 1
+ * (s + 1 >= 1), each estimator's loads from samples 0..s planned by the
+ * deterministic planner (DeepSeek's algorithm: a cheap stand-in for the
+ * context's plan, the same on every backend), each layer scored by its
+ * balancedness (mean / largest GPU load) on sample s + 1; the scores
+ * summed over s. The running weighted mean is left after the last
+ * sample. */
+static int adaptive(forecast_state *st, const plan_dims *d,
+                    const eplb_request *r)
+{
+    int X = r->num_windows, L = d->L;
+    size_t le = (size_t)L * d->E;
+    int S = r->forecast_lookback < X - 1 ? r->forecast_lookback : X - 1;
+    const pack_params det = {1, 0, 0.0f, 0};
+    memset(st->score, 0, (size_t)NEST * L * sizeof(double));
+    for (int s = 0; s < X; s++) {
+        ewma_step(st->ewma, r->windows + (size_t)s * le, le, s,
+                  r->forecast_alpha);
+        /* plans from samples 0..s, scored on sample s + 1 */
+        if (s + 1 >= X || s + 1 < X - S)
+            continue;
+        candidates(st, r, le, s + 1);
+        const float *next = r->windows + (size_t)(s + 1) * le;
+        for (int k = 0; k < NEST; k++) {
+            double *round = st->score + (size_t)(NEST + k) * L;
+            int j = same_as_earlier(st, le, k);
+            if (j >= 0) {
+                /* the same loads plan the same: the same round's score */
+                memcpy(round, st->score + (size_t)(NEST + j) * L,
+                       (size_t)L * sizeof(double));
+                continue;
+            }
+            int rc = reference_rebalance(&st->ref, d, &det,
+                                         st->cand + (size_t)k * le, st->p2l,
+                                         st->l2p, st->cnt);
+            if (rc)
+                return rc;
+            for (int l = 0; l < L; l++) {
+                double mx, mean;
+                layer_loads(st, d, next + (size_t)l * d->E,
+                            st->p2l + (size_t)l * d->P,
+                            st->cnt + (size_t)l * d->E, &mx, &mean);
+                round[l] = mx > 0.0 ? mean / mx : 1.0;
+            }
+        }
+        for (size_t i = 0; i < (size_t)NEST * L; i++)
+            st->score[i] += st->score[(size_t)NEST * L + i];
+    }
+    choose(st, L);
+    return EPLB_OK;
+}
+
+/* The worst over samples X-R..X-1 of layer l's largest GPU load over its
+ * mean GPU load, for the layer's plan p2l [P], cnt [E]. */
+static double layer_worst(forecast_state *st, const plan_dims *d,
+                          const eplb_request *r, int R, int l,
+                          const int32_t *p2l, const int32_t *cnt,
+                          double *spread)
+{
+    int X = r->num_windows;
+    size_t le = (size_t)d->L * d->E;
+    double worst = 1.0, best = INFINITY;
+    for (int s = X - R; s < X; s++) {
+        double mx, mean;
+        layer_loads(st, d, r->windows + (size_t)s * le + (size_t)l * d->E,
+                    p2l, cnt, &mx, &mean);
+        double ratio = mean > 0.0 ? mx / mean : 1.0;
+        worst = ratio > worst ? ratio : worst;
+        best = ratio < best ? ratio : best;
+    }
+    if (spread)
+        *spread = worst - best;
+    return worst;
+}
+
+/* Whether layer row p2l [P] of the plan in service can be kept as it is:
+ * no empty slot, and under the hierarchical policy every group on one
+ * node (a migration stopped midway may have split one); its replica
+ * counts into cnt [E]. */
+static int keepable(const plan_dims *d, const int32_t *p2l, int32_t *cnt)
+{
+    memset(cnt, 0, (size_t)d->E * sizeof(int32_t));
+    for (int p = 0; p < d->P; p++) {
+        if (p2l[p] < 0)
+            return 0;
+        cnt[p2l[p]]++;
+    }
+    if (d->N == 1)
+        return 1;
+    /* every slot of a group on the node of its first slot */
+    for (int g = 0; g < d->G; g++) {
+        int node = -1;
+        for (int p = 0; p < d->P; p++) {
+            if (p2l[p] / d->gs != g)
+                continue;
+            int n = p / d->ppn;
+            if (node < 0)
+                node = n;
+            else if (n != node)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The robust choice: each estimator's loads from all samples planned by
+ * the context's backend; per layer, the largest GPU load over the mean
+ * GPU load on each of the newest `lookback` samples, its worst (largest)
+ * kept; the estimator with the lowest worst case wins. With may_keep, the
+ * request's current plan is judged alike, and a layer whose current
+ * placement's worst case is no higher than the winner's keeps it
+ * (st->keep). */
+static int robust(forecast_state *st, const plan_dims *d,
+                  const eplb_request *r, const planner *pl, int may_keep)
+{
+    int X = r->num_windows, L = d->L;
+    size_t le = (size_t)L * d->E;
+    int R = r->forecast_lookback < X ? r->forecast_lookback : X;
+    for (int k = 0; k < NEST; k++) {
+        double *sc = st->score + (size_t)k * L;
+        int j = same_as_earlier(st, le, k);
+        if (j >= 0) {
+            /* the same loads plan the same: copy the earlier scores */
+            memcpy(sc, st->score + (size_t)j * L, (size_t)L * sizeof(double));
+            memcpy(st->spread + (size_t)k * L, st->spread + (size_t)j * L,
+                   (size_t)L * sizeof(double));
+            continue;
+        }
+        int rc = pl->plan(pl->self, d, st->cand + (size_t)k * le, st->p2l,
+                          st->l2p, st->cnt);
+        if (rc)
+            return rc;
+        for (int l = 0; l < L; l++)
+            sc[l] = -layer_worst(st, d, r, R, l, st->p2l + (size_t)l * d->P,
+                                 st->cnt + (size_t)l * d->E,
+                                 st->spread + (size_t)k * L + l);
+    }
+    choose(st, L);
+    memset(st->keep, 0, (size_t)L);
+    if (!may_keep)
+        return EPLB_OK;
+    for (int l = 0; l < L; l++) {
+        const int32_t *cur = r->current_phy2log + (size_t)l * d->P;
+        int32_t *cnt = st->cnt + (size_t)l * d->E;
+        if (!keepable(d, cur, cnt))
+            continue;
+        size_t b = (size_t)st->choice[l] * L + l;
+        st->keep[l] = layer_worst(st, d, r, R, l, cur, cnt, NULL) <=
+                      -st->score[b] + st->spread[b];
+    }
+    return EPLB_OK;
+}
+
+int forecast_run(forecast_state **stp, const plan_dims *d,
+                 const eplb_request *r, const planner *pl, int may_keep,
+                 const float **loads, const int32_t **choice)
+{
+    int rc = state_reserve(stp, d);
+    if (rc)
+        return rc;
+    forecast_state *st = *stp;
+    int X = r->num_windows, L = d->L;
+    size_t le = (size_t)L * d->E;
+    int mode = r->forecast == EPLB_FORECAST_AUTO ? EPLB_FORECAST_DEFAULT
+                                                 : r->forecast;
+    const float *w = r->windows;
+    memset(st->keep, 0, (size_t)L);
+    if (mode == EPLB_FORECAST_LAST || mode == EPLB_FORECAST_MEAN ||
+        mode == EPLB_FORECAST_TREND) {
+        if (mode == EPLB_FORECAST_TREND)
+            estimate_trend(st, w, le, X, r->forecast_k, st->est);
+        else
+            estimate_mean(st, w, le, X,
+                          mode == EPLB_FORECAST_LAST ? 1 : r->forecast_k,
+                          st->est);
+        for (int l = 0; l < L; l++)
+            st->choice[l] = mode - EPLB_FORECAST_LAST;
+    } else {
+        /* the weighted mean runs over every sample (the adaptive choice
+         * runs it while it scores) */
+        if (mode == EPLB_FORECAST_ADAPTIVE) {
+            if ((rc = adaptive(st, d, r)) != EPLB_OK)
+                return rc;
+        } else {
+            for (int s = 0; s < X; s++)
+                ewma_step(st->ewma, w + (size_t)s * le, le, s,
+                          r->forecast_alpha);
+        }
+        if (mode == EPLB_FORECAST_EWMA) {
+            for (size_t i = 0; i < le; i++)
+                st->est[i] = (float)st->ewma[i];
+            for (int l = 0; l < L; l++)
+                st->choice[l] = EST_EWMA;
+        } else {
+            candidates(st, r, le, X);
+            if (mode == EPLB_FORECAST_ROBUST &&
+                (rc = robust(st, d, r, pl, may_keep)) != EPLB_OK)
+                return rc;
+            for (int l = 0; l < L; l++)
+                memcpy(st->est + (size_t)l * d->E,
+                       st->cand + (size_t)st->choice[l] * le +
+                           (size_t)l * d->E,
+                       (size_t)d->E * sizeof(float));
+        }
+    }
+    /* the caller sees the API's estimator ids */
+    for (int l = 0; l < L; l++)
+        st->choice[l] = st->keep[l] ? EPLB_FORECAST_KEPT
+                                    : st->choice[l] + EPLB_FORECAST_LAST;
+    *loads = st->est;
+    *choice = st->choice;
+    return EPLB_OK;
+}
