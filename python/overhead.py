@@ -10,7 +10,10 @@ output arrays, or the context's scratch arrays), and rebalance_experts
 (DeepSeek's int64 outputs). With --cuda (torch with a CUDA device):
 rebalance_experts on a CUDA int32 tensor, synchronized, as an engine
 calls it, beside the same call with the outputs uploaded the way 0.2.0
-did (three int64 arrays, one copy each). Medians in us.
+did (three int64 arrays, one copy each), and the transfers alone (the
+loads down, the outputs' int32 bytes up from pinned memory, widened,
+synchronized): the floor of any planner that runs off the CUDA device.
+Medians in us.
 """
 
 import argparse
@@ -84,9 +87,20 @@ def main():
                 torch.from_numpy(a).to("cuda")
             torch.cuda.synchronize()
 
+        # The floor of any host planner for a CUDA caller: the loads down,
+        # the outputs' int32 bytes up (pinned), widened, synchronized.
+        n_out = 58 * 288 + 58 * 256 * 4 + 58 * 256
+        pinned = torch.empty(n_out, dtype=torch.int32, pin_memory=True)
+
+        def cuda_floor():
+            w_cuda.cpu()
+            pinned.to("cuda", non_blocking=True).long()
+            torch.cuda.synchronize()
+
         assert deepseek is not None
         calls["rebalance_experts (CUDA tensor)"] = on_cuda
         calls["the same, three int64 uploads"] = on_cuda_three_uploads
+        calls["CUDA floor: loads down, outputs up"] = cuda_floor
     for fn in calls.values():  # warm: kernels built, buffers sized
         fn()
     times = {name: [] for name in calls}
