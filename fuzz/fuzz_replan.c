@@ -226,6 +226,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(sc.stage_of_slot);
     free(stages);
 
+    /* The same loads as recent windows (the plan in service's loads,
+     * then the new ones, as often as the bytes say) under an estimator
+     * from the bytes: a valid plan or a status, nothing written on a
+     * failure. */
+    unsigned fc = next(&b);
+    int X = 1 + (int)(fc % 4);
+    float *win = malloc((size_t)X * L * E * sizeof(float));
+    for (int x = 0; x < X; x++)
+        memcpy(win + (size_t)x * L * E, x % 2 ? w0 : w,
+               L * E * sizeof(float));
+    eplb_request fr;
+    eplb_request_default(&fr);
+    fr.current_phy2log = (fc & 4) ? cur.phy2log : NULL;
+    fr.gpu_mask = mask;
+    fr.windows = win;
+    fr.num_windows = X;
+    fr.forecast = (eplb_forecast)((fc >> 3) % 8);
+    fr.forecast_k = 1 + (int32_t)((fc >> 6) % 5);
+    fr.forecast_lookback = 1 + (int32_t)(fc % 3);
+    int32_t *choice = malloc(L * sizeof(int32_t));
+    for (size_t l = 0; l < L; l++)
+        choice[l] = -7;
+    fr.forecast_choice = choice;
+    test_plan_poison(&out, -7);
+    int rc3 = eplb_plan(ctx, &s, NULL, &fr, out.phy2log, out.log2phy,
+                        out.logcnt);
+    if (rc3 == EPLB_OK) {
+        check_plan(&s, mask, &out);
+        for (size_t l = 0; l < L; l++)
+            if (choice[l] < EPLB_FORECAST_LAST ||
+                choice[l] > EPLB_FORECAST_KEPT)
+                abort();
+    } else if (!test_plan_is_poisoned(&out, -7) || choice[0] != -7) {
+        abort();
+    }
+    free(choice);
+    free(win);
+
     /* eplb_relabel of the result (or the fresh plan) onto the current. */
     int32_t *rel = malloc(L * P * sizeof(int32_t));
     const int32_t *src = rc == EPLB_OK ? out.phy2log : cur.phy2log;
