@@ -726,9 +726,17 @@ static int take_request(const eplb_request *req, eplb_request *r)
     eplb_request_default(r);
     if (!req)
         return EPLB_OK;
-    if (req->struct_size < offsetof(eplb_request, gpu_mask) +
-                               sizeof req->gpu_mask ||
-        req->struct_size > sizeof *r)
+    /* the sizes of the versions: up to gpu_mask, deadline_us (0.2.0),
+     * schedule (the migration), and the whole struct */
+    const size_t known[] = {
+        offsetof(eplb_request, gpu_mask) + sizeof req->gpu_mask,
+        offsetof(eplb_request, deadline_us) + sizeof req->deadline_us,
+        offsetof(eplb_request, schedule) + sizeof req->schedule,
+        sizeof *r};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        ok |= req->struct_size == known[i];
+    if (!ok)
         return eplbi_fail(EPLB_ERR_BAD_OPTION,
                           "req->struct_size is %u: fill the request with "
                           "eplb_request_default() before setting fields",

@@ -133,7 +133,9 @@ static int copy_of(const layer_ws *z, int s)
 {
     int g = s / z->d->ppg, e = z->t[s];
     size_t k = (size_t)g * z->d->E + e;
-    return e >= 0 && !z->was[k] && z->held[k] == 0;
+    /* (an expert the GPU held in service but lost to an earlier unit is
+     * a copy again: the engine evicted it at that unit's stage) */
+    return e >= 0 && z->held[k] == 0;
 }
 
 /* Appends pending slot s to the unit being built, with the changes that
@@ -486,9 +488,10 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
          * higher than before (all of them reach the target, which is not);
          * past the work budget the rest joins at once. */
         int ng = 0;
-        double gf = f + 1.0;
-        int *grow = z->grow, *gsave = z->gsave;
-        while (gf > f) {
+        double gf = f;
+        int *grow = z->grow, *gsave = z->gsave, first = 1;
+        while (first || gf > f) {
+            first = 0;
             int u = z->work <= budget ? scan_units(z, f, goal, saved, 1) : -1;
             int n0 = ng;
             if (u >= 0) {
@@ -513,6 +516,8 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
             change(z, grow[k], gsave[k]);
         memset(z->gcop, 0, (size_t)d->M * sizeof(int));
         exact_loads(z);
+        if (ng == 0)
+            break; /* nothing left to grow from: the layer stays */
         z->nb = ng;
         memcpy(z->bundle, grow, (size_t)ng * sizeof(int));
         commit_bundle(z, b, layer, 0, f);
@@ -777,11 +782,16 @@ static int walk_greedy(const plan_dims *d, const float *weight,
                        const int32_t *current, const uint8_t *mask,
                        const sched_opts *o, sched_build *b, walk *k,
                        int *taken, int *last_stage, int32_t *gplan,
-                       uint8_t *gfrozen, greedy_copy *gcopies)
+                       uint8_t *gfrozen, greedy_copy *gcopies,
+                       const int *still)
 {
     size_t LP = (size_t)d->L * d->P;
     memcpy(gplan, current, LP * sizeof(int32_t));
     memset(gfrozen, 0, LP);
+    /* layers min_gain keeps where they are take no greedy copy */
+    for (int l = 0; l < d->L; l++)
+        if (still[l])
+            memset(gfrozen + (size_t)l * d->P, 1, (size_t)d->P);
     for (size_t q = 0; mask && q < LP; q++)
         if (!mask[(q % d->P) / d->ppg]) {
             gplan[q] = -1;
@@ -847,6 +857,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     block *blocks = NULL;
     layer_key *keys = NULL;
     int *closed = NULL, *last_stage = NULL, *layer_first = NULL;
+    int *still = NULL; /* [L] layers min_gain keeps */
     int *taken = NULL, *by_stage = NULL, *stage_start = NULL;
     int32_t *saved = NULL, *gplan = NULL;
     uint8_t *gfrozen = NULL;
@@ -883,6 +894,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     f_now = malloc((size_t)L * sizeof(double));
     mean = malloc((size_t)L * sizeof(double));
     closed = calloc((size_t)L, sizeof(int));
+    still = calloc((size_t)L, sizeof(int));
     last_stage = calloc((size_t)L, sizeof(int));
     layer_first = malloc(((size_t)L + 1) * sizeof(int));
     keys = malloc((size_t)L * sizeof(layer_key));
@@ -897,7 +909,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
         !gcopies || !b.ch_copy || !z.x || !z.cnt || !z.held ||
         !z.was || !z.load || !z.trial || !z.pend || !z.bundle || !z.grow || !z.gsave ||
         !z.gcop || !z.ucop || !z.gstamp || !z.hot || !z.hotexp || !z.inb ||
-        !z.aff || !z.inaff || !saved || !f_now || !mean || !closed ||
+        !z.aff || !z.inaff || !saved || !f_now || !mean || !closed || !still ||
         !last_stage || !layer_first || !keys || !k.per_gpu || !k.ucnt ||
         !k.ustamp || !out->stage_of_slot || !out->layer_gain ||
         !out->layer_copies || !out->layer_order)
@@ -934,6 +946,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
         out->layer_gain[l] = fs - f_end;
         out->layer_copies[l] = c;
         if (o->min_gain > 0 && !(out->layer_gain[l] >= o->min_gain * fs)) {
+            still[l] = 1; /* no greedy copies either */
             int n = layer_first[l];
             for (int u = layer_first[l]; u < b.nunits; u++)
                 if (b.units[u].forced)
@@ -1001,9 +1014,8 @@ int sched_build_plan(const plan_dims *d, const float *weight,
                 rc = eplbi_fail(EPLB_ERR_BAD_OPTION,
                                 "layer %d: putting the dead GPUs' experts "
                                 "back and filling empty slots takes %d "
-                                "copies at once, more than "
-                                "max_copies_per_gpu, max_copies or "
-                                "stage_copies_per_gpu allow: raise them", l,
+                                "copies, more than max_copies_per_gpu or "
+                                "max_copies allow: raise them", l,
                                 b.units[ui].copies);
                 goto done;
             }
@@ -1033,7 +1045,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
             }
         if (budgeted) {
             rc = walk_greedy(d, weight, current, mask, o, &b, &k, taken,
-                             last_stage, gplan, gfrozen, gcopies);
+                             last_stage, gplan, gfrozen, gcopies, still);
             if (rc)
                 goto done;
         }
@@ -1154,6 +1166,7 @@ done:
     free(f_now);
     free(mean);
     free(closed);
+    free(still);
     free(last_stage);
     free(layer_first);
     free(keys);
