@@ -143,7 +143,7 @@ EPLB_API int eplb_check_input(const eplb_shape *shape, const float *weight);
 
 typedef enum eplb_backend {
     EPLB_BACKEND_AUTO = 0,  /* OpenCL when a device is found, else reference */
-    EPLB_BACKEND_REFERENCE, /* plain C on the calling thread */
+    EPLB_BACKEND_REFERENCE, /* plain C on the host (host_threads) */
     EPLB_BACKEND_OPENCL     /* OpenCL only: an error when no device */
 } eplb_backend;
 
@@ -201,6 +201,13 @@ typedef struct eplb_options {
      * events; slows the queue a little), read with eplb_context_profile.
      * Default 0. Since 0.2.0. */
     int profile;
+    /* Host threads for the work that runs on the host: the re-plan's
+     * search (eplb_rebalance_from with a current plan) takes its layers
+     * in parallel, each thread with its own workspace. 0 (default): one
+     * per online CPU, at most 16; 1: the calling thread only; at most
+     * 256, and never more than the layers. The plan is the same for
+     * every value. */
+    int host_threads;
 } eplb_options;
 
 /* Fills *opts with the defaults above (and struct_size). */

@@ -25,11 +25,11 @@ struct eplb_context {
     int backend; /* EPLB_BACKEND_REFERENCE or EPLB_BACKEND_OPENCL */
     eplb_env env;       /* read once, at creation */
     eplb_tuning tuning; /* eplb_context_tune's kernel ways */
-    reference_state *ref;
+    reference_pool ref; /* the reference backend's workspaces */
     ocl_engine *cl;
     plan_buf fresh, next; /* the fresh plan; the plan being returned */
     plan_buf staged;      /* a schedule's plan (budget, stages, min_gain) */
-    replan_state *replan;
+    replan_pool replan; /* the re-plan's workspaces, one per thread */
     forecast_state *forecast; /* the windows' estimate (forecast.c) */
     char note[EPLB_NOTE_MAX];  /* choices made at creation */
     char shown[2 * EPLB_NOTE_MAX]; /* the note and the kernel ways */
@@ -122,6 +122,11 @@ static int check_options(const eplb_options *o)
                           "tolerance is %g: use a fraction in [0, 0.5] "
                           "(default 0: at least as balanced as a fresh plan)",
                           (double)o->tolerance);
+    if (o->host_threads < 0 || o->host_threads > EPLB_MAX_HOST_THREADS)
+        return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                          "host_threads is %d: use 0 (one per CPU), 1 (the "
+                          "calling thread only) or up to %d",
+                          o->host_threads, EPLB_MAX_HOST_THREADS);
     if (o->distinct_per_gpu != 0 && o->distinct_per_gpu != 1)
         return eplbi_fail(EPLB_ERR_BAD_OPTION,
                           "distinct_per_gpu is %d: use 0 or 1",
@@ -278,12 +283,12 @@ void eplb_context_destroy(eplb_context *ctx)
 {
     if (!ctx)
         return;
-    reference_state_free(ctx->ref);
+    reference_pool_free(&ctx->ref);
     ocl_engine_destroy(ctx->cl);
     plan_buf_free(&ctx->fresh);
     plan_buf_free(&ctx->next);
     plan_buf_free(&ctx->staged);
-    replan_state_free(ctx->replan);
+    replan_pool_free(&ctx->replan);
     forecast_state_free(ctx->forecast);
     free(ctx);
 }
@@ -325,8 +330,8 @@ static int context_backend_plan(eplb_context *ctx, const plan_dims *d,
     pack_params pp = {ctx->opts.candidates, ctx->opts.swap_rounds,
                       ctx->opts.noise, ctx->opts.seed};
     if (ctx->backend != EPLB_BACKEND_OPENCL)
-        return reference_rebalance(&ctx->ref, d, &pp, weight, phy2log,
-                                   log2phy, logcnt);
+        return reference_rebalance(&ctx->ref, ctx->opts.host_threads, d,
+                                   &pp, weight, phy2log, log2phy, logcnt);
     int rc = ocl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
                                   logcnt);
     show_ways(ctx);
@@ -510,7 +515,8 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     rc = plan_buf_reserve(&ctx->next, &d);
     if (rc == EPLB_OK) {
         replan_limits lim = {ctx->opts.tolerance, r->deadline_us,
-                            ctx->opts.distinct_per_gpu};
+                            ctx->opts.distinct_per_gpu,
+                            ctx->opts.host_threads};
         rc = replan_from_current(&ctx->replan, &d, weight, current, mask,
                                  ctx->fresh.phy2log, ctx->fresh.logcnt, &lim,
                                  ctx->next.phy2log, ctx->next.logcnt);
@@ -581,8 +587,8 @@ static int forecast_request(eplb_context *ctx, const eplb_shape *shape,
         (rc = replan_check_current(&d, r->current_phy2log)) != EPLB_OK)
         return rc;
     planner pl = {planner_plan, ctx};
-    return forecast_run(&ctx->forecast, &d, r, &pl, may_keep, loads,
-                        choice);
+    return forecast_run(&ctx->forecast, &d, ctx->opts.host_threads, r, &pl,
+                        may_keep, loads, choice);
 }
 
 /* Every plan call: with windows, their forecast is planned (and the

@@ -34,7 +34,8 @@ struct forecast_state {
     uint8_t *keep;   /* [L] robust: the layer keeps its current plan */
     double *gl;      /* [M] one layer's GPU loads */
     int32_t *p2l, *l2p, *cnt; /* one plan of the whole shape */
-    reference_state *ref; /* the deterministic planner (adaptive) */
+    reference_pool ref; /* the deterministic planner (adaptive) */
+    int host_threads;   /* its threads: eplb_options.host_threads */
 };
 
 void forecast_state_free(forecast_state *st)
@@ -53,7 +54,7 @@ void forecast_state_free(forecast_state *st)
     free(st->p2l);
     free(st->l2p);
     free(st->cnt);
-    reference_state_free(st->ref);
+    reference_pool_free(&st->ref);
     free(st);
 }
 
@@ -352,9 +353,9 @@ static int adaptive(forecast_state *st, const plan_dims *d,
                        (size_t)L * sizeof(double));
                 continue;
             }
-            int rc = reference_rebalance(&st->ref, d, &det,
-                                         st->cand + (size_t)k * le, st->p2l,
-                                         st->l2p, st->cnt);
+            int rc = reference_rebalance(&st->ref, st->host_threads, d,
+                                         &det, st->cand + (size_t)k * le,
+                                         st->p2l, st->l2p, st->cnt);
             if (rc)
                 return rc;
             for (int l = 0; l < L; l++) {
@@ -473,7 +474,7 @@ static int robust(forecast_state *st, const plan_dims *d,
     return EPLB_OK;
 }
 
-int forecast_run(forecast_state **stp, const plan_dims *d,
+int forecast_run(forecast_state **stp, const plan_dims *d, int host_threads,
                  const eplb_request *r, const planner *pl, int may_keep,
                  const float **loads, const int32_t **choice)
 {
@@ -481,6 +482,7 @@ int forecast_run(forecast_state **stp, const plan_dims *d,
     if (rc)
         return rc;
     forecast_state *st = *stp;
+    st->host_threads = host_threads;
     int X = r->num_windows, L = d->L;
     size_t le = (size_t)L * d->E;
     int mode = r->forecast == EPLB_FORECAST_AUTO ? EPLB_FORECAST_DEFAULT

@@ -24,6 +24,24 @@ void eplbi_clear_error(void);
  * floor's timings. */
 double eplbi_now_us(void);
 
+/* ---- host threads (parallel.c) ---------------------------------------- */
+
+/* eplb_options.host_threads' largest value, and the most its default (0)
+ * takes: one thread per online CPU up to this many. */
+#define EPLB_MAX_HOST_THREADS 256
+#define EPLB_HOST_THREADS_AUTO_MAX 16
+
+/* The workers for `items` independent items under the option's value:
+ * at least 1, at most the items. */
+int eplbi_host_threads(int option, int items);
+
+/* fn(arg, worker, item) for each item in 0..n-1, once, on `workers`
+ * threads (worker 0 is the caller's); returns when all are done. fn must
+ * touch only what its worker or its item owns. */
+void eplbi_parallel_items(int workers, int n,
+                          void (*fn)(void *arg, int worker, int item),
+                          void *arg);
+
 /* ---- output structs (status.c) ---------------------------------------- */
 
 /* An output struct (eplb_quality, eplb_profile) begins with the caller's
@@ -142,11 +160,17 @@ void replicate_reference(const float *w, int n, int p, int *slot_item,
 
 /* ---- the reference backend (reference.c) ------------------------------ */
 
+/* The workspaces, one per host thread, kept while the shape stays the
+ * same; host_threads is eplb_options.host_threads. */
 typedef struct reference_state reference_state;
-void reference_state_free(reference_state *st);
-int reference_rebalance(reference_state **st, const plan_dims *d,
-                        const pack_params *pp, const float *weight,
-                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+typedef struct reference_pool {
+    reference_state *st[EPLB_MAX_HOST_THREADS];
+} reference_pool;
+void reference_pool_free(reference_pool *pool);
+int reference_rebalance(reference_pool *pool, int host_threads,
+                        const plan_dims *d, const pack_params *pp,
+                        const float *weight, int32_t *phy2log,
+                        int32_t *log2phy, int32_t *logcnt);
 
 /* ---- the OpenCL backend (cl_engine.c) --------------------------------- */
 
@@ -200,7 +224,7 @@ int forecast_check(const eplb_shape *shape, const eplb_request *r);
  * its candidates with pl; with may_keep it also judges the request's
  * current plan (checked, no mask), and a layer it keeps is marked
  * EPLB_FORECAST_KEPT in *choice. */
-int forecast_run(forecast_state **st, const plan_dims *d,
+int forecast_run(forecast_state **st, const plan_dims *d, int host_threads,
                  const eplb_request *r, const planner *pl, int may_keep,
                  const float **loads, const int32_t **choice);
 
@@ -243,12 +267,20 @@ typedef struct replan_limits {
     float tolerance;
     double deadline_us;
     int distinct;
+    int host_threads; /* eplb_options.host_threads */
 } replan_limits;
+
+/* The re-plan's workspaces, one per host thread, kept while the shape
+ * stays the same. */
+typedef struct replan_pool {
+    replan_state *st[EPLB_MAX_HOST_THREADS];
+} replan_pool;
+void replan_pool_free(replan_pool *pool);
 
 /* The plan with the fewest expert copies from `current` whose every layer
  * is within lim's tolerance of the fresh plan's balancedness; writes
  * phy2log [L][P] and logcnt [L][E]. */
-int replan_from_current(replan_state **st, const plan_dims *d,
+int replan_from_current(replan_pool *pool, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
                         const int32_t *fresh_logcnt, const replan_limits *lim,

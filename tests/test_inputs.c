@@ -308,6 +308,12 @@ static void test_set_options(void)
     CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
     CU_ASSERT(strstr(eplb_last_error(), "tolerance") != NULL);
     bad = o;
+    bad.host_threads = -1;
+    CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
+    CU_ASSERT(strstr(eplb_last_error(), "host_threads is -1") != NULL);
+    bad.host_threads = 257;
+    CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
+    bad = o;
     bad.backend = EPLB_BACKEND_OPENCL;
     CU_ASSERT(eplb_context_set_options(ctx, &bad) == EPLB_ERR_BAD_OPTION);
     CU_ASSERT(strstr(eplb_last_error(), "new context") != NULL);

@@ -287,6 +287,64 @@ static void test_backends_agree(void)
     }
 }
 
+/* Host threads take the layers of the fresh plan (reference backend),
+ * the re-plan and a masked re-plan one at a time: any number of threads
+ * gives the plan of one, bit for bit, in both modes. */
+static void test_host_threads(void)
+{
+    static const int threads[] = {2, 3, 16, 0};
+    for (int i = 0; i < 3; i++) {
+        const eplb_shape *s = &shapes[i];
+        size_t n = (size_t)s->layers * s->experts;
+        float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
+        uint8_t *mask = malloc((size_t)s->num_gpus);
+        memset(mask, 1, (size_t)s->num_gpus);
+        mask[s->num_gpus / 2 + 1] = 0;
+        workload_generate(w0, s->layers, s->experts, 170 + i);
+        memcpy(w1, w0, n * sizeof(float));
+        workload_perturb(w1, s->layers, s->experts, 0.2f, 171 + i);
+        for (int mode = 0; mode < 2; mode++) {
+            eplb_options o;
+            eplb_options_default(&o);
+            o.backend = EPLB_BACKEND_REFERENCE;
+            o.candidates = mode ? 8 : 1;
+            o.swap_rounds = mode ? 20 : 0;
+            o.host_threads = 1;
+            eplb_context *ctx = NULL;
+            CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+            test_plan cur, one[3], many;
+            fresh_into(ctx, s, w0, &cur);
+            for (int k = 0; k < 3; k++) {
+                CU_ASSERT_FATAL(test_plan_alloc(&one[k], s) == 0);
+                CU_ASSERT(eplb_rebalance_from(
+                              ctx, s, w1, k ? cur.phy2log : NULL,
+                              k == 2 ? mask : NULL, one[k].phy2log,
+                              one[k].log2phy, one[k].logcnt) == EPLB_OK);
+            }
+            CU_ASSERT_FATAL(test_plan_alloc(&many, s) == 0);
+            for (int t = 0; t < 4; t++) {
+                o.host_threads = threads[t];
+                CU_ASSERT_FATAL(eplb_context_set_options(ctx, &o) == EPLB_OK);
+                for (int k = 0; k < 3; k++) {
+                    CU_ASSERT(eplb_rebalance_from(
+                                  ctx, s, w1, k ? cur.phy2log : NULL,
+                                  k == 2 ? mask : NULL, many.phy2log,
+                                  many.log2phy, many.logcnt) == EPLB_OK);
+                    CU_ASSERT(test_plan_equal(&one[k], &many));
+                }
+            }
+            for (int k = 0; k < 3; k++)
+                test_plan_free(&one[k]);
+            test_plan_free(&many);
+            test_plan_free(&cur);
+            eplb_context_destroy(ctx);
+        }
+        free(w0);
+        free(w1);
+        free(mask);
+    }
+}
+
 /* Each broken current plan gets EPLB_ERR_BAD_PLAN naming the problem, and
  * the outputs stay untouched. */
 static void test_bad_current(void)
@@ -759,6 +817,7 @@ int main(void)
         {"few copies", test_few_copies},
         {"current plan is the fresh plan", test_current_is_fresh},
         {"reference and OpenCL agree", test_backends_agree},
+        {"any number of host threads, the same plan", test_host_threads},
         {"bad current plans", test_bad_current},
         {"tolerance and struct_size", test_tolerance_option},
         {"eplb_copies", test_copies_metric},

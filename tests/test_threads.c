@@ -145,7 +145,8 @@ static void test_opencl_many_threads(void)
 /* Two threads on one context (which the API rules out): each call either
  * plans or returns EPLB_ERR_BUSY, never hangs or corrupts the other's
  * plan. One thread re-plans DeepSeek's shape from a plan made for other
- * loads (tens of ms); the other calls while it runs. */
+ * loads (tens of ms, its layers on the library's host threads); the other
+ * calls while it runs. */
 typedef struct sharer {
     eplb_context *ctx;
     const eplb_shape *s;
@@ -172,6 +173,9 @@ static void test_shared_context(void)
     o.backend = EPLB_BACKEND_REFERENCE;
     o.candidates = 1; /* the deterministic mode: light, still tens of ms */
     o.swap_rounds = 0;
+    /* the re-plan's layers on 4 host threads, whatever the machine's
+     * CPUs: under ThreadSanitizer the library's own threads race too */
+    o.host_threads = 4;
     eplb_context *ctx;
     CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
     eplb_shape s = {58, 256, 288, 8, 4, 32}; /* DeepSeek's shape */

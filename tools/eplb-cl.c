@@ -91,6 +91,9 @@ static void usage(FILE *f)
 "  --dead-gpus 3,17       dead GPUs by index, each once (the others usable);\n"
 "                         give --mask or --dead-gpus, not both\n"
 "  --distinct-per-gpu     no GPU holds two replicas of one expert\n"
+"  --host-threads T       host threads for the re-plan's layers (default 0:\n"
+"                         one per CPU, at most 16; 1: one thread); the\n"
+"                         plan is the same for every T\n"
 "  --profile              print the device-side times (OpenCL profiling)\n"
 "  --repeat R             time R warm calls after the first (default 10)\n"
 "  -o, --output FILE      write the plan JSON to FILE (default stdout)\n"
@@ -264,6 +267,7 @@ int main(int argc, char **argv)
         {"min-gain", required_argument, 0, 'm'},
         {"stages", required_argument, 0, 'W'},
         {"distinct-per-gpu", no_argument, 0, 'U'},
+        {"host-threads", required_argument, 0, 'H'},
         {"forecast", required_argument, 0, 'f'},
         {"forecast-k", required_argument, 0, 'k'},
         {"forecast-alpha", required_argument, 0, 'a'},
@@ -427,6 +431,11 @@ int main(int argc, char **argv)
         case 'K': mask_arg = optarg; break;
         case 'X': dead_arg = optarg; break;
         case 'U': opts.distinct_per_gpu = 1; break;
+        case 'H':
+            if (parse_int("--host-threads", optarg, 0, 256, &v))
+                return 2;
+            opts.host_threads = (int)v;
+            break;
         case 'F': opts.profile = 1; break;
         case 'r':
             if (parse_int("--repeat", optarg, 0, 1000000, &repeat))

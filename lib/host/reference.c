@@ -1,7 +1,9 @@
 /* The reference backend: the hierarchical pipeline of doc/ALGORITHM.md
  * (sections 3 and 5) in plain C, with either the deterministic pack() or the
  * parallel-candidates pack(). It is the oracle the OpenCL backend is tested
- * against and the fallback when no OpenCL device is present. */
+ * against and the fallback when no OpenCL device is present. Its layers
+ * are independent: host threads take them one at a time, each in its own
+ * workspace (the plan is the same for any number of threads). */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -160,40 +162,75 @@ static void layer_plan(reference_state *st, const plan_dims *d, int layer,
     }
 }
 
-int reference_rebalance(reference_state **stp, const plan_dims *d,
-                        const pack_params *pp, const float *weight,
-                        int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
+/* What every layer shares (read only), and the threads' workspaces. */
+typedef struct reference_run {
+    reference_pool *pool;
+    const plan_dims *d;
+    const pack_params *pp;
+    const float *weight;
+    int32_t *phy2log, *log2phy, *logcnt;
+} reference_run;
+
+/* Layer l in worker's workspace: writes only layer l's rows. */
+static void reference_layer(void *arg, int worker, int l)
 {
-    int rc = state_reserve(stp, d);
-    if (rc)
-        return rc;
-    reference_state *st = *stp;
+    const reference_run *run = arg;
+    const plan_dims *d = run->d;
+    const pack_params *pp = run->pp;
+    reference_state *st = run->pool->st[worker];
     int deterministic = pp->candidates == 1 && pp->swap_rounds == 0;
-    for (int l = 0; l < d->L; l++) {
-        const float *w = weight + (size_t)l * d->E;
-        int32_t *out_p2l = phy2log + (size_t)l * d->P;
-        int32_t *out_cnt = logcnt + (size_t)l * d->E;
-        layer_plan(st, d, l, w, NULL, st->ref_phy2log, st->ref_phyrank,
-                   st->ref_logcnt);
-        const int32_t *p2l = st->ref_phy2log, *rank = st->ref_phyrank,
-                      *cnt = st->ref_logcnt;
-        if (!deterministic) {
-            layer_plan(st, d, l, w, pp, st->cand_phy2log, st->cand_phyrank,
-                       st->cand_logcnt);
-            /* The guard: never worse than the deterministic plan. */
-            float ref_max = plan_layer_max_gpu_load(d, w, p2l, cnt);
-            float cand_max = plan_layer_max_gpu_load(
-                d, w, st->cand_phy2log, st->cand_logcnt);
-            if (!(ref_max < cand_max)) {
-                p2l = st->cand_phy2log;
-                rank = st->cand_phyrank;
-                cnt = st->cand_logcnt;
-            }
+    const float *w = run->weight + (size_t)l * d->E;
+    int32_t *out_p2l = run->phy2log + (size_t)l * d->P;
+    int32_t *out_cnt = run->logcnt + (size_t)l * d->E;
+    layer_plan(st, d, l, w, NULL, st->ref_phy2log, st->ref_phyrank,
+               st->ref_logcnt);
+    const int32_t *p2l = st->ref_phy2log, *rank = st->ref_phyrank,
+                  *cnt = st->ref_logcnt;
+    if (!deterministic) {
+        layer_plan(st, d, l, w, pp, st->cand_phy2log, st->cand_phyrank,
+                   st->cand_logcnt);
+        /* The guard: never worse than the deterministic plan. */
+        float ref_max = plan_layer_max_gpu_load(d, w, p2l, cnt);
+        float cand_max = plan_layer_max_gpu_load(d, w, st->cand_phy2log,
+                                                 st->cand_logcnt);
+        if (!(ref_max < cand_max)) {
+            p2l = st->cand_phy2log;
+            rank = st->cand_phyrank;
+            cnt = st->cand_logcnt;
         }
-        memcpy(out_p2l, p2l, (size_t)d->P * sizeof(int32_t));
-        memcpy(out_cnt, cnt, (size_t)d->E * sizeof(int32_t));
-        plan_fill_log2phy(d, p2l, rank,
-                          log2phy + (size_t)l * d->E * d->maxrep);
     }
+    memcpy(out_p2l, p2l, (size_t)d->P * sizeof(int32_t));
+    memcpy(out_cnt, cnt, (size_t)d->E * sizeof(int32_t));
+    plan_fill_log2phy(d, p2l, rank, run->log2phy + (size_t)l * d->E * d->maxrep);
+}
+
+int reference_rebalance(reference_pool *pool, int host_threads,
+                        const plan_dims *d, const pack_params *pp,
+                        const float *weight, int32_t *phy2log,
+                        int32_t *log2phy, int32_t *logcnt)
+{
+    /* One workspace per thread; threads whose workspace cannot be had
+     * are not started (the first one is needed). */
+    int workers = eplbi_host_threads(host_threads, d->L);
+    for (int t = 0; t < workers; t++) {
+        int rc = state_reserve(&pool->st[t], d);
+        if (rc && t == 0)
+            return rc;
+        if (rc) {
+            eplbi_clear_error();
+            workers = t;
+            break;
+        }
+    }
+    reference_run run = {pool, d, pp, weight, phy2log, log2phy, logcnt};
+    eplbi_parallel_items(workers, d->L, reference_layer, &run);
     return EPLB_OK;
+}
+
+void reference_pool_free(reference_pool *pool)
+{
+    for (int t = 0; t < EPLB_MAX_HOST_THREADS; t++) {
+        reference_state_free(pool->st[t]);
+        pool->st[t] = NULL;
+    }
 }

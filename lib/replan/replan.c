@@ -16,7 +16,10 @@
  * accepted plan with the fewest copies wins, so a layer is never less
  * balanced than the target and never costs more than the relabelled fresh
  * plan. Everything runs on the host in a fixed order with ties to the
- * lowest index: the same inputs give the same plan on every backend. */
+ * lowest index: the same inputs give the same plan on every backend.
+ * Layers are independent: host threads take them one at a time, each in
+ * its own workspace, so the number of threads changes nothing in the
+ * plan. */
 #include "replan.h"
 
 #include <string.h>
@@ -69,145 +72,188 @@ static int adds_duplicates(const layer_job *j)
     return added;
 }
 
-int replan_from_current(replan_state **stp, const plan_dims *d,
+/* What every layer's search shares (read only), and the workspaces of
+ * the threads that run them. */
+typedef struct replan_run {
+    replan_pool *pool;
+    const plan_dims *d;
+    const float *weight;
+    const int32_t *current, *fresh_phy2log, *fresh_logcnt;
+    const uint8_t *mask;
+    const replan_limits *lim;
+    double deadline;
+    int32_t *phy2log, *logcnt;
+} replan_run;
+
+/* Layer l of the run, in worker's workspace; writes only layer l's rows
+ * of the outputs. */
+static void replan_layer(void *arg, int worker, int l)
+{
+    const replan_run *run = arg;
+    const plan_dims *d = run->d;
+    const uint8_t *mask = run->mask;
+    replan_state *st = run->pool->st[worker];
+    double tolerance = run->lim->tolerance;
+    const float *w = run->weight + (size_t)l * d->E;
+    const int32_t *cur = run->current + (size_t)l * d->P;
+    const int32_t *fresh = run->fresh_phy2log + (size_t)l * d->P;
+    const int32_t *fcnt = run->fresh_logcnt + (size_t)l * d->E;
+    int32_t *out = run->phy2log + (size_t)l * d->P;
+    int32_t *ocnt = run->logcnt + (size_t)l * d->E;
+    double fresh_peak = replan_layer_loads(d, w, fresh, fcnt, st->load);
+    layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st,
+                   d->N > 1 && node_bound(d, cur, st) ? d->gn : d->M,
+                   run->lim->distinct};
+
+    replan_index_current(st, cur);
+    st->work = 0;
+    st->budget = replan_work_budget(d);
+    st->deadline = run->deadline;
+    if (!st->late && st->deadline > 0 && eplbi_now_us() >= st->deadline)
+        st->late = 1;
+    if (st->late) {
+        /* the fallback: the fresh plan relabelled where that saves
+         * copies, else as it is (both on target) */
+        int alt_ok = replan_make_alt(&j, fresh, fcnt) > 0 &&
+                     replan_layer_copies(st, st->alt) <
+                         replan_layer_copies(st, fresh);
+        memcpy(out, alt_ok ? st->alt : fresh, (size_t)d->P * sizeof(int32_t));
+        memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
+        return;
+    }
+
+    /* The repair: the current plan, node by node. A node the search
+     * cannot repair restarts from the fresh plan's replica counts; under
+     * the hierarchical policy a node that still fails takes the
+     * relabelled fresh plan's node when that holds the same experts. */
+    int alt_state = 0; /* 0 not made, 1 on target, -1 off target */
+    for (int e = 0; e < d->E; e++) {
+        st->cnt[e] = 0;
+        st->node_of[e] = -1;
+    }
+    memset(st->held, 0, (size_t)d->M * d->E * sizeof(uint32_t));
+    for (int s = 0; s < d->P; s++) {
+        int e = cur[s];
+        st->slot[s] = -1;
+        if (e >= 0 && st->node_of[e] < 0)
+            st->node_of[e] = DOM_OF_SLOT(&j, s);
+        if (e >= 0 && live(&j, s / d->ppg)) {
+            set_slot(st, s, e);
+            st->cnt[e]++;
+        }
+    }
+    if (mask && j.dom_gpus < d->M)
+        replan_spill_orphans(&j);
+    int ok = replan_place_orphans(&j);
+    if (ok && j.dom_gpus < d->M)
+        ok = replan_balance_nodes(&j);
+    int domains = d->M / j.dom_gpus, gpd = j.dom_gpus;
+    for (int n = 0; n < domains && ok; n++) {
+        int g0 = n * gpd, g1 = g0 + gpd;
+        if (replan_repair_node(&j, g0, g1, 0))
+            continue;
+        if (exhausted(st)) {
+            ok = 0; /* the layer takes its fallback */
+            break;
+        }
+        if (domains > 1 && alt_state == 0)
+            alt_state = replan_make_alt(&j, fresh, fcnt);
+        /* (with dead GPUs the fresh plan's counts need not fit a
+         * node's live slots: no restart, no node taken whole) */
+        int same = domains == 1 ||
+                   (!mask && alt_state > 0 &&
+                    replan_same_node_experts(st, st->slot, st->alt, n));
+        if (same) {
+            if (replan_restart_with_counts(&j, n, g0, g1, fcnt) &&
+                replan_repair_node(&j, g0, g1, 1))
+                continue;
+        } else if (replan_repair_node(&j, g0, g1, 1)) {
+            continue;
+        }
+        if (domains == 1 || !same || exhausted(st)) {
+            ok = 0;
+            break;
+        }
+        for (int s = n * d->ppn; s < (n + 1) * d->ppn; s++) {
+            int e = st->alt[s];
+            if (e >= 0 && st->slot[s] != e)
+                set_slot(st, s, e);
+            if (e >= 0)
+                st->cnt[e] = fcnt[e];
+        }
+    }
+    long copies = -1;
+    if (ok) {
+        for (int g = 0; g < d->M; g++)
+            if (live(&j, g) && memcmp(st->slot + (size_t)g * d->ppg,
+                                      cur + (size_t)g * d->ppg,
+                                      (size_t)d->ppg * sizeof(int32_t)))
+                replan_keep_slots(st, cur, g, st->slot);
+        if (!(j.distinct && adds_duplicates(&j)) &&
+            replan_layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
+            copies = replan_layer_copies(st, st->slot);
+    }
+
+    /* The fallbacks, made when the repair failed or moved more than
+     * one GPU's worth of experts: the fresh plan relabelled, and the
+     * fresh plan as it is (on target by definition). */
+    if (copies >= 0 && copies <= d->ppg) {
+        memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
+        memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
+        return;
+    }
+    if (alt_state == 0)
+        alt_state = replan_make_alt(&j, fresh, fcnt);
+    long fresh_copies = replan_layer_copies(st, fresh);
+    long alt_copies = alt_state > 0 ? replan_layer_copies(st, st->alt) : -1;
+    if (copies >= 0 && (alt_copies < 0 || copies <= alt_copies) &&
+        copies <= fresh_copies) {
+        memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
+        memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
+    } else if (alt_copies >= 0 && alt_copies < fresh_copies) {
+        memcpy(out, st->alt, (size_t)d->P * sizeof(int32_t));
+        memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
+    } else {
+        memcpy(out, fresh, (size_t)d->P * sizeof(int32_t));
+        memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
+    }
+}
+
+int replan_from_current(replan_pool *pool, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
                         const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt)
 {
-    int rc = replan_state_reserve(stp, d);
-    if (rc)
-        return rc;
-    replan_state *st = *stp;
-    double tolerance = lim->tolerance;
-    st->deadline =
-        lim->deadline_us > 0 ? eplbi_now_us() + lim->deadline_us : 0.0;
-    st->late = 0; /* the deadline passed: fallbacks from here on */
-    for (int l = 0; l < d->L; l++) {
-        const float *w = weight + (size_t)l * d->E;
-        const int32_t *cur = current + (size_t)l * d->P;
-        const int32_t *fresh = fresh_phy2log + (size_t)l * d->P;
-        const int32_t *fcnt = fresh_logcnt + (size_t)l * d->E;
-        int32_t *out = phy2log + (size_t)l * d->P;
-        int32_t *ocnt = logcnt + (size_t)l * d->E;
-        double fresh_peak = replan_layer_loads(d, w, fresh, fcnt, st->load);
-        layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st,
-                       d->N > 1 && node_bound(d, cur, st) ? d->gn : d->M,
-                       lim->distinct};
-
-        replan_index_current(st, cur);
-        st->work = 0;
-        st->budget = replan_work_budget(d);
-        if (!st->late && st->deadline > 0 && eplbi_now_us() >= st->deadline)
-            st->late = 1;
-        if (st->late) {
-            /* the fallback: the fresh plan relabelled where that saves
-             * copies, else as it is (both on target) */
-            int alt_ok = replan_make_alt(&j, fresh, fcnt) > 0 &&
-                         replan_layer_copies(st, st->alt) <
-                             replan_layer_copies(st, fresh);
-            memcpy(out, alt_ok ? st->alt : fresh,
-                   (size_t)d->P * sizeof(int32_t));
-            memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
-            continue;
-        }
-
-        /* The repair: the current plan, node by node. A node the search
-         * cannot repair restarts from the fresh plan's replica counts; under
-         * the hierarchical policy a node that still fails takes the
-         * relabelled fresh plan's node when that holds the same experts. */
-        int alt_state = 0; /* 0 not made, 1 on target, -1 off target */
-        for (int e = 0; e < d->E; e++) {
-            st->cnt[e] = 0;
-            st->node_of[e] = -1;
-        }
-        memset(st->held, 0, (size_t)d->M * d->E * sizeof(uint32_t));
-        for (int s = 0; s < d->P; s++) {
-            int e = cur[s];
-            st->slot[s] = -1;
-            if (e >= 0 && st->node_of[e] < 0)
-                st->node_of[e] = DOM_OF_SLOT(&j, s);
-            if (e >= 0 && live(&j, s / d->ppg)) {
-                set_slot(st, s, e);
-                st->cnt[e]++;
-            }
-        }
-        if (mask && j.dom_gpus < d->M)
-            replan_spill_orphans(&j);
-        int ok = replan_place_orphans(&j);
-        if (ok && j.dom_gpus < d->M)
-            ok = replan_balance_nodes(&j);
-        int domains = d->M / j.dom_gpus, gpd = j.dom_gpus;
-        for (int n = 0; n < domains && ok; n++) {
-            int g0 = n * gpd, g1 = g0 + gpd;
-            if (replan_repair_node(&j, g0, g1, 0))
-                continue;
-            if (exhausted(st)) {
-                ok = 0; /* the layer takes its fallback */
-                break;
-            }
-            if (domains > 1 && alt_state == 0)
-                alt_state = replan_make_alt(&j, fresh, fcnt);
-            /* (with dead GPUs the fresh plan's counts need not fit a
-             * node's live slots: no restart, no node taken whole) */
-            int same = domains == 1 ||
-                       (!mask && alt_state > 0 &&
-                        replan_same_node_experts(st, st->slot, st->alt, n));
-            if (same) {
-                if (replan_restart_with_counts(&j, n, g0, g1, fcnt) &&
-                    replan_repair_node(&j, g0, g1, 1))
-                    continue;
-            } else if (replan_repair_node(&j, g0, g1, 1)) {
-                continue;
-            }
-            if (domains == 1 || !same || exhausted(st)) {
-                ok = 0;
-                break;
-            }
-            for (int s = n * d->ppn; s < (n + 1) * d->ppn; s++) {
-                int e = st->alt[s];
-                if (e >= 0 && st->slot[s] != e)
-                    set_slot(st, s, e);
-                if (e >= 0)
-                    st->cnt[e] = fcnt[e];
-            }
-        }
-        long copies = -1;
-        if (ok) {
-            for (int g = 0; g < d->M; g++)
-                if (live(&j, g) && memcmp(st->slot + (size_t)g * d->ppg,
-                                          cur + (size_t)g * d->ppg,
-                                          (size_t)d->ppg * sizeof(int32_t)))
-                    replan_keep_slots(st, cur, g, st->slot);
-            if (!(j.distinct && adds_duplicates(&j)) &&
-                replan_layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
-                copies = replan_layer_copies(st, st->slot);
-        }
-
-        /* The fallbacks, made when the repair failed or moved more than
-         * one GPU's worth of experts: the fresh plan relabelled, and the
-         * fresh plan as it is (on target by definition). */
-        if (copies >= 0 && copies <= d->ppg) {
-            memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
-            memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
-            continue;
-        }
-        if (alt_state == 0)
-            alt_state = replan_make_alt(&j, fresh, fcnt);
-        long fresh_copies = replan_layer_copies(st, fresh);
-        long alt_copies = alt_state > 0 ? replan_layer_copies(st, st->alt) : -1;
-        if (copies >= 0 && (alt_copies < 0 || copies <= alt_copies) &&
-            copies <= fresh_copies) {
-            memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
-            memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
-        } else if (alt_copies >= 0 && alt_copies < fresh_copies) {
-            memcpy(out, st->alt, (size_t)d->P * sizeof(int32_t));
-            memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
-        } else {
-            memcpy(out, fresh, (size_t)d->P * sizeof(int32_t));
-            memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
+    /* One workspace per thread; threads whose workspace cannot be had
+     * are not started (the first one is needed). */
+    int workers = eplbi_host_threads(lim->host_threads, d->L);
+    for (int t = 0; t < workers; t++) {
+        int rc = replan_state_reserve(&pool->st[t], d);
+        if (rc && t == 0)
+            return rc;
+        if (rc) {
+            eplbi_clear_error();
+            workers = t;
+            break;
         }
     }
+    replan_run run = {pool, d, weight, current, fresh_phy2log, fresh_logcnt,
+                      mask, lim,
+                      lim->deadline_us > 0 ? eplbi_now_us() + lim->deadline_us
+                                           : 0.0,
+                      phy2log, logcnt};
+    /* the deadline passed: fallbacks from here on, thread by thread */
+    for (int t = 0; t < workers; t++)
+        pool->st[t]->late = 0;
+    eplbi_parallel_items(workers, d->L, replan_layer, &run);
     return EPLB_OK;
 }
 
+void replan_pool_free(replan_pool *pool)
+{
+    for (int t = 0; t < EPLB_MAX_HOST_THREADS; t++) {
+        replan_state_free(pool->st[t]);
+        pool->st[t] = NULL;
+    }
+}

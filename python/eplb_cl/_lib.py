@@ -51,6 +51,7 @@ class Options(ctypes.Structure):
         ("tolerance", ctypes.c_float),
         ("distinct_per_gpu", ctypes.c_int),
         ("profile", ctypes.c_int),
+        ("host_threads", ctypes.c_int),
     ]
 
 

@@ -182,7 +182,8 @@ def _options(backend: str = "auto", policy: str = "auto",
              platform: Optional[str] = None,
              device_type: Optional[str] = None,
              enforce_device: bool = False, use_clblast: bool = False,
-             distinct_per_gpu: bool = False) -> Options:
+             distinct_per_gpu: bool = False,
+             host_threads: Optional[int] = None) -> Options:
     """The C options for these arguments."""
     # Every option is checked before any is written to the C struct:
     # ctypes would wrap 2**32 + 4 candidates to 4 and 2**64 to seed 0.
@@ -190,7 +191,8 @@ def _options(backend: str = "auto", policy: str = "auto",
     policy_id = _choice(POLICIES, policy, "policy")
     ints: Dict[str, int] = {}
     for name, number in (("candidates", candidates),
-                         ("swap_rounds", swap_rounds)):
+                         ("swap_rounds", swap_rounds),
+                         ("host_threads", host_threads)):
         if number is not None:
             ints[name] = _convert.integer(number, name)
     if seed is not None:
@@ -245,7 +247,10 @@ class Context:
     def __init__(self, backend: str = "auto", **options: Any) -> None:
         """backend and the options of _options (policy, candidates,
         swap_rounds, seed, device, tolerance, noise, platform,
-        device_type, enforce_device, use_clblast, distinct_per_gpu)."""
+        device_type, enforce_device, use_clblast, distinct_per_gpu,
+        host_threads: threads for the host's work, the re-plan's layers
+        among it; 0 one per CPU, 1 the calling thread; the same plan for
+        any number)."""
         self._ctx: Optional[int] = None
         self._backend_option = backend
         # each layer's estimator in the last plan made from a window of

@@ -148,3 +148,26 @@ def test_one_context_per_thread_across_options():
     # a live context refuses another backend
     with pytest.raises(Exception):
         a.set_options(backend="opencl")
+
+
+def test_host_threads_change_nothing_in_the_plan():
+    # host_threads spreads the host's layers over threads: the re-plan
+    # from a current plan is the one thread's, bit for bit; out-of-range
+    # values are refused with the option's name.
+    from eplb_cl.context import Context
+    from eplb_cl import EplbError
+    rng = np.random.default_rng(5)
+    w0 = rng.gamma(0.6, 100.0, size=(12, 64)).astype(np.float32)
+    w1 = (w0 * rng.uniform(0.5, 1.5, size=w0.shape)).astype(np.float32)
+    plans = []
+    for threads in (1, 3, 0):
+        with Context(backend="reference", candidates=4,
+                     host_threads=threads) as c:
+            cur = c.rebalance(w0, 80, 8, 2, 8)
+            plans.append(c.rebalance(w1, 80, 8, 2, 8,
+                                     current=cur.phy2log).phy2log.copy())
+    assert (plans[0] == plans[1]).all() and (plans[0] == plans[2]).all()
+    with pytest.raises((EplbError, ValueError), match="host_threads"):
+        Context(backend="reference", host_threads=-1)
+    with pytest.raises((EplbError, ValueError), match="host_threads"):
+        Context(backend="reference", host_threads=1000)

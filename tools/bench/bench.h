@@ -63,6 +63,9 @@ typedef struct timing {
     /* cold: a new context (context_us, the driver's part) and its first
      * rebalance (first_us: programs from the disk cache, when warm) */
     double floor_us, floor_p99, warm_us, warm_p99, context_us, first_us;
+    /* warm re-plans of the same loads from a plan made for them with 1%
+     * noise (median): the call an engine makes on every rebalance */
+    double replan_us;
 } timing;
 
 /* A new context for en and its first rebalance into p, timed apart. */
@@ -124,6 +127,8 @@ double balancedness(const eplb_shape *s, const float *w, const plan_buf *p);
 #define GEN_EXPERTS 256
 #define GEN_SEED 2024
 #define GEN_NAME "generated 58x256"
+/* The noise of the speed table's current plan (its re-plan column). */
+#define REPLAN_NOISE_SEED 77
 
 /* Generated loads (workload_generate), caller frees. */
 float *generated_loads(int layers, int experts, uint64_t seed);

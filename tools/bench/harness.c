@@ -7,6 +7,7 @@
 
 #include "bench.h"
 #include "timing.h"
+#include "workload.h"
 
 /* Warm runs stop after about this long (or BENCH_MIN_RUNS), so that a slow
  * engine or a large shape does not hold the whole run up. */
@@ -56,10 +57,14 @@ int find_engines(engine *en, int cands, int rounds, const char *types)
     o.candidates = cands;
     o.swap_rounds = rounds;
     o.backend = EPLB_BACKEND_REFERENCE;
+    o.host_threads = 1;
     en[n].label = "reference";
     en[n].opts = o;
     snprintf(en[n].device, sizeof en[n].device, "host CPU (one thread)");
     n++;
+    /* the devices' engines run the re-plan's search on the host's threads
+     * (the library's default) */
+    o.host_threads = 0;
     static const char *const kinds[] = {"gpu", "accelerator", "cpu"};
     static const char *const labels[] = {"opencl-gpu", "opencl-acc",
                                          "opencl-cpu"};
@@ -154,6 +159,25 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
     time_calls(ctx, s, w, NULL, &p, runs, v);
     t->warm_us = median(v, runs);
     t->warm_p99 = v[(int)((runs - 1) * 0.99)];
+    /* The re-plan: the same loads from the plan of these loads with 1%
+     * noise (each expert's load scaled by up to +-1%), as many runs. */
+    size_t n = (size_t)s->layers * s->experts;
+    float *noisy = xmalloc(n * sizeof(float));
+    memcpy(noisy, w, n * sizeof(float));
+    workload_perturb(noisy, s->layers, s->experts, 0.01f, REPLAN_NOISE_SEED);
+    plan_buf cur;
+    plan_alloc(&cur, s);
+    time_calls(ctx, s, noisy, NULL, &cur, 1, &one);
+    time_calls(ctx, s, w, cur.phy2log, &p, 1, &one);
+    int rruns = runs;
+    if (one * rruns > BENCH_MEASURE_US)
+        rruns = (int)(BENCH_MEASURE_US / one);
+    if (rruns < 1)
+        rruns = 1;
+    time_calls(ctx, s, w, cur.phy2log, &p, rruns, v);
+    t->replan_us = median(v, rruns);
+    plan_free(&cur);
+    free(noisy);
     t->floor_us = t->floor_p99 = 0.0;
     /* the floor is an OpenCL round trip: the host has none */
     if (strcmp(eplb_context_backend(ctx), "opencl") == 0 &&
@@ -174,20 +198,24 @@ static void print_timing_row(bench *b, const engine *en, const char *config,
         snprintf(ratio, sizeof ratio, "%.2f", t->warm_us / t->floor_us);
         snprintf(floor_s, sizeof floor_s, "%.1f", t->floor_us);
     }
-    printf("%-14s %-22s %-24s %9s %10.1f %9.1f %9.0f %9.0f %8s\n",
+    printf("%-14s %-22s %-24s %9s %10.1f %9.1f %9.0f %9.0f %8s %10.1f "
+           "%8.2f\n",
            en->label, config, workload, floor_s, t->warm_us, t->warm_p99,
-           t->context_us, t->first_us, ratio);
+           t->context_us, t->first_us, ratio, t->replan_us,
+           t->replan_us / t->warm_us);
     json_record(b, "{\"kind\":\"speed\",\"engine\":\"%s\",\"device\":\"%s\","
                 "\"config\":\"%s\",\"workload\":\"%s\",\"layers\":%d,"
                 "\"experts\":%d,\"candidates\":%d,\"swap_rounds\":%d,"
                 "\"floor_us\":%.2f,\"floor_p99_us\":%.2f,\"warm_us\":%.2f,"
                 "\"warm_p99_us\":%.2f,\"context_us\":%.1f,"
-                "\"first_call_us\":%.1f,\"x_floor\":%.3f}",
+                "\"first_call_us\":%.1f,\"x_floor\":%.3f,"
+                "\"replan_us\":%.2f,\"host_threads\":%d}",
                 en->label, en->device, config, workload, s->layers,
                 s->experts, en->opts.candidates, en->opts.swap_rounds,
                 t->floor_us, t->floor_p99, t->warm_us, t->warm_p99,
                 t->context_us, t->first_us,
-                t->floor_us > 0 ? t->warm_us / t->floor_us : 0.0);
+                t->floor_us > 0 ? t->warm_us / t->floor_us : 0.0,
+                t->replan_us, en->opts.host_threads);
 }
 
 void time_row(bench *b, const engine *en, const char *config,
@@ -200,7 +228,7 @@ void time_row(bench *b, const engine *en, const char *config,
 
 void speed_header(void)
 {
-    printf("%-14s %-22s %-24s %9s %10s %9s %9s %9s %8s\n", "engine",
-           "config", "workload", "floor us", "warm us", "p99 us", "ctx us",
-           "first us", "x floor");
+    printf("%-14s %-22s %-24s %9s %10s %9s %9s %9s %8s %10s %8s\n",
+           "engine", "config", "workload", "floor us", "warm us", "p99 us",
+           "ctx us", "first us", "x floor", "replan us", "x fresh");
 }
