@@ -30,6 +30,7 @@ struct eplb_context {
     plan_buf fresh, next; /* the fresh plan; the plan being returned */
     plan_buf staged;      /* a schedule's plan (budget, stages, min_gain) */
     replan_pool replan; /* the re-plan's workspaces, one per thread */
+    eplbi_threads threads; /* host threads, parked between calls */
     forecast_state *forecast; /* the windows' estimate (forecast.c) */
     char note[EPLB_NOTE_MAX];  /* choices made at creation */
     char shown[2 * EPLB_NOTE_MAX]; /* the note and the kernel ways */
@@ -185,6 +186,7 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
     if (!ctx)
         return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     ctx->opts = *opts;
+    ctx->threads.option = opts->host_threads;
     ctx->requested = opts->backend;
     env_read(&ctx->env);
     tuning_default(&ctx->tuning);
@@ -241,6 +243,7 @@ int eplb_context_set_options(eplb_context *ctx, const eplb_options *opts)
     given.platform = given.device = given.device_type = NULL;
     given.enforce_device = ctx->opts.enforce_device;
     ctx->opts = given;
+    ctx->threads.option = given.host_threads;
     return EPLB_OK;
 }
 
@@ -289,6 +292,7 @@ void eplb_context_destroy(eplb_context *ctx)
     plan_buf_free(&ctx->next);
     plan_buf_free(&ctx->staged);
     replan_pool_free(&ctx->replan);
+    eplbi_host_pool_free(ctx->threads.pool);
     forecast_state_free(ctx->forecast);
     free(ctx);
 }
@@ -330,7 +334,7 @@ static int context_backend_plan(eplb_context *ctx, const plan_dims *d,
     pack_params pp = {ctx->opts.candidates, ctx->opts.swap_rounds,
                       ctx->opts.noise, ctx->opts.seed};
     if (ctx->backend != EPLB_BACKEND_OPENCL)
-        return reference_rebalance(&ctx->ref, ctx->opts.host_threads, d,
+        return reference_rebalance(&ctx->ref, &ctx->threads, d,
                                    &pp, weight, phy2log, log2phy, logcnt);
     int rc = ocl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
                                   logcnt);
@@ -346,24 +350,26 @@ static int planner_plan(void *self, const plan_dims *d, const float *weight,
 
 /* The fresh plan under the context's options into b: the backend's plan,
  * over the usable GPUs when a mask is given, then with repeated experts
- * spread over GPUs when distinct_per_gpu asks for it. */
+ * spread over GPUs when distinct_per_gpu asks for it. with_log2phy 0: b's
+ * log2phy is left as it is (a re-plan reads only phy2log and logcnt). */
 static int fresh_plan(eplb_context *ctx, const plan_dims *d,
-                      const float *weight, const uint8_t *mask, plan_buf *b)
+                      const float *weight, const uint8_t *mask, plan_buf *b,
+                      int with_log2phy)
 {
     int rc = plan_buf_reserve(b, d);
     if (rc)
         return rc;
     planner pl = {planner_plan, ctx};
+    int32_t *l2p = with_log2phy ? b->log2phy : NULL;
     if (mask)
-        rc = mask_plan_fresh(&pl, d, weight, mask, b->phy2log, b->log2phy,
+        rc = mask_plan_fresh(&pl, d, weight, mask, b->phy2log, l2p,
                              b->logcnt);
     else
-        rc = context_backend_plan(ctx, d, weight, b->phy2log, b->log2phy,
-                                  b->logcnt);
+        rc = context_backend_plan(ctx, d, weight, b->phy2log, l2p, b->logcnt);
     if (rc == EPLB_OK && ctx->opts.distinct_per_gpu) {
         rc = distinct_per_gpu_apply(d, weight, mask, b->phy2log, b->logcnt);
-        if (rc == EPLB_OK)
-            plan_log2phy_by_slot(d, b->phy2log, b->log2phy);
+        if (rc == EPLB_OK && l2p)
+            plan_log2phy_by_slot(d, b->phy2log, l2p);
     }
     return rc;
 }
@@ -505,7 +511,7 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
         return context_backend_plan(ctx, &d, weight, phy2log, log2phy,
                                     logcnt);
 
-    rc = fresh_plan(ctx, &d, weight, mask, &ctx->fresh);
+    rc = fresh_plan(ctx, &d, weight, mask, &ctx->fresh, !current);
     if (rc)
         return rc;
     if (!current) {
@@ -516,7 +522,7 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     if (rc == EPLB_OK) {
         replan_limits lim = {ctx->opts.tolerance, r->deadline_us,
                             ctx->opts.distinct_per_gpu,
-                            ctx->opts.host_threads};
+                            &ctx->threads};
         rc = replan_from_current(&ctx->replan, &d, weight, current, mask,
                                  ctx->fresh.phy2log, ctx->fresh.logcnt, &lim,
                                  ctx->next.phy2log, ctx->next.logcnt);
@@ -524,8 +530,12 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     if (rc)
         return rc;
     if (!migration_asked(r)) {
-        plan_log2phy_by_slot(&d, ctx->next.phy2log, ctx->next.log2phy);
-        copy_plan_out(&d, &ctx->next, phy2log, log2phy, logcnt);
+        /* nothing fails from here: log2phy is made in the caller's array
+         * (not made, then copied, as everywhere else) */
+        size_t L = (size_t)d.L;
+        memcpy(phy2log, ctx->next.phy2log, L * d.P * sizeof(int32_t));
+        memcpy(logcnt, ctx->next.logcnt, L * d.E * sizeof(int32_t));
+        plan_log2phy_by_slot(&d, ctx->next.phy2log, log2phy);
         return EPLB_OK;
     }
 
@@ -587,7 +597,7 @@ static int forecast_request(eplb_context *ctx, const eplb_shape *shape,
         (rc = replan_check_current(&d, r->current_phy2log)) != EPLB_OK)
         return rc;
     planner pl = {planner_plan, ctx};
-    return forecast_run(&ctx->forecast, &d, ctx->opts.host_threads, r, &pl,
+    return forecast_run(&ctx->forecast, &d, &ctx->threads, r, &pl,
                         may_keep, loads, choice);
 }
 

@@ -21,7 +21,7 @@
 enum { EST_LAST = 0, EST_MEAN, EST_EWMA, EST_TREND, NEST };
 
 struct forecast_state {
-    size_t le_cap, p2l_cap, l2p_cap, cnt_cap;
+    size_t le_cap, p2l_cap, cnt_cap;
     int m_cap, l_cap;
     float *est;      /* [L][E] the loads returned */
     float *cand;     /* [NEST][L][E] each estimator's loads */
@@ -33,9 +33,9 @@ struct forecast_state {
     int32_t *choice; /* [L] */
     uint8_t *keep;   /* [L] robust: the layer keeps its current plan */
     double *gl;      /* [M] one layer's GPU loads */
-    int32_t *p2l, *l2p, *cnt; /* one plan of the whole shape */
+    int32_t *p2l, *cnt; /* one plan of the whole shape (no log2phy) */
     reference_pool ref; /* the deterministic planner (adaptive) */
-    int host_threads;   /* its threads: eplb_options.host_threads */
+    eplbi_threads *threads; /* its threads: the context's */
 };
 
 void forecast_state_free(forecast_state *st)
@@ -52,7 +52,6 @@ void forecast_state_free(forecast_state *st)
     free(st->keep);
     free(st->gl);
     free(st->p2l);
-    free(st->l2p);
     free(st->cnt);
     reference_pool_free(&st->ref);
     free(st);
@@ -110,8 +109,6 @@ static int state_reserve(forecast_state **stp, const plan_dims *d)
     }
     if (!fail)
         fail = grow((void **)&st->p2l, &st->p2l_cap, L * d->P,
-                    sizeof(int32_t)) ||
-               grow((void **)&st->l2p, &st->l2p_cap, le * d->maxrep,
                     sizeof(int32_t)) ||
                grow((void **)&st->cnt, &st->cnt_cap, le, sizeof(int32_t));
     if (fail)
@@ -353,9 +350,9 @@ static int adaptive(forecast_state *st, const plan_dims *d,
                        (size_t)L * sizeof(double));
                 continue;
             }
-            int rc = reference_rebalance(&st->ref, st->host_threads, d,
+            int rc = reference_rebalance(&st->ref, st->threads, d,
                                          &det, st->cand + (size_t)k * le,
-                                         st->p2l, st->l2p, st->cnt);
+                                         st->p2l, NULL, st->cnt);
             if (rc)
                 return rc;
             for (int l = 0; l < L; l++) {
@@ -450,7 +447,7 @@ static int robust(forecast_state *st, const plan_dims *d,
             continue;
         }
         int rc = pl->plan(pl->self, d, st->cand + (size_t)k * le, st->p2l,
-                          st->l2p, st->cnt);
+                          NULL, st->cnt);
         if (rc)
             return rc;
         for (int l = 0; l < L; l++)
@@ -474,7 +471,8 @@ static int robust(forecast_state *st, const plan_dims *d,
     return EPLB_OK;
 }
 
-int forecast_run(forecast_state **stp, const plan_dims *d, int host_threads,
+int forecast_run(forecast_state **stp, const plan_dims *d,
+                 eplbi_threads *threads,
                  const eplb_request *r, const planner *pl, int may_keep,
                  const float **loads, const int32_t **choice)
 {
@@ -482,7 +480,7 @@ int forecast_run(forecast_state **stp, const plan_dims *d, int host_threads,
     if (rc)
         return rc;
     forecast_state *st = *stp;
-    st->host_threads = host_threads;
+    st->threads = threads;
     int X = r->num_windows, L = d->L;
     size_t le = (size_t)L * d->E;
     int mode = r->forecast == EPLB_FORECAST_AUTO ? EPLB_FORECAST_DEFAULT

@@ -31,16 +31,37 @@ double eplbi_now_us(void);
 #define EPLB_MAX_HOST_THREADS 256
 #define EPLB_HOST_THREADS_AUTO_MAX 16
 
+/* A context's parked host threads, and the option that sizes them. */
+typedef struct plan_dims plan_dims;
+typedef struct host_pool host_pool;
+typedef struct eplbi_threads {
+    int option;      /* eplb_options.host_threads */
+    host_pool *pool; /* started on first use, NULL before */
+} eplbi_threads;
+
 /* The workers for `items` independent items under the option's value:
  * at least 1, at most the items. */
 int eplbi_host_threads(int option, int items);
 
-/* fn(arg, worker, item) for each item in 0..n-1, once, on `workers`
- * threads (worker 0 is the caller's); returns when all are done. fn must
- * touch only what its worker or its item owns. */
-void eplbi_parallel_items(int workers, int n,
+/* fn(arg, worker, item) for each item in 0..n-1, once, on up to
+ * `workers` threads of *pool (worker 0 is the caller's; the pool starts
+ * the threads it lacks, and runs on fewer when some cannot start);
+ * returns when all are done. fn must touch only what its worker or its
+ * item owns. */
+void eplbi_parallel_items(host_pool **pool, int workers, int n,
                           void (*fn)(void *arg, int worker, int item),
                           void *arg);
+
+/* The workers for `items` items whose workspaces reserve(ws, t, d) can
+ * have, t = 0, 1, ...: a worker whose workspace cannot be had is not
+ * started (its error is cleared). The first one's failure is returned
+ * (negative, its status); else the workers, at least 1. */
+int eplbi_reserve_workers(const eplbi_threads *threads, int items,
+                          int (*reserve)(void *ws, int t, const plan_dims *d),
+                          void *ws, const plan_dims *d);
+
+/* Stops and joins the pool's threads; NULL is a no-op. */
+void eplbi_host_pool_free(host_pool *pool);
 
 /* ---- output structs (status.c) ---------------------------------------- */
 
@@ -161,13 +182,13 @@ void replicate_reference(const float *w, int n, int p, int *slot_item,
 /* ---- the reference backend (reference.c) ------------------------------ */
 
 /* The workspaces, one per host thread, kept while the shape stays the
- * same; host_threads is eplb_options.host_threads. */
+ * same; threads: the context's. */
 typedef struct reference_state reference_state;
 typedef struct reference_pool {
     reference_state *st[EPLB_MAX_HOST_THREADS];
 } reference_pool;
 void reference_pool_free(reference_pool *pool);
-int reference_rebalance(reference_pool *pool, int host_threads,
+int reference_rebalance(reference_pool *pool, eplbi_threads *threads,
                         const plan_dims *d, const pack_params *pp,
                         const float *weight, int32_t *phy2log,
                         int32_t *log2phy, int32_t *logcnt);
@@ -200,7 +221,8 @@ int ocl_engine_profile(const ocl_engine *e, eplb_profile *out);
  * sub-problems see it (mask.c): a function and its state, so that they
  * never call back into the context. plan() is the fresh plan of
  * doc/ALGORITHM.md sections 3 to 6 for dims d (no mask, no distinct pass)
- * and writes nothing on failure. */
+ * and writes nothing on failure. log2phy may be NULL: a plan used inside
+ * the library, whose log2phy nobody reads. */
 typedef struct planner {
     int (*plan)(void *self, const plan_dims *d, const float *weight,
                 int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
@@ -224,7 +246,8 @@ int forecast_check(const eplb_shape *shape, const eplb_request *r);
  * its candidates with pl; with may_keep it also judges the request's
  * current plan (checked, no mask), and a layer it keeps is marked
  * EPLB_FORECAST_KEPT in *choice. */
-int forecast_run(forecast_state **st, const plan_dims *d, int host_threads,
+int forecast_run(forecast_state **st, const plan_dims *d,
+                 eplbi_threads *threads,
                  const eplb_request *r, const planner *pl, int may_keep,
                  const float **loads, const int32_t **choice);
 
@@ -267,7 +290,7 @@ typedef struct replan_limits {
     float tolerance;
     double deadline_us;
     int distinct;
-    int host_threads; /* eplb_options.host_threads */
+    eplbi_threads *threads; /* the context's host threads */
 } replan_limits;
 
 /* The re-plan's workspaces, one per host thread, kept while the shape

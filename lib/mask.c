@@ -58,15 +58,13 @@ static int sub_plan(const planner *pl, const plan_dims *s, const float *w,
                     int32_t **p2l, int32_t **cnt)
 {
     size_t L = (size_t)s->L;
-    int32_t *l2p = malloc(L * s->E * s->maxrep * sizeof(int32_t));
     *p2l = malloc(L * s->P * sizeof(int32_t));
     *cnt = malloc(L * s->E * sizeof(int32_t));
     int rc = EPLB_OK;
-    if (!l2p || !*p2l || !*cnt)
+    if (!*p2l || !*cnt)
         rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     if (rc == EPLB_OK)
-        rc = pl->plan(pl->self, s, w, *p2l, l2p, *cnt);
-    free(l2p);
+        rc = pl->plan(pl->self, s, w, *p2l, NULL, *cnt);
     if (rc) {
         free(*p2l);
         free(*cnt);
@@ -365,7 +363,7 @@ int mask_plan_fresh(const planner *pl, const plan_dims *d,
     int rc = d->N > 1
                  ? plan_hier_live(pl, d, weight, mask, phy2log, logcnt)
                  : plan_global_live(pl, d, weight, mask, phy2log, logcnt);
-    if (rc == EPLB_OK)
+    if (rc == EPLB_OK && log2phy)
         plan_log2phy_by_slot(d, phy2log, log2phy);
     return rc;
 }

@@ -201,29 +201,29 @@ static void reference_layer(void *arg, int worker, int l)
     }
     memcpy(out_p2l, p2l, (size_t)d->P * sizeof(int32_t));
     memcpy(out_cnt, cnt, (size_t)d->E * sizeof(int32_t));
-    plan_fill_log2phy(d, p2l, rank, run->log2phy + (size_t)l * d->E * d->maxrep);
+    if (run->log2phy)
+        plan_fill_log2phy(d, p2l, rank,
+                          run->log2phy + (size_t)l * d->E * d->maxrep);
 }
 
-int reference_rebalance(reference_pool *pool, int host_threads,
+/* Worker t's workspace (eplbi_reserve_workers). */
+static int reserve_worker(void *pool, int t, const plan_dims *d)
+{
+    return state_reserve(&((reference_pool *)pool)->st[t], d);
+}
+
+int reference_rebalance(reference_pool *pool, eplbi_threads *threads,
                         const plan_dims *d, const pack_params *pp,
                         const float *weight, int32_t *phy2log,
                         int32_t *log2phy, int32_t *logcnt)
 {
-    /* One workspace per thread; threads whose workspace cannot be had
-     * are not started (the first one is needed). */
-    int workers = eplbi_host_threads(host_threads, d->L);
-    for (int t = 0; t < workers; t++) {
-        int rc = state_reserve(&pool->st[t], d);
-        if (rc && t == 0)
-            return rc;
-        if (rc) {
-            eplbi_clear_error();
-            workers = t;
-            break;
-        }
-    }
+    int workers = eplbi_reserve_workers(threads, d->L, reserve_worker, pool,
+                                        d);
+    if (workers < 0)
+        return workers;
     reference_run run = {pool, d, pp, weight, phy2log, log2phy, logcnt};
-    eplbi_parallel_items(workers, d->L, reference_layer, &run);
+    eplbi_parallel_items(&threads->pool, workers, d->L, reference_layer,
+                         &run);
     return EPLB_OK;
 }
 

@@ -596,7 +596,8 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     memcpy(phy2log, e->host_out, n_p2l * sizeof(int32_t));
     memcpy(logcnt, e->host_out + 2 * n_p2l,
            (size_t)d->L * d->E * sizeof(int32_t));
-    plan_fill_log2phy_layers(d, phy2log, rank, log2phy);
+    if (log2phy) /* NULL: a plan the library uses inside (a re-plan's) */
+        plan_fill_log2phy_layers(d, phy2log, rank, log2phy);
     return EPLB_OK;
 }
 

@@ -219,25 +219,22 @@ static void replan_layer(void *arg, int worker, int l)
     }
 }
 
+/* Worker t's workspace (eplbi_reserve_workers). */
+static int reserve_worker(void *pool, int t, const plan_dims *d)
+{
+    return replan_state_reserve(&((replan_pool *)pool)->st[t], d);
+}
+
 int replan_from_current(replan_pool *pool, const plan_dims *d,
                         const float *weight, const int32_t *current,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
                         const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt)
 {
-    /* One workspace per thread; threads whose workspace cannot be had
-     * are not started (the first one is needed). */
-    int workers = eplbi_host_threads(lim->host_threads, d->L);
-    for (int t = 0; t < workers; t++) {
-        int rc = replan_state_reserve(&pool->st[t], d);
-        if (rc && t == 0)
-            return rc;
-        if (rc) {
-            eplbi_clear_error();
-            workers = t;
-            break;
-        }
-    }
+    int workers = eplbi_reserve_workers(lim->threads, d->L, reserve_worker,
+                                        pool, d);
+    if (workers < 0)
+        return workers;
     replan_run run = {pool, d, weight, current, fresh_phy2log, fresh_logcnt,
                       mask, lim,
                       lim->deadline_us > 0 ? eplbi_now_us() + lim->deadline_us
@@ -246,7 +243,8 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
     /* the deadline passed: fallbacks from here on, thread by thread */
     for (int t = 0; t < workers; t++)
         pool->st[t]->late = 0;
-    eplbi_parallel_items(workers, d->L, replan_layer, &run);
+    eplbi_parallel_items(&lim->threads->pool, workers, d->L, replan_layer,
+                         &run);
     return EPLB_OK;
 }
 
