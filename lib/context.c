@@ -549,7 +549,8 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
                      r->stage_copies_per_gpu, r->min_gain};
     sched_out out;
     rc = sched_build_plan(&d, weight, current, mask, ctx->next.phy2log, &so,
-                          ctx->staged.phy2log, ctx->staged.logcnt, &out);
+                          &ctx->threads, ctx->staged.phy2log,
+                          ctx->staged.logcnt, &out);
     if (rc)
         return rc;
     plan_log2phy_by_slot(&d, ctx->staged.phy2log, ctx->staged.log2phy);

@@ -360,11 +360,13 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
 
 /* The re-plan `target` (a valid plan of the request) cut into units and
  * stages from `current` under o; the plan after the last stage into
- * phy2log [L][P] and logcnt [L][E] (the target when nothing bounds it). */
+ * phy2log [L][P] and logcnt [L][E] (the target when nothing bounds it).
+ * The layers' orderings run on the context's host threads. */
 int sched_build_plan(const plan_dims *d, const float *weight,
                      const int32_t *current, const uint8_t *mask,
                      const int32_t *target, const sched_opts *o,
-                     int32_t *phy2log, int32_t *logcnt, sched_out *out);
+                     eplbi_threads *threads, int32_t *phy2log,
+                     int32_t *logcnt, sched_out *out);
 void sched_out_free(sched_out *o);
 
 /* ---- plans (plan.c) --------------------------------------------------- */

@@ -86,6 +86,7 @@ typedef struct layer_ws {
     int *inaff;          /* [E] stamp */
     int stamp;
     long long work;
+    int32_t *saved;      /* [P] the ordering's scratch (order_layer) */
 } layer_ws;
 
 static int is_live(const layer_ws *z, int g)
@@ -843,26 +844,159 @@ static int walk_greedy(const plan_dims *d, const float *weight,
     return EPLB_OK;
 }
 
+/* A worker's layer workspace (with the `saved` buffer of its ordering);
+ * 0 when some array cannot be had (layer_ws_free cleans up). */
+static int layer_ws_init(layer_ws *z, const plan_dims *d,
+                         const uint8_t *mask, int cap)
+{
+    int P = d->P, E = d->E, M = d->M;
+    memset(z, 0, sizeof *z);
+    z->d = d;
+    z->mask = mask;
+    z->cap = cap;
+    z->x = malloc((size_t)P * sizeof(int32_t));
+    z->cnt = malloc((size_t)E * sizeof(int));
+    z->held = malloc((size_t)M * E * sizeof(int));
+    z->was = malloc((size_t)M * E);
+    z->load = malloc((size_t)M * sizeof(double));
+    z->trial = malloc((size_t)M * sizeof(double));
+    z->pend = malloc((size_t)P * sizeof(int));
+    z->bundle = malloc((size_t)P * sizeof(int));
+    z->grow = malloc((size_t)P * sizeof(int));
+    z->gcop = calloc((size_t)M, sizeof(int));
+    z->ucop = calloc((size_t)M, sizeof(int));
+    z->gstamp = calloc((size_t)M, sizeof(int));
+    z->hot = calloc((size_t)M, 1);
+    z->hotexp = calloc((size_t)E, 1);
+    z->gsave = malloc((size_t)P * sizeof(int));
+    z->inb = calloc((size_t)P, sizeof(int));
+    z->aff = malloc((size_t)(2 * P + E) * sizeof(int));
+    z->inaff = calloc((size_t)E, sizeof(int));
+    z->saved = malloc((size_t)P * sizeof(int32_t));
+    return z->x && z->cnt && z->held && z->was && z->load && z->trial &&
+           z->pend && z->bundle && z->grow && z->gsave && z->gcop &&
+           z->ucop && z->gstamp && z->hot && z->hotexp && z->inb &&
+           z->aff && z->inaff && z->saved;
+}
+
+static void layer_ws_free(layer_ws *z)
+{
+    free(z->x);
+    free(z->cnt);
+    free(z->held);
+    free(z->was);
+    free(z->load);
+    free(z->trial);
+    free(z->pend);
+    free(z->bundle);
+    free(z->grow);
+    free(z->gsave);
+    free(z->gcop);
+    free(z->ucop);
+    free(z->gstamp);
+    free(z->hot);
+    free(z->hotexp);
+    free(z->inb);
+    free(z->aff);
+    free(z->inaff);
+    free(z->saved);
+    memset(z, 0, sizeof *z);
+}
+
+/* The layers' orderings, in parallel: layer l writes its units and
+ * changes into its own region of the shared arrays (units from
+ * l * (P + 1), changes from l * P: a layer has at most P changes and one
+ * unit more), gathered in layer order afterwards. A layer's chain
+ * depends on nothing but its own inputs, so the threads change nothing
+ * in it. */
+typedef struct order_run {
+    const plan_dims *d;
+    const float *weight;
+    const int32_t *current, *target;
+    layer_ws *ws;      /* [workers] */
+    sched_build *b;
+    double *f0, *f_end; /* [L] */
+    int *nunits, *nch;  /* [L] */
+} order_run;
+
+static void order_one(void *arg, int worker, int l)
+{
+    const order_run *run = arg;
+    const plan_dims *d = run->d;
+    layer_ws *z = &run->ws[worker];
+    sched_build *b = run->b;
+    sched_build view = {b->units + (size_t)l * (d->P + 1), 0,
+                        b->ch_slot + (size_t)l * d->P,
+                        b->ch_new + (size_t)l * d->P,
+                        b->ch_copy + (size_t)l * d->P, 0};
+    z->w = run->weight + (size_t)l * d->E;
+    z->t = run->target + (size_t)l * d->P;
+    run->f_end[l] = order_layer(z, &view, l, run->current + (size_t)l * d->P,
+                                z->saved, &run->f0[l]);
+    run->nunits[l] = view.nunits;
+    run->nch[l] = view.nch;
+}
+
+/* Layer l's region (order_one) appended to the units and changes so far;
+ * called in layer order, it moves each region down, never onto a later
+ * layer's (b->nunits <= l * (P + 1), b->nch <= l * P). */
+static void gather_layer(const plan_dims *d, sched_build *b, int l,
+                         int nunits, int nch)
+{
+    const unit *from = b->units + (size_t)l * (d->P + 1);
+    size_t c0 = (size_t)l * d->P;
+    for (int u = 0; u < nunits; u++) {
+        unit x = from[u];
+        x.first += b->nch;
+        b->units[b->nunits++] = x;
+    }
+    memmove(b->ch_slot + b->nch, b->ch_slot + c0, (size_t)nch * sizeof(int));
+    memmove(b->ch_new + b->nch, b->ch_new + c0,
+            (size_t)nch * sizeof(int32_t));
+    memmove(b->ch_copy + b->nch, b->ch_copy + c0, (size_t)nch);
+    b->nch += nch;
+}
+
+/* Worker t's layer workspace (eplbi_reserve_workers); ws[t] is zeroed
+ * before, so that a failure leaves it for layer_ws_free. */
+typedef struct ws_pool {
+    layer_ws *ws;
+    const uint8_t *mask;
+    int cap;
+} ws_pool;
+
+static int reserve_ws(void *pool, int t, const plan_dims *d)
+{
+    ws_pool *p = pool;
+    if (!layer_ws_init(&p->ws[t], d, p->mask, p->cap))
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                          "out of host memory for the migration schedule");
+    return EPLB_OK;
+}
+
 int sched_build_plan(const plan_dims *d, const float *weight,
                      const int32_t *current, const uint8_t *mask,
                      const int32_t *target, const sched_opts *o,
-                     int32_t *phy2log, int32_t *logcnt, sched_out *out)
+                     eplbi_threads *threads, int32_t *phy2log,
+                     int32_t *logcnt, sched_out *out)
 {
     int L = d->L, P = d->P, E = d->E, M = d->M;
     size_t LP = (size_t)L * P;
     memset(out, 0, sizeof *out);
     sched_build b = {0};
-    layer_ws z = {0};
+    layer_ws *ws = NULL; /* [nws] the layers' orderings, a worker each */
+    int nws = 0;
     walk k = {d, o, &b, NULL, NULL, NULL, NULL, 0, 0, 0};
     block *blocks = NULL;
     layer_key *keys = NULL;
     int *closed = NULL, *last_stage = NULL, *layer_first = NULL;
     int *still = NULL; /* [L] layers min_gain keeps */
     int *taken = NULL, *by_stage = NULL, *stage_start = NULL;
-    int32_t *saved = NULL, *gplan = NULL;
+    int32_t *gplan = NULL;
+    int *l_units = NULL, *l_ch = NULL; /* [L] a layer's units, changes */
     uint8_t *gfrozen = NULL;
     greedy_copy *gcopies = NULL;
-    double *f_now = NULL, *mean = NULL;
+    double *f_now = NULL, *mean = NULL, *f_end = NULL;
     int rc = EPLB_OK;
 
     b.units = malloc((2 * LP + L) * sizeof(unit));
@@ -872,25 +1006,6 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     gfrozen = malloc(LP);
     gcopies = malloc(LP * sizeof(greedy_copy));
     b.ch_copy = malloc(2 * LP);
-    z.x = malloc((size_t)P * sizeof(int32_t));
-    z.cnt = malloc((size_t)E * sizeof(int));
-    z.held = malloc((size_t)M * E * sizeof(int));
-    z.was = malloc((size_t)M * E);
-    z.load = malloc((size_t)M * sizeof(double));
-    z.trial = malloc((size_t)M * sizeof(double));
-    z.pend = malloc((size_t)P * sizeof(int));
-    z.bundle = malloc((size_t)P * sizeof(int));
-    z.grow = malloc((size_t)P * sizeof(int));
-    z.gcop = calloc((size_t)M, sizeof(int));
-    z.ucop = calloc((size_t)M, sizeof(int));
-    z.gstamp = calloc((size_t)M, sizeof(int));
-    z.hot = calloc((size_t)M, 1);
-    z.hotexp = calloc((size_t)E, 1);
-    z.gsave = malloc((size_t)P * sizeof(int));
-    z.inb = calloc((size_t)P, sizeof(int));
-    z.aff = malloc((size_t)(2 * P + E) * sizeof(int));
-    z.inaff = calloc((size_t)E, sizeof(int));
-    saved = malloc((size_t)P * sizeof(int32_t));
     f_now = malloc((size_t)L * sizeof(double));
     mean = malloc((size_t)L * sizeof(double));
     closed = calloc((size_t)L, sizeof(int));
@@ -905,19 +1020,28 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     out->layer_gain = malloc((size_t)L * sizeof(double));
     out->layer_copies = malloc((size_t)L * sizeof(int32_t));
     out->layer_order = malloc((size_t)L * sizeof(int32_t));
+    f_end = malloc((size_t)L * sizeof(double));
+    l_units = malloc((size_t)L * sizeof(int));
+    l_ch = malloc((size_t)L * sizeof(int));
     if (!b.units || !b.ch_slot || !b.ch_new || !gplan || !gfrozen ||
-        !gcopies || !b.ch_copy || !z.x || !z.cnt || !z.held ||
-        !z.was || !z.load || !z.trial || !z.pend || !z.bundle || !z.grow || !z.gsave ||
-        !z.gcop || !z.ucop || !z.gstamp || !z.hot || !z.hotexp || !z.inb ||
-        !z.aff || !z.inaff || !saved || !f_now || !mean || !closed || !still ||
+        !gcopies || !b.ch_copy || !f_end || !l_units || !l_ch ||
+        !f_now || !mean || !closed || !still ||
         !last_stage || !layer_first || !keys || !k.per_gpu || !k.ucnt ||
         !k.ustamp || !out->stage_of_slot || !out->layer_gain ||
         !out->layer_copies || !out->layer_order)
         goto oom;
-    z.d = d;
-    z.mask = mask;
-    z.cap = o->stage_per_gpu > 0 ? o->stage_per_gpu
-            : o->max_per_gpu > 0 ? o->max_per_gpu : 0;
+    int cap = o->stage_per_gpu > 0 ? o->stage_per_gpu
+              : o->max_per_gpu > 0 ? o->max_per_gpu : 0;
+    nws = eplbi_host_threads(threads->option, L);
+    ws = calloc((size_t)nws, sizeof *ws);
+    if (!ws)
+        goto oom;
+    ws_pool wp = {ws, mask, cap};
+    int workers = eplbi_reserve_workers(threads, L, reserve_ws, &wp, d);
+    if (workers < 0) {
+        rc = workers;
+        goto done;
+    }
 
     /* 1. Each layer's chain of units; min_gain drops a layer's chain
      * (but for its forced unit) when the whole re-plan of the layer
@@ -925,25 +1049,26 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     int live_m = 0;
     for (int g = 0; g < M; g++)
         live_m += !mask || mask[g];
+    order_run orun = {d, weight, current, target, ws, &b, f_now, f_end,
+                      l_units, l_ch};
+    eplbi_parallel_items(&threads->pool, workers, L, order_one, &orun);
+    b.nunits = b.nch = 0;
     for (int l = 0; l < L; l++) {
-        z.w = weight + (size_t)l * E;
-        z.t = target + (size_t)l * P;
+        const float *w = weight + (size_t)l * E;
         double sum = 0.0;
         for (int e = 0; e < E; e++)
-            sum += z.w[e];
+            sum += w[e];
         mean[l] = sum / live_m;
         layer_first[l] = b.nunits;
-        double f0, f_end = order_layer(&z, &b, l, current + (size_t)l * P,
-                                       saved, &f0);
-        f_now[l] = f0;
-        double fs = f0;
+        gather_layer(d, &b, l, l_units[l], l_ch[l]);
+        double fs = f_now[l];
         int c = 0;
         for (int u = layer_first[l]; u < b.nunits; u++) {
             c += b.units[u].copies;
             if (b.units[u].forced)
                 fs = b.units[u].f_after;
         }
-        out->layer_gain[l] = fs - f_end;
+        out->layer_gain[l] = fs - f_end[l];
         out->layer_copies[l] = c;
         if (o->min_gain > 0 && !(out->layer_gain[l] >= o->min_gain * fs)) {
             still[l] = 1; /* no greedy copies either */
@@ -1144,25 +1269,12 @@ done:
     free(gfrozen);
     free(gcopies);
     free(b.ch_copy);
-    free(z.x);
-    free(z.cnt);
-    free(z.held);
-    free(z.was);
-    free(z.load);
-    free(z.trial);
-    free(z.pend);
-    free(z.bundle);
-    free(z.grow);
-    free(z.gsave);
-    free(z.gcop);
-    free(z.ucop);
-    free(z.gstamp);
-    free(z.hot);
-    free(z.hotexp);
-    free(z.inb);
-    free(z.aff);
-    free(z.inaff);
-    free(saved);
+    for (int t = 0; ws && t < nws; t++)
+        layer_ws_free(&ws[t]);
+    free(ws);
+    free(f_end);
+    free(l_units);
+    free(l_ch);
     free(f_now);
     free(mean);
     free(closed);
