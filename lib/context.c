@@ -535,7 +535,8 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
         size_t L = (size_t)d.L;
         memcpy(phy2log, ctx->next.phy2log, L * d.P * sizeof(int32_t));
         memcpy(logcnt, ctx->next.logcnt, L * d.E * sizeof(int32_t));
-        plan_log2phy_by_slot(&d, ctx->next.phy2log, log2phy);
+        plan_log2phy_by_slot_threads(&d, ctx->next.phy2log, log2phy,
+                                     &ctx->threads);
         return EPLB_OK;
     }
 
@@ -553,7 +554,8 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
                           ctx->staged.logcnt, &out);
     if (rc)
         return rc;
-    plan_log2phy_by_slot(&d, ctx->staged.phy2log, ctx->staged.log2phy);
+    plan_log2phy_by_slot_threads(&d, ctx->staged.phy2log, ctx->staged.log2phy,
+                                 &ctx->threads);
     copy_plan_out(&d, &ctx->staged, phy2log, log2phy, logcnt);
     if (r->schedule)
         schedule_out(&d, &out, r->schedule);

@@ -375,6 +375,9 @@ void sched_out_free(sched_out *o);
  * in slot order; slots of -1 are skipped. */
 void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,
                           int32_t *log2phy);
+/* The same, its layers on the context's host threads. */
+void plan_log2phy_by_slot_threads(const plan_dims *d, const int32_t *phy2log,
+                                  int32_t *log2phy, eplbi_threads *threads);
 
 
 /* Largest GPU load of one layer's plan, summed in float32 slot order: the

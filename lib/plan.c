@@ -123,3 +123,44 @@ void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,
     }
     free(fill);
 }
+
+/* plan_log2phy_by_slot's layers on the context's host threads: each
+ * worker with its own counts, each layer's rows written by one worker. */
+typedef struct by_slot_run {
+    const plan_dims *d;
+    const int32_t *phy2log;
+    int32_t *log2phy;
+    int *fill; /* [workers][E] */
+} by_slot_run;
+
+static void by_slot_layer(void *arg, int worker, int l)
+{
+    const by_slot_run *run = arg;
+    const plan_dims *d = run->d;
+    size_t row = (size_t)d->E * d->maxrep;
+    const int32_t *p2l = run->phy2log + (size_t)l * d->P;
+    int32_t *l2p = run->log2phy + (size_t)l * row;
+    int *fill = run->fill + (size_t)worker * d->E;
+    memset(l2p, 0xFF, row * sizeof(int32_t));
+    memset(fill, 0, (size_t)d->E * sizeof(int));
+    for (int s = 0; s < d->P; s++) {
+        int e = p2l[s];
+        if (e >= 0)
+            l2p[(size_t)e * d->maxrep + fill[e]++] = s;
+    }
+}
+
+void plan_log2phy_by_slot_threads(const plan_dims *d, const int32_t *phy2log,
+                                  int32_t *log2phy, eplbi_threads *threads)
+{
+    int workers = eplbi_host_threads(threads->option, d->L);
+    int *fill = workers > 1 ? malloc((size_t)workers * d->E * sizeof(int))
+                            : NULL;
+    if (!fill) {
+        plan_log2phy_by_slot(d, phy2log, log2phy);
+        return;
+    }
+    by_slot_run run = {d, phy2log, log2phy, fill};
+    eplbi_parallel_items(&threads->pool, workers, d->L, by_slot_layer, &run);
+    free(fill);
+}
