@@ -15,6 +15,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ typedef struct pool_thread {
 } pool_thread;
 
 struct host_pool {
+    pid_t pid;       /* the process that started the threads */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pthread_t th[EPLB_MAX_HOST_THREADS];
@@ -139,9 +141,15 @@ static int pool_grow(host_pool **hp, int want)
             free(h);
             return 1;
         }
+        h->pid = getpid();
         *hp = h;
     }
-    /* no round runs now: the fields are the caller's alone */
+    /* no round runs now: the fields are the caller's alone. The threads
+     * start with every signal blocked: the process's signals go to the
+     * caller's threads, never to these. */
+    sigset_t all, old;
+    sigfillset(&all);
+    int masked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
     while (h->started + 1 < want) {
         int id = h->started + 1;
         h->arg[id] = (pool_thread){h, id, h->round};
@@ -149,6 +157,8 @@ static int pool_grow(host_pool **hp, int want)
             break;
         h->started = id;
     }
+    if (masked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     return h->started + 1 < want ? h->started + 1 : want;
 }
 
@@ -159,6 +169,11 @@ void eplbi_parallel_items(host_pool **hp, int workers, int n,
     pool_run run = {fn, arg, n, 0};
     if (workers > EPLB_MAX_HOST_THREADS)
         workers = EPLB_MAX_HOST_THREADS;
+    /* A child of fork() has none of its parent's threads: it leaves the
+     * pool it inherited (its memory, not its threads, which it cannot
+     * join) and starts its own. */
+    if (*hp && (*hp)->pid != getpid())
+        *hp = NULL;
     workers = pool_grow(hp, workers);
     if (workers <= 1) {
         work(&run, 0);
@@ -182,8 +197,8 @@ void eplbi_parallel_items(host_pool **hp, int workers, int n,
 
 void eplbi_host_pool_free(host_pool *h)
 {
-    if (!h)
-        return;
+    if (!h || h->pid != getpid())
+        return; /* (a fork()'s child: its parent's threads are not here) */
     pthread_mutex_lock(&h->mu);
     h->stop = 1;
     pthread_cond_broadcast(&h->wake);

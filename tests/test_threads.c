@@ -224,6 +224,45 @@ static void test_shared_context(void)
     free(q2l); free(m2p); free(qcnt);
 }
 
+/* A context whose host threads are parked, then fork(): the child (which
+ * has none of them) plans, re-plans and destroys the context without
+ * hanging; the parent's context plans on after. */
+static void test_fork_after_threads(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_REFERENCE;
+    o.candidates = 1;
+    o.swap_rounds = 0;
+    o.host_threads = 3;
+    eplb_context *ctx;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    eplb_shape s = {6, 16, 24, 4, 2, 4};
+    float w[6 * 16], v[6 * 16];
+    int32_t p2l[6 * 24], l2p[6 * 16 * 9], cnt[6 * 16], q2l[6 * 24];
+    for (int i = 0; i < 6 * 16; i++) {
+        w[i] = (float)(1 + (i * 7919) % 97);
+        v[i] = (float)(1 + (i * 104729) % 89);
+    }
+    CU_ASSERT_FATAL(eplb_rebalance(ctx, &s, w, p2l, l2p, cnt) == EPLB_OK);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        alarm(20); /* a hang ends the child with SIGALRM */
+        int ok = eplb_rebalance(ctx, &s, v, q2l, l2p, cnt) == EPLB_OK &&
+                 eplb_rebalance_from(ctx, &s, w, q2l, NULL, p2l, l2p,
+                                     cnt) == EPLB_OK;
+        eplb_context_destroy(ctx);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    CU_ASSERT(waitpid(pid, &status, 0) == pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT(eplb_rebalance_from(ctx, &s, v, p2l, NULL, q2l, l2p, cnt) ==
+              EPLB_OK);
+    eplb_context_destroy(ctx);
+}
+
 static CU_TestInfo thread_tests[] = {
     {"2 threads, backend auto, first contexts at once",
      test_auto_two_threads},
@@ -231,6 +270,7 @@ static CU_TestInfo thread_tests[] = {
      test_opencl_many_threads},
     {"2 threads on one context: a plan or EPLB_ERR_BUSY",
      test_shared_context},
+    {"fork() after the host threads started", test_fork_after_threads},
     CU_TEST_INFO_NULL};
 
 static CU_SuiteInfo suites[] = {
