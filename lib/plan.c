@@ -93,34 +93,39 @@ void plan_fill_log2phy_layers(const plan_dims *d, const int32_t *phy2log,
     }
 }
 
+/* One layer's log2phy rows (l2p) from its phy2log row, each expert's
+ * replicas in slot order. fill [E]: each expert's replicas so far, linear
+ * in the slots; NULL (no memory for it): each replica looks for its row's
+ * first free entry (the same result, quadratic in an expert's replicas). */
+static void layer_by_slot(const plan_dims *d, const int32_t *p2l,
+                          int32_t *l2p, int *fill)
+{
+    memset(l2p, 0xFF, (size_t)d->E * d->maxrep * sizeof(int32_t));
+    if (fill)
+        memset(fill, 0, (size_t)d->E * sizeof(int));
+    for (int s = 0; s < d->P; s++) {
+        int e = p2l[s];
+        if (e < 0)
+            continue;
+        int32_t *r = l2p + (size_t)e * d->maxrep;
+        if (fill) {
+            r += fill[e]++;
+        } else {
+            while (*r >= 0)
+                r++;
+        }
+        *r = s;
+    }
+}
+
 void plan_log2phy_by_slot(const plan_dims *d, const int32_t *phy2log,
                           int32_t *log2phy)
 {
     size_t row = (size_t)d->E * d->maxrep;
-    memset(log2phy, 0xFF, (size_t)d->L * row * sizeof(int32_t));
-    /* Each expert's replicas so far: linear in the slots. Without memory
-     * for the counts, each replica looks for its row's first free entry
-     * (the same result, quadratic in an expert's replicas). */
     int *fill = malloc((size_t)d->E * sizeof(int));
-    for (int l = 0; l < d->L; l++) {
-        const int32_t *p2l = phy2log + (size_t)l * d->P;
-        int32_t *l2p = log2phy + (size_t)l * row;
-        if (fill)
-            memset(fill, 0, (size_t)d->E * sizeof(int));
-        for (int s = 0; s < d->P; s++) {
-            int e = p2l[s];
-            if (e < 0)
-                continue;
-            int32_t *r = l2p + (size_t)e * d->maxrep;
-            if (fill) {
-                r += fill[e]++;
-            } else {
-                while (*r >= 0)
-                    r++;
-            }
-            *r = s;
-        }
-    }
+    for (int l = 0; l < d->L; l++)
+        layer_by_slot(d, phy2log + (size_t)l * d->P, log2phy + (size_t)l * row,
+                      fill);
     free(fill);
 }
 
@@ -137,17 +142,9 @@ static void by_slot_layer(void *arg, int worker, int l)
 {
     const by_slot_run *run = arg;
     const plan_dims *d = run->d;
-    size_t row = (size_t)d->E * d->maxrep;
-    const int32_t *p2l = run->phy2log + (size_t)l * d->P;
-    int32_t *l2p = run->log2phy + (size_t)l * row;
-    int *fill = run->fill + (size_t)worker * d->E;
-    memset(l2p, 0xFF, row * sizeof(int32_t));
-    memset(fill, 0, (size_t)d->E * sizeof(int));
-    for (int s = 0; s < d->P; s++) {
-        int e = p2l[s];
-        if (e >= 0)
-            l2p[(size_t)e * d->maxrep + fill[e]++] = s;
-    }
+    layer_by_slot(d, run->phy2log + (size_t)l * d->P,
+                  run->log2phy + (size_t)l * d->E * d->maxrep,
+                  run->fill + (size_t)worker * d->E);
 }
 
 void plan_log2phy_by_slot_threads(const plan_dims *d, const int32_t *phy2log,
