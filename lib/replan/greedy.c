@@ -17,9 +17,10 @@
 typedef struct glayer {
     int32_t *x;      /* [P] the layer */
     int *cnt;        /* [E] live replicas */
-    int *held;       /* [M][E] */
+    int *held;       /* [E][M]: an expert's replicas per GPU side by side */
     double *load;    /* [M] */
     int *order;      /* [E] experts by share (g_best's scratch) */
+    int *hrow;       /* [E] the heaviest GPU's replicas (g_best's scratch) */
     double *share;   /* [E] */
     double best_gain;
     int best_s, best_e;
@@ -57,13 +58,15 @@ static double g_peak_after(const plan_dims *d, const float *w,
                            const uint8_t *mask, const glayer *gl, int q,
                            int e)
 {
-    int E = d->E, a = gl->x[q], gq = q / d->ppg;
+    int a = gl->x[q], gq = q / d->ppg;
+    const int *ha_row = gl->held + (size_t)a * d->M,
+              *he_row = gl->held + (size_t)e * d->M;
     double peak = 0.0;
     for (int g = 0; g < d->M; g++) {
         if (!g_live(mask, g))
             continue;
         double v = gl->load[g];
-        int ha = gl->held[(size_t)g * E + a], he = gl->held[(size_t)g * E + e];
+        int ha = ha_row[g], he = he_row[g];
         if (ha)
             v -= (double)w[a] * ha / gl->cnt[a];
         if (he)
@@ -139,7 +142,10 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
     if (h < 0)
         return;
     double best_peak = peak;
-    const int *hh = gl->held + (size_t)h * E;
+    /* h's replicas of each expert, gathered once from the [E][M] table */
+    int *hh = gl->hrow;
+    for (int e = 0; e < E; e++)
+        hh[e] = gl->held[(size_t)e * d->M + h];
     /* experts by the share a new replica on h would add */
     for (int e = 0; e < E; e++) {
         gl->order[e] = e;
@@ -183,7 +189,7 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
             if (g == h || !g_live(mask, g) || !left[g] ||
                 (frozen && frozen[q]) || a < 0 || a == e ||
                 gl->cnt[a] < 2 || was[(size_t)g * E + e] ||
-                gl->held[(size_t)g * E + e])
+                gl->held[(size_t)e * d->M + g])
                 continue;
             *work += d->M;
             consider(gl, peak, g_peak_after(d, w, mask, gl, q, e), q, e,
@@ -211,14 +217,16 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         gl->held = calloc((size_t)M * E, sizeof(int));
         gl->load = malloc((size_t)M * sizeof(double));
         gl->order = malloc((size_t)E * sizeof(int));
+        gl->hrow = malloc((size_t)E * sizeof(int));
         gl->share = malloc((size_t)E * sizeof(double));
-        if (!gl->cnt || !gl->held || !gl->load || !gl->order || !gl->share)
+        if (!gl->cnt || !gl->held || !gl->load || !gl->order || !gl->hrow ||
+            !gl->share)
             goto oom;
         for (int q = 0; q < P; q++) {
             int e = gl->x[q], g = q / d->ppg, c = cur[(size_t)l * P + q];
             if (e >= 0) {
                 gl->cnt[e]++;
-                gl->held[(size_t)g * E + e]++;
+                gl->held[(size_t)e * M + g]++;
             }
             if (c >= 0 && g_live(mask, g))
                 was[((size_t)l * M + g) * E + c] = 1;
@@ -238,10 +246,10 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
             break;
         glayer *gl = &gls[bl];
         int q = gl->best_s, e = gl->best_e, a = gl->x[q], g = q / d->ppg;
-        gl->held[(size_t)g * E + a]--;
+        gl->held[(size_t)a * M + g]--;
         gl->cnt[a]--;
         gl->x[q] = e;
-        gl->held[(size_t)g * E + e]++;
+        gl->held[(size_t)e * M + g]++;
         gl->cnt[e]++;
         left[g]--;
         if (left_total > 0)
@@ -275,6 +283,7 @@ done:
         free(gls[l].held);
         free(gls[l].load);
         free(gls[l].order);
+        free(gls[l].hrow);
         free(gls[l].share);
     }
     free(gls);

@@ -251,14 +251,17 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
     st->collect = &firsts;
     replan_best_move(j, MOVES_FIRST, &h, 1, NULL);
     st->collect = NULL;
-    size_t held_bytes = (size_t)d->M * d->E * sizeof(uint32_t);
-    memcpy(st->snap_slot, st->slot, (size_t)d->P * sizeof(int32_t));
-    memcpy(st->snap_cnt, st->cnt, (size_t)d->E * sizeof(int));
-    memcpy(st->snap_held, st->held, held_bytes);
     int best_i = -1, best_cost = 0;
     move best_second = {0};
     for (int i = 0; i < firsts.n && !spend(st, 3LL * d->P); i++) {
-        replan_apply_move(j, &firsts.m[i]);
+        /* A first move is a swap (kind 1) or a slot given to another
+         * expert (kind 2): what it changes is put back by hand, cheaper
+         * than a copy of the layer's [M][E] replica table per try. */
+        const move *f = &firsts.m[i];
+        int32_t old_s = st->slot[f->s], old_t = f->kind == 1 ? st->slot[f->t] : 0;
+        int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
+        int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
+        replan_apply_move(j, f);
         replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
         int k = heaviest(j, g0, g1), over = 0;
         for (int g = g0; g < g1; g++)
@@ -268,7 +271,7 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
             replan_index_replicas(d, st);
             replan_best_move(j, MOVES_FIRST, &k, 1, &second);
         }
-        int cost = firsts.m[i].cost + second.cost;
+        int cost = f->cost + second.cost;
         if (over == 0 || (second.kind && second.clean)) {
             if (best_i < 0 || cost < best_cost) {
                 best_i = i;
@@ -278,9 +281,14 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
                     best_second.kind = 0;
             }
         }
-        memcpy(st->slot, st->snap_slot, (size_t)d->P * sizeof(int32_t));
-        memcpy(st->cnt, st->snap_cnt, (size_t)d->E * sizeof(int));
-        memcpy(st->held, st->snap_held, held_bytes);
+        if (f->kind == 1) {
+            set_slot(st, f->s, old_s);
+            set_slot(st, f->t, old_t);
+        } else {
+            set_slot(st, f->s, old_s);
+            st->cnt[old_s] = cnt_x;
+            st->cnt[f->t] = cnt_y;
+        }
     }
     replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
     if (best_i < 0)

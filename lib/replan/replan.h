@@ -37,9 +37,6 @@ struct replan_state {
     int *touched;      /* [M] GPUs with a nonzero gdelta */
     int *head, *next;  /* [E], [P]: each expert's slots */
     struct move_list *collect; /* non-NULL: gather first moves instead */
-    int32_t *snap_slot; /* [P] */
-    int *snap_cnt;      /* [E] */
-    uint32_t *snap_held; /* [M][E] */
     uint32_t *held;    /* [M][E] replicas of each expert on each GPU */
     uint8_t *was;      /* [M][E] 1 where the plan in service had it */
     int *cur_head, *cur_next; /* [E], [P]: each expert's current slots */

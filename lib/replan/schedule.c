@@ -67,7 +67,8 @@ typedef struct layer_ws {
     int32_t *x;          /* [P] the layer as the units so far leave it */
     const int32_t *t;    /* [P] the target layer */
     int *cnt;            /* [E] live replicas in x */
-    int *held;           /* [M][E] replicas in x per GPU */
+    int *held;           /* [E][M] replicas in x per GPU (an expert's side
+                            by side: try_bundle walks them) */
     uint8_t *was;        /* [M][E] 1 where the plan in service had it */
     double *load;        /* [M] exact loads of x (slot order, double) */
     double *trial;       /* [M] loads a unit would leave */
@@ -118,12 +119,12 @@ static void change(layer_ws *z, int s, int e)
 {
     int g = s / z->d->ppg, old = z->x[s];
     if (old >= 0) {
-        z->held[(size_t)g * z->d->E + old]--;
+        z->held[(size_t)old * z->d->M + g]--;
         z->cnt[old]--;
     }
     z->x[s] = e;
     if (e >= 0) {
-        z->held[(size_t)g * z->d->E + e]++;
+        z->held[(size_t)e * z->d->M + g]++;
         z->cnt[e]++;
     }
 }
@@ -133,7 +134,7 @@ static void change(layer_ws *z, int s, int e)
 static int copy_of(const layer_ws *z, int s)
 {
     int g = s / z->d->ppg, e = z->t[s];
-    size_t k = (size_t)g * z->d->E + e;
+    size_t k = (size_t)e * z->d->M + g;
     /* (an expert the GPU held in service but lost to an earlier unit is
      * a copy again: the engine evicted it at that unit's stage) */
     return e >= 0 && z->held[k] == 0;
@@ -189,7 +190,6 @@ static double try_bundle(layer_ws *z, double goal, double *progress,
                          int *copies)
 {
     const plan_dims *d = z->d;
-    int E = d->E;
     z->stamp++;
     z->naff = 0;
     for (int i = 0; i < z->nb; i++) {
@@ -204,8 +204,9 @@ static double try_bundle(layer_ws *z, double goal, double *progress,
     z->work += d->M;
     for (int a = 0; a < z->naff; a++) {
         int e = z->aff[a];
+        const int *he = z->held + (size_t)e * d->M;
         for (int g = 0; g < d->M; g++) {
-            int h = z->held[(size_t)g * E + e];
+            int h = he[g];
             if (h)
                 z->trial[g] -= (double)z->w[e] * h / z->cnt[e];
         }
@@ -226,8 +227,9 @@ static double try_bundle(layer_ws *z, double goal, double *progress,
     z->most = most;
     for (int a = 0; a < z->naff; a++) {
         int e = z->aff[a];
+        const int *he = z->held + (size_t)e * d->M;
         for (int g = 0; g < d->M; g++) {
-            int h = z->held[(size_t)g * E + e];
+            int h = he[g];
             if (h && z->cnt[e] > 0)
                 z->trial[g] += (double)z->w[e] * h / z->cnt[e];
         }

@@ -44,9 +44,6 @@ void replan_state_free(replan_state *st)
     free(st->touched);
     free(st->head);
     free(st->next);
-    free(st->snap_slot);
-    free(st->snap_cnt);
-    free(st->snap_held);
     free(st->held);
     free(st->was);
     free(st->cur_head);
@@ -98,9 +95,6 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->touched = malloc(M * sizeof(int));
     st->head = malloc(E * sizeof(int));
     st->next = malloc(P * sizeof(int));
-    st->snap_slot = malloc(P * sizeof(int32_t));
-    st->snap_cnt = malloc(E * sizeof(int));
-    st->snap_held = malloc(M * E * sizeof(uint32_t));
     st->held = malloc(M * E * sizeof(uint32_t));
     st->was = malloc(M * E);
     st->cur_head = malloc(E * sizeof(int));
@@ -118,10 +112,11 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->nload = malloc((size_t)d->N * sizeof(double));
     st->nexp = malloc((size_t)d->N * sizeof(int));
     st->gnode = malloc((size_t)d->G * sizeof(int));
-    if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag || !st->kout || !st->kavail || !st->kused || !st->seen ||
-        !st->node_map || !st->usable || !st->cur_head || !st->cur_next || !st->cur_prev_gpu || !st->pairs ||
-        !st->held || !st->was || !st->gdelta || !st->snap_slot || !st->snap_cnt ||
-        !st->snap_held || !st->touched || !st->head || !st->next ||
+    if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
+        !st->kout || !st->kavail || !st->kused || !st->seen ||
+        !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
+        !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
+        !st->gdelta || !st->touched || !st->head || !st->next ||
         !st->slot || !st->alt || !st->cnt || !st->alt_cnt || !st->node_of ||
         !st->order || !st->match || !st->taken || !st->overlap ||
         !st->mark || !st->load) {
