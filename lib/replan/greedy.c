@@ -19,7 +19,8 @@ typedef struct glayer {
     int *cnt;        /* [E] live replicas */
     int *held;       /* [E][M]: an expert's replicas per GPU side by side */
     double *load;    /* [M] */
-    int *order;      /* [E] experts by share (g_best's scratch) */
+    int *order;      /* [E] experts by share, kept sorted across calls */
+    int sorted;      /* order and share are set up */
     int *hrow;       /* [E] the heaviest GPU's replicas (g_best's scratch) */
     double *share;   /* [E] */
     double best_gain;
@@ -123,6 +124,29 @@ static void sort_by_share(int *order, const double *share, int n)
     }
 }
 
+/* Expert v's share changed: moves it to its place in the sorted order
+ * (share ascending, ties by expert), which is then what sort_by_share
+ * would give. A copy changes two experts' counts, so each copy costs two
+ * such moves instead of a sort of the layer. */
+static void resort_one(int *order, const double *share, int n, int v)
+{
+    int i = 0;
+    while (order[i] != v)
+        i++;
+    while (i > 0 && (share[order[i - 1]] > share[v] ||
+                     (share[order[i - 1]] == share[v] && order[i - 1] > v))) {
+        order[i] = order[i - 1];
+        i--;
+    }
+    while (i + 1 < n && (share[order[i + 1]] < share[v] ||
+                         (share[order[i + 1]] == share[v] &&
+                          order[i + 1] < v))) {
+        order[i] = order[i + 1];
+        i++;
+    }
+    order[i] = v;
+}
+
 /* The layer's best copy, among those that can lower its largest load:
  * a slot of the heaviest GPU h takes an expert h does not hold, or a slot
  * elsewhere takes an expert h holds (a copy elsewhere of an expert h does
@@ -147,11 +171,14 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
     for (int e = 0; e < E; e++)
         hh[e] = gl->held[(size_t)e * d->M + h];
     /* experts by the share a new replica on h would add */
-    for (int e = 0; e < E; e++) {
-        gl->order[e] = e;
-        gl->share[e] = (double)w[e] / (gl->cnt[e] + 1);
+    if (!gl->sorted) {
+        for (int e = 0; e < E; e++) {
+            gl->order[e] = e;
+            gl->share[e] = (double)w[e] / (gl->cnt[e] + 1);
+        }
+        sort_by_share(gl->order, gl->share, E);
+        gl->sorted = 1;
     }
-    sort_by_share(gl->order, gl->share, E);
     *work += E;
     for (int q = h * d->ppg; q < (h + 1) * d->ppg && left[h]; q++) {
         int a = gl->x[q];
@@ -251,6 +278,10 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         gl->x[q] = e;
         gl->held[(size_t)e * M + g]++;
         gl->cnt[e]++;
+        gl->share[a] = (double)weight[(size_t)bl * E + a] / (gl->cnt[a] + 1);
+        gl->share[e] = (double)weight[(size_t)bl * E + e] / (gl->cnt[e] + 1);
+        resort_one(gl->order, gl->share, E, a);
+        resort_one(gl->order, gl->share, E, e);
         left[g]--;
         if (left_total > 0)
             left_total--;

@@ -73,6 +73,9 @@ typedef struct layer_ws {
     double *load;        /* [M] exact loads of x (slot order, double) */
     double *trial;       /* [M] loads a unit would leave */
     int *pend, npend;    /* pending slots (x != t), in slot order */
+    int *thead, *tnext;  /* [E], [P]: the layer's first pending slots of
+                            each target expert, in slot order (those with
+                            x == t since then are skipped where read) */
     int *bundle, nb;     /* the unit being built */
     int *grow, *gsave;   /* [P] a unit grown from several (slots, old ids) */
     int *gcop;           /* [M] the grown unit's copies per GPU so far */
@@ -163,14 +166,13 @@ static void add_closure(layer_ws *z, int s)
         z->work += z->nb;
         if (left > 0)
             break;
-        for (int i = 0; i < z->npend; i++) {
-            int q = z->pend[i];
-            if (z->inb[q] != z->stamp && z->t[q] == gone &&
-                z->x[q] != z->t[q]) {
+        /* the lowest pending slot the target gives `gone` (work counted
+         * as the scan of the pending list it replaces) */
+        for (int q = z->thead[gone]; q >= 0; q = z->tnext[q])
+            if (z->inb[q] != z->stamp && z->x[q] != z->t[q]) {
                 at = q;
                 break;
             }
-        }
         z->work += z->npend;
     }
 }
@@ -398,6 +400,18 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
     for (int s = 0; s < d->P; s++)
         if (z->x[s] != z->t[s] && is_live(z, s / d->ppg))
             z->pend[z->npend++] = s;
+    /* Pending slots only leave the list (a slot whose change is undone
+     * comes back to it, as it was in this list): the index by target
+     * expert is made once. */
+    for (int e = 0; e < d->E; e++)
+        z->thead[e] = -1;
+    for (int i = z->npend - 1; i >= 0; i--) {
+        int q = z->pend[i];
+        if (z->t[q] >= 0) {
+            z->tnext[q] = z->thead[z->t[q]];
+            z->thead[z->t[q]] = q;
+        }
+    }
     double f = exact_loads(z);
     *f_start = f;
 
@@ -863,6 +877,8 @@ static int layer_ws_init(layer_ws *z, const plan_dims *d,
     z->load = malloc((size_t)M * sizeof(double));
     z->trial = malloc((size_t)M * sizeof(double));
     z->pend = malloc((size_t)P * sizeof(int));
+    z->thead = malloc((size_t)E * sizeof(int));
+    z->tnext = malloc((size_t)P * sizeof(int));
     z->bundle = malloc((size_t)P * sizeof(int));
     z->grow = malloc((size_t)P * sizeof(int));
     z->gcop = calloc((size_t)M, sizeof(int));
@@ -876,7 +892,7 @@ static int layer_ws_init(layer_ws *z, const plan_dims *d,
     z->inaff = calloc((size_t)E, sizeof(int));
     z->saved = malloc((size_t)P * sizeof(int32_t));
     return z->x && z->cnt && z->held && z->was && z->load && z->trial &&
-           z->pend && z->bundle && z->grow && z->gsave && z->gcop &&
+           z->pend && z->thead && z->tnext && z->bundle && z->grow && z->gsave && z->gcop &&
            z->ucop && z->gstamp && z->hot && z->hotexp && z->inb &&
            z->aff && z->inaff && z->saved;
 }
@@ -890,6 +906,8 @@ static void layer_ws_free(layer_ws *z)
     free(z->load);
     free(z->trial);
     free(z->pend);
+    free(z->thead);
+    free(z->tnext);
     free(z->bundle);
     free(z->grow);
     free(z->gsave);
