@@ -11,6 +11,7 @@
  * give the same copies everywhere. */
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,14 +55,29 @@ static double g_loads(const plan_dims *d, const float *w,
     return peak;
 }
 
-/* The layer's largest load once slot q holds e instead of a. */
+/* 1 when a largest load of at least v could not be kept by consider():
+ * its gain is below the best so far (or none). Exact: the gain only
+ * falls as the load rises. */
+static int g_hopeless(const glayer *gl, double peak, double v)
+{
+    double gain = peak - v;
+    return !(gain > 0.0) || gain < gl->best_gain;
+}
+
+/* The layer's largest load once slot q holds e instead of a, or HUGE_VAL
+ * as soon as it is sure to be one consider() would not keep: first from
+ * `runner` (the largest load but the heaviest GPU's) when the copy leaves
+ * it as it is, then from the loads seen so far. */
 static double g_peak_after(const plan_dims *d, const float *w,
                            const uint8_t *mask, const glayer *gl, int q,
-                           int e)
+                           int e, double cur_peak, int runner)
 {
     int a = gl->x[q], gq = q / d->ppg;
     const int *ha_row = gl->held + (size_t)a * d->M,
               *he_row = gl->held + (size_t)e * d->M;
+    if (runner >= 0 && runner != gq && !ha_row[runner] && !he_row[runner] &&
+        g_hopeless(gl, cur_peak, gl->load[runner]))
+        return HUGE_VAL;
     double peak = 0.0;
     for (int g = 0; g < d->M; g++) {
         if (!g_live(mask, g))
@@ -77,8 +93,11 @@ static double g_peak_after(const plan_dims *d, const float *w,
             v += (double)w[a] * na / (gl->cnt[a] - 1);
         if (ne)
             v += (double)w[e] * ne / (gl->cnt[e] + 1);
-        if (v > peak)
+        if (v > peak) {
             peak = v;
+            if (g_hopeless(gl, cur_peak, peak))
+                return HUGE_VAL;
+        }
     }
     return peak;
 }
@@ -166,6 +185,12 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
     if (h < 0)
         return;
     double best_peak = peak;
+    /* the largest live load but h's (g_peak_after's quick test) */
+    int runner = -1;
+    for (int g = 0; g < d->M; g++)
+        if (g != h && g_live(mask, g) &&
+            (runner < 0 || gl->load[g] > gl->load[runner]))
+            runner = g;
     /* h's replicas of each expert, gathered once from the [E][M] table */
     int *hh = gl->hrow;
     for (int e = 0; e < E; e++)
@@ -197,7 +222,8 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
             if (e == a || was[(size_t)h * E + e] || hh[e])
                 continue; /* not a copy */
             *work += d->M;
-            consider(gl, peak, g_peak_after(d, w, mask, gl, q, e), q, e,
+            consider(gl, peak,
+                     g_peak_after(d, w, mask, gl, q, e, peak, runner), q, e,
                      &best_peak);
         }
     }
@@ -219,7 +245,8 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
                 gl->held[(size_t)e * d->M + g])
                 continue;
             *work += d->M;
-            consider(gl, peak, g_peak_after(d, w, mask, gl, q, e), q, e,
+            consider(gl, peak,
+                     g_peak_after(d, w, mask, gl, q, e, peak, runner), q, e,
                      &best_peak);
         }
     }
