@@ -12,6 +12,7 @@
  * GPUs, two swaps, a relocation in three parts. */
 #include "replan.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Better: clean fixes first, then cheaper, then more excess removed per
@@ -150,12 +151,37 @@ static void try_reassign(const layer_job *j, int h, int si, int y,
 /* Replica counts follow the loads: a slot on the heaviest GPU goes to
  * another expert of the node, or a slot elsewhere goes to an expert the
  * heaviest GPU holds. */
+/* 1 when a load whose exact sum is at least v surely ends above T, with
+ * room for the sums' rounding: a test that prunes moves before they are
+ * summed and never drops one the sums would keep. */
+static inline int surely_above(double v, double T)
+{
+    return v > T + 1e-9 * (fabs(v) + fabs(T));
+}
+
+/* 1 when a clean move of `cost` copies whose peak is at least `least`
+ * cannot beat the clean move `best` (more copies, or as many and a peak
+ * surely no lower). */
+static inline int beaten(const move *best, int cost, double least)
+{
+    return cost > best->cost ||
+           (cost == best->cost && surely_above(least, best->peak));
+}
+
 static void consider_reassign(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
     int ppg = d->ppg;
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    double T = j->target, Lh = st->load[h];
+    /* Only a clean move (h cleared, no GPU pushed over T) can beat a clean
+     * best, and only a move that clears h is gathered as a first move:
+     * then moves whose least possible load on h (or, against a clean
+     * best, on the GPU that takes the slot) is above T are not summed.
+     * Their work is counted as if they were, so the layer's budget runs
+     * out where it did without the test, and the plan is the same. */
+#define BEST_CLEAN (!st->collect && best && best->kind && best->clean)
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -163,29 +189,57 @@ static void consider_reassign(const layer_job *j, int h, move *best)
         if (spend(st, d->E + g1 - g0))
             return;
         if (st->cnt[x] >= 2)
-            for (int y = 0; y < d->E; y++)
-                if (y != x && st->node_of[y] == st->node_of[x] &&
-                    st->cnt[y] > 0 && !HELD(st, h, y) &&
-                    (double)j->w[y] / (st->cnt[y] + 1) < rx)
-                    try_reassign(j, h, si, y, best);
+            for (int y = 0; y < d->E; y++) {
+                if (y == x || st->node_of[y] != st->node_of[x] ||
+                    st->cnt[y] == 0 || HELD(st, h, y))
+                    continue;
+                double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
+                if (!(ry1 < rx))
+                    continue;
+                /* h ends at Lh - rx + ry1 or above (x's other replicas on
+                 * h only grow); a clean move beats a clean best only by
+                 * fewer copies, or as many and a lower peak */
+                double h_new = Lh - rx + ry1;
+                if ((st->collect || BEST_CLEAN) &&
+                    (surely_above(h_new, T) ||
+                     (BEST_CLEAN &&
+                      beaten(best, !WAS(st, h, y), h_new)))) {
+                    spend(st, 1 + st->cnt[x] + st->cnt[y]);
+                    continue;
+                }
+                try_reassign(j, h, si, y, best);
+            }
         /* Another slot of the node to this expert, where the GPU that
-         * receives it stays lighter than h is now. */
+         * receives it stays lighter than h is now. Each of h's replicas
+         * of x loses rx - rx1, and h ends no lower than that. */
         double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
-        /* Another slot of the node to this expert. */
+        int h_stays = surely_above(Lh - HELD(st, h, x) * (rx - rx1), T);
         for (int g = g0; g < g1; g++) {
             if (g == h || !live(j, g) || HELD(st, g, x))
                 continue;
             if (spend(st, ppg))
                 return;
+            double Lg = st->load[g];
             for (int r = 0; r < ppg; r++) {
                 int s = g * ppg + r, z = st->slot[s];
-                if (st->cnt[z] >= 2 &&
-                    st->load[g] - (double)j->w[z] / st->cnt[z] + rx1 <
-                        st->load[h])
-                    try_reassign(j, h, s, x, best);
+                if (st->cnt[z] < 2)
+                    continue;
+                double ng = Lg - (double)j->w[z] / st->cnt[z] + rx1;
+                if (!(ng < Lh))
+                    continue;
+                /* h not cleared, or g pushed over T (it ends at ng or
+                 * above) */
+                if (((st->collect || BEST_CLEAN) && h_stays) ||
+                    (BEST_CLEAN && ((Lg <= T && surely_above(ng, T)) ||
+                                    beaten(best, !WAS(st, g, x), ng)))) {
+                    spend(st, 1 + st->cnt[z] + st->cnt[x]);
+                    continue;
+                }
+                try_reassign(j, h, s, x, best);
             }
         }
     }
+#undef BEST_CLEAN
 }
 
 /* Another replica of an expert to a GPU that holds it already: no GPU's
