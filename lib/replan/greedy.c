@@ -64,10 +64,29 @@ static int g_hopeless(const glayer *gl, double peak, double v)
     return !(gain > 0.0) || gain < gl->best_gain;
 }
 
+/* GPU g's load once slot q (on GPU gq) holds e instead of a, g holding
+ * ha replicas of a and he of e: summed the one way both callers use. */
+static inline double g_load_after(const float *w, const glayer *gl, int a,
+                                  int e, int g, int gq, int ha, int he)
+{
+    double v = gl->load[g];
+    if (ha)
+        v -= (double)w[a] * ha / gl->cnt[a];
+    if (he)
+        v -= (double)w[e] * he / gl->cnt[e];
+    int na = ha - (g == gq), ne = he + (g == gq);
+    if (na)
+        v += (double)w[a] * na / (gl->cnt[a] - 1);
+    if (ne)
+        v += (double)w[e] * ne / (gl->cnt[e] + 1);
+    return v;
+}
+
 /* The layer's largest load once slot q holds e instead of a, or HUGE_VAL
  * as soon as it is sure to be one consider() would not keep: first from
  * `runner` (the largest load but the heaviest GPU's) when the copy leaves
- * it as it is, then from the loads seen so far. */
+ * it as it is, then from GPU gq's new load, then from the loads seen so
+ * far. */
 static double g_peak_after(const plan_dims *d, const float *w,
                            const uint8_t *mask, const glayer *gl, int q,
                            int e, double cur_peak, int runner)
@@ -78,21 +97,15 @@ static double g_peak_after(const plan_dims *d, const float *w,
     if (runner >= 0 && runner != gq && !ha_row[runner] && !he_row[runner] &&
         g_hopeless(gl, cur_peak, gl->load[runner]))
         return HUGE_VAL;
+    if (g_live(mask, gq) &&
+        g_hopeless(gl, cur_peak, g_load_after(w, gl, a, e, gq, gq,
+                                              ha_row[gq], he_row[gq])))
+        return HUGE_VAL;
     double peak = 0.0;
     for (int g = 0; g < d->M; g++) {
         if (!g_live(mask, g))
             continue;
-        double v = gl->load[g];
-        int ha = ha_row[g], he = he_row[g];
-        if (ha)
-            v -= (double)w[a] * ha / gl->cnt[a];
-        if (he)
-            v -= (double)w[e] * he / gl->cnt[e];
-        int na = ha - (g == gq), ne = he + (g == gq);
-        if (na)
-            v += (double)w[a] * na / (gl->cnt[a] - 1);
-        if (ne)
-            v += (double)w[e] * ne / (gl->cnt[e] + 1);
+        double v = g_load_after(w, gl, a, e, g, gq, ha_row[g], he_row[g]);
         if (v > peak) {
             peak = v;
             if (g_hopeless(gl, cur_peak, peak))
