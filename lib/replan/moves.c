@@ -472,6 +472,14 @@ static void consider_relocate(const layer_job *j, int h, move *best)
             double dz = (double)j->w[z] / (st->cnt[z] - 1) - rz;
             if (spend(st, d->E))
                 return;
+            /* g ends at Lg - rz + rx or above, less what its replicas of
+             * y shed (its other replicas of z grow); h at Lh - rx + ry1
+             * or above. Against a clean best a move must end nowhere
+             * above T, with no more copies and a lower peak: the moves
+             * this rules out are counted as if summed (the same plans). */
+            double g_least = st->load[g] - rz + rx;
+            int g_cost = gain(j, g, x);
+            int best_clean = best && best->kind && best->clean;
             for (int y = 0; y < d->E; y++) {
                 if (y == x || y == z || st->cnt[y] == 0 ||
                     st->node_of[y] != st->node_of[x] || HELD(st, h, y))
@@ -483,6 +491,13 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                 int n = 0;
                 if (spend(st, 2 + st->cnt[z] + st->cnt[y]))
                     return;
+                if (best_clean) {
+                    double hl = st->load[h] - rx + ry1,
+                           gl = g_least + (double)HELD(st, g, y) * dy;
+                    if (surely_above(hl, T) || surely_above(gl, T) ||
+                        beaten(best, g_cost + gain(j, h, y), hl > gl ? hl : gl))
+                        continue;
+                }
                 TOUCH(h, ry1 - rx);
                 TOUCH(g, rx - rz);
                 for (int q = st->head[z]; q >= 0; q = st->next[q])
