@@ -265,10 +265,33 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
     }
 }
 
+/* The layers' first searches, a layer per item; each counts its own work
+ * (summed after, so the total is the same in any order). */
+typedef struct g_first {
+    const plan_dims *d;
+    const float *weight;
+    const uint8_t *mask, *was, *frozen;
+    const int *left;
+    glayer *gls;
+    long long *work;
+} g_first;
+
+static void g_first_one(void *arg, int worker, int l)
+{
+    const g_first *r = arg;
+    const plan_dims *d = r->d;
+    (void)worker;
+    r->work[l] = 0;
+    g_best(d, r->weight + (size_t)l * d->E, r->mask,
+           r->was + (size_t)l * d->M * d->E,
+           r->frozen ? r->frozen + (size_t)l * d->P : NULL, r->left,
+           &r->gls[l], &r->work[l]);
+}
+
 int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *mask,
                 const int32_t *cur, int32_t *plan, const uint8_t *frozen,
                 int *left, long long left_total, long long work_cap,
-                greedy_copy *out, int *nout)
+                eplbi_threads *threads, greedy_copy *out, int *nout)
 {
     int L = d->L, E = d->E, P = d->P, M = d->M;
     glayer *gls = calloc((size_t)L, sizeof *gls);
@@ -300,9 +323,18 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         }
     }
     long long work = 0;
-    for (int l = 0; l < L; l++)
-        g_best(d, weight + (size_t)l * E, mask, was + (size_t)l * M * E,
-               frozen ? frozen + (size_t)l * P : NULL, left, &gls[l], &work);
+    {
+        long long *lwork = malloc((size_t)L * sizeof(long long));
+        if (!lwork)
+            goto oom;
+        g_first first = {d, weight, mask, was, frozen, left, gls, lwork};
+        eplbi_parallel_items(&threads->pool,
+                             eplbi_host_threads(threads->option, L), L,
+                             g_first_one, &first);
+        for (int l = 0; l < L; l++)
+            work += lwork[l];
+        free(lwork);
+    }
     while (left_total != 0 && work <= work_cap) {
         int bl = -1;
         for (int l = 0; l < L; l++)

@@ -800,7 +800,7 @@ static int walk_greedy(const plan_dims *d, const float *weight,
                        const sched_opts *o, sched_build *b, walk *k,
                        int *taken, int *last_stage, int32_t *gplan,
                        uint8_t *gfrozen, greedy_copy *gcopies,
-                       const int *still)
+                       const int *still, eplbi_threads *threads)
 {
     size_t LP = (size_t)d->L * d->P;
     memcpy(gplan, current, LP * sizeof(int32_t));
@@ -828,8 +828,9 @@ static int walk_greedy(const plan_dims *d, const float *weight,
         left[g] = o->max_per_gpu > 0 ? o->max_per_gpu - k->per_gpu[g] : -1;
     long long lt = o->max_total > 0 ? o->max_total - k->total : -1;
     int n = 0;
-    int rc = greedy_copies_fill(d, weight, mask, current, gplan, gfrozen, left, lt,
-                         GREEDY_WORK_PER_SLOT * (long long)LP, gcopies, &n);
+    int rc = greedy_copies_fill(d, weight, mask, current, gplan, gfrozen, left,
+                                lt, GREEDY_WORK_PER_SLOT * (long long)LP,
+                                threads, gcopies, &n);
     free(left);
     if (rc)
         return rc;
@@ -1190,7 +1191,8 @@ int sched_build_plan(const plan_dims *d, const float *weight,
             }
         if (budgeted) {
             rc = walk_greedy(d, weight, current, mask, o, &b, &k, taken,
-                             last_stage, gplan, gfrozen, gcopies, still);
+                             last_stage, gplan, gfrozen, gcopies, still,
+                             threads);
             if (rc)
                 goto done;
         }
