@@ -471,6 +471,72 @@ static void test_backends_agree(void)
     eplb_context_destroy(cl);
 }
 
+/* The same schedule for any number of host threads (the layers'
+ * ordering and the budget's first greedy searches run on them): budgets,
+ * stages and a dead GPU, against one thread. */
+static void test_host_threads(void)
+{
+    static const int threads[] = {2, 3, 16, 0};
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE);
+    CU_ASSERT_FATAL(ctx != NULL);
+    eplb_options o;
+    o.struct_size = sizeof o;
+    CU_ASSERT_FATAL(eplb_context_get_options(ctx, &o) == EPLB_OK);
+    for (size_t i = 0; i < NSHAPES; i++) {
+        const eplb_shape *s = &shapes[i];
+        size_t LP = (size_t)s->layers * s->num_replicas;
+        float *w0, *w1;
+        loads(s, i, 0.2f, &w0, &w1);
+        uint8_t *mask = malloc((size_t)s->num_gpus);
+        memset(mask, 1, (size_t)s->num_gpus);
+        mask[s->num_gpus - 1] = 0;
+        test_plan cur, one, many;
+        CU_ASSERT_FATAL(test_plan_alloc(&cur, s) == 0);
+        CU_ASSERT_FATAL(test_plan_alloc(&one, s) == 0);
+        CU_ASSERT_FATAL(test_plan_alloc(&many, s) == 0);
+        o.host_threads = 1;
+        CU_ASSERT_FATAL(eplb_context_set_options(ctx, &o) == EPLB_OK);
+        CU_ASSERT_FATAL(eplb_rebalance(ctx, s, w0, cur.phy2log, cur.log2phy,
+                                       cur.logcnt) == 0);
+        /* budget, stage size, mask */
+        const struct { int budget, stage, dead; } req[] = {
+            {1, 0, 0}, {4, 2, 0}, {-1, 1, 0}, {-1, 3, 1}};
+        for (size_t r = 0; r < sizeof req / sizeof req[0]; r++) {
+            const uint8_t *m = req[r].dead ? mask : NULL;
+            o.host_threads = 1;
+            CU_ASSERT_FATAL(eplb_context_set_options(ctx, &o) == EPLB_OK);
+            sched_buf *sa = sched_new(s);
+            CU_ASSERT_FATAL(staged(ctx, s, w1, cur.phy2log, m, req[r].budget,
+                                   req[r].stage, 0.0f, sa, &one) == 0);
+            for (int t = 0; t < 4; t++) {
+                o.host_threads = threads[t];
+                CU_ASSERT_FATAL(eplb_context_set_options(ctx, &o) ==
+                                EPLB_OK);
+                sched_buf *sb = sched_new(s);
+                CU_ASSERT_FATAL(staged(ctx, s, w1, cur.phy2log, m,
+                                       req[r].budget, req[r].stage, 0.0f, sb,
+                                       &many) == 0);
+                CU_ASSERT(test_plan_equal(&one, &many));
+                CU_ASSERT(sa->sc.num_stages == sb->sc.num_stages);
+                CU_ASSERT(sa->sc.copies == sb->sc.copies);
+                CU_ASSERT(memcmp(sa->sc.stage_of_slot, sb->sc.stage_of_slot,
+                                 LP * sizeof(int32_t)) == 0);
+                CU_ASSERT(memcmp(sa->sc.layer_order, sb->sc.layer_order,
+                                 (size_t)s->layers * sizeof(int32_t)) == 0);
+                sched_free(sb);
+            }
+            sched_free(sa);
+        }
+        free(mask);
+        test_plan_free(&cur);
+        test_plan_free(&one);
+        test_plan_free(&many);
+        free(w0);
+        free(w1);
+    }
+    eplb_context_destroy(ctx);
+}
+
 /* Requests the migration refuses, each with a message naming the field,
  * and the outputs untouched. */
 static void test_bad_requests(void)
@@ -585,6 +651,7 @@ int main(void)
         {"min_gain and the layer figures", test_min_gain},
         {"a dead GPU", test_dead_gpu},
         {"reference and OpenCL agree", test_backends_agree},
+        {"any number of host threads, the same schedule", test_host_threads},
         {"bad requests", test_bad_requests},
         {"huge loads, min_gain with a budget, request sizes", test_edges},
         CU_TEST_INFO_NULL,
