@@ -219,6 +219,14 @@ static void test_shared_context(void)
     CU_ASSERT(busy > 0);
     /* the context still plans once the other call is over */
     CU_ASSERT(eplb_rebalance(ctx, &s, w, q2l, m2p, qcnt) == EPLB_OK);
+    /* a budgeted, staged re-plan: the schedule's ordering and the greedy
+     * copies' first searches on the same host threads */
+    eplb_request req;
+    eplb_request_default(&req);
+    req.current_phy2log = cur;
+    req.max_copies_per_gpu = 2;
+    req.stage_copies_per_gpu = 1;
+    CU_ASSERT(eplb_plan(ctx, &s, w, &req, q2l, m2p, qcnt) == EPLB_OK);
     eplb_context_destroy(ctx);
     free(w); free(rev); free(cur); free(p2l); free(l2p); free(cnt);
     free(q2l); free(m2p); free(qcnt);
