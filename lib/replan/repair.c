@@ -258,6 +258,11 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
          * expert (kind 2): what it changes is put back by hand, cheaper
          * than a copy of the layer's [M][E] replica table per try. */
         const move *f = &firsts.m[i];
+        /* the pair costs at least the first move: one that costs as much
+         * as the cheapest pair found cannot replace it (the first found
+         * of the cheapest stays) */
+        if (best_i >= 0 && f->cost >= best_cost)
+            continue;
         int32_t old_s = st->slot[f->s], old_t = f->kind == 1 ? st->slot[f->t] : 0;
         int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
         int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
