@@ -47,6 +47,20 @@ static void collect(replan_state *st, const move *m)
         c->m[at] = *m;
 }
 
+/* st->share[s] = w/cnt of slot s's expert, for the slots of GPUs g0..g1-1:
+ * the families below read each many times (the same quotient as summed
+ * inline, so the same moves). */
+static const double *fill_shares(const layer_job *j, int g0, int g1)
+{
+    replan_state *st = j->st;
+    int ppg = j->d->ppg;
+    for (int s = g0 * ppg; s < g1 * ppg; s++) {
+        int e = st->slot[s];
+        st->share[s] = e >= 0 ? (double)j->w[e] / st->cnt[e] : 0.0;
+    }
+    return st->share;
+}
+
 static void consider_swaps(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
@@ -54,9 +68,10 @@ static void consider_swaps(const layer_job *j, int h, move *best)
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h], exh = excess(Lh, T);
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    const double *share = fill_shares(j, g0, g1);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
-        double rx = (double)j->w[x] / st->cnt[x];
+        double rx = share[si];
         for (int b = g0; b < g1; b++) {
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
@@ -65,11 +80,13 @@ static void consider_swaps(const layer_job *j, int h, move *best)
                 return;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
-                double ry = (double)j->w[y] / st->cnt[y];
+                double ry = share[sj];
                 if (!(rx > ry) || HELD(st, h, y))
                     continue;
                 double nh = Lh - rx + ry, nb = Lb + rx - ry;
                 double delta = excess(nh, T) + excess(nb, T) - exh - exb;
+                if (!st->collect && !(delta < 0.0))
+                    continue;
                 move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
                           nh > nb ? nh : nb, nh <= T && nb <= T};
                 if (st->collect) {
@@ -77,8 +94,6 @@ static void consider_swaps(const layer_job *j, int h, move *best)
                         collect(st, &m);
                     continue;
                 }
-                if (!(delta < 0.0))
-                    continue;
                 if (better(&m, best))
                     *best = m;
             }
@@ -326,9 +341,10 @@ static void consider_cycles(const layer_job *j, int h, move *best)
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h];
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    const double *share = fill_shares(j, g0, g1);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
-        double rx = (double)j->w[x] / st->cnt[x];
+        double rx = share[si];
         for (int b = g0; b < g1; b++) {
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
@@ -337,7 +353,7 @@ static void consider_cycles(const layer_job *j, int h, move *best)
                 return;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
-                double ry = (double)j->w[y] / st->cnt[y];
+                double ry = share[sj];
                 double nb = Lb + rx - ry;
                 if (y == x || nb > T)
                     continue;
@@ -350,7 +366,7 @@ static void consider_cycles(const layer_job *j, int h, move *best)
                         return;
                     for (int u = 0; u < ppg; u++) {
                         int sk = c * ppg + u, z = st->slot[sk];
-                        double rz = (double)j->w[z] / st->cnt[z];
+                        double rz = share[sk];
                         double nh = Lh - rx + rz, nc = Lc + ry - rz;
                         if (z == x || z == y || !(nh < Lh) || nc > T ||
                             HELD(st, h, z))

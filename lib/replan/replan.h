@@ -34,6 +34,8 @@ struct replan_state {
     int *mark;         /* [E] stamps */
     double *load;      /* [M] */
     double *gdelta;    /* [M] load change of a move being tried, else 0 */
+    double *share;     /* [P] w/cnt of each slot's expert (a family's
+                          scratch, filled for its domain) */
     int *touched;      /* [M] GPUs with a nonzero gdelta */
     int *head, *next;  /* [E], [P]: each expert's slots */
     struct move_list *collect; /* non-NULL: gather first moves instead */

@@ -41,6 +41,7 @@ void replan_state_free(replan_state *st)
     free(st->mark);
     free(st->load);
     free(st->gdelta);
+    free(st->share);
     free(st->touched);
     free(st->head);
     free(st->next);
@@ -92,6 +93,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->mark = calloc(E, sizeof(int));
     st->load = malloc(M * sizeof(double));
     st->gdelta = calloc(M, sizeof(double));
+    st->share = malloc(P * sizeof(double));
     st->touched = malloc(M * sizeof(int));
     st->head = malloc(E * sizeof(int));
     st->next = malloc(P * sizeof(int));
@@ -116,7 +118,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
         !st->kout || !st->kavail || !st->kused || !st->seen ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
-        !st->gdelta || !st->touched || !st->head || !st->next ||
+        !st->gdelta || !st->share || !st->touched || !st->head || !st->next ||
         !st->slot || !st->alt || !st->cnt || !st->alt_cnt || !st->node_of ||
         !st->order || !st->match || !st->taken || !st->overlap ||
         !st->mark || !st->load) {
