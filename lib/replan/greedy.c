@@ -244,11 +244,14 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
         if (!hh[e])
             continue;
         /* h sheds part of e's load to the new replica, and nothing can
-         * bring it lower: no slot helps when that is not below the best
-         * peak found (exact pruning) */
-        if (gl->load[h] - (double)w[e] * hh[e] /
-                              ((double)gl->cnt[e] * (gl->cnt[e] + 1)) >
-            best_peak)
+         * bring it lower: no slot helps when that is surely not below the
+         * best peak found. "Surely": this sum is not the one
+         * g_peak_after makes, and a copy whose peak ties the best must
+         * still be tried (ties go to the lowest slot and expert). */
+        double h_least = gl->load[h] - (double)w[e] * hh[e] /
+                                           ((double)gl->cnt[e] *
+                                            (gl->cnt[e] + 1));
+        if (h_least > best_peak + 1e-9 * (fabs(h_least) + fabs(best_peak)))
             continue;
         for (int q = 0; q < d->P; q++) {
             int g = q / d->ppg, a = gl->x[q];
