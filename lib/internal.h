@@ -351,15 +351,13 @@ typedef struct greedy_copy {
  * while the budgets allow (left [M] per GPU, -1 each: none; left_total,
  * -1: none) and work_cap lasts, the copy that lowers the sum over layers
  * of the largest GPU load most; slots where frozen [L][P] is 1 are not
- * rewritten (those taken are frozen too, unless rewrite: then a later
- * copy into a slot replaces its earlier one in out). The copies, in order, into out
+ * rewritten (those taken are frozen too). The copies, in order, into out
  * (room for L*P), their number into *nout. Each layer's first search runs
  * on the host threads; the copies are the same for any number. */
 int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *mask,
                 const int32_t *cur, int32_t *plan, const uint8_t *frozen,
                 int *left, long long left_total, long long work_cap,
-                int rewrite, eplbi_threads *threads, greedy_copy *out,
-                int *nout);
+                eplbi_threads *threads, greedy_copy *out, int *nout);
 
 /* The re-plan `target` (a valid plan of the request) cut into units and
  * stages from `current` under o; the plan after the last stage into

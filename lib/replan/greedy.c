@@ -5,15 +5,10 @@
  * copies aimed at each layer's heaviest GPU can go below it. greedy_copies_fill
  * repeatedly makes the one copy (a slot takes an expert its GPU did not
  * hold in the plan in service) that lowers the objective, the sum over
- * layers of the largest GPU load, the most, while the budgets allow.
- * Slots the caller froze (changed by the re-plan's units) are not
- * rewritten, and an expert keeps at least one replica. A slot the greedy
- * copied into is frozen too, unless `rewrite` (a schedule of one stage,
- * where a slot's last expert is all that is applied): then it may take
- * another expert, each such copy counted against the budgets as a new
- * one, as a greedy that never looks back would. Ties go to the lowest
- * layer, slot and expert: the same inputs give the same copies
- * everywhere. */
+ * layers of the largest GPU load, the most, while the budgets allow. Only
+ * slots not yet changed are rewritten, and an expert keeps at least one
+ * replica. Ties go to the lowest layer, slot and expert: the same inputs
+ * give the same copies everywhere. */
 #include "internal.h"
 
 #include <math.h>
@@ -299,20 +294,15 @@ static void g_first_one(void *arg, int worker, int l)
 int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *mask,
                 const int32_t *cur, int32_t *plan, const uint8_t *frozen,
                 int *left, long long left_total, long long work_cap,
-                int rewrite, eplbi_threads *threads, greedy_copy *out,
-                int *nout)
+                eplbi_threads *threads, greedy_copy *out, int *nout)
 {
     int L = d->L, E = d->E, P = d->P, M = d->M;
     glayer *gls = calloc((size_t)L, sizeof *gls);
     uint8_t *was = calloc((size_t)L * M * E, 1);
-    /* rewrite: the copy (index into out) each slot took last, or -1 */
-    int *copy_at = rewrite ? malloc((size_t)L * P * sizeof(int)) : NULL;
     int rc = EPLB_OK;
     *nout = 0;
-    if (!gls || !was || (rewrite && !copy_at))
+    if (!gls || !was)
         goto oom;
-    for (size_t i = 0; copy_at && i < (size_t)L * P; i++)
-        copy_at[i] = -1;
     for (int l = 0; l < L; l++) {
         glayer *gl = &gls[l];
         gl->x = plan + (size_t)l * P;
@@ -370,12 +360,6 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         left[g]--;
         if (left_total > 0)
             left_total--;
-        /* a slot copied into before takes another expert: the earlier
-         * copy is dropped (the plan holds the new one only) */
-        if (copy_at && copy_at[(size_t)bl * P + q] >= 0)
-            out[copy_at[(size_t)bl * P + q]].layer = -1;
-        if (copy_at)
-            copy_at[(size_t)bl * P + q] = *nout;
         greedy_copy *c = &out[(*nout)++];
         c->layer = bl;
         c->slot = q;
@@ -384,7 +368,7 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         /* the slot is taken now; a GPU out of budget changes the choice
          * of every layer that wanted it */
         uint8_t *fz = frozen ? (uint8_t *)frozen + (size_t)bl * P : NULL;
-        if (fz && !copy_at)
+        if (fz)
             fz[q] = 1;
         for (int l = 0; l < L; l++)
             if (l == bl || (!left[g] && gls[l].best_s >= 0 &&
@@ -396,18 +380,10 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         int h;
         c->f_after = g_loads(d, weight + (size_t)bl * E, mask, gl, &h);
     }
-    if (copy_at) {
-        int k = 0;
-        for (int i = 0; i < *nout; i++)
-            if (out[i].layer >= 0)
-                out[k++] = out[i];
-        *nout = k;
-    }
     goto done;
 oom:
     rc = eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
 done:
-    free(copy_at);
     for (int l = 0; gls && l < L; l++) {
         free(gls[l].cnt);
         free(gls[l].held);

@@ -830,7 +830,7 @@ static int walk_greedy(const plan_dims *d, const float *weight,
     int n = 0;
     int rc = greedy_copies_fill(d, weight, mask, current, gplan, gfrozen, left,
                                 lt, GREEDY_WORK_PER_SLOT * (long long)LP,
-                                o->stage_per_gpu <= 0, threads, gcopies, &n);
+                                threads, gcopies, &n);
     free(left);
     if (rc)
         return rc;
