@@ -640,6 +640,39 @@ static void test_edges(void)
                         out.logcnt) == EPLB_ERR_BAD_OPTION);
     CU_ASSERT(strstr(eplb_last_error(), "struct_size") != NULL);
     test_plan_free(&out);
+
+    /* Budgets far above the slots, a dead GPU, one stage: the greedy
+     * copies stay within their list (a copy per slot at most), even where
+     * gains at the rounding level could make a slot flip back and forth
+     * (a rewrite of copied slots once overflowed the list here). */
+    const eplb_shape tiny = {5, 8, 20, 4, 2, 4};
+    const float wt[40] = {2, 1, 3, 1, 2, 1, 2, 1, 2, 2, 1, 2, 3, 3,
+                          2, 2, 2, 3, 1, 2, 1, 2, 3, 1, 3, 2, 2, 2,
+                          3, 3, 1, 1, 4, 3, 2, 2, 3, 3, 2, 1};
+    const int32_t ct[100] = {
+        0, 0, 7, 1, 7, 1, 0, 6, 7, 6, 2, 4, 2, 4, 2, 3, 5, 3, 5, 3,
+        3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 5, 4, 7, 6, 4, 6, 7, 6, 4, 7,
+        0, 4, 0, 0, 1, 1, 5, 1, 4, 0, 6, 2, 6, 3, 7, 7, 3, 7, 6, 3,
+        2, 2, 1, 1, 1, 3, 0, 0, 0, 0, 4, 4, 7, 7, 7, 5, 6, 6, 6, 6,
+        4, 5, 1, 1, 1, 5, 0, 0, 0, 0, 6, 7, 2, 2, 3, 7, 7, 2, 2, 3};
+    const uint8_t mt[4] = {1, 1, 0, 1};
+    CU_ASSERT_FATAL(test_plan_alloc(&out, &tiny) == 0);
+    for (int k = 0; k < 2; k++) {
+        sched_buf *sb = sched_new(&tiny);
+        eplb_request_default(&req);
+        req.current_phy2log = ct;
+        req.gpu_mask = mt;
+        req.schedule = &sb->sc;
+        if (k)
+            req.max_copies_per_gpu = 100000;
+        else
+            req.max_copies = 1000000;
+        CU_ASSERT(eplb_plan(ctx, &tiny, wt, &req, out.phy2log, out.log2phy,
+                            out.logcnt) == EPLB_OK);
+        check_stages(&tiny, wt, ct, &out, mt, sb, 0);
+        sched_free(sb);
+    }
+    test_plan_free(&out);
     eplb_context_destroy(ctx);
 }
 
