@@ -10,6 +10,7 @@
 #endif
 #include "eplb_cl.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,14 @@ void eplbi_clear_error(void);
 /* A monotonic clock in microseconds (clock.c): deadlines and the
  * floor's timings. */
 double eplbi_now_us(void);
+
+/* 1 when a load whose exact sum is at least v surely ends above T, with
+ * room for the sums' rounding: the searches' pruning tests use it so that
+ * they never drop a candidate the exact sums would keep (or tie). */
+static inline int eplbi_surely_above(double v, double T)
+{
+    return v > T + 1e-9 * (fabs(v) + fabs(T));
+}
 
 /* ---- host threads (parallel.c) ---------------------------------------- */
 

@@ -251,7 +251,7 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
         double h_least = gl->load[h] - (double)w[e] * hh[e] /
                                            ((double)gl->cnt[e] *
                                             (gl->cnt[e] + 1));
-        if (h_least > best_peak + 1e-9 * (fabs(h_least) + fabs(best_peak)))
+        if (eplbi_surely_above(h_least, best_peak))
             continue;
         for (int q = 0; q < d->P; q++) {
             int g = q / d->ppg, a = gl->x[q];

@@ -12,7 +12,6 @@
  * GPUs, two swaps, a relocation in three parts. */
 #include "replan.h"
 
-#include <math.h>
 #include <string.h>
 
 /* Better: clean fixes first, then cheaper, then more excess removed per
@@ -163,15 +162,11 @@ static void try_reassign(const layer_job *j, int h, int si, int y,
         *best = m;
 }
 
-/* Replica counts follow the loads: a slot on the heaviest GPU goes to
- * another expert of the node, or a slot elsewhere goes to an expert the
- * heaviest GPU holds. */
-/* 1 when a load whose exact sum is at least v surely ends above T, with
- * room for the sums' rounding: a test that prunes moves before they are
- * summed and never drops one the sums would keep. */
-static inline int surely_above(double v, double T)
+/* The best so far is a clean move (and the search is not gathering first
+ * moves): only a clean move can beat it. */
+static inline int best_clean(const replan_state *st, const move *best)
 {
-    return v > T + 1e-9 * (fabs(v) + fabs(T));
+    return !st->collect && best && best->kind && best->clean;
 }
 
 /* 1 when a clean move of `cost` copies whose peak is at least `least`
@@ -180,9 +175,12 @@ static inline int surely_above(double v, double T)
 static inline int beaten(const move *best, int cost, double least)
 {
     return cost > best->cost ||
-           (cost == best->cost && surely_above(least, best->peak));
+           (cost == best->cost && eplbi_surely_above(least, best->peak));
 }
 
+/* Replica counts follow the loads: a slot on the heaviest GPU goes to
+ * another expert of the node, or a slot elsewhere goes to an expert the
+ * heaviest GPU holds. */
 static void consider_reassign(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
@@ -196,7 +194,6 @@ static void consider_reassign(const layer_job *j, int h, move *best)
      * best, on the GPU that takes the slot) is above T are not summed.
      * Their work is counted as if they were, so the layer's budget runs
      * out where it did without the test, and the plan is the same. */
-#define BEST_CLEAN (!st->collect && best && best->kind && best->clean)
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -215,9 +212,9 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                  * h only grow); a clean move beats a clean best only by
                  * fewer copies, or as many and a lower peak */
                 double h_new = Lh - rx + ry1;
-                if ((st->collect || BEST_CLEAN) &&
-                    (surely_above(h_new, T) ||
-                     (BEST_CLEAN &&
+                if ((st->collect || best_clean(st, best)) &&
+                    (eplbi_surely_above(h_new, T) ||
+                     (best_clean(st, best) &&
                       beaten(best, !WAS(st, h, y), h_new)))) {
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
@@ -228,7 +225,7 @@ static void consider_reassign(const layer_job *j, int h, move *best)
          * receives it stays lighter than h is now. Each of h's replicas
          * of x loses rx - rx1, and h ends no lower than that. */
         double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
-        int h_stays = surely_above(Lh - HELD(st, h, x) * (rx - rx1), T);
+        int h_stays = eplbi_surely_above(Lh - HELD(st, h, x) * (rx - rx1), T);
         for (int g = g0; g < g1; g++) {
             if (g == h || !live(j, g) || HELD(st, g, x))
                 continue;
@@ -244,9 +241,10 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     continue;
                 /* h not cleared, or g pushed over T (it ends at ng or
                  * above) */
-                if (((st->collect || BEST_CLEAN) && h_stays) ||
-                    (BEST_CLEAN && ((Lg <= T && surely_above(ng, T)) ||
-                                    beaten(best, !WAS(st, g, x), ng)))) {
+                if (((st->collect || best_clean(st, best)) && h_stays) ||
+                    (best_clean(st, best) &&
+                     ((Lg <= T && eplbi_surely_above(ng, T)) ||
+                      beaten(best, !WAS(st, g, x), ng)))) {
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }
@@ -254,7 +252,6 @@ static void consider_reassign(const layer_job *j, int h, move *best)
             }
         }
     }
-#undef BEST_CLEAN
 }
 
 /* Another replica of an expert to a GPU that holds it already: no GPU's
@@ -495,7 +492,6 @@ static void consider_relocate(const layer_job *j, int h, move *best)
              * this rules out are counted as if summed (the same plans). */
             double g_least = st->load[g] - rz + rx;
             int g_cost = gain(j, g, x);
-            int best_clean = best && best->kind && best->clean;
             for (int y = 0; y < d->E; y++) {
                 if (y == x || y == z || st->cnt[y] == 0 ||
                     st->node_of[y] != st->node_of[x] || HELD(st, h, y))
@@ -507,11 +503,13 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                 int n = 0;
                 if (spend(st, 2 + st->cnt[z] + st->cnt[y]))
                     return;
-                if (best_clean) {
+                if (best_clean(st, best)) {
                     double hl = st->load[h] - rx + ry1,
                            gl = g_least + (double)HELD(st, g, y) * dy;
-                    if (surely_above(hl, T) || surely_above(gl, T) ||
-                        beaten(best, g_cost + gain(j, h, y), hl > gl ? hl : gl))
+                    if (eplbi_surely_above(hl, T) ||
+                        eplbi_surely_above(gl, T) ||
+                        beaten(best, g_cost + gain(j, h, y),
+                               hl > gl ? hl : gl))
                         continue;
                 }
                 TOUCH(h, ry1 - rx);

@@ -286,11 +286,10 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
                     best_second.kind = 0;
             }
         }
+        set_slot(st, f->s, old_s);
         if (f->kind == 1) {
-            set_slot(st, f->s, old_s);
             set_slot(st, f->t, old_t);
         } else {
-            set_slot(st, f->s, old_s);
             st->cnt[old_s] = cnt_x;
             st->cnt[f->t] = cnt_y;
         }
