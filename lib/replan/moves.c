@@ -46,6 +46,12 @@ static void collect(replan_state *st, const move *m)
         c->m[at] = *m;
 }
 
+/* A move the lookahead's second-move search cannot use (clean_below). */
+static inline int unwanted(const replan_state *st, const move *m)
+{
+    return st->clean_below > 0 && (!m->clean || m->cost >= st->clean_below);
+}
+
 /* st->share[s] = w/cnt of slot s's expert, for the slots of GPUs g0..g1-1:
  * the families below read each many times (the same quotient as summed
  * inline, so the same moves). */
@@ -60,6 +66,26 @@ static const double *fill_shares(const layer_job *j, int g0, int g1)
     return st->share;
 }
 
+/* The next GPU of the domain g0..g1-1 after g to try as a receiver of
+ * expert x (g0 - 1 to start; -1 at the end): every GPU in order, or, in
+ * a search for a second move that must copy nothing (clean_below 1),
+ * only the GPUs that had x in the plan in service, in order (a move
+ * copies x onto any other). *cursor walks x's current slots, so the
+ * walk is linear. */
+static inline int next_receiver(const replan_state *st, int x, int g,
+                                int g0, int g1, int *cursor)
+{
+    if (st->clean_below != 1)
+        return g + 1 < g1 ? g + 1 : -1;
+    int ppg = st->dims.ppg, t = *cursor;
+    if (t == -2)
+        t = st->cur_head[x];
+    while (t >= 0 && (t / ppg <= g || t / ppg < g0))
+        t = st->cur_next[t];
+    *cursor = t;
+    return t >= 0 && t / ppg < g1 ? t / ppg : -1;
+}
+
 static void consider_swaps(const layer_job *j, int h, move *best)
 {
     const plan_dims *d = j->d;
@@ -69,9 +95,10 @@ static void consider_swaps(const layer_job *j, int h, move *best)
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     const double *share = fill_shares(j, g0, g1);
     for (int i = 0; i < ppg; i++) {
-        int si = h * ppg + i, x = st->slot[si];
+        int si = h * ppg + i, x = st->slot[si], cursor = -2;
         double rx = share[si];
-        for (int b = g0; b < g1; b++) {
+        for (int b = next_receiver(st, x, g0 - 1, g0, g1, &cursor); b >= 0;
+             b = next_receiver(st, x, b, g0, g1, &cursor)) {
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
             double Lb = st->load[b], exb = excess(Lb, T);
@@ -88,6 +115,8 @@ static void consider_swaps(const layer_job *j, int h, move *best)
                     continue;
                 move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
                           nh > nb ? nh : nb, nh <= T && nb <= T};
+                if (unwanted(st, &m))
+                    continue;
                 if (st->collect) {
                     if (nh <= T)
                         collect(st, &m);
@@ -151,6 +180,8 @@ static void try_reassign(const layer_job *j, int h, int si, int y,
             h_clear = v <= T;
     }
     move m = {2, si, y, 0, 0, gain(j, gs, y), delta, peak, clean && h_clear};
+    if (unwanted(st, &m))
+        return;
     if (st->collect) {
         if (h_clear)
             collect(st, &m);
@@ -178,6 +209,23 @@ static inline int beaten(const move *best, int cost, double least)
            (cost == best->cost && eplbi_surely_above(least, best->peak));
 }
 
+/* Only a clean move can be of use: one beats a clean best, or the
+ * lookahead wants a clean second move. */
+static inline int only_clean(const replan_state *st, const move *best)
+{
+    return best_clean(st, best) || st->clean_below > 0;
+}
+
+/* A clean move of `cost` copies whose peak is at least `least` is of no
+ * use: it cannot beat the clean best, or the lookahead wants a cheaper
+ * one. */
+static inline int out_of_reach(const replan_state *st, const move *best,
+                               int cost, double least)
+{
+    return (best_clean(st, best) && beaten(best, cost, least)) ||
+           (st->clean_below > 0 && cost >= st->clean_below);
+}
+
 /* Replica counts follow the loads: a slot on the heaviest GPU goes to
  * another expert of the node, or a slot elsewhere goes to an expert the
  * heaviest GPU holds. */
@@ -202,6 +250,10 @@ static void consider_reassign(const layer_job *j, int h, move *best)
             return;
         if (st->cnt[x] >= 2)
             for (int y = 0; y < d->E; y++) {
+                /* (a second move that must copy nothing: only an expert
+                 * h had in the plan in service) */
+                if (st->clean_below == 1 && !WAS(st, h, y))
+                    continue;
                 if (y == x || st->node_of[y] != st->node_of[x] ||
                     st->cnt[y] == 0 || HELD(st, h, y))
                     continue;
@@ -212,10 +264,10 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                  * h only grow); a clean move beats a clean best only by
                  * fewer copies, or as many and a lower peak */
                 double h_new = Lh - rx + ry1;
-                if ((st->collect || best_clean(st, best)) &&
+                if ((st->collect || only_clean(st, best)) &&
                     (eplbi_surely_above(h_new, T) ||
-                     (best_clean(st, best) &&
-                      beaten(best, !WAS(st, h, y), h_new)))) {
+                     (only_clean(st, best) &&
+                      out_of_reach(st, best, !WAS(st, h, y), h_new)))) {
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
                 }
@@ -226,7 +278,9 @@ static void consider_reassign(const layer_job *j, int h, move *best)
          * of x loses rx - rx1, and h ends no lower than that. */
         double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
         int h_stays = eplbi_surely_above(Lh - HELD(st, h, x) * (rx - rx1), T);
-        for (int g = g0; g < g1; g++) {
+        int cursor = -2;
+        for (int g = next_receiver(st, x, g0 - 1, g0, g1, &cursor); g >= 0;
+             g = next_receiver(st, x, g, g0, g1, &cursor)) {
             if (g == h || !live(j, g) || HELD(st, g, x))
                 continue;
             if (spend(st, ppg))
@@ -241,10 +295,10 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     continue;
                 /* h not cleared, or g pushed over T (it ends at ng or
                  * above) */
-                if (((st->collect || best_clean(st, best)) && h_stays) ||
-                    (best_clean(st, best) &&
+                if (((st->collect || only_clean(st, best)) && h_stays) ||
+                    (only_clean(st, best) &&
                      ((Lg <= T && eplbi_surely_above(ng, T)) ||
-                      beaten(best, !WAS(st, g, x), ng)))) {
+                      out_of_reach(st, best, !WAS(st, g, x), ng)))) {
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }
@@ -314,6 +368,8 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
                 double delta = excess(nh, T) + excess(nb, T) - exh - exb;
                 move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
                           nh > nb ? nh : nb, nh <= T && nb <= T};
+                if (unwanted(st, &m))
+                    continue;
                 if (st->collect) {
                     if (nh <= T)
                         collect(st, &m);
@@ -469,49 +525,97 @@ static void consider_relocate(const layer_job *j, int h, move *best)
     double T = j->target;
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     double *gd = st->gdelta;
-    int *touched = st->touched;
-    uint8_t *tf = st->tflag;
-    for (int i = 0; i < ppg; i++) {
+    int *touched = st->touched, *cand = st->ycand;
+    uint8_t *tf = st->tflag, *is_cand = st->yflag;
+    /* The excess of the domain's GPUs other than h: the most that y's
+     * replicas elsewhere can shed. */
+    double exh = excess(st->load[h], T), ex_rest = 0.0;
+    for (int g = g0; g < g1; g++)
+        if (g != h && live(j, g))
+            ex_rest += excess(st->load[g], T);
+    int done = 0;
+    for (int i = 0; i < ppg && !done; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
-        for (int t = g0 * ppg; t < g1 * ppg; t++) {
+        /* The experts that may take x's slot on h, whichever slot x
+         * takes (of x's node, not on h, lighter per replica than x even
+         * with one more replica), in order; their replicas, and the
+         * most load those shed. */
+        int nc = 0;
+        long long cnt_sum = 0;
+        double max_shed = 0.0;
+        for (int y = 0; y < d->E; y++) {
+            if (y == x || st->cnt[y] == 0 ||
+                st->node_of[y] != st->node_of[x] || HELD(st, h, y))
+                continue;
+            double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
+            if (!(ry1 < rx))
+                continue;
+            double shed = ((double)j->w[y] / st->cnt[y] - ry1) * st->cnt[y];
+            if (shed > max_shed)
+                max_shed = shed;
+            cand[nc++] = y;
+            is_cand[y] = 1;
+            cnt_sum += st->cnt[y];
+        }
+        for (int t = g0 * ppg; t < g1 * ppg && !done; t++) {
             int g = t / ppg, z = st->slot[t];
-            if (spend(st, 1))
-                return;
+            if (spend(st, 1)) {
+                done = 1;
+                break;
+            }
             if (g == h || !live(j, g) || z == x || st->cnt[z] < 2 ||
                 HELD(st, g, x))
                 continue;
             double rz = (double)j->w[z] / st->cnt[z];
             double dz = (double)j->w[z] / (st->cnt[z] - 1) - rz;
-            if (spend(st, d->E))
-                return;
+            /* the scan of the experts, and each candidate's sums, whether
+             * summed or ruled out below (the layer's budget runs out
+             * where it would if all were summed) */
+            int others = nc - is_cand[z];
+            if (spend(st, d->E + (long long)others * (2 + st->cnt[z]) +
+                              cnt_sum - (is_cand[z] ? st->cnt[z] : 0))) {
+                done = 1;
+                break;
+            }
             /* g ends at Lg - rz + rx or above, less what its replicas of
              * y shed (its other replicas of z grow); h at Lh - rx + ry1
              * or above. Against a clean best a move must end nowhere
-             * above T, with no more copies and a lower peak: the moves
-             * this rules out are counted as if summed (the same plans). */
-            double g_least = st->load[g] - rz + rx;
-            int g_cost = gain(j, g, x);
-            for (int y = 0; y < d->E; y++) {
-                if (y == x || y == z || st->cnt[y] == 0 ||
-                    st->node_of[y] != st->node_of[x] || HELD(st, h, y))
+             * above T, with no more copies and a lower peak. The move
+             * lowers the summed excess by at most what h and y's
+             * replicas shed, and raises g's: where that bound is surely
+             * not below zero, the sum is not either (the move would be
+             * dropped). When g holds no candidate, one bound serves
+             * every y. */
+            double g_least = st->load[g] - rz + rx, exg = excess(st->load[g], T);
+            int g_cost = gain(j, g, x), g_has = 0;
+            for (int r = 0; r < ppg; r++) {
+                int e = st->slot[g * ppg + r];
+                g_has |= e >= 0 && is_cand[e];
+            }
+            if (!g_has && excess(g_least, T) - exh - exg -
+                                  (max_shed < ex_rest ? max_shed : ex_rest) >
+                              1e-9 * T)
+                continue;
+            for (int c = 0; c < nc; c++) {
+                int y = cand[c], n = 0;
+                if (y == z)
                     continue;
                 double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
-                if (!(ry1 < rx))
-                    continue;
                 double dy = ry1 - (double)j->w[y] / st->cnt[y];
-                int n = 0;
-                if (spend(st, 2 + st->cnt[z] + st->cnt[y]))
-                    return;
-                if (best_clean(st, best)) {
-                    double hl = st->load[h] - rx + ry1,
-                           gl = g_least + (double)HELD(st, g, y) * dy;
-                    if (eplbi_surely_above(hl, T) ||
-                        eplbi_surely_above(gl, T) ||
-                        beaten(best, g_cost + gain(j, h, y),
-                               hl > gl ? hl : gl))
-                        continue;
-                }
+                double hl = st->load[h] - rx + ry1,
+                       gl = g_least + (double)HELD(st, g, y) * dy;
+                if (best_clean(st, best) &&
+                    (eplbi_surely_above(hl, T) ||
+                     eplbi_surely_above(gl, T) ||
+                     beaten(best, g_cost + gain(j, h, y),
+                            hl > gl ? hl : gl)))
+                    continue;
+                double shed = -dy * st->cnt[y];
+                double bound = excess(hl, T) - exh + excess(gl, T) - exg -
+                               (shed < ex_rest ? shed : ex_rest);
+                if (bound > 1e-9 * T)
+                    continue;
                 TOUCH(h, ry1 - rx);
                 TOUCH(g, rx - rz);
                 for (int q = st->head[z]; q >= 0; q = st->next[q])
@@ -541,6 +645,8 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                     *best = m;
             }
         }
+        for (int c = 0; c < nc; c++)
+            is_cand[cand[c]] = 0;
     }
 }
 

@@ -5,6 +5,7 @@
  * died. */
 #include "replan.h"
 
+#include <limits.h>
 #include <string.h>
 
 static int heaviest(const layer_job *j, int g0, int g1)
@@ -251,47 +252,66 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
     st->collect = &firsts;
     replan_best_move(j, MOVES_FIRST, &h, 1, NULL);
     st->collect = NULL;
-    int best_i = -1, best_cost = 0;
+    /* The cheapest pair, ties to the first move gathered first. The
+     * first moves go in order of their cost (then as gathered): the pair
+     * costs at least its first move, so a cheap pair found early rules
+     * the dearer first moves out, and the search for a second move
+     * looks only for one that makes a pair better than the best. */
+    int best_i = -1, best_cost = 0, max_cost = 0, done = 0;
     move best_second = {0};
-    for (int i = 0; i < firsts.n && !spend(st, 3LL * d->P); i++) {
-        /* A first move is a swap (kind 1) or a slot given to another
-         * expert (kind 2): what it changes is put back by hand, cheaper
-         * than a copy of the layer's [M][E] replica table per try. */
-        const move *f = &firsts.m[i];
-        /* the pair costs at least the first move: one that costs as much
-         * as the cheapest pair found cannot replace it (the first found
-         * of the cheapest stays) */
-        if (best_i >= 0 && f->cost >= best_cost)
-            continue;
-        int32_t old_s = st->slot[f->s], old_t = f->kind == 1 ? st->slot[f->t] : 0;
-        int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
-        int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
-        replan_apply_move(j, f);
-        replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
-        int k = heaviest(j, g0, g1), over = 0;
-        for (int g = g0; g < g1; g++)
-            over += live(j, g) && st->load[g] > j->target;
-        move second = {0};
-        if (over == 1) {
-            replan_index_replicas(d, st);
-            replan_best_move(j, MOVES_FIRST, &k, 1, &second);
-        }
-        int cost = f->cost + second.cost;
-        if (over == 0 || (second.kind && second.clean)) {
-            if (best_i < 0 || cost < best_cost) {
+    for (int i = 0; i < firsts.n; i++)
+        if (firsts.m[i].cost > max_cost)
+            max_cost = firsts.m[i].cost;
+    for (int c = 0; c <= max_cost && !done; c++) {
+        if (best_i >= 0 && c > best_cost)
+            break;
+        for (int i = 0; i < firsts.n; i++) {
+            const move *f = &firsts.m[i];
+            if (f->cost != c ||
+                (best_i >= 0 && c == best_cost && i > best_i))
+                continue;
+            if (spend(st, 3LL * d->P)) {
+                done = 1;
+                break;
+            }
+            /* A first move is a swap (kind 1) or a slot given to another
+             * expert (kind 2): what it changes is put back by hand,
+             * cheaper than a copy of the layer's [M][E] replica table per
+             * try. */
+            int32_t old_s = st->slot[f->s],
+                    old_t = f->kind == 1 ? st->slot[f->t] : 0;
+            int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
+            int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
+            replan_apply_move(j, f);
+            replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+            int k = heaviest(j, g0, g1), over = 0;
+            for (int g = g0; g < g1; g++)
+                over += live(j, g) && st->load[g] > j->target;
+            move second = {0};
+            if (over == 1) {
+                replan_index_replicas(d, st);
+                st->clean_below =
+                    best_i < 0 ? INT_MAX : best_cost - c + (i < best_i);
+                replan_best_move(j, MOVES_FIRST, &k, 1, &second);
+                st->clean_below = 0;
+            }
+            int cost = c + second.cost;
+            if ((over == 0 || (second.kind && second.clean)) &&
+                (best_i < 0 || cost < best_cost ||
+                 (cost == best_cost && i < best_i))) {
                 best_i = i;
                 best_cost = cost;
                 best_second = second;
                 if (over == 0)
                     best_second.kind = 0;
             }
-        }
-        set_slot(st, f->s, old_s);
-        if (f->kind == 1) {
-            set_slot(st, f->t, old_t);
-        } else {
-            st->cnt[old_s] = cnt_x;
-            st->cnt[f->t] = cnt_y;
+            set_slot(st, f->s, old_s);
+            if (f->kind == 1) {
+                set_slot(st, f->t, old_t);
+            } else {
+                st->cnt[old_s] = cnt_x;
+                st->cnt[f->t] = cnt_y;
+            }
         }
     }
     replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);

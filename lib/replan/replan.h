@@ -39,6 +39,10 @@ struct replan_state {
     int *touched;      /* [M] GPUs with a nonzero gdelta */
     int *head, *next;  /* [E], [P]: each expert's slots */
     struct move_list *collect; /* non-NULL: gather first moves instead */
+    /* > 0 while the lookahead looks for a second move: only a clean move
+     * of fewer copies than this can complete a cheaper pair, so the
+     * families keep no other (their work is counted as before) */
+    int clean_below;
     uint32_t *held;    /* [M][E] replicas of each expert on each GPU */
     uint8_t *was;      /* [M][E] 1 where the plan in service had it */
     int *cur_head, *cur_next; /* [E], [P]: each expert's current slots */
@@ -48,6 +52,8 @@ struct replan_state {
     int32_t *kout;     /* [ppg] replan_keep_slots' output */
     int *kavail, *kused; /* [E] replan_keep_slots' counts, zero between calls */
     int *seen;         /* [E] zero between uses */
+    int *ycand;        /* [E] the relocation's candidate experts */
+    uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */
     double *gload;     /* [G] load of each group (group moves) */

@@ -56,6 +56,8 @@ void replan_state_free(replan_state *st)
     free(st->kavail);
     free(st->kused);
     free(st->seen);
+    free(st->ycand);
+    free(st->yflag);
     free(st->node_map);
     free(st->usable);
     free(st->gload);
@@ -108,6 +110,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->kavail = calloc(E, sizeof(int));
     st->kused = calloc(E, sizeof(int));
     st->seen = calloc(E, sizeof(int));
+    st->ycand = malloc(E * sizeof(int));
+    st->yflag = calloc(E, 1);
     st->node_map = malloc((size_t)d->N * sizeof(int));
     st->usable = malloc((size_t)d->gn * sizeof(int));
     st->gload = malloc((size_t)d->G * sizeof(double));
@@ -116,6 +120,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->gnode = malloc((size_t)d->G * sizeof(int));
     if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
+        !st->ycand || !st->yflag ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
         !st->gdelta || !st->share || !st->touched || !st->head || !st->next ||
