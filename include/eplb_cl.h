@@ -189,7 +189,8 @@ typedef struct eplb_options {
     /* Re-planning from the current placement (eplb_rebalance_from): the
      * balancedness of every layer may fall short of the fresh plan's by
      * this fraction, in exchange for fewer expert copies. Default 0 (at
-     * least as balanced as the fresh plan), range 0..0.5. */
+     * least as balanced as the fresh plan, but for the layers min_gain
+     * keeps), range 0..0.5. */
     float tolerance;
     /* 1: no GPU holds two replicas of the same expert (a second replica on
      * one GPU adds a slot but no capacity); the plan moves such replicas
@@ -291,7 +292,10 @@ EPLB_API int eplb_rebalance(eplb_context *ctx, const eplb_shape *shape,
  * search finds whose every layer is at least (1 - tolerance) times as
  * balanced as the fresh plan eplb_rebalance_from(..., NULL, gpu_mask, ...)
  * of the same context; experts that stay on a GPU keep their slot where
- * they can. The search runs on the host after the backend's fresh plan, so
+ * they can. A layer whose re-plan would lower its largest GPU load by less
+ * than EPLB_MIN_GAIN_DEFAULT (2%) keeps its placement (eplb_plan's
+ * req.min_gain; 0 there takes every layer to its target). The search
+ * runs on the host after the backend's fresh plan, so
  * the same seed gives the same plan on every backend and device.
  * On any failure no output element is written. */
 EPLB_API int eplb_rebalance_from(eplb_context *ctx, const eplb_shape *shape,
@@ -406,7 +410,7 @@ typedef struct eplb_request {
 
 /* min_gain's default (doc/api.md: chosen from eplb-bench's
  * next-window figures). */
-#define EPLB_MIN_GAIN_DEFAULT 0.0f
+#define EPLB_MIN_GAIN_DEFAULT 0.02f
 
 /* One stage of a migration schedule, as the plan stands after it. */
 typedef struct eplb_stage {

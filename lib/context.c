@@ -384,12 +384,30 @@ static void copy_plan_out(const plan_dims *d, const plan_buf *b,
     memcpy(logcnt, b->logcnt, L * d->E * sizeof(int32_t));
 }
 
-/* 1 when the request asks for more than the re-plan: a budget, stages,
- * min_gain or the schedule itself. */
-static int migration_asked(const eplb_request *r)
+/* 1 when the request asks for a budget, stages or the schedule. */
+static int schedule_asked(const eplb_request *r)
 {
     return r->max_copies_per_gpu >= 0 || r->max_copies >= 0 ||
-           r->stage_copies_per_gpu || r->min_gain > 0 || r->schedule;
+           r->stage_copies_per_gpu || r->schedule;
+}
+
+/* 1 when the request asks for more than the re-plan: those, or
+ * min_gain. */
+static int migration_asked(const eplb_request *r)
+{
+    return schedule_asked(r) || r->min_gain > 0;
+}
+
+/* 1 when the request needs the migration schedule (replan/schedule.c):
+ * a budget, stages, the schedule itself, or min_gain with dead GPUs or
+ * distinct_per_gpu (where keeping a layer is the schedule's business:
+ * its changes forced by the mask, the replicas it holds twice).
+ * Otherwise min_gain is the schedule's rule applied to the re-plan's
+ * layers, at no cost (replan_keep_small_gains). */
+static int schedule_needed(const eplb_request *r, int distinct)
+{
+    return schedule_asked(r) ||
+           (r->min_gain > 0 && (r->gpu_mask || distinct));
 }
 
 /* The migration fields of a request: in range, and only with a current
@@ -529,7 +547,14 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     }
     if (rc)
         return rc;
-    if (!migration_asked(r)) {
+    /* (the staged buffer's counts serve as scratch below) */
+    if ((rc = plan_buf_reserve(&ctx->staged, &d)) != EPLB_OK)
+        return rc;
+    if (!schedule_needed(r, ctx->opts.distinct_per_gpu)) {
+        if (r->min_gain > 0)
+            replan_keep_small_gains(&d, weight, current, r->min_gain,
+                                    ctx->next.phy2log, ctx->next.logcnt,
+                                    ctx->staged.logcnt);
         /* nothing fails from here: log2phy is made in the caller's array
          * (not made, then copied, as everywhere else) */
         size_t L = (size_t)d.L;
@@ -543,9 +568,6 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     /* The migration: the re-plan cut into units and stages within the
      * budget (replan/schedule.c); everything lands in the context's
      * buffers first, then in the caller's. */
-    rc = plan_buf_reserve(&ctx->staged, &d);
-    if (rc)
-        return rc;
     sched_opts so = {r->max_copies_per_gpu, r->max_copies,
                      r->stage_copies_per_gpu, r->min_gain};
     sched_out out;
@@ -627,11 +649,11 @@ static int plan_request(eplb_context *ctx, const eplb_shape *shape,
                                   : !log2phy ? "log2phy" : "logcnt");
     const float *loads;
     const int32_t *choice;
-    /* (the schedule describes the re-plan as made: no layer is kept
+    /* (a schedule describes the re-plan as made: no layer is kept
      * behind its back; a masked plan may have to leave the current one;
      * the current one may hold an expert twice on a GPU) */
     int may_keep = r->current_phy2log && !r->gpu_mask &&
-                   !migration_asked(r) && !ctx->opts.distinct_per_gpu;
+                   !schedule_asked(r) && !ctx->opts.distinct_per_gpu;
     int rc = forecast_request(ctx, shape, weight, r, may_keep, &loads,
                               &choice);
     if (rc == EPLB_OK)

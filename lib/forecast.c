@@ -393,36 +393,6 @@ static double layer_worst(forecast_state *st, const plan_dims *d,
     return worst;
 }
 
-/* Whether layer row p2l [P] of the plan in service can be kept as it is:
- * no empty slot, and under the hierarchical policy every group on one
- * node (a migration stopped midway may have split one); its replica
- * counts into cnt [E]. */
-static int keepable(const plan_dims *d, const int32_t *p2l, int32_t *cnt)
-{
-    memset(cnt, 0, (size_t)d->E * sizeof(int32_t));
-    for (int p = 0; p < d->P; p++) {
-        if (p2l[p] < 0)
-            return 0;
-        cnt[p2l[p]]++;
-    }
-    if (d->N == 1)
-        return 1;
-    /* every slot of a group on the node of its first slot */
-    for (int g = 0; g < d->G; g++) {
-        int node = -1;
-        for (int p = 0; p < d->P; p++) {
-            if (p2l[p] / d->gs != g)
-                continue;
-            int n = p / d->ppn;
-            if (node < 0)
-                node = n;
-            else if (n != node)
-                return 0;
-        }
-    }
-    return 1;
-}
-
 /* The robust choice: each estimator's loads from all samples planned by
  * the context's backend; per layer, the largest GPU load over the mean
  * GPU load on each of the newest `lookback` samples, its worst (largest)
@@ -462,7 +432,7 @@ static int robust(forecast_state *st, const plan_dims *d,
     for (int l = 0; l < L; l++) {
         const int32_t *cur = r->current_phy2log + (size_t)l * d->P;
         int32_t *cnt = st->cnt + (size_t)l * d->E;
-        if (!keepable(d, cur, cnt))
+        if (!plan_layer_keepable(d, cur, cnt))
             continue;
         size_t b = (size_t)st->choice[l] * L + l;
         st->keep[l] = layer_worst(st, d, r, R, l, cur, cnt, NULL) <=

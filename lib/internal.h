@@ -318,6 +318,16 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
                         const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt);
 
+/* min_gain without a schedule: each layer of the re-plan phy2log/logcnt
+ * whose largest GPU load is less than min_gain (a share) below the plan
+ * in service's takes the current placement back, where it can be kept as
+ * it is (plan_layer_keepable: else the re-plan stays); the schedule's
+ * rule for its layers. No GPU may be dead. cnt: [E] scratch. */
+void replan_keep_small_gains(const plan_dims *d, const float *weight,
+                             const int32_t *current, double min_gain,
+                             int32_t *phy2log, int32_t *logcnt,
+                             int32_t *cnt);
+
 /* ---- the migration schedule (replan/schedule.c) ----------------------- */
 
 /* What bounds a schedule: copies per GPU over all stages and in all (-1:
@@ -380,6 +390,17 @@ int sched_build_plan(const plan_dims *d, const float *weight,
 void sched_out_free(sched_out *o);
 
 /* ---- plans (plan.c) --------------------------------------------------- */
+
+/* 1 when layer row p2l [P] of a plan in service can be kept as it is
+ * (no empty slot; under the hierarchical policy every group on one node,
+ * which a migration stopped midway may not leave), with its replica
+ * counts in cnt [E] (scratch otherwise). */
+int plan_layer_keepable(const plan_dims *d, const int32_t *p2l,
+                        int32_t *cnt);
+/* Largest GPU load of one layer's plan as the metrics sum it (slot order,
+ * in double; empty slots and experts counted 0 add nothing). */
+double plan_layer_peak(const plan_dims *d, const float *w,
+                       const int32_t *p2l, const int32_t *cnt);
 
 /* Fills log2phy [L][E][maxrep] from phy2log [L][P], each expert's replicas
  * in slot order; slots of -1 are skipped. */

@@ -22,6 +22,43 @@ float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
     return mx;
 }
 
+/* (one pass over the slots for the groups' nodes, cnt standing in for
+ * a [G] table, then one for the counts) */
+int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int32_t *cnt)
+{
+    for (int g = 0; g < d->G; g++)
+        cnt[g] = -1;
+    for (int p = 0; p < d->P; p++) {
+        if (p2l[p] < 0)
+            return 0;
+        int g = p2l[p] / d->gs, n = p / d->ppn;
+        if (d->N > 1 && cnt[g] >= 0 && cnt[g] != n)
+            return 0;
+        cnt[g] = n;
+    }
+    memset(cnt, 0, (size_t)d->E * sizeof(int32_t));
+    for (int p = 0; p < d->P; p++)
+        cnt[p2l[p]]++;
+    return 1;
+}
+
+double plan_layer_peak(const plan_dims *d, const float *w,
+                       const int32_t *p2l, const int32_t *cnt)
+{
+    double peak = 0.0;
+    for (int g = 0; g < d->M; g++) {
+        double s = 0.0;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = p2l[g * d->ppg + r];
+            if (e >= 0 && cnt[e] > 0)
+                s += (double)w[e] / cnt[e];
+        }
+        if (s > peak)
+            peak = s;
+    }
+    return peak;
+}
+
 void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
                        const int32_t *phyrank, int32_t *log2phy)
 {

@@ -62,11 +62,13 @@ static void layer_peaks(const eplb_shape *s, const float *w,
 /* The plan from `current` is valid, and every layer's balancedness is at
  * least (1 - tolerance) times the fresh plan's (the same total load, so:
  * its largest GPU load at most the fresh one's / (1 - tolerance), up to
- * double rounding). Returns the copies. */
+ * double rounding), but for layers min_gain kept: those are
+ * the current layer as it was, whose largest load a re-plan to the target
+ * would have lowered by less than min_gain of it. Returns the copies. */
 static long check_replan_req(eplb_context *ctx, const eplb_shape *s,
                              const float *w, const int32_t *current,
                              float tolerance, double deadline_us,
-                             test_plan *out)
+                             float min_gain, test_plan *out)
 {
     int hier = eplb_resolve_policy(EPLB_POLICY_AUTO, s) ==
                EPLB_POLICY_HIERARCHICAL;
@@ -77,6 +79,7 @@ static long check_replan_req(eplb_context *ctx, const eplb_shape *s,
     eplb_request_default(&req);
     req.current_phy2log = current;
     req.deadline_us = deadline_us;
+    req.min_gain = min_gain;
     int rc = eplb_plan(ctx, s, w, &req, out->phy2log, out->log2phy,
                        out->logcnt);
     if (rc)
@@ -90,11 +93,21 @@ static long check_replan_req(eplb_context *ctx, const eplb_shape *s,
     double *pn = pf + s->layers;
     layer_peaks(s, w, &fresh, pf);
     layer_peaks(s, w, out, pn);
-    int off = 0;
-    for (int l = 0; l < s->layers; l++)
-        off += pn[l] > pf[l] / (1.0 - tolerance) * (1.0 + 1e-12);
+    int off = 0, kept = 0;
+    size_t P = (size_t)s->num_replicas;
+    for (int l = 0; l < s->layers; l++) {
+        double target = pf[l] / (1.0 - tolerance) * (1.0 + 1e-12);
+        if (!(pn[l] > target))
+            continue;
+        if (!memcmp(out->phy2log + l * P, current + l * P,
+                    P * sizeof(int32_t)) &&
+            pn[l] * (1.0 - req.min_gain) < target)
+            kept++;
+        else
+            off++;
+    }
     if (off)
-        printf("\n  %d layers above their target\n", off);
+        printf("\n  %d layers above their target (%d kept)\n", off, kept);
     CU_ASSERT(off == 0);
     long total = -1;
     CU_ASSERT(eplb_copies(s, current, out->phy2log, NULL, &total) ==
@@ -109,7 +122,7 @@ static long check_replan(eplb_context *ctx, const eplb_shape *s,
                          float tolerance, test_plan *out)
 {
     return check_replan_req(ctx, s, w, current->phy2log, tolerance, 0.0,
-                            out);
+                            0.0f, out);
 }
 
 static const eplb_shape shapes[] = {
@@ -169,6 +182,57 @@ static void test_unrelated_loads(void)
 static void test_tolerance(void)
 {
     replan_shapes(1, 0.05f, 0.02f);
+}
+
+/* min_gain at its default (also what eplb_rebalance_from uses): after 1%
+ * noise (half the layers; 30% the rest) the layers a re-plan would better
+ * by less than min_gain keep
+ * their placement (check_replan_req checks the rule), the others are
+ * the re-plan's with min_gain 0; fewer copies. */
+static void test_min_gain_default(void)
+{
+    const eplb_shape s = {12, 256, 288, 8, 4, 32};
+    size_t n = (size_t)s.layers * s.experts, P = (size_t)s.num_replicas;
+    float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
+    workload_generate(w0, s.layers, s.experts, 17);
+    memcpy(w1, w0, n * sizeof(float));
+    workload_perturb(w1, s.layers / 2, s.experts, 0.01f, 18);
+    workload_perturb(w1 + n / 2, s.layers / 2, s.experts, 0.3f, 19);
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+    test_plan cur, all, dflt, legacy;
+    fresh_into(ctx, &s, w0, &cur);
+    long c_all = check_replan_req(ctx, &s, w1, cur.phy2log, 0.0f, 0.0, 0.0f,
+                                  &all);
+    long c_dflt = check_replan_req(ctx, &s, w1, cur.phy2log, 0.0f, 0.0,
+                                   EPLB_MIN_GAIN_DEFAULT, &dflt);
+    CU_ASSERT_FATAL(test_plan_alloc(&legacy, &s) == 0);
+    CU_ASSERT(eplb_rebalance_from(ctx, &s, w1, cur.phy2log, NULL,
+                                  legacy.phy2log, legacy.log2phy,
+                                  legacy.logcnt) == EPLB_OK);
+    CU_ASSERT(!memcmp(legacy.phy2log, dflt.phy2log,
+                      s.layers * P * sizeof(int32_t)));
+    int kept = 0, moved = 0;
+    for (int l = 0; l < s.layers; l++) {
+        const int32_t *c = cur.phy2log + l * P, *a = all.phy2log + l * P,
+                      *d = dflt.phy2log + l * P;
+        if (!memcmp(d, a, P * sizeof(int32_t)))
+            moved += memcmp(a, c, P * sizeof(int32_t)) != 0;
+        else
+            CU_ASSERT(!memcmp(d, c, P * sizeof(int32_t)) && ++kept);
+    }
+    printf("\n  min_gain %g: %d layers kept, %d moved, copies %ld (0: "
+           "%ld)\n", (double)EPLB_MIN_GAIN_DEFAULT, kept, moved, c_dflt,
+           c_all);
+    CU_ASSERT(kept > 0);
+    CU_ASSERT(moved > 0);
+    CU_ASSERT(c_dflt < c_all);
+    test_plan_free(&cur);
+    test_plan_free(&all);
+    test_plan_free(&dflt);
+    test_plan_free(&legacy);
+    eplb_context_destroy(ctx);
+    free(w0);
+    free(w1);
 }
 
 /* With loads that barely moved, most layers need few copies: the search
@@ -570,7 +634,7 @@ static void test_zero_load_many_replicas(void)
     const int32_t cur[8] = {0, 1, 1, 1, 1, 1, 1, 1};
     eplb_context *ctx = default_context();
     test_plan next;
-    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, 0.0f, &next);
     CU_ASSERT(copies >= 0 && copies <= 8);
     test_plan_free(&next);
     eplb_context_destroy(ctx);
@@ -591,7 +655,7 @@ static void test_groups_change_node(void)
     eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
     CU_ASSERT_FATAL(ctx != NULL);
     test_plan next;
-    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, 0.0f, &next);
     CU_ASSERT(copies >= 4 && copies <= 2 * 8 / 4 + 2);
     /* one heavy group on each node */
     int heavy[2] = {0, 0};
@@ -622,7 +686,8 @@ static void test_replica_to_holder(void)
         eplb_context *ctx = NULL;
         CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
         test_plan next;
-        long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+        long copies =
+            check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, 0.0f, &next);
         double peak;
         layer_peaks(&s, w, &next, &peak);
         CU_ASSERT(peak <= 11.0);
@@ -650,7 +715,7 @@ static void test_all_loads_equal(void)
                              0, 1, 2, 3, 4, 3, 3, 3, 3, 3, 3, 3};
     eplb_context *ctx = default_context();
     test_plan next;
-    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, 0.0f, &next);
     CU_ASSERT(copies >= 0 && copies <= 24);
     test_plan_free(&next);
     eplb_context_destroy(ctx);
@@ -694,7 +759,7 @@ static void test_million_slots_per_gpu(void)
     eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
     test_plan next;
     t0 = now_ms();
-    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, 0.0f, &next);
     printf("; re-plan of 1x64 in 2^16 slots: %ld copies in %.0f ms\n",
            copies, now_ms() - t0);
     CU_ASSERT(copies >= 0);
@@ -719,7 +784,7 @@ static void test_many_slots_per_gpu(void)
     eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
     test_plan next;
     double t0 = now_ms();
-    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, &next);
+    long copies = check_replan_req(ctx, &s, w, cur, 0.0f, 0.0, 0.0f, &next);
     printf("\n  1x64 in 8000 slots on 2 GPUs: %ld copies, %.0f ms\n", copies,
            now_ms() - t0);
     CU_ASSERT(copies >= 0);
@@ -747,14 +812,16 @@ static void test_reversed_and_deadline(void)
     test_plan fr;
     fresh_into(ctx, &s, w, &fr);
     double t1 = now_ms();
-    long copies = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0, &next);
+    long copies =
+        check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0, 0.0f, &next);
     double t2 = now_ms();
     printf("\n  58x256 in 288 slots from reversed loads: fresh %.1f ms, "
            "check+fresh+re-plan %.1f ms, %ld copies",
            t1 - t0, t2 - t1, copies);
     test_plan_free(&next);
     /* Every layer past the deadline. */
-    long late = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 1e-3, &next);
+    long late =
+        check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 1e-3, 0.0f, &next);
     printf("; deadline 1 ns: %ld copies\n", late);
     CU_ASSERT(late >= 0);
     test_plan_free(&next);
@@ -815,6 +882,7 @@ int main(void)
         {"unrelated loads", test_unrelated_loads},
         {"tolerance 2%", test_tolerance},
         {"few copies", test_few_copies},
+        {"min_gain at its default", test_min_gain_default},
         {"current plan is the fresh plan", test_current_is_fresh},
         {"reference and OpenCL agree", test_backends_agree},
         {"any number of host threads, the same plan", test_host_threads},

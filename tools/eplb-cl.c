@@ -83,7 +83,8 @@ static void usage(FILE *f)
 "                         one stage)\n"
 "  --min-gain F           only with --current: a layer whose re-plan lowers\n"
 "                         its largest GPU load by less than this share (in\n"
-"                         [0, 1), default 0) keeps its placement\n"
+"                         [0, 1), default 0.02; 0: every layer to its\n"
+"                         target) keeps its placement\n"
 "  --stages FILE          only with --current: write the migration schedule\n"
 "                         (the stage of each slot, a record per stage, the\n"
 "                         layers' gains, copies and order) as JSON to FILE\n"
@@ -288,7 +289,8 @@ int main(int argc, char **argv)
      * (they all need --current: a fresh plan has nothing to migrate). */
     eplb_request req;
     eplb_request_default(&req);
-    const char *migration_opt = NULL;
+    const char *migration_opt = NULL; /* the first option of a schedule */
+    int gain_given = 0;
     /* the first forecast option given (they need a window of samples) */
     const char *forecast_opt = NULL, *next_path = NULL;
     int quiet = 0, choice, tolerance_given = 0;
@@ -383,9 +385,10 @@ int main(int argc, char **argv)
                                           : "--stage-copies-per-gpu";
             break;
         case 'm':
+            /* (alone it costs nothing: no schedule is made for it) */
             if (parse_share("--min-gain", optarg, &req.min_gain))
                 return 2;
-            migration_opt = migration_opt ? migration_opt : "--min-gain";
+            gain_given = 1;
             break;
         case 'W':
             stages_path = optarg;
@@ -462,9 +465,9 @@ int main(int argc, char **argv)
                 "--current PLAN too\n");
         return 2;
     }
-    if (migration_opt && !current_path) {
+    if ((migration_opt || gain_given) && !current_path) {
         fprintf(stderr, "eplb-cl: %s applies to a re-plan: give --current "
-                "PLAN too\n", migration_opt);
+                "PLAN too\n", migration_opt ? migration_opt : "--min-gain");
         return 2;
     }
 

@@ -75,7 +75,7 @@ class Quality(ctypes.Structure):
 
 
 # EPLB_MIN_GAIN_DEFAULT of include/eplb_cl.h (a test keeps them equal).
-MIN_GAIN_DEFAULT = 0.0
+MIN_GAIN_DEFAULT = ctypes.c_float(0.02).value  # as the C float holds it
 
 # eplb_forecast of include/eplb_cl.h, and the forecast's defaults (a test
 # keeps them equal to eplb_request_default's).

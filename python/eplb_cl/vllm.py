@@ -46,16 +46,16 @@ routes around that check:
 Every rank computes the plan itself: the library gives the same plan for
 the same loads and seed on every backend and device, so the ranks agree.
 
-The re-plan from the old map is the library's migration (one stage, no
-budget): each layer takes the re-plan's changes while they lower its
-largest GPU load (never more copies nor a higher load than the re-plan),
-a layer whose re-plan would lower that load by less than min_gain (a
-share; EplbClPolicy.min_gain, the min_gain keyword of rebalance_experts,
-or EPLB_CL_MIN_GAIN in the environment at register(); default
+The re-plan from the old map is the library's re-plan: a layer whose
+re-plan would lower its largest GPU load by less than min_gain (a share;
+EplbClPolicy.min_gain, the min_gain keyword of rebalance_experts, or
+EPLB_CL_MIN_GAIN in the environment at register(); default
 MIN_GAIN_DEFAULT, the library's) keeps its placement, and
 EplbClPolicy.last_layer_order() gives the layers of the last rebalance
-(with EplbClPolicy.record_layer_order set: it costs the schedule)
-in the order to move them, for engines that move a layer at a time.
+(with EplbClPolicy.record_layer_order set: it costs the migration
+schedule, whose plan also leaves out the changes a layer no longer needs
+once at the re-plan's largest load) in the order to move them, for
+engines that move a layer at a time.
 Layers whose old map has empty slots are re-planned in full (every slot
 filled), as are layers planned afresh.
 """
@@ -315,10 +315,12 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
             if not group.any():
                 continue
             rows: Any = group if not group.all() else slice(None)
-            staged = migrate and (min_gain > 0 or cls.record_layer_order)
-            request = dict(forecast)
+            # (min_gain alone costs nothing in the library; the schedule
+            # is asked for only for the layer order)
+            staged = migrate and cls.record_layer_order
+            request = dict(forecast, min_gain=min_gain if migrate else 0.0)
             if staged:
-                request.update(min_gain=min_gain, schedule=True)
+                request.update(schedule=True)
             try:
                 result = _threads.plan(layers(rows), P, groups, nodes, M,
                                        current=current[rows],

@@ -109,6 +109,12 @@ eplb_options deterministic(const eplb_options *o);
 /* Allocates the three outputs of a plan of shape s; exits on failure. */
 void plan_alloc(plan_buf *p, const eplb_shape *s);
 void plan_free(plan_buf *p);
+/* The plan of w into p (allocated) on ctx: re-planned from `current` and
+ * over the GPUs of `mask` when either is not NULL, min_gain 0 (every
+ * layer to its target: the search's figures; the migration part has
+ * min_gain's). 0 on success. */
+int plan_into(eplb_context *ctx, const eplb_shape *s, const float *w,
+              const int32_t *current, const uint8_t *mask, plan_buf *p);
 /* A plan of w into p (allocated here) by a new context with options o,
  * re-planned from `current` and over the GPUs of `mask` when either is
  * not NULL; exits on failure. */

@@ -47,6 +47,8 @@ static void plan_column(eplb_context *ctx, const series *sr, int c, int t,
     eplb_request req;
     eplb_request_default(&req);
     req.current_phy2log = current;
+    req.min_gain = 0.0f; /* every layer to its target: the estimators' own
+                            effect (the migration part has min_gain's) */
     const float *w = NULL;
     if (c == C_LAST) {
         w = sr->w[t];

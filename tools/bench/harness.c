@@ -128,8 +128,7 @@ void time_calls(eplb_context *ctx, const eplb_shape *s, const float *w,
     for (int i = 0; i < runs; i++) {
         double t0 = timing_now_us();
         /* eplb_rebalance is this call with no current plan */
-        if (eplb_rebalance_from(ctx, s, w, current, NULL, p->phy2log,
-                                p->log2phy, p->logcnt))
+        if (plan_into(ctx, s, w, current, NULL, p))
             die(current ? "rebalance_from" : "rebalance");
         t[i] = timing_now_us() - t0;
     }

@@ -426,9 +426,10 @@ static void migration_series(bench *b, const series *sr,
     printf("min_gain      copies %%  bal.in   bal.nx   (own chain of "
            "windows)\n");
     for (int k = 0; k < NGAIN && nw; k++)
-        printf("%-10.3f %9.2f  %7.4f  %7.4f\n", gains[k],
+        printf("%-10.3f %9.2f  %7.4f  %7.4f%s\n", gains[k],
                g_copies[k] / nw, g_bal[k] / nw,
-               g_nx ? g_next[k] / g_nx : NAN);
+               g_nx ? g_next[k] / g_nx : NAN,
+               gains[k] == EPLB_MIN_GAIN_DEFAULT ? "  (the default)" : "");
     char at[160];
     snprintf(at, sizeof at, "%.1f,%.1f,%.1f", st.n ? 100 * st.staged[0] / st.n : 0,
              st.n ? 100 * st.staged[1] / st.n : 0,

@@ -61,6 +61,18 @@ void plan_free(plan_buf *p)
     free(p->logcnt);
 }
 
+int plan_into(eplb_context *ctx, const eplb_shape *s, const float *w,
+              const int32_t *current, const uint8_t *mask, plan_buf *p)
+{
+    eplb_request req;
+    eplb_request_default(&req);
+    req.current_phy2log = current;
+    req.gpu_mask = mask;
+    if (current)
+        req.min_gain = 0.0f;
+    return eplb_plan(ctx, s, w, &req, p->phy2log, p->log2phy, p->logcnt);
+}
+
 void plan_make(const eplb_options *o, const eplb_shape *s, const float *w,
                const int32_t *current, const uint8_t *mask, plan_buf *p)
 {
@@ -68,8 +80,7 @@ void plan_make(const eplb_options *o, const eplb_shape *s, const float *w,
     plan_alloc(p, s);
     if (eplb_context_create(&ctx, o))
         die("context");
-    if (eplb_rebalance_from(ctx, s, w, current, mask, p->phy2log, p->log2phy,
-                            p->logcnt))
+    if (plan_into(ctx, s, w, current, mask, p))
         die(current || mask ? "rebalance_from" : "rebalance");
     eplb_context_destroy(ctx);
 }

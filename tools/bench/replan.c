@@ -88,9 +88,7 @@ static void replan_step(eplb_context *ctx, const eplb_shape *s,
     row->bal[0] = row->bal[1] = balancedness(s, w, &fresh);
     for (int k = 0; k < NTOLS; k++) {
         set_tolerance(ctx, replan_tols[k]);
-        if (eplb_rebalance_from(ctx, s, w, cur->phy2log, NULL,
-                                next[k].phy2log, next[k].log2phy,
-                                next[k].logcnt))
+        if (plan_into(ctx, s, w, cur->phy2log, NULL, &next[k]))
             die("rebalance_from");
         row->copies[2 + k] = copies_between(s, cur->phy2log,
                                             next[k].phy2log);
@@ -681,8 +679,7 @@ static void run_series(bench *b, const series *sr, const eplb_options *mode,
                                                target, lbound);
             set_tolerance(ctx, series_tols[k]);
             t0 = timing_now_us();
-            if (eplb_rebalance_from(ctx, s, w, c->phy2log, mk, res.phy2log,
-                                    res.log2phy, res.logcnt))
+            if (plan_into(ctx, s, w, c->phy2log, mk, &res))
                 die("rebalance_from");
             x->us[i] = timing_now_us() - t0;
             x->copies[i] = copies_between(s, c->phy2log, res.phy2log);
