@@ -226,6 +226,19 @@ static inline int out_of_reach(const replan_state *st, const move *best,
            (st->clean_below > 0 && cost >= st->clean_below);
 }
 
+/* 1 when a move of `cost` copies that removes at most `removed` of the
+ * summed excess, and cannot be clean, surely cannot beat the best found
+ * (a move that is not clean, with a higher excess removed per copy: its
+ * ratio surely below, with room for the sums' rounding). */
+static inline int ratio_beaten(const replan_state *st, const move *best,
+                               int cost, double removed, double T)
+{
+    return !st->collect && st->clean_below == 0 && best && best->kind &&
+           !best->clean &&
+           (removed + 1e-9 * T) / (cost + 0.5) <
+               -best->delta / (best->cost + 0.5);
+}
+
 /* Replica counts follow the loads: a slot on the heaviest GPU goes to
  * another expert of the node, or a slot elsewhere goes to an expert the
  * heaviest GPU holds. */
@@ -236,6 +249,12 @@ static void consider_reassign(const layer_job *j, int h, move *best)
     int ppg = d->ppg;
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     double T = j->target, Lh = st->load[h];
+    /* the domain's summed excess, and h's: the most a move can remove
+     * (the ratio test below) */
+    double ex_h = excess(Lh, T), ex_all = 0.0;
+    for (int g = g0; g < g1; g++)
+        if (live(j, g))
+            ex_all += excess(st->load[g], T);
     /* Only a clean move (h cleared, no GPU pushed over T) can beat a clean
      * best, and only a move that clears h is gathered as a first move:
      * then moves whose least possible load on h (or, against a clean
@@ -271,6 +290,18 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
                 }
+                /* Not clean (h stays above T), it removes at most what h
+                 * sheds, rx - ry1, and what y's replicas shed, ry1 in
+                 * all, from the others' excess. */
+                double rest = ex_all - ex_h;
+                if (eplbi_surely_above(h_new, T) &&
+                    ratio_beaten(st, best, !WAS(st, h, y),
+                                 (rx - ry1 < ex_h ? rx - ry1 : ex_h) +
+                                     (ry1 < rest ? ry1 : rest),
+                                 T)) {
+                    spend(st, 1 + st->cnt[x] + st->cnt[y]);
+                    continue;
+                }
                 try_reassign(j, h, si, y, best);
             }
         /* Another slot of the node to this expert, where the GPU that
@@ -299,6 +330,20 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     (only_clean(st, best) &&
                      ((Lg <= T && eplbi_surely_above(ng, T)) ||
                       out_of_reach(st, best, !WAS(st, g, x), ng)))) {
+                    spend(st, 1 + st->cnt[z] + st->cnt[x]);
+                    continue;
+                }
+                /* Not clean (h stays above T), it removes at most what
+                 * x's replicas shed, rx1 in all, and what g sheds if z's
+                 * share is above x's new one. */
+                double rz = (double)j->w[z] / st->cnt[z],
+                       exg = excess(Lg, T),
+                       g_shed = rz - rx1 < exg ? rz - rx1 : exg;
+                if (h_stays &&
+                    ratio_beaten(st, best, !WAS(st, g, x),
+                                 (rx1 < ex_all ? rx1 : ex_all) +
+                                     (g_shed > 0.0 ? g_shed : 0.0),
+                                 T)) {
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }
