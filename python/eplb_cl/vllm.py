@@ -193,8 +193,9 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
         then the re-planned layers that change, by gain per copy (the
         library's layer_order: the largest GPU load removed per expert
         copied, best first), then the layers that keep their placement.
-        None before any such rebalance, and after one without an old
-        map."""
+        None before any such rebalance, after one without an old map,
+        and while record_layer_order is off (the order costs the
+        schedule)."""
         with _last_order_lock:
             return None if _last_order is None else _last_order.copy()
 
@@ -256,6 +257,7 @@ class EplbClPolicy(_POLICY_BASE):  # type: ignore[misc, valid-type]
         order = None
         if current is not None:
             phy2log = cls.preserve_intragpu_slots(phy2log, M, current)
+        if current is not None and cls.record_layer_order:
             changes = (phy2log != current).any(axis=1)
             by_gain = np.asarray(ranked, np.int64)
             order = np.concatenate([np.asarray(first, np.int64),

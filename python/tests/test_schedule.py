@@ -273,6 +273,27 @@ def test_min_gain_above_every_layers_gain_keeps_the_plan(ctx):
     assert (share[moved] >= gain * (1 - 1e-6)).all()
 
 
+@pytest.mark.parametrize("drift", [0.02, 0.3])
+def test_min_gain_alone_keeps_the_layers_that_gain_less(ctx, drift):
+    # No schedule: each layer is the min_gain 0 re-plan's, or the current
+    # layer where that re-plan lowers its largest load by less than
+    # min_gain of it; the default is the same as asking for 0.02.
+    shape = SHAPES[0]
+    P, G, N, M = shape[2:]
+    w0, w1 = loads(shape, 70, drift)
+    cur = ctx.rebalance(w0, P, G, N, M).phy2log.copy()
+    full = ctx.rebalance(w1, P, G, N, M, current=cur, min_gain=0).phy2log
+    dflt = ctx.rebalance(w1, P, G, N, M, current=cur).phy2log
+    asked = ctx.rebalance(w1, P, G, N, M, current=cur,
+                          min_gain=eplb_cl.MIN_GAIN_DEFAULT).phy2log
+    np.testing.assert_array_equal(dflt, asked)
+    before = gpu_loads(w1, cur, M).max(axis=1)
+    after = gpu_loads(w1, full, M).max(axis=1)
+    keep = before - after < eplb_cl.MIN_GAIN_DEFAULT * before
+    np.testing.assert_array_equal(dflt[keep], cur[keep])
+    np.testing.assert_array_equal(dflt[~keep], full[~keep])
+
+
 def test_a_dead_gpu(ctx):
     shape = SHAPES[2]
     L, E, P, G, N, M = shape
@@ -457,6 +478,24 @@ def test_vllm_min_gain_and_layer_order(vllm_deterministic):
     assert info.value.argument == "min_gain"
     # a fresh plan (no old map) has no order
     Policy.rebalance_experts(w1, P, G, N, M)
+    assert Policy.last_layer_order() is None
+
+
+def test_vllm_min_gain_without_the_layer_order(vllm_deterministic):
+    # Without record_layer_order no schedule is made: the policy's plan is
+    # the library's re-plan with the policy's min_gain.
+    Policy = eplb_vllm.EplbClPolicy
+    Policy.record_layer_order = False
+    L, E, P, G, N, M = SHAPES[0]
+    w0, w1 = loads(SHAPES[0], 101, 0.05)
+    with eplb_cl.Context(backend="reference", **DETERMINISTIC) as c:
+        old = c.rebalance(w0, P, G, N, M).phy2log.astype(np.int64)
+        for gain in (None, 0.0, 0.04):
+            want = c.rebalance(w1, P, G, N, M, current=old,
+                               min_gain=gain).phy2log
+            got = Policy.rebalance_experts(w1, P, G, N, M, old,
+                                           min_gain=gain)
+            np.testing.assert_array_equal(got, want)
     assert Policy.last_layer_order() is None
 
 
