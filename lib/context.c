@@ -399,15 +399,13 @@ static int migration_asked(const eplb_request *r)
 }
 
 /* 1 when the request needs the migration schedule (replan/schedule.c):
- * a budget, stages, the schedule itself, or min_gain with dead GPUs or
- * distinct_per_gpu (where keeping a layer is the schedule's business:
- * its changes forced by the mask, the replicas it holds twice).
- * Otherwise min_gain is the schedule's rule applied to the re-plan's
- * layers, at no cost (replan_keep_small_gains). */
-static int schedule_needed(const eplb_request *r, int distinct)
+ * a budget, stages, the schedule itself, or min_gain with dead GPUs
+ * (where keeping a layer is the schedule's business: the changes the
+ * mask forces). Otherwise min_gain is the schedule's rule applied to the
+ * re-plan's layers, at no cost (replan_keep_small_gains). */
+static int schedule_needed(const eplb_request *r)
 {
-    return schedule_asked(r) ||
-           (r->min_gain > 0 && (r->gpu_mask || distinct));
+    return schedule_asked(r) || (r->min_gain > 0 && r->gpu_mask);
 }
 
 /* The migration fields of a request: in range, and only with a current
@@ -547,14 +545,18 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     }
     if (rc)
         return rc;
-    /* (the staged buffer's counts serve as scratch below) */
-    if ((rc = plan_buf_reserve(&ctx->staged, &d)) != EPLB_OK)
-        return rc;
-    if (!schedule_needed(r, ctx->opts.distinct_per_gpu)) {
-        if (r->min_gain > 0)
+    if (!schedule_needed(r)) {
+        if (r->min_gain > 0) {
+            int32_t *cnt = malloc((size_t)d.E * sizeof(int32_t));
+            if (!cnt)
+                return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
+                                  "out of host memory");
             replan_keep_small_gains(&d, weight, current, r->min_gain,
+                                    ctx->opts.distinct_per_gpu,
                                     ctx->next.phy2log, ctx->next.logcnt,
-                                    ctx->staged.logcnt);
+                                    cnt);
+            free(cnt);
+        }
         /* nothing fails from here: log2phy is made in the caller's array
          * (not made, then copied, as everywhere else) */
         size_t L = (size_t)d.L;
@@ -568,6 +570,9 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     /* The migration: the re-plan cut into units and stages within the
      * budget (replan/schedule.c); everything lands in the context's
      * buffers first, then in the caller's. */
+    rc = plan_buf_reserve(&ctx->staged, &d);
+    if (rc)
+        return rc;
     sched_opts so = {r->max_copies_per_gpu, r->max_copies,
                      r->stage_copies_per_gpu, r->min_gain};
     sched_out out;

@@ -432,7 +432,7 @@ static int robust(forecast_state *st, const plan_dims *d,
     for (int l = 0; l < L; l++) {
         const int32_t *cur = r->current_phy2log + (size_t)l * d->P;
         int32_t *cnt = st->cnt + (size_t)l * d->E;
-        if (!plan_layer_keepable(d, cur, cnt))
+        if (!plan_layer_keepable(d, cur, 0, cnt))
             continue;
         size_t b = (size_t)st->choice[l] * L + l;
         st->keep[l] = layer_worst(st, d, r, R, l, cur, cnt, NULL) <=

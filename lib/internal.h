@@ -321,12 +321,13 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
 /* min_gain without a schedule: each layer of the re-plan phy2log/logcnt
  * whose largest GPU load is less than min_gain (a share) below the plan
  * in service's takes the current placement back, where it can be kept as
- * it is (plan_layer_keepable: else the re-plan stays); the schedule's
- * rule for its layers. No GPU may be dead. cnt: [E] scratch. */
+ * it is (plan_layer_keepable, distinct: distinct_per_gpu; else the
+ * re-plan stays); the schedule's rule for its layers. No GPU may be
+ * dead. cnt: [E] scratch. */
 void replan_keep_small_gains(const plan_dims *d, const float *weight,
                              const int32_t *current, double min_gain,
-                             int32_t *phy2log, int32_t *logcnt,
-                             int32_t *cnt);
+                             int distinct, int32_t *phy2log,
+                             int32_t *logcnt, int32_t *cnt);
 
 /* ---- the migration schedule (replan/schedule.c) ----------------------- */
 
@@ -393,9 +394,10 @@ void sched_out_free(sched_out *o);
 
 /* 1 when layer row p2l [P] of a plan in service can be kept as it is
  * (no empty slot; under the hierarchical policy every group on one node,
- * which a migration stopped midway may not leave), with its replica
- * counts in cnt [E] (scratch otherwise). */
-int plan_layer_keepable(const plan_dims *d, const int32_t *p2l,
+ * which a migration stopped midway may not leave; with distinct, no GPU
+ * holding an expert twice), with its replica counts in cnt [E] (scratch
+ * otherwise). */
+int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
                         int32_t *cnt);
 /* Largest GPU load of one layer's plan as the metrics sum it (slot order,
  * in double; empty slots and experts counted 0 add nothing). */

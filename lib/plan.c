@@ -23,8 +23,10 @@ float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
 }
 
 /* (one pass over the slots for the groups' nodes, cnt standing in for
- * a [G] table, then one for the counts) */
-int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int32_t *cnt)
+ * a [G] table; one for the experts twice on a GPU, cnt marking each
+ * expert with the last GPU seen holding it; one for the counts) */
+int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
+                        int32_t *cnt)
 {
     for (int g = 0; g < d->G; g++)
         cnt[g] = -1;
@@ -35,6 +37,16 @@ int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int32_t *cnt)
         if (d->N > 1 && cnt[g] >= 0 && cnt[g] != n)
             return 0;
         cnt[g] = n;
+    }
+    if (distinct) {
+        for (int e = 0; e < d->E; e++)
+            cnt[e] = -1;
+        for (int p = 0; p < d->P; p++) {
+            int g = p / d->ppg;
+            if (cnt[p2l[p]] == g)
+                return 0;
+            cnt[p2l[p]] = g;
+        }
     }
     memset(cnt, 0, (size_t)d->E * sizeof(int32_t));
     for (int p = 0; p < d->P; p++)

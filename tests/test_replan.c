@@ -235,6 +235,40 @@ static void test_min_gain_default(void)
     free(w1);
 }
 
+/* distinct_per_gpu: min_gain keeps no layer whose current placement
+ * holds an expert twice on a GPU (here the re-plan gains under 2% and
+ * removes the second replica of expert 9 on GPU 2). */
+static void test_min_gain_distinct(void)
+{
+    eplb_options o;
+    eplb_options_default(&o);
+    o.backend = EPLB_BACKEND_REFERENCE;
+    o.distinct_per_gpu = 1;
+    eplb_context *ctx = NULL;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+    const eplb_shape s = {1, 12, 56, 1, 1, 14}; /* 4 slots per GPU */
+    const float w[12] = {1902, 2751, 63904, 65440, 1676, 1261,
+                         1142, 18749, 1369, 42548, 1425, 1268};
+    const int32_t cur[56] = {3, 7, 2, 4,  3, 2, 9, 10, 3, 9, 9, 8,
+                             3, 9, 2, 11, 3, 9, 2, 5,  9, 2, 7, 3,
+                             2, 9, 3, 7,  2, 3, 9, 7,  3, 2, 9, 7,
+                             3, 9, 2, 7,  9, 3, 2, 6,  2, 3, 9, 7,
+                             2, 7, 3, 1,  3, 2, 9, 0};
+    test_plan out;
+    CU_ASSERT_FATAL(test_plan_alloc(&out, &s) == 0);
+    CU_ASSERT(eplb_rebalance_from(ctx, &s, w, cur, NULL, out.phy2log,
+                                  out.log2phy, out.logcnt) == EPLB_OK);
+    CU_ASSERT(test_plan_check(&out, 0) == NULL);
+    int twice = 0;
+    for (int g = 0; g < 14; g++)
+        for (int a = 0; a < 4; a++)
+            for (int b = a + 1; b < 4; b++)
+                twice += out.phy2log[g * 4 + a] == out.phy2log[g * 4 + b];
+    CU_ASSERT(twice == 0);
+    test_plan_free(&out);
+    eplb_context_destroy(ctx);
+}
+
 /* With loads that barely moved, most layers need few copies: the search
  * must beat a fresh plan by a wide margin. */
 /* Slots of b that differ from a and hold an expert their GPU held in a:
@@ -883,6 +917,7 @@ int main(void)
         {"tolerance 2%", test_tolerance},
         {"few copies", test_few_copies},
         {"min_gain at its default", test_min_gain_default},
+        {"min_gain and distinct_per_gpu", test_min_gain_distinct},
         {"current plan is the fresh plan", test_current_is_fresh},
         {"reference and OpenCL agree", test_backends_agree},
         {"any number of host threads, the same plan", test_host_threads},

@@ -250,15 +250,15 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
 
 void replan_keep_small_gains(const plan_dims *d, const float *weight,
                              const int32_t *current, double min_gain,
-                             int32_t *phy2log, int32_t *logcnt,
-                             int32_t *cnt)
+                             int distinct, int32_t *phy2log,
+                             int32_t *logcnt, int32_t *cnt)
 {
     size_t P = (size_t)d->P, E = (size_t)d->E;
     for (int l = 0; l < d->L; l++) {
         const float *w = weight + l * E;
         const int32_t *cur = current + l * P;
         int32_t *out = phy2log + l * P, *ocnt = logcnt + l * E;
-        if (!plan_layer_keepable(d, cur, cnt))
+        if (!plan_layer_keepable(d, cur, distinct, cnt))
             continue;
         double now = plan_layer_peak(d, w, cur, cnt);
         if (now - plan_layer_peak(d, w, out, ocnt) >= min_gain * now)

@@ -41,7 +41,9 @@ struct replan_state {
     struct move_list *collect; /* non-NULL: gather first moves instead */
     /* > 0 while the lookahead looks for a second move: only a clean move
      * of fewer copies than this can complete a cheaper pair, so the
-     * families keep no other (their work is counted as before) */
+     * families keep no other, and at 1 (a copy-free move) they scan only
+     * the GPUs and experts such a move can use; that work is counted as
+     * done, so a layer's budget lasts longer than it did */
     int clean_below;
     uint32_t *held;    /* [M][E] replicas of each expert on each GPU */
     uint8_t *was;      /* [M][E] 1 where the plan in service had it */
