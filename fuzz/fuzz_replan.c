@@ -172,8 +172,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Every layer on target: the fresh plan's largest GPU load over
          * (1 - tolerance); with min_gain, but for layers kept as they
          * were, whose re-plan would have gained less than min_gain (with
-         * a mask or distinct_per_gpu the schedule keeps them, less the
-         * changes the mask forces: validity only there). */
+         * a mask the schedule keeps them, less the changes the mask
+         * forces: validity only there). */
         if (eplb_rebalance_from(ctx, &s, w, NULL, mask, fresh.phy2log,
                                 fresh.log2phy, fresh.logcnt) != EPLB_OK)
             abort();
@@ -184,8 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t l = 0; l < L; l++) {
             double target = pk[l] / (1.0 - o.tolerance) * (1.0 + 1e-9) +
                             1e-9;
-            if (!(pk[L + l] > target) ||
-                (keeps && (mask || o.distinct_per_gpu)))
+            if (!(pk[L + l] > target) || (keeps && mask))
                 continue;
             if (keeps &&
                 !memcmp(out.phy2log + l * P, cur.phy2log + l * P,
