@@ -574,7 +574,8 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     if (rc)
         return rc;
     sched_opts so = {r->max_copies_per_gpu, r->max_copies,
-                     r->stage_copies_per_gpu, r->min_gain};
+                     r->stage_copies_per_gpu, r->min_gain,
+                     ctx->opts.distinct_per_gpu};
     sched_out out;
     rc = sched_build_plan(&d, weight, current, mask, ctx->next.phy2log, &so,
                           &ctx->threads, ctx->staged.phy2log,

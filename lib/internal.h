@@ -339,6 +339,8 @@ typedef struct sched_opts {
     long long max_total;
     int stage_per_gpu;
     double min_gain;
+    int distinct; /* distinct_per_gpu: min_gain keeps no layer that holds
+                     an expert twice on a GPU */
 } sched_opts;
 
 typedef struct sched_stage {

@@ -237,7 +237,8 @@ static void test_min_gain_default(void)
 
 /* distinct_per_gpu: min_gain keeps no layer whose current placement
  * holds an expert twice on a GPU (here the re-plan gains under 2% and
- * removes the second replica of expert 9 on GPU 2). */
+ * removes the second replica of expert 9 on GPU 2), alone or through
+ * the schedule. */
 static void test_min_gain_distinct(void)
 {
     eplb_options o;
@@ -258,14 +259,28 @@ static void test_min_gain_distinct(void)
     CU_ASSERT_FATAL(test_plan_alloc(&out, &s) == 0);
     CU_ASSERT(eplb_rebalance_from(ctx, &s, w, cur, NULL, out.phy2log,
                                   out.log2phy, out.logcnt) == EPLB_OK);
-    CU_ASSERT(test_plan_check(&out, 0) == NULL);
-    int twice = 0;
-    for (int g = 0; g < 14; g++)
-        for (int a = 0; a < 4; a++)
-            for (int b = a + 1; b < 4; b++)
-                twice += out.phy2log[g * 4 + a] == out.phy2log[g * 4 + b];
-    CU_ASSERT(twice == 0);
+    /* and through the schedule (stages asked for) */
+    test_plan staged;
+    CU_ASSERT_FATAL(test_plan_alloc(&staged, &s) == 0);
+    eplb_request req;
+    eplb_request_default(&req);
+    req.current_phy2log = cur;
+    req.stage_copies_per_gpu = 4;
+    CU_ASSERT(eplb_plan(ctx, &s, w, &req, staged.phy2log, staged.log2phy,
+                        staged.logcnt) == EPLB_OK);
+    const test_plan *plans[2] = {&out, &staged};
+    for (int k = 0; k < 2; k++) {
+        const int32_t *p = plans[k]->phy2log;
+        CU_ASSERT(test_plan_check(plans[k], 0) == NULL);
+        int twice = 0;
+        for (int g = 0; g < 14; g++)
+            for (int a = 0; a < 4; a++)
+                for (int b = a + 1; b < 4; b++)
+                    twice += p[g * 4 + a] == p[g * 4 + b];
+        CU_ASSERT(twice == 0);
+    }
     test_plan_free(&out);
+    test_plan_free(&staged);
     eplb_context_destroy(ctx);
 }
 
