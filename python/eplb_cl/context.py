@@ -372,8 +372,9 @@ class Context:
         copies per GPU (0 or None: one stage); min_gain (a share in
         [0, 1); None: MIN_GAIN_DEFAULT) keeps the placement of a layer
         whose re-plan would lower its largest GPU load by less than that
-        share. Any of them (or schedule=True) makes the plan the
-        schedule's last stage: each layer takes the re-plan's changes
+        share (alone it costs nothing beyond the re-plan). A budget,
+        stages or schedule=True make the plan the schedule's last
+        stage: each layer takes the re-plan's changes
         while they lower its largest GPU load, so a layer may keep a few
         of the re-plan's changes back (fewer copies, no higher load) and
         an empty slot (-1) that no change fills stays empty.
