@@ -548,14 +548,17 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
     if (!schedule_needed(r)) {
         if (r->min_gain > 0) {
             int32_t *cnt = malloc((size_t)d.E * sizeof(int32_t));
-            if (!cnt)
+            double *load = malloc((size_t)d.M * sizeof(double));
+            if (cnt && load)
+                replan_keep_small_gains(&d, weight, current, r->min_gain,
+                                        ctx->opts.distinct_per_gpu,
+                                        ctx->next.phy2log, ctx->next.logcnt,
+                                        cnt, load);
+            free(cnt);
+            free(load);
+            if (!cnt || !load)
                 return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
                                   "out of host memory");
-            replan_keep_small_gains(&d, weight, current, r->min_gain,
-                                    ctx->opts.distinct_per_gpu,
-                                    ctx->next.phy2log, ctx->next.logcnt,
-                                    cnt);
-            free(cnt);
         }
         /* nothing fails from here: log2phy is made in the caller's array
          * (not made, then copied, as everywhere else) */

@@ -323,11 +323,11 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
  * in service's takes the current placement back, where it can be kept as
  * it is (plan_layer_keepable, distinct: distinct_per_gpu; else the
  * re-plan stays); the schedule's rule for its layers. No GPU may be
- * dead. cnt: [E] scratch. */
+ * dead. cnt: [E], load: [M] scratch. */
 void replan_keep_small_gains(const plan_dims *d, const float *weight,
                              const int32_t *current, double min_gain,
                              int distinct, int32_t *phy2log,
-                             int32_t *logcnt, int32_t *cnt);
+                             int32_t *logcnt, int32_t *cnt, double *load);
 
 /* ---- the migration schedule (replan/schedule.c) ----------------------- */
 
@@ -401,10 +401,10 @@ void sched_out_free(sched_out *o);
  * otherwise). */
 int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
                         int32_t *cnt);
-/* Largest GPU load of one layer's plan as the metrics sum it (slot order,
- * in double; empty slots and experts counted 0 add nothing). */
-double plan_layer_peak(const plan_dims *d, const float *w,
-                       const int32_t *p2l, const int32_t *cnt);
+/* 1 when layer row p2l [P] has a GPU holding an expert twice (empty
+ * slots aside); seen_on: [E] scratch. */
+int plan_layer_holds_twice(const plan_dims *d, const int32_t *p2l,
+                           int32_t *seen_on);
 
 /* Fills log2phy [L][E][maxrep] from phy2log [L][P], each expert's replicas
  * in slot order; slots of -1 are skipped. */

@@ -22,9 +22,25 @@ float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
     return mx;
 }
 
+int plan_layer_holds_twice(const plan_dims *d, const int32_t *p2l,
+                           int32_t *seen_on)
+{
+    for (int e = 0; e < d->E; e++)
+        seen_on[e] = -1;
+    for (int p = 0; p < d->P; p++) {
+        int e = p2l[p], g = p / d->ppg;
+        if (e < 0)
+            continue;
+        if (seen_on[e] == g)
+            return 1;
+        seen_on[e] = g;
+    }
+    return 0;
+}
+
 /* (one pass over the slots for the groups' nodes, cnt standing in for
- * a [G] table; one for the experts twice on a GPU, cnt marking each
- * expert with the last GPU seen holding it; one for the counts) */
+ * a [G] table; with distinct, cnt as plan_layer_holds_twice's scratch;
+ * one pass for the counts) */
 int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
                         int32_t *cnt)
 {
@@ -38,37 +54,12 @@ int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
             return 0;
         cnt[g] = n;
     }
-    if (distinct) {
-        for (int e = 0; e < d->E; e++)
-            cnt[e] = -1;
-        for (int p = 0; p < d->P; p++) {
-            int g = p / d->ppg;
-            if (cnt[p2l[p]] == g)
-                return 0;
-            cnt[p2l[p]] = g;
-        }
-    }
+    if (distinct && plan_layer_holds_twice(d, p2l, cnt))
+        return 0;
     memset(cnt, 0, (size_t)d->E * sizeof(int32_t));
     for (int p = 0; p < d->P; p++)
         cnt[p2l[p]]++;
     return 1;
-}
-
-double plan_layer_peak(const plan_dims *d, const float *w,
-                       const int32_t *p2l, const int32_t *cnt)
-{
-    double peak = 0.0;
-    for (int g = 0; g < d->M; g++) {
-        double s = 0.0;
-        for (int r = 0; r < d->ppg; r++) {
-            int e = p2l[g * d->ppg + r];
-            if (e >= 0 && cnt[e] > 0)
-                s += (double)w[e] / cnt[e];
-        }
-        if (s > peak)
-            peak = s;
-    }
-    return peak;
 }
 
 void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,

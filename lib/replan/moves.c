@@ -209,6 +209,17 @@ static inline int beaten(const move *best, int cost, double least)
            (cost == best->cost && eplbi_surely_above(least, best->peak));
 }
 
+/* The summed excess over the target of the live GPUs g0..g1-1 other than
+ * `skip` (-1: none): the most any move can remove from them. */
+static double domain_excess(const layer_job *j, int g0, int g1, int skip)
+{
+    double ex = 0.0;
+    for (int g = g0; g < g1; g++)
+        if (g != skip && live(j, g))
+            ex += excess(j->st->load[g], j->target);
+    return ex;
+}
+
 /* Only a clean move can be of use: one beats a clean best, or the
  * lookahead wants a clean second move. */
 static inline int only_clean(const replan_state *st, const move *best)
@@ -251,10 +262,7 @@ static void consider_reassign(const layer_job *j, int h, move *best)
     double T = j->target, Lh = st->load[h];
     /* the domain's summed excess, and h's: the most a move can remove
      * (the ratio test below) */
-    double ex_h = excess(Lh, T), ex_all = 0.0;
-    for (int g = g0; g < g1; g++)
-        if (live(j, g))
-            ex_all += excess(st->load[g], T);
+    double ex_h = excess(Lh, T), ex_all = domain_excess(j, g0, g1, -1);
     /* Only a clean move (h cleared, no GPU pushed over T) can beat a clean
      * best, and only a move that clears h is gathered as a first move:
      * then moves whose least possible load on h (or, against a clean
@@ -285,8 +293,7 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                 double h_new = Lh - rx + ry1;
                 if ((st->collect || only_clean(st, best)) &&
                     (eplbi_surely_above(h_new, T) ||
-                     (only_clean(st, best) &&
-                      out_of_reach(st, best, !WAS(st, h, y), h_new)))) {
+                     out_of_reach(st, best, !WAS(st, h, y), h_new))) {
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
                 }
@@ -574,10 +581,8 @@ static void consider_relocate(const layer_job *j, int h, move *best)
     uint8_t *tf = st->tflag, *is_cand = st->yflag;
     /* The excess of the domain's GPUs other than h: the most that y's
      * replicas elsewhere can shed. */
-    double exh = excess(st->load[h], T), ex_rest = 0.0;
-    for (int g = g0; g < g1; g++)
-        if (g != h && live(j, g))
-            ex_rest += excess(st->load[g], T);
+    double exh = excess(st->load[h], T),
+           ex_rest = domain_excess(j, g0, g1, h);
     int done = 0;
     for (int i = 0; i < ppg && !done; i++) {
         int si = h * ppg + i, x = st->slot[si];
@@ -632,7 +637,8 @@ static void consider_relocate(const layer_job *j, int h, move *best)
              * not below zero, the sum is not either (the move would be
              * dropped). When g holds no candidate, one bound serves
              * every y. */
-            double g_least = st->load[g] - rz + rx, exg = excess(st->load[g], T);
+            double g_least = st->load[g] - rz + rx,
+                   exg = excess(st->load[g], T);
             int g_cost = gain(j, g, x), g_has = 0;
             for (int r = 0; r < ppg; r++) {
                 int e = st->slot[g * ppg + r];

@@ -251,7 +251,7 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
 void replan_keep_small_gains(const plan_dims *d, const float *weight,
                              const int32_t *current, double min_gain,
                              int distinct, int32_t *phy2log,
-                             int32_t *logcnt, int32_t *cnt)
+                             int32_t *logcnt, int32_t *cnt, double *load)
 {
     size_t P = (size_t)d->P, E = (size_t)d->E;
     for (int l = 0; l < d->L; l++) {
@@ -260,8 +260,8 @@ void replan_keep_small_gains(const plan_dims *d, const float *weight,
         int32_t *out = phy2log + l * P, *ocnt = logcnt + l * E;
         if (!plan_layer_keepable(d, cur, distinct, cnt))
             continue;
-        double now = plan_layer_peak(d, w, cur, cnt);
-        if (now - plan_layer_peak(d, w, out, ocnt) >= min_gain * now)
+        double now = replan_layer_loads(d, w, cur, cnt, load);
+        if (now - replan_layer_loads(d, w, out, ocnt, load) >= min_gain * now)
             continue;
         memcpy(out, cur, P * sizeof(int32_t));
         memcpy(ocnt, cnt, E * sizeof(int32_t));

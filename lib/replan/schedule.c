@@ -995,23 +995,6 @@ static int reserve_ws(void *pool, int t, const plan_dims *d)
     return EPLB_OK;
 }
 
-/* 1 when layer row p2l [P] has a GPU holding an expert twice (seen_on:
- * [E] scratch). */
-static int holds_twice(const plan_dims *d, const int32_t *p2l, int *seen_on)
-{
-    for (int e = 0; e < d->E; e++)
-        seen_on[e] = -1;
-    for (int p = 0; p < d->P; p++) {
-        int e = p2l[p], g = p / d->ppg;
-        if (e < 0)
-            continue;
-        if (seen_on[e] == g)
-            return 1;
-        seen_on[e] = g;
-    }
-    return 0;
-}
-
 int sched_build_plan(const plan_dims *d, const float *weight,
                      const int32_t *current, const uint8_t *mask,
                      const int32_t *target, const sched_opts *o,
@@ -1029,7 +1012,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     layer_key *keys = NULL;
     int *closed = NULL, *last_stage = NULL, *layer_first = NULL;
     int *still = NULL; /* [L] layers min_gain keeps */
-    int *seen_on = NULL; /* [E] the last GPU seen holding each expert */
+    int32_t *seen_on = NULL; /* [E] plan_layer_holds_twice's scratch */
     int *taken = NULL, *by_stage = NULL, *stage_start = NULL;
     int32_t *gplan = NULL;
     int *l_units = NULL, *l_ch = NULL; /* [L] a layer's units, changes */
@@ -1049,7 +1032,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     mean = malloc((size_t)L * sizeof(double));
     closed = calloc((size_t)L, sizeof(int));
     still = calloc((size_t)L, sizeof(int));
-    seen_on = malloc((size_t)d->E * sizeof(int));
+    seen_on = malloc((size_t)d->E * sizeof(int32_t));
     last_stage = calloc((size_t)L, sizeof(int));
     layer_first = malloc(((size_t)L + 1) * sizeof(int));
     keys = malloc((size_t)L * sizeof(layer_key));
@@ -1111,8 +1094,9 @@ int sched_build_plan(const plan_dims *d, const float *weight,
         out->layer_gain[l] = fs - f_end[l];
         out->layer_copies[l] = c;
         if (o->min_gain > 0 && !(out->layer_gain[l] >= o->min_gain * fs) &&
-            !(o->distinct && holds_twice(d, current + (size_t)l * d->P,
-                                         seen_on))) {
+            !(o->distinct &&
+              plan_layer_holds_twice(d, current + (size_t)l * d->P,
+                                     seen_on))) {
             still[l] = 1; /* no greedy copies either */
             int n = layer_first[l];
             for (int u = layer_first[l]; u < b.nunits; u++)
