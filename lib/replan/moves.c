@@ -52,16 +52,32 @@ static inline int unwanted(const replan_state *st, const move *m)
     return st->clean_below > 0 && (!m->clean || m->cost >= st->clean_below);
 }
 
-/* st->share[s] = w/cnt of slot s's expert, for the slots of GPUs g0..g1-1:
- * the families below read each many times (the same quotient as summed
- * inline, so the same moves). */
+/* st->share[s] = w/cnt of slot s's expert, for the slots of GPUs g0..g1-1,
+ * and the largest and smallest on each GPU: the families below read each
+ * many times (the same quotient as summed inline, so the same moves). */
+static void share_bounds(replan_state *st, int g, int ppg)
+{
+    double top = st->share[g * ppg], low = top;
+    for (int s = g * ppg + 1; s < (g + 1) * ppg; s++) {
+        if (st->share[s] > top)
+            top = st->share[s];
+        if (st->share[s] < low)
+            low = st->share[s];
+    }
+    st->share_max[g] = top;
+    st->share_min[g] = low;
+}
+
 static const double *fill_shares(const layer_job *j, int g0, int g1)
 {
     replan_state *st = j->st;
     int ppg = j->d->ppg;
-    for (int s = g0 * ppg; s < g1 * ppg; s++) {
-        int e = st->slot[s];
-        st->share[s] = e >= 0 ? (double)j->w[e] / st->cnt[e] : 0.0;
+    for (int g = g0; g < g1; g++) {
+        for (int s = g * ppg; s < (g + 1) * ppg; s++) {
+            int e = st->slot[s];
+            st->share[s] = e >= 0 ? (double)j->w[e] / st->cnt[e] : 0.0;
+        }
+        share_bounds(st, g, ppg);
     }
     return st->share;
 }
@@ -86,14 +102,33 @@ static inline int next_receiver(const replan_state *st, int x, int g,
     return t >= 0 && t / ppg < g1 ? t / ppg : -1;
 }
 
-static void consider_swaps(const layer_job *j, int h, move *best)
+/* Live GPUs of g0..g1-1 other than h and b that hold expert y (its
+ * replica list is in slot order, so one GPU's slots come together). */
+static int gpus_holding(const layer_job *j, int y, int g0, int g1, int h,
+                        int b)
+{
+    const replan_state *st = j->st;
+    int ppg = j->d->ppg, n = 0, last = -1;
+    for (int s = st->head[y]; s >= 0; s = st->next[s]) {
+        int g = s / ppg;
+        n += g != last && g >= g0 && g < g1 && g != h && g != b && live(j, g);
+        last = g;
+    }
+    return n;
+}
+
+/* The swaps from h, with share[] and the GPUs' share bounds filled for
+ * h's domain. clean_only: only the best clean swap is of use (a better
+ * swap is clean whenever one is), so GPUs that cannot end a clean swap
+ * are passed over. */
+static void swaps_from(const layer_job *j, int h, const double *share,
+                       int clean_only, move *best)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h], exh = excess(Lh, T);
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
-    const double *share = fill_shares(j, g0, g1);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si], cursor = -2;
         double rx = share[si];
@@ -104,12 +139,21 @@ static void consider_swaps(const layer_job *j, int h, move *best)
             double Lb = st->load[b], exb = excess(Lb, T);
             if (spend(st, ppg))
                 return;
+            /* (no share on b below x's: no swap; clean, b ends at T or
+             * below, at least at Lb + rx less its largest share, and h
+             * at least at Lh - rx plus b's smallest, rounded as below) */
+            if (!(rx > st->share_min[b]) ||
+                (clean_only && (Lb + rx - st->share_max[b] > T ||
+                                Lh - rx + st->share_min[b] > T)))
+                continue;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = share[sj];
                 if (!(rx > ry) || HELD(st, h, y))
                     continue;
                 double nh = Lh - rx + ry, nb = Lb + rx - ry;
+                if (clean_only && !(nh <= T && nb <= T))
+                    continue;
                 double delta = excess(nh, T) + excess(nb, T) - exh - exb;
                 if (!st->collect && !(delta < 0.0))
                     continue;
@@ -127,6 +171,11 @@ static void consider_swaps(const layer_job *j, int h, move *best)
             }
         }
     }
+}
+
+static void consider_swaps(const layer_job *j, int h, move *best)
+{
+    swaps_from(j, h, fill_shares(j, DOM_LO(j, h), DOM_HI(j, h)), 0, best);
 }
 
 /* Slot si (expert x, several replicas) given to expert y: x's other
@@ -445,30 +494,49 @@ static void consider_cycles(const layer_job *j, int h, move *best)
     replan_state *st = j->st;
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h];
-    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h), n_live = 0;
     const double *share = fill_shares(j, g0, g1);
+    int *cgpu = st->gpu_list;
+    for (int g = g0; g < g1; g++)
+        n_live += live(j, g);
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = share[si];
+        /* The GPUs c that can pass h a share lighter than x's (taking
+         * c's smallest, rounded as nh is, leaves h lighter), in order:
+         * the others can end no cycle. */
+        int n_c = 0;
+        for (int c = g0; c < g1; c++)
+            if (c != h && live(j, c) && Lh - rx + st->share_min[c] < Lh)
+                cgpu[n_c++] = c;
         for (int b = g0; b < g1; b++) {
             if (b == h || !live(j, b) || HELD(st, b, x))
                 continue;
             double Lb = st->load[b];
             if (spend(st, ppg))
                 return;
+            /* b must end at T or below, and giving up its largest share
+             * (rounded as nb is) is the least it can end at; likewise c
+             * below. */
+            if (Lb + rx - st->share_max[b] > T)
+                continue;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = share[sj];
                 double nb = Lb + rx - ry;
-                if (y == x || nb > T)
+                if (y < 0 || y == x || nb > T)
                     continue;
-                for (int c = g0; c < g1; c++) {
-                    if (c == h || c == b || !live(j, c) ||
-                        HELD(st, c, y))
+                int looked = 0;
+                for (int k = 0; k < n_c; k++) {
+                    int c = cgpu[k];
+                    if (c == b || HELD(st, c, y))
                         continue;
                     double Lc = st->load[c];
+                    looked++;
                     if (spend(st, ppg))
                         return;
+                    if (Lc + ry - st->share_max[c] > T)
+                        continue;
                     for (int u = 0; u < ppg; u++) {
                         int sk = c * ppg + u, z = st->slot[sk];
                         double rz = share[sk];
@@ -490,6 +558,13 @@ static void consider_cycles(const layer_job *j, int h, move *best)
                             *best = m;
                     }
                 }
+                /* The work is counted as if every live GPU of the domain
+                 * other than h and b that lacks y had been looked at, so
+                 * the layer's budget runs out in the same call as it did
+                 * when all were. */
+                int others = n_live - 2 - gpus_holding(j, y, g0, g1, h, b);
+                if (spend(st, (long long)ppg * (others - looked)))
+                    return;
             }
         }
     }
@@ -506,6 +581,7 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h];
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    double *share = j->st->share;
     /* The first swaps that overload their partner least: a beam, so the
      * search for a second swap runs a bounded number of times. */
     struct { int si, sj; double over; } beam[SWAP_PAIR_BEAM];
@@ -540,6 +616,8 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
             }
         }
     }
+    if (nbeam > 0)
+        fill_shares(j, g0, g1);
     for (int k = 0; k < nbeam && !exhausted(st); k++) {
         int si = beam[k].si, sj = beam[k].sj, b = sj / ppg;
         int x = st->slot[si], y = st->slot[sj];
@@ -548,12 +626,22 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
             continue;
         double rx = (double)j->w[x] / st->cnt[x];
         double ry = (double)j->w[y] / st->cnt[y], Lb = st->load[b];
+        /* the swap, and its shares swapped with it (a swap changes no
+         * replica count, so the domain's other shares stand) */
         swap_slots(st, si, sj);
+        share[si] = ry;
+        share[sj] = rx;
+        share_bounds(st, h, ppg);
+        share_bounds(st, b, ppg);
         st->load[h] = Lh - rx + ry;
         st->load[b] = Lb + rx - ry;
         move m2 = {0};
-        consider_swaps(j, b, &m2);
+        swaps_from(j, b, share, 1, &m2);
         swap_slots(st, si, sj);
+        share[si] = rx;
+        share[sj] = ry;
+        share_bounds(st, h, ppg);
+        share_bounds(st, b, ppg);
         st->load[h] = Lh;
         st->load[b] = Lb;
         if (m2.kind == 0 || !m2.clean)
@@ -577,7 +665,8 @@ static void consider_relocate(const layer_job *j, int h, move *best)
     double T = j->target;
     int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
     double *gd = st->gdelta;
-    int *touched = st->touched, *cand = st->ycand;
+    int *touched = st->touched;
+    reloc_cand *cand = st->ycand;
     uint8_t *tf = st->tflag, *is_cand = st->yflag;
     /* The excess of the domain's GPUs other than h: the most that y's
      * replicas elsewhere can shed. */
@@ -601,10 +690,18 @@ static void consider_relocate(const layer_job *j, int h, move *best)
             double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
             if (!(ry1 < rx))
                 continue;
-            double shed = ((double)j->w[y] / st->cnt[y] - ry1) * st->cnt[y];
+            /* what does not depend on the slot x takes, once */
+            reloc_cand *c = &cand[nc++];
+            c->y = y;
+            c->ry1 = ry1;
+            c->dy = ry1 - (double)j->w[y] / st->cnt[y];
+            c->hl = st->load[h] - rx + ry1;
+            c->h_part = excess(c->hl, T) - exh;
+            double shed = -c->dy * st->cnt[y];
+            c->shed = shed < ex_rest ? shed : ex_rest;
+            c->h_cost = gain(j, h, y);
             if (shed > max_shed)
                 max_shed = shed;
-            cand[nc++] = y;
             is_cand[y] = 1;
             cnt_sum += st->cnt[y];
         }
@@ -649,22 +746,19 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                               1e-9 * T)
                 continue;
             for (int c = 0; c < nc; c++) {
-                int y = cand[c], n = 0;
+                int y = cand[c].y, n = 0;
                 if (y == z)
                     continue;
-                double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
-                double dy = ry1 - (double)j->w[y] / st->cnt[y];
-                double hl = st->load[h] - rx + ry1,
+                double ry1 = cand[c].ry1, dy = cand[c].dy, hl = cand[c].hl,
                        gl = g_least + (double)HELD(st, g, y) * dy;
                 if (best_clean(st, best) &&
                     (eplbi_surely_above(hl, T) ||
                      eplbi_surely_above(gl, T) ||
-                     beaten(best, g_cost + gain(j, h, y),
+                     beaten(best, g_cost + cand[c].h_cost,
                             hl > gl ? hl : gl)))
                     continue;
-                double shed = -dy * st->cnt[y];
-                double bound = excess(hl, T) - exh + excess(gl, T) - exg -
-                               (shed < ex_rest ? shed : ex_rest);
+                double bound = cand[c].h_part + excess(gl, T) - exg -
+                               cand[c].shed;
                 if (bound > 1e-9 * T)
                     continue;
                 TOUCH(h, ry1 - rx);
@@ -690,14 +784,14 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                 }
                 if (!(delta < 0.0))
                     continue;
-                move m = {5, si, t, y, 0, gain(j, g, x) + gain(j, h, y),
+                move m = {5, si, t, y, 0, g_cost + cand[c].h_cost,
                           delta, peak, clean};
                 if (better(&m, best))
                     *best = m;
             }
         }
         for (int c = 0; c < nc; c++)
-            is_cand[cand[c]] = 0;
+            is_cand[cand[c].y] = 0;
     }
 }
 

@@ -20,6 +20,18 @@
  * slots a fresh plan costs about as much. */
 #define REPLAN_MAX_MOVES(j) ((j)->dom_gpus * (j)->d->ppg / 2 + 4)
 
+/* An expert that may take the heaviest GPU's slot in a relocation, with
+ * what does not depend on the slot the leaving expert takes. */
+typedef struct reloc_cand {
+    int y;
+    int h_cost;        /* copies on the heaviest GPU h: gain(h, y) */
+    double ry1, dy;    /* y's share with one more replica, and the change */
+    double hl;         /* h's load after the move */
+    double h_part;     /* h's change of excess */
+    double shed;       /* the most y's other replicas can shed, capped by
+                          the other GPUs' excess */
+} reloc_cand;
+
 struct replan_state {
     plan_dims dims;
     int32_t *slot;     /* [P] the layer being repaired */
@@ -36,7 +48,10 @@ struct replan_state {
     double *gdelta;    /* [M] load change of a move being tried, else 0 */
     double *share;     /* [P] w/cnt of each slot's expert (a family's
                           scratch, filled for its domain) */
+    double *share_max; /* [M] the largest and smallest share on each */
+    double *share_min; /* GPU (filled with share) */
     int *touched;      /* [M] GPUs with a nonzero gdelta */
+    int *gpu_list;     /* [M] a family's list of GPUs */
     int *head, *next;  /* [E], [P]: each expert's slots */
     struct move_list *collect; /* non-NULL: gather first moves instead */
     /* > 0 while the lookahead looks for a second move: only a clean move
@@ -54,7 +69,7 @@ struct replan_state {
     int32_t *kout;     /* [ppg] replan_keep_slots' output */
     int *kavail, *kused; /* [E] replan_keep_slots' counts, zero between calls */
     int *seen;         /* [E] zero between uses */
-    int *ycand;        /* [E] the relocation's candidate experts */
+    struct reloc_cand *ycand; /* [E] the relocation's candidate experts */
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */

@@ -42,7 +42,10 @@ void replan_state_free(replan_state *st)
     free(st->load);
     free(st->gdelta);
     free(st->share);
+    free(st->share_max);
+    free(st->share_min);
     free(st->touched);
+    free(st->gpu_list);
     free(st->head);
     free(st->next);
     free(st->held);
@@ -96,7 +99,10 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->load = malloc(M * sizeof(double));
     st->gdelta = calloc(M, sizeof(double));
     st->share = malloc(P * sizeof(double));
+    st->share_max = malloc(M * sizeof(double));
+    st->share_min = malloc(M * sizeof(double));
     st->touched = malloc(M * sizeof(int));
+    st->gpu_list = malloc(M * sizeof(int));
     st->head = malloc(E * sizeof(int));
     st->next = malloc(P * sizeof(int));
     st->held = malloc(M * E * sizeof(uint32_t));
@@ -110,7 +116,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->kavail = calloc(E, sizeof(int));
     st->kused = calloc(E, sizeof(int));
     st->seen = calloc(E, sizeof(int));
-    st->ycand = malloc(E * sizeof(int));
+    st->ycand = malloc(E * sizeof(reloc_cand));
     st->yflag = calloc(E, 1);
     st->node_map = malloc((size_t)d->N * sizeof(int));
     st->usable = malloc((size_t)d->gn * sizeof(int));
@@ -123,7 +129,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
         !st->ycand || !st->yflag ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
-        !st->gdelta || !st->share || !st->touched || !st->head || !st->next ||
+        !st->gdelta || !st->share || !st->share_max || !st->share_min || !st->gpu_list ||
+        !st->touched || !st->head || !st->next ||
         !st->slot || !st->alt || !st->cnt || !st->alt_cnt || !st->node_of ||
         !st->order || !st->match || !st->taken || !st->overlap ||
         !st->mark || !st->load) {
