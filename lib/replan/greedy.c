@@ -15,6 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct g_by_load {
+    double load;
+    int g;
+} g_by_load;
+
 typedef struct glayer {
     int32_t *x;      /* [P] the layer */
     int *cnt;        /* [E] live replicas */
@@ -24,6 +29,14 @@ typedef struct glayer {
     int sorted;      /* order and share are set up */
     int *hrow;       /* [E] the heaviest GPU's replicas (g_best's scratch) */
     double *share;   /* [E] */
+    /* g_best's index of the layer: each expert's GPUs as lists (ghead
+     * [E], then gnext by the first slot of the expert on each GPU, [P]),
+     * and the live GPUs by load, heaviest first (byload [M], nlive) */
+    int *ghead, *gnext;
+    struct g_by_load *byload;
+    int nlive;
+    int *gopen;      /* [P] g_best's slots open to a copy */
+    int stale;       /* best_* found before a GPU it uses ran out */
     double best_gain;
     int best_s, best_e;
 } glayer;
@@ -82,11 +95,50 @@ static inline double g_load_after(const float *w, const glayer *gl, int a,
     return v;
 }
 
+/* Heaviest first (the order of equal loads does not matter: only the
+ * largest load is read). */
+static int by_load_desc(const void *pa, const void *pb)
+{
+    const g_by_load *a = pa, *b = pb;
+    return (a->load < b->load) - (a->load > b->load);
+}
+
+/* The index g_peak_after reads, for the layer as it stands. */
+static void g_index(const plan_dims *d, const uint8_t *mask, glayer *gl)
+{
+    for (int e = 0; e < d->E; e++)
+        gl->ghead[e] = -1;
+    /* slots from the last, so each list is in GPU order and a GPU's
+     * slots of one expert come together */
+    for (int q = d->P - 1; q >= 0; q--) {
+        int e = gl->x[q];
+        if (e < 0)
+            continue;
+        int head = gl->ghead[e];
+        if (head >= 0 && head / d->ppg == q / d->ppg) {
+            gl->gnext[q] = gl->gnext[head];
+        } else {
+            gl->gnext[q] = head;
+        }
+        gl->ghead[e] = q;
+    }
+    gl->nlive = 0;
+    for (int g = 0; g < d->M; g++)
+        if (g_live(mask, g)) {
+            gl->byload[gl->nlive].load = gl->load[g];
+            gl->byload[gl->nlive].g = g;
+            gl->nlive++;
+        }
+    qsort(gl->byload, (size_t)gl->nlive, sizeof *gl->byload, by_load_desc);
+}
+
 /* The layer's largest load once slot q holds e instead of a, or HUGE_VAL
  * as soon as it is sure to be one consider() would not keep: first from
  * `runner` (the largest load but the heaviest GPU's) when the copy leaves
  * it as it is, then from GPU gq's new load, then from the loads seen so
- * far. */
+ * far. Only the GPUs that hold a or e change (gq holds a), so the largest
+ * load is theirs or the heaviest other GPU's, unchanged: the same value
+ * as a pass over every GPU, and the same verdict, whatever the order. */
 static double g_peak_after(const plan_dims *d, const float *w,
                            const uint8_t *mask, const glayer *gl, int q,
                            int e, double cur_peak, int runner)
@@ -102,15 +154,30 @@ static double g_peak_after(const plan_dims *d, const float *w,
                                               ha_row[gq], he_row[gq])))
         return HUGE_VAL;
     double peak = 0.0;
-    for (int g = 0; g < d->M; g++) {
-        if (!g_live(mask, g))
+    for (int pass = 0; pass < 2; pass++) {
+        int x = pass ? e : a;
+        for (int k = gl->ghead[x]; k >= 0; k = gl->gnext[k]) {
+            int g = k / d->ppg;
+            if (!g_live(mask, g) || (pass && ha_row[g]))
+                continue; /* (a GPU holding both was seen with a) */
+            double v = g_load_after(w, gl, a, e, g, gq, ha_row[g], he_row[g]);
+            if (v > peak) {
+                peak = v;
+                if (g_hopeless(gl, cur_peak, peak))
+                    return HUGE_VAL;
+            }
+        }
+    }
+    for (int i = 0; i < gl->nlive; i++) {
+        int g = gl->byload[i].g;
+        if (ha_row[g] || he_row[g])
             continue;
-        double v = g_load_after(w, gl, a, e, g, gq, ha_row[g], he_row[g]);
-        if (v > peak) {
-            peak = v;
+        if (gl->load[g] > peak) {
+            peak = gl->load[g];
             if (g_hopeless(gl, cur_peak, peak))
                 return HUGE_VAL;
         }
+        break;
     }
     return peak;
 }
@@ -197,6 +264,7 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
     gl->best_s = -1;
     if (h < 0)
         return;
+    g_index(d, mask, gl);
     double best_peak = peak;
     /* the largest live load but h's (g_peak_after's quick test) */
     int runner = -1;
@@ -240,6 +308,15 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
                      &best_peak);
         }
     }
+    /* The slots off h that may take a copy whatever the expert, in
+     * order: each held expert below scans only those. */
+    int *open = gl->gopen, n_open = 0;
+    for (int q = 0; q < d->P; q++) {
+        int g = q / d->ppg, a = gl->x[q];
+        if (g != h && g_live(mask, g) && left[g] && !(frozen && frozen[q]) &&
+            a >= 0 && gl->cnt[a] >= 2)
+            open[n_open++] = q;
+    }
     for (int e = 0; e < E; e++) {
         if (!hh[e])
             continue;
@@ -253,11 +330,9 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
                                             (gl->cnt[e] + 1));
         if (eplbi_surely_above(h_least, best_peak))
             continue;
-        for (int q = 0; q < d->P; q++) {
-            int g = q / d->ppg, a = gl->x[q];
-            if (g == h || !g_live(mask, g) || !left[g] ||
-                (frozen && frozen[q]) || a < 0 || a == e ||
-                gl->cnt[a] < 2 || was[(size_t)g * E + e] ||
+        for (int k = 0; k < n_open; k++) {
+            int q = open[k], g = q / d->ppg, a = gl->x[q];
+            if (a == e || was[(size_t)g * E + e] ||
                 gl->held[(size_t)e * d->M + g])
                 continue;
             *work += d->M;
@@ -312,8 +387,13 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         gl->order = malloc((size_t)E * sizeof(int));
         gl->hrow = malloc((size_t)E * sizeof(int));
         gl->share = malloc((size_t)E * sizeof(double));
+        gl->ghead = malloc((size_t)E * sizeof(int));
+        gl->gnext = malloc((size_t)P * sizeof(int));
+        gl->byload = malloc((size_t)M * sizeof *gl->byload);
+        gl->gopen = malloc((size_t)P * sizeof(int));
         if (!gl->cnt || !gl->held || !gl->load || !gl->order || !gl->hrow ||
-            !gl->share)
+            !gl->share || !gl->ghead || !gl->gnext || !gl->byload ||
+            !gl->gopen)
             goto oom;
         for (int q = 0; q < P; q++) {
             int e = gl->x[q], g = q / d->ppg, c = cur[(size_t)l * P + q];
@@ -347,6 +427,18 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         if (bl < 0)
             break;
         glayer *gl = &gls[bl];
+        if (gl->stale) {
+            /* Its best copy was on a GPU that ran out of budget. Budgets
+             * only shrink and nothing else of the layer changed, so its
+             * gain then bounds its best now from above: it is searched
+             * again only when it comes first, and a layer that comes
+             * first searched is the one a search of every stale layer
+             * would choose (ties to the lowest layer as well). */
+            g_best(d, weight + (size_t)bl * E, mask, was + (size_t)bl * M * E,
+                   frozen ? frozen + (size_t)bl * P : NULL, left, gl, &work);
+            gl->stale = 0;
+            continue;
+        }
         int q = gl->best_s, e = gl->best_e, a = gl->x[q], g = q / d->ppg;
         gl->held[(size_t)a * M + g]--;
         gl->cnt[a]--;
@@ -370,13 +462,12 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         uint8_t *fz = frozen ? (uint8_t *)frozen + (size_t)bl * P : NULL;
         if (fz)
             fz[q] = 1;
+        g_best(d, weight + (size_t)bl * E, mask, was + (size_t)bl * M * E,
+               fz, left, gl, &work);
         for (int l = 0; l < L; l++)
-            if (l == bl || (!left[g] && gls[l].best_s >= 0 &&
-                            gls[l].best_s / d->ppg == g))
-                g_best(d, weight + (size_t)l * E, mask,
-                       was + (size_t)l * M * E,
-                       frozen ? frozen + (size_t)l * P : NULL, left, &gls[l],
-                       &work);
+            if (l != bl && !left[g] && gls[l].best_s >= 0 &&
+                gls[l].best_s / d->ppg == g)
+                gls[l].stale = 1;
         int h;
         c->f_after = g_loads(d, weight + (size_t)bl * E, mask, gl, &h);
     }
@@ -391,6 +482,10 @@ done:
         free(gls[l].order);
         free(gls[l].hrow);
         free(gls[l].share);
+        free(gls[l].ghead);
+        free(gls[l].gnext);
+        free(gls[l].byload);
+        free(gls[l].gopen);
     }
     free(gls);
     free(was);
