@@ -15,6 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct g_keyed {
+    double share;
+    int e;
+} g_keyed;
+
 typedef struct g_by_load {
     double load;
     int g;
@@ -37,6 +42,7 @@ typedef struct glayer {
     int nlive;
     int *gopen;      /* [P] g_best's slots open to a copy */
     int stale;       /* best_* found before a GPU it uses ran out */
+    g_keyed *keyed;  /* [2E] the sort's scratch */
     double best_gain;
     int best_s, best_e;
 } glayer;
@@ -201,26 +207,42 @@ static void consider(glayer *gl, double peak, double pk, int q, int e,
     }
 }
 
-/* order[0..n) by share ascending, ties by expert: a shell sort (in
- * place, deterministic; n is an expert count, once per step). */
-static void sort_by_share(int *order, const double *share, int n)
+/* order[0..n) by share ascending, ties by expert (a strict order, so
+ * any sort gives the same; n is an expert count, once per layer). */
+static inline int g_keyed_before(const g_keyed *a, const g_keyed *b)
 {
-    /* Ciura's gaps */
-    static const int gaps[] = {701, 301, 132, 57, 23, 10, 4, 1};
-    for (size_t k = 0; k < sizeof gaps / sizeof gaps[0]; k++) {
-        int gap = gaps[k];
-        for (int i = gap; i < n; i++) {
-            int v = order[i], j = i;
-            while (j >= gap &&
-                   (share[order[j - gap]] > share[v] ||
-                    (share[order[j - gap]] == share[v] &&
-                     order[j - gap] > v))) {
-                order[j] = order[j - gap];
-                j -= gap;
-            }
-            order[j] = v;
-        }
+    return a->share < b->share || (a->share == b->share && a->e < b->e);
+}
+
+/* tmp [2n]: a bottom-up merge sort (an inline comparison is several
+ * times cheaper than qsort's calls, and this runs for every layer of
+ * every budgeted re-plan). */
+static void sort_by_share(int *order, const double *share, int n,
+                          g_keyed *tmp)
+{
+    g_keyed *a = tmp, *b = tmp + n;
+    for (int i = 0; i < n; i++) {
+        a[i].share = share[order[i]];
+        a[i].e = order[i];
     }
+    for (int width = 1; width < n; width *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * width) {
+            int mid = lo + width < n ? lo + width : n,
+                hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                b[k++] = g_keyed_before(&a[j], &a[i]) ? a[j++] : a[i++];
+            while (i < mid)
+                b[k++] = a[i++];
+            while (j < hi)
+                b[k++] = a[j++];
+        }
+        g_keyed *t = a;
+        a = b;
+        b = t;
+    }
+    for (int i = 0; i < n; i++)
+        order[i] = a[i].e;
 }
 
 /* Expert v's share changed: moves it to its place in the sorted order
@@ -282,7 +304,7 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
             gl->order[e] = e;
             gl->share[e] = (double)w[e] / (gl->cnt[e] + 1);
         }
-        sort_by_share(gl->order, gl->share, E);
+        sort_by_share(gl->order, gl->share, E, gl->keyed);
         gl->sorted = 1;
     }
     *work += E;
@@ -391,9 +413,10 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         gl->gnext = malloc((size_t)P * sizeof(int));
         gl->byload = malloc((size_t)M * sizeof *gl->byload);
         gl->gopen = malloc((size_t)P * sizeof(int));
+        gl->keyed = malloc(2 * (size_t)E * sizeof *gl->keyed);
         if (!gl->cnt || !gl->held || !gl->load || !gl->order || !gl->hrow ||
             !gl->share || !gl->ghead || !gl->gnext || !gl->byload ||
-            !gl->gopen)
+            !gl->gopen || !gl->keyed)
             goto oom;
         for (int q = 0; q < P; q++) {
             int e = gl->x[q], g = q / d->ppg, c = cur[(size_t)l * P + q];
@@ -486,6 +509,7 @@ done:
         free(gls[l].gnext);
         free(gls[l].byload);
         free(gls[l].gopen);
+        free(gls[l].keyed);
     }
     free(gls);
     free(was);
