@@ -69,6 +69,9 @@ typedef struct layer_ws {
     int *cnt;            /* [E] live replicas in x */
     int *held;           /* [E][M] replicas in x per GPU (an expert's side
                             by side: try_bundle walks them) */
+    uint64_t *hbits;     /* [E][hwords] the GPUs where held is not 0, as
+                            bits: try_bundle visits only those, in order */
+    int hwords;          /* (M + 63) / 64 */
     uint8_t *was;        /* [M][E] 1 where the plan in service had it */
     double *load;        /* [M] exact loads of x (slot order, double) */
     double *trial;       /* [M] loads a unit would leave */
@@ -121,15 +124,35 @@ static double exact_loads(layer_ws *z)
 static void change(layer_ws *z, int s, int e)
 {
     int g = s / z->d->ppg, old = z->x[s];
+    uint64_t bit = (uint64_t)1 << (g % 64);
     if (old >= 0) {
-        z->held[(size_t)old * z->d->M + g]--;
+        if (--z->held[(size_t)old * z->d->M + g] == 0)
+            z->hbits[(size_t)old * z->hwords + g / 64] &= ~bit;
         z->cnt[old]--;
     }
     z->x[s] = e;
     if (e >= 0) {
-        z->held[(size_t)e * z->d->M + g]++;
+        if (z->held[(size_t)e * z->d->M + g]++ == 0)
+            z->hbits[(size_t)e * z->hwords + g / 64] |= bit;
         z->cnt[e]++;
     }
+}
+
+/* Expert e's GPUs with held not 0, in order: g = -1 to start, -1 at the
+ * end. */
+static inline int next_holder(const layer_ws *z, int e, int g)
+{
+    const uint64_t *bits = z->hbits + (size_t)e * z->hwords;
+    int w = (g + 1) / 64;
+    if (w >= z->hwords)
+        return -1;
+    uint64_t m = bits[w] & (~(uint64_t)0 << ((g + 1) % 64));
+    while (!m) {
+        if (++w >= z->hwords)
+            return -1;
+        m = bits[w];
+    }
+    return w * 64 + __builtin_ctzll(m);
 }
 
 /* Copies of the bundle's changes, applied in order to x (which they are
@@ -207,11 +230,8 @@ static double try_bundle(layer_ws *z, double goal, double *progress,
     for (int a = 0; a < z->naff; a++) {
         int e = z->aff[a];
         const int *he = z->held + (size_t)e * d->M;
-        for (int g = 0; g < d->M; g++) {
-            int h = he[g];
-            if (h)
-                z->trial[g] -= (double)z->w[e] * h / z->cnt[e];
-        }
+        for (int g = next_holder(z, e, -1); g >= 0; g = next_holder(z, e, g))
+            z->trial[g] -= (double)z->w[e] * he[g] / z->cnt[e];
     }
     int c = 0, most = 0;
     for (int i = 0; i < z->nb; i++) {
@@ -230,11 +250,9 @@ static double try_bundle(layer_ws *z, double goal, double *progress,
     for (int a = 0; a < z->naff; a++) {
         int e = z->aff[a];
         const int *he = z->held + (size_t)e * d->M;
-        for (int g = 0; g < d->M; g++) {
-            int h = he[g];
-            if (h && z->cnt[e] > 0)
-                z->trial[g] += (double)z->w[e] * h / z->cnt[e];
-        }
+        for (int g = next_holder(z, e, -1); g >= 0 && z->cnt[e] > 0;
+             g = next_holder(z, e, g))
+            z->trial[g] += (double)z->w[e] * he[g] / z->cnt[e];
     }
     z->work += (long long)z->naff * d->M * 2;
     double peak = 0.0, ex_before = 0.0, ex_after = 0.0;
@@ -387,6 +405,7 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
     const plan_dims *d = z->d;
     memset(z->cnt, 0, (size_t)d->E * sizeof(int));
     memset(z->held, 0, (size_t)d->M * d->E * sizeof(int));
+    memset(z->hbits, 0, (size_t)d->E * z->hwords * sizeof(uint64_t));
     memset(z->was, 0, (size_t)d->M * d->E);
     for (int s = 0; s < d->P; s++) {
         int g = s / d->ppg, e = cur[s];
@@ -874,6 +893,8 @@ static int layer_ws_init(layer_ws *z, const plan_dims *d,
     z->x = malloc((size_t)P * sizeof(int32_t));
     z->cnt = malloc((size_t)E * sizeof(int));
     z->held = malloc((size_t)M * E * sizeof(int));
+    z->hwords = (M + 63) / 64;
+    z->hbits = malloc((size_t)E * z->hwords * sizeof(uint64_t));
     z->was = malloc((size_t)M * E);
     z->load = malloc((size_t)M * sizeof(double));
     z->trial = malloc((size_t)M * sizeof(double));
@@ -892,7 +913,7 @@ static int layer_ws_init(layer_ws *z, const plan_dims *d,
     z->aff = malloc((size_t)(2 * P + E) * sizeof(int));
     z->inaff = calloc((size_t)E, sizeof(int));
     z->saved = malloc((size_t)P * sizeof(int32_t));
-    return z->x && z->cnt && z->held && z->was && z->load && z->trial &&
+    return z->x && z->cnt && z->held && z->hbits && z->was && z->load && z->trial &&
            z->pend && z->thead && z->tnext && z->bundle && z->grow && z->gsave && z->gcop &&
            z->ucop && z->gstamp && z->hot && z->hotexp && z->inb &&
            z->aff && z->inaff && z->saved;
@@ -903,6 +924,7 @@ static void layer_ws_free(layer_ws *z)
     free(z->x);
     free(z->cnt);
     free(z->held);
+    free(z->hbits);
     free(z->was);
     free(z->load);
     free(z->trial);
