@@ -401,6 +401,15 @@ void sched_out_free(sched_out *o);
  * otherwise). */
 int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
                         int32_t *cnt);
+/* The GPU loads of one layer as the metrics sum them: each GPU's slots
+ * in order, w/cnt in double (empty slots, and experts with no live
+ * replica, add nothing), into load [M]. Returns the largest over the
+ * live GPUs (mask NULL: all), and in *heaviest (if not NULL) the first
+ * GPU with it (-1: none live). The re-plan's search, its schedule and
+ * the greedy copies all read loads from here. */
+double plan_layer_loads(const plan_dims *d, const float *w,
+                        const int32_t *slots, const int *cnt,
+                        const uint8_t *mask, double *load, int *heaviest);
 /* 1 when layer row p2l [P] has a GPU holding an expert twice (empty
  * slots aside); seen_on: [E] scratch. */
 int plan_layer_holds_twice(const plan_dims *d, const int32_t *p2l,

@@ -22,6 +22,30 @@ float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
     return mx;
 }
 
+double plan_layer_loads(const plan_dims *d, const float *w,
+                        const int32_t *slots, const int *cnt,
+                        const uint8_t *mask, double *load, int *heaviest)
+{
+    double peak = 0.0;
+    int h = -1;
+    for (int g = 0; g < d->M; g++) {
+        double s = 0.0;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = slots[g * d->ppg + r];
+            if (e >= 0 && cnt[e] > 0)
+                s += (double)w[e] / cnt[e];
+        }
+        load[g] = s;
+        if ((!mask || mask[g]) && (h < 0 || s > peak)) {
+            peak = s;
+            h = g;
+        }
+    }
+    if (heaviest)
+        *heaviest = h;
+    return peak;
+}
+
 int plan_layer_holds_twice(const plan_dims *d, const int32_t *p2l,
                            int32_t *seen_on)
 {

@@ -52,28 +52,6 @@ static int g_live(const uint8_t *mask, int g)
     return !mask || mask[g];
 }
 
-/* Exact loads (slot order, double) and the largest over live GPUs. */
-static double g_loads(const plan_dims *d, const float *w,
-                      const uint8_t *mask, glayer *gl, int *heavy)
-{
-    double peak = 0.0;
-    *heavy = -1;
-    for (int g = 0; g < d->M; g++) {
-        double v = 0.0;
-        for (int r = 0; r < d->ppg; r++) {
-            int e = gl->x[g * d->ppg + r];
-            if (e >= 0)
-                v += (double)w[e] / gl->cnt[e];
-        }
-        gl->load[g] = v;
-        if (g_live(mask, g) && (*heavy < 0 || v > peak)) {
-            peak = v;
-            *heavy = g;
-        }
-    }
-    return peak;
-}
-
 /* 1 when a largest load of at least v could not be kept by consider():
  * its gain is below the best so far (or none). Exact: the gain only
  * falls as the load rises. */
@@ -281,7 +259,7 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
                    glayer *gl, long long *work)
 {
     int E = d->E, h;
-    double peak = g_loads(d, w, mask, gl, &h);
+    double peak = plan_layer_loads(d, w, gl->x, gl->cnt, mask, gl->load, &h);
     gl->best_gain = 0.0;
     gl->best_s = -1;
     if (h < 0)
@@ -492,7 +470,8 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
                 gls[l].best_s / d->ppg == g)
                 gls[l].stale = 1;
         int h;
-        c->f_after = g_loads(d, weight + (size_t)bl * E, mask, gl, &h);
+        c->f_after = plan_layer_loads(d, weight + (size_t)bl * E, gl->x,
+                                      gl->cnt, mask, gl->load, &h);
     }
     goto done;
 oom:

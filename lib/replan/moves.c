@@ -899,7 +899,7 @@ static void fill_node(const layer_job *j, int n, int g)
     int free_slots = 0;
     for (int s = lo; s < hi; s++)
         free_slots += st->slot[s] < 0 && live(j, s / ppg);
-    replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
     int need = g < 0 ? 0 : d->gs;
     while (free_slots < need) {
         /* The replica whose loss raises its expert's load per replica the

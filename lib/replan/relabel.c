@@ -153,8 +153,8 @@ int replan_make_alt(const layer_job *j, const int32_t *fresh,
                     const int32_t *fcnt)
 {
     replan_relabel_fresh(j, fresh);
-    return replan_layer_loads(j->d, j->w, j->st->alt, fcnt, j->st->load) <=
-                   j->target
+    return plan_layer_loads(j->d, j->w, j->st->alt, fcnt, NULL, j->st->load,
+                            NULL) <= j->target
                ? 1
                : -1;
 }

@@ -75,7 +75,7 @@ int replan_place_orphans(const layer_job *j)
                 empty = s;
         if (y < 0 && empty < 0)
             return 1;
-        replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+        plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
         if (empty >= 0 && y < 0) {
             /* A slot back in service: the node's expert with the most
              * load per replica gets another replica. */
@@ -283,7 +283,7 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
             int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
             int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
             replan_apply_move(j, f);
-            replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+            plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
             int k = heaviest(j, g0, g1), over = 0;
             for (int g = g0; g < g1; g++)
                 over += live(j, g) && st->load[g] > j->target;
@@ -314,7 +314,7 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
             }
         }
     }
-    replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
     if (best_i < 0)
         return 0;
     replan_apply_move(j, &firsts.m[best_i]);
@@ -335,7 +335,7 @@ int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
             st->late = 1;
         if (exhausted(st) || spend(st, 2LL * d->P))
             return 0;
-        replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+        plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
         /* GPUs above the target, heaviest first (ties to the lowest). */
         int n_over = 0;
         for (int g = g0; g < g1; g++) {
@@ -397,7 +397,7 @@ int replan_restart_with_counts(const layer_job *j, int n, int g0, int g1,
             rem[e]--;
         }
     }
-    replan_layer_loads(d, j->w, st->slot, st->cnt, st->load);
+    plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
     int ok = 1;
     for (;;) {
         if (spend(st, d->E + hi - lo)) {

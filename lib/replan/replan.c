@@ -100,7 +100,8 @@ static void replan_layer(void *arg, int worker, int l)
     const int32_t *fcnt = run->fresh_logcnt + (size_t)l * d->E;
     int32_t *out = run->phy2log + (size_t)l * d->P;
     int32_t *ocnt = run->logcnt + (size_t)l * d->E;
-    double fresh_peak = replan_layer_loads(d, w, fresh, fcnt, st->load);
+    double fresh_peak =
+        plan_layer_loads(d, w, fresh, fcnt, NULL, st->load, NULL);
     layer_job j = {d, w, cur, mask, fresh_peak / (1.0 - tolerance), st,
                    d->N > 1 && node_bound(d, cur, st) ? d->gn : d->M,
                    run->lim->distinct};
@@ -190,7 +191,8 @@ static void replan_layer(void *arg, int worker, int l)
                                       (size_t)d->ppg * sizeof(int32_t)))
                 replan_keep_slots(st, cur, g, st->slot);
         if (!(j.distinct && adds_duplicates(&j)) &&
-            replan_layer_loads(d, w, st->slot, st->cnt, st->load) <= j.target)
+            plan_layer_loads(d, w, st->slot, st->cnt, NULL, st->load, NULL) <=
+                j.target)
             copies = replan_layer_copies(st, st->slot);
     }
 
@@ -260,8 +262,9 @@ void replan_keep_small_gains(const plan_dims *d, const float *weight,
         int32_t *out = phy2log + l * P, *ocnt = logcnt + l * E;
         if (!plan_layer_keepable(d, cur, distinct, cnt))
             continue;
-        double now = replan_layer_loads(d, w, cur, cnt, load);
-        if (now - replan_layer_loads(d, w, out, ocnt, load) >= min_gain * now)
+        double now = plan_layer_loads(d, w, cur, cnt, NULL, load, NULL);
+        if (now - plan_layer_loads(d, w, out, ocnt, NULL, load, NULL) >=
+            min_gain * now)
             continue;
         memcpy(out, cur, P * sizeof(int32_t));
         memcpy(ocnt, cnt, E * sizeof(int32_t));

@@ -196,10 +196,6 @@ long long replan_work_budget(const plan_dims *d);
 /* The workspace for shape d in *stp, kept when the shape is the same. */
 int replan_state_reserve(replan_state **stp, const plan_dims *d);
 
-/* GPU loads as the metrics sum them (slot order, in double) into load
- * [M]; returns the largest. */
-double replan_layer_loads(const plan_dims *d, const float *w,
-                          const int32_t *slots, const int *cnt, double *load);
 
 /* Distinct experts a GPU holds in `next` that it did not hold in the plan
  * in service, summed over the GPUs. */

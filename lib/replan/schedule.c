@@ -105,20 +105,7 @@ static int is_live(const layer_ws *z, int g)
  * largest over live GPUs. */
 static double exact_loads(layer_ws *z)
 {
-    const plan_dims *d = z->d;
-    double peak = 0.0;
-    for (int g = 0; g < d->M; g++) {
-        double s = 0.0;
-        for (int r = 0; r < d->ppg; r++) {
-            int e = z->x[g * d->ppg + r];
-            if (e >= 0 && z->cnt[e] > 0)
-                s += (double)z->w[e] / z->cnt[e];
-        }
-        z->load[g] = s;
-        if (is_live(z, g) && s > peak)
-            peak = s;
-    }
-    return peak;
+    return plan_layer_loads(z->d, z->w, z->x, z->cnt, z->mask, z->load, NULL);
 }
 
 static void change(layer_ws *z, int s, int e)

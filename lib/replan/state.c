@@ -129,7 +129,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
         !st->ycand || !st->yflag ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
-        !st->gdelta || !st->share || !st->share_max || !st->share_min || !st->gpu_list ||
+        !st->gdelta || !st->share || !st->share_max || !st->share_min ||
+        !st->gpu_list ||
         !st->touched || !st->head || !st->next ||
         !st->slot || !st->alt || !st->cnt || !st->alt_cnt || !st->node_of ||
         !st->order || !st->match || !st->taken || !st->overlap ||
@@ -180,25 +181,6 @@ int replan_check_current(const plan_dims *d, const int32_t *current)
     return rc;
 }
 
-
-/* GPU loads as the metrics sum them: slot order, in double. */
-double replan_layer_loads(const plan_dims *d, const float *w,
-                          const int32_t *slots, const int *cnt, double *load)
-{
-    double peak = 0.0;
-    for (int g = 0; g < d->M; g++) {
-        double s = 0.0;
-        for (int r = 0; r < d->ppg; r++) {
-            int e = slots[g * d->ppg + r];
-            if (e >= 0)
-                s += (double)w[e] / cnt[e];
-        }
-        load[g] = s;
-        if (s > peak)
-            peak = s;
-    }
-    return peak;
-}
 
 
 /* Distinct experts a GPU holds in `next` that it did not hold in the plan
