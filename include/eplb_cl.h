@@ -204,10 +204,11 @@ typedef struct eplb_options {
     int profile;
     /* Host threads for the work that runs on the host: the re-plan's
      * search (eplb_rebalance_from with a current plan) takes its layers
-     * in parallel, each thread with its own workspace. 0 (default): one
-     * per online CPU, at most 16; 1: the calling thread only; at most
-     * 256, and never more than the layers. The plan is the same for
-     * every value. */
+     * in parallel, each thread with its own workspace, and up to 8 fill
+     * an OpenCL plan's log2phy of 64 MiB or more. 0 (default): one per
+     * online CPU, at most 16; 1: the calling thread only; at most 256,
+     * and never more than the layers. The plan is the same for every
+     * value. */
     int host_threads;
 } eplb_options;
 

@@ -337,7 +337,7 @@ static int context_backend_plan(eplb_context *ctx, const plan_dims *d,
         return reference_rebalance(&ctx->ref, &ctx->threads, d,
                                    &pp, weight, phy2log, log2phy, logcnt);
     int rc = ocl_engine_rebalance(ctx->cl, d, &pp, weight, phy2log, log2phy,
-                                  logcnt);
+                                  logcnt, &ctx->threads);
     show_ways(ctx);
     return rc;
 }

@@ -216,9 +216,11 @@ int ocl_engine_configure(ocl_engine *e, const eplb_options *opts,
                          const eplb_tuning *tuning);
 /* 1 and one line naming the ways of the programs built, 0 before any. */
 int ocl_engine_ways(const ocl_engine *e, char *buf, size_t len);
+/* threads: the context's, for filling a large log2phy (plan.c). */
 int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
                          const pack_params *pp, const float *weight,
-                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt);
+                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt,
+                         eplbi_threads *threads);
 
 int ocl_engine_floor(ocl_engine *e, const plan_dims *d, int runs,
                      double *median_us, double *p99_us);
@@ -434,8 +436,9 @@ void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
                        const int32_t *phyrank, int32_t *log2phy);
 
 /* The same for all d->L layers (phy2log and phyrank [L][P], log2phy
- * [L][E][maxrep]); large plans are filled by several threads. */
+ * [L][E][maxrep]); large plans are filled by the context's host threads. */
 void plan_fill_log2phy_layers(const plan_dims *d, const int32_t *phy2log,
-                              const int32_t *phyrank, int32_t *log2phy);
+                              const int32_t *phyrank, int32_t *log2phy,
+                              eplbi_threads *threads);
 
 #endif /* EPLB_INTERNAL_H */

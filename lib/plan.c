@@ -1,10 +1,8 @@
 /* Helpers on finished plans shared by both backends. */
 #include "internal.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 float plan_layer_max_gpu_load(const plan_dims *d, const float *w,
                               const int32_t *phy2log, const int32_t *logcnt)
@@ -98,63 +96,44 @@ void plan_fill_log2phy(const plan_dims *d, const int32_t *phy2log,
 /* Past this many bytes of log2phy a plan's layers are filled by several
  * threads: one thread writes about 8-10 GB/s, and the largest plans (1024
  * experts in 4096 slots: 730 MB) would otherwise spend longer in these
- * writes than the device spends planning and downloading. */
+ * writes than the device spends planning and downloading. Memory, not
+ * the cores, bounds it: a few threads are enough. */
 #define FILL_THREADED_BYTES ((size_t)64 << 20)
 #define FILL_THREADS_MAX 8
 
-typedef struct fill_job {
+typedef struct fill_run {
     const plan_dims *d;
     const int32_t *phy2log, *phyrank;
     int32_t *log2phy;
-    int first, end; /* layers first .. end-1 */
-} fill_job;
+} fill_run;
 
-static void fill_layers(const fill_job *j)
+static void fill_layer(void *arg, int worker, int l)
 {
-    size_t row = (size_t)j->d->E * j->d->maxrep, p = (size_t)j->d->P;
-    for (int l = j->first; l < j->end; l++)
-        plan_fill_log2phy(j->d, j->phy2log + l * p, j->phyrank + l * p,
-                          j->log2phy + l * row);
-}
-
-static void *fill_thread(void *arg)
-{
-    fill_layers(arg);
-    return NULL;
+    const fill_run *r = arg;
+    size_t row = (size_t)r->d->E * r->d->maxrep, p = (size_t)r->d->P;
+    (void)worker;
+    plan_fill_log2phy(r->d, r->phy2log + l * p, r->phyrank + l * p,
+                      r->log2phy + l * row);
 }
 
 void plan_fill_log2phy_layers(const plan_dims *d, const int32_t *phy2log,
-                              const int32_t *phyrank, int32_t *log2phy)
+                              const int32_t *phyrank, int32_t *log2phy,
+                              eplbi_threads *threads)
 {
     size_t bytes = (size_t)d->L * d->E * d->maxrep * sizeof(int32_t);
-    int n = 1;
+    fill_run run = {d, phy2log, phyrank, log2phy};
+    int workers = 1;
     if (bytes >= FILL_THREADED_BYTES) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus < 1 ? 1 : cpus > FILL_THREADS_MAX ? FILL_THREADS_MAX
-                                                    : (int)cpus;
-        if (n > d->L)
-            n = d->L;
+        workers = eplbi_host_threads(threads->option, d->L);
+        if (workers > FILL_THREADS_MAX)
+            workers = FILL_THREADS_MAX;
     }
-    fill_job jobs[FILL_THREADS_MAX];
-    pthread_t th[FILL_THREADS_MAX];
-    int started[FILL_THREADS_MAX] = {0};
-    for (int t = 0; t < n; t++) {
-        jobs[t] = (fill_job){d, phy2log, phyrank, log2phy,
-                             (int)((long)d->L * t / n),
-                             (int)((long)d->L * (t + 1) / n)};
-        /* the caller's thread takes the first share; a thread that
-         * cannot start leaves its share to the caller too */
-        if (t > 0)
-            started[t] = pthread_create(&th[t], NULL, fill_thread,
-                                        &jobs[t]) == 0;
+    if (workers == 1) {
+        for (int l = 0; l < d->L; l++)
+            fill_layer(&run, 0, l);
+        return;
     }
-    fill_layers(&jobs[0]);
-    for (int t = 1; t < n; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            fill_layers(&jobs[t]);
-    }
+    eplbi_parallel_items(&threads->pool, workers, d->L, fill_layer, &run);
 }
 
 /* One layer's log2phy rows (l2p) from its phy2log row, each expert's

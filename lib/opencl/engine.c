@@ -450,7 +450,8 @@ static int same_shape(const plan_dims *a, const plan_dims *b)
 
 int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
                          const pack_params *pp, const float *weight,
-                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt)
+                         int32_t *phy2log, int32_t *log2phy, int32_t *logcnt,
+                         eplbi_threads *threads)
 {
     int rc;
     if (!e->built || !same_shape(&e->dims, d) || e->cands != pp->candidates) {
@@ -597,7 +598,7 @@ int ocl_engine_rebalance(ocl_engine *e, const plan_dims *d,
     memcpy(logcnt, e->host_out + 2 * n_p2l,
            (size_t)d->L * d->E * sizeof(int32_t));
     if (log2phy) /* NULL: a plan the library uses inside (a re-plan's) */
-        plan_fill_log2phy_layers(d, phy2log, rank, log2phy);
+        plan_fill_log2phy_layers(d, phy2log, rank, log2phy, threads);
     return EPLB_OK;
 }
 
