@@ -23,6 +23,8 @@ typedef struct bench {
     const char *workloads;
     FILE *json;
     int json_first;
+    int time_reversed; /* time_row times the re-plan from reversed loads
+                          too (the speed section; -1 in the column else) */
 } bench;
 
 typedef struct engine {
@@ -64,8 +66,11 @@ typedef struct timing {
      * rebalance (first_us: programs from the disk cache, when warm) */
     double floor_us, floor_p99, warm_us, warm_p99, context_us, first_us;
     /* warm re-plans of the same loads from a plan made for them with 1%
-     * noise (median): the call an engine makes on every rebalance */
-    double replan_us;
+     * noise (median): the call an engine makes on every rebalance; and
+     * from a plan made for the loads reversed (each layer's experts in
+     * the opposite order): a current plan far from its loads, the
+     * search's hard case */
+    double replan_us, reversed_us;
 } timing;
 
 /* A new context for en and its first rebalance into p, timed apart. */

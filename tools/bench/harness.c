@@ -140,6 +140,31 @@ double median(double *v, int n)
     return v[n / 2];
 }
 
+/* The median re-plan of w from the plan of w with each layer's experts
+ * in the opposite order (cur: scratch), over as many runs as fit about
+ * BENCH_MEASURE_US (one at least, `runs` at most; v [runs]). */
+static double time_from_reversed(eplb_context *ctx, const eplb_shape *s,
+                                 const float *w, plan_buf *cur, plan_buf *p,
+                                 int runs, double *v)
+{
+    int L = s->layers, E = s->experts;
+    float *rev = xmalloc((size_t)L * E * sizeof(float));
+    for (int l = 0; l < L; l++)
+        for (int e = 0; e < E; e++)
+            rev[(size_t)l * E + e] = w[(size_t)l * E + E - 1 - e];
+    double one;
+    time_calls(ctx, s, rev, NULL, cur, 1, &one);
+    time_calls(ctx, s, w, cur->phy2log, p, 1, &one);
+    int n = runs;
+    if (one * n > BENCH_MEASURE_US)
+        n = (int)(BENCH_MEASURE_US / one);
+    if (n < 1)
+        n = 1;
+    time_calls(ctx, s, w, cur->phy2log, p, n, v);
+    free(rev);
+    return median(v, n);
+}
+
 static void time_engine(bench *b, const engine *en, const eplb_shape *s,
                         const float *w, timing *t)
 {
@@ -175,6 +200,9 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
         rruns = 1;
     time_calls(ctx, s, w, cur.phy2log, &p, rruns, v);
     t->replan_us = median(v, rruns);
+    t->reversed_us = b->time_reversed
+                         ? time_from_reversed(ctx, s, w, &cur, &p, runs, v)
+                         : -1.0;
     plan_free(&cur);
     free(noisy);
     t->floor_us = t->floor_p99 = 0.0;
@@ -198,23 +226,25 @@ static void print_timing_row(bench *b, const engine *en, const char *config,
         snprintf(floor_s, sizeof floor_s, "%.1f", t->floor_us);
     }
     printf("%-14s %-22s %-24s %9s %10.1f %9.1f %9.0f %9.0f %8s %10.1f "
-           "%8.2f\n",
+           "%8.2f %10.1f %8.2f\n",
            en->label, config, workload, floor_s, t->warm_us, t->warm_p99,
            t->context_us, t->first_us, ratio, t->replan_us,
-           t->replan_us / t->warm_us);
+           t->replan_us / t->warm_us, t->reversed_us,
+           t->reversed_us < 0 ? -1.0 : t->reversed_us / t->warm_us);
     json_record(b, "{\"kind\":\"speed\",\"engine\":\"%s\",\"device\":\"%s\","
                 "\"config\":\"%s\",\"workload\":\"%s\",\"layers\":%d,"
                 "\"experts\":%d,\"candidates\":%d,\"swap_rounds\":%d,"
                 "\"floor_us\":%.2f,\"floor_p99_us\":%.2f,\"warm_us\":%.2f,"
                 "\"warm_p99_us\":%.2f,\"context_us\":%.1f,"
                 "\"first_call_us\":%.1f,\"x_floor\":%.3f,"
-                "\"replan_us\":%.2f,\"host_threads\":%d}",
+                "\"replan_us\":%.2f,\"replan_reversed_us\":%.2f,"
+                "\"host_threads\":%d}",
                 en->label, en->device, config, workload, s->layers,
                 s->experts, en->opts.candidates, en->opts.swap_rounds,
                 t->floor_us, t->floor_p99, t->warm_us, t->warm_p99,
                 t->context_us, t->first_us,
                 t->floor_us > 0 ? t->warm_us / t->floor_us : 0.0,
-                t->replan_us, en->opts.host_threads);
+                t->replan_us, t->reversed_us, en->opts.host_threads);
 }
 
 void time_row(bench *b, const engine *en, const char *config,
@@ -227,7 +257,8 @@ void time_row(bench *b, const engine *en, const char *config,
 
 void speed_header(void)
 {
-    printf("%-14s %-22s %-24s %9s %10s %9s %9s %9s %8s %10s %8s\n",
+    printf("%-14s %-22s %-24s %9s %10s %9s %9s %9s %8s %10s %8s %10s %8s\n",
            "engine", "config", "workload", "floor us", "warm us", "p99 us",
-           "ctx us", "first us", "x floor", "replan us", "x fresh");
+           "ctx us", "first us", "x floor", "replan us", "x fresh",
+           "rev us", "x fresh");
 }

@@ -16,10 +16,12 @@ void speed_section(bench *b, const engine *en, int n_en)
     printf("\n## Speed (%d candidates, %d swap rounds, and each engine's "
            "deterministic mode; floor = upload, one trivial kernel, "
            "download, same sizes; replan = the same loads from the plan of "
-           "these loads with 1%% noise, its search on the host: one thread "
-           "for reference, one per CPU for the devices)\n",
+           "these loads with 1%% noise, rev = from the plan of each layer's "
+           "loads in reverse expert order; the search on the host: one "
+           "thread for reference, one per CPU for the devices)\n",
            en[0].opts.candidates, en[0].opts.swap_rounds);
     speed_header();
+    b->time_reversed = 1;
     float *gen = generated_loads(GEN_LAYERS, GEN_EXPERTS, GEN_SEED);
     int L = GEN_LAYERS, E = GEN_EXPERTS;
     float *real = b->have_real ? load_real(b, SPEED_FILE, &L, &E) : NULL;
@@ -45,6 +47,7 @@ void speed_section(bench *b, const engine *en, int n_en)
         }
     }
     progress_clear();
+    b->time_reversed = 0;
     compile_times(b, en, n_en, w, L, E);
     free(gen);
     free(real);
