@@ -524,6 +524,9 @@ static void consider_cycles(const layer_job *j, int h, move *best)
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = share[sj];
                 double nb = Lb + rx - ry;
+                /* (an empty slot passes nothing on; the repair never has
+                 * one on a live GPU: replan_place_orphans fills them or
+                 * the layer takes its fallback) */
                 if (y < 0 || y == x || nb > T)
                     continue;
                 int looked = 0;
