@@ -9,6 +9,8 @@ sections=speed,replan,failure,duplicates,sweep
 tools/eplb-bench --quick --sections "$sections" --json bench-smoke.json \
     > bench-smoke.txt
 grep -q "x floor" bench-smoke.txt
+grep -q "rev us" bench-smoke.txt
+grep -q '"replan_reversed_us"' bench-smoke.json
 grep -q '"runs"' bench-smoke.json
 cat bench-smoke.txt
 rm -f bench-smoke.txt
