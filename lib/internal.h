@@ -394,6 +394,35 @@ int sched_build_plan(const plan_dims *d, const float *weight,
                      int32_t *logcnt, sched_out *out);
 void sched_out_free(sched_out *o);
 
+/* ---- sorting ------------------------------------------------------------ */
+
+/* Defines `static T *name(T *a, T *b, int n, int width)`: bottom-up merge
+ * passes over a [n], sorted in runs of `width` items, with b [n] as
+ * scratch; returns the one of a and b that holds all n sorted. Stable:
+ * an item of the right run goes first only when before(&right, &left).
+ * The fresh plan's sort (pack.c) and the greedy copies' (greedy.c). */
+#define EPLBI_DEFINE_MERGE_PASSES(name, T, before)                           \
+    static T *name(T *a, T *b, int n, int width)                             \
+    {                                                                        \
+        for (; width < n; width *= 2) {                                      \
+            for (int lo = 0; lo < n; lo += 2 * width) {                      \
+                int mid = lo + width < n ? lo + width : n;                   \
+                int hi = lo + 2 * width < n ? lo + 2 * width : n;            \
+                int x = lo, y = mid, o = lo;                                 \
+                while (x < mid && y < hi)                                    \
+                    b[o++] = before(&a[y], &a[x]) ? a[y++] : a[x++];         \
+                while (x < mid)                                              \
+                    b[o++] = a[x++];                                         \
+                while (y < hi)                                               \
+                    b[o++] = a[y++];                                         \
+            }                                                                \
+            T *t_ = a;                                                       \
+            a = b;                                                           \
+            b = t_;                                                          \
+        }                                                                    \
+        return a;                                                            \
+    }
+
 /* ---- plans (plan.c) --------------------------------------------------- */
 
 /* 1 when layer row p2l [P] of a plan in service can be kept as it is

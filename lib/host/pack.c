@@ -75,31 +75,23 @@ static void insertion_sort_u64(uint64_t *v, int n)
     }
 }
 
+static inline int u64_before(const uint64_t *x, const uint64_t *y)
+{
+    return *x < *y;
+}
+
+EPLBI_DEFINE_MERGE_PASSES(merge_u64, uint64_t, u64_before)
+
 /* order[0..n) = items by key descending, equal keys by lower index
  * (eplbi_larger_first's order). tmp holds 2n uint64. */
 static void sort_desc(const float *key, int *order, uint64_t *tmp, int n)
 {
-    uint64_t *a = tmp, *b = tmp + n;
+    uint64_t *a = tmp;
     for (int i = 0; i < n; i++)
         a[i] = desc_key(key[i], i);
     for (int lo = 0; lo < n; lo += SORT_RUN)
         insertion_sort_u64(a + lo, n - lo < SORT_RUN ? n - lo : SORT_RUN);
-    for (int width = SORT_RUN; width < n; width *= 2) {
-        for (int lo = 0; lo < n; lo += 2 * width) {
-            int mid = lo + width < n ? lo + width : n;
-            int hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int x = lo, y = mid, o = lo;
-            while (x < mid && y < hi)
-                b[o++] = a[y] < a[x] ? a[y++] : a[x++];
-            while (x < mid)
-                b[o++] = a[x++];
-            while (y < hi)
-                b[o++] = a[y++];
-        }
-        uint64_t *t = a;
-        a = b;
-        b = t;
-    }
+    a = merge_u64(a, tmp + n, n, SORT_RUN);
     for (int i = 0; i < n; i++)
         order[i] = (int)(uint32_t)a[i];
 }

@@ -192,33 +192,20 @@ static inline int g_keyed_before(const g_keyed *a, const g_keyed *b)
     return a->share < b->share || (a->share == b->share && a->e < b->e);
 }
 
+EPLBI_DEFINE_MERGE_PASSES(merge_keyed, g_keyed, g_keyed_before)
+
 /* tmp [2n]: a bottom-up merge sort (an inline comparison is several
  * times cheaper than qsort's calls, and this runs for every layer of
  * every budgeted re-plan). */
 static void sort_by_share(int *order, const double *share, int n,
                           g_keyed *tmp)
 {
-    g_keyed *a = tmp, *b = tmp + n;
+    g_keyed *a = tmp;
     for (int i = 0; i < n; i++) {
         a[i].share = share[order[i]];
         a[i].e = order[i];
     }
-    for (int width = 1; width < n; width *= 2) {
-        for (int lo = 0; lo < n; lo += 2 * width) {
-            int mid = lo + width < n ? lo + width : n,
-                hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                b[k++] = g_keyed_before(&a[j], &a[i]) ? a[j++] : a[i++];
-            while (i < mid)
-                b[k++] = a[i++];
-            while (j < hi)
-                b[k++] = a[j++];
-        }
-        g_keyed *t = a;
-        a = b;
-        b = t;
-    }
+    a = merge_keyed(a, tmp + n, n, 1);
     for (int i = 0; i < n; i++)
         order[i] = a[i].e;
 }
@@ -253,17 +240,19 @@ static void resort_one(int *order, const double *share, int n, int v)
  * budget left, slots not frozen. On h, the new expert e adds exactly
  * w_e / (cnt_e + 1) to h's load: experts are tried by that share, lowest
  * first, and the scan stops once h alone would end above the best peak
- * found (the pruning loses nothing). */
-static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
-                   const uint8_t *was, const uint8_t *frozen, const int *left,
-                   glayer *gl, long long *work)
+ * found (the pruning loses nothing). Returns the layer's largest load as
+ * it stands. */
+static double g_best(const plan_dims *d, const float *w,
+                     const uint8_t *mask, const uint8_t *was,
+                     const uint8_t *frozen, const int *left, glayer *gl,
+                     long long *work)
 {
     int E = d->E, h;
     double peak = plan_layer_loads(d, w, gl->x, gl->cnt, mask, gl->load, &h);
     gl->best_gain = 0.0;
     gl->best_s = -1;
     if (h < 0)
-        return;
+        return peak;
     g_index(d, mask, gl);
     double best_peak = peak;
     /* the largest live load but h's (g_peak_after's quick test) */
@@ -341,6 +330,7 @@ static void g_best(const plan_dims *d, const float *w, const uint8_t *mask,
                      &best_peak);
         }
     }
+    return peak;
 }
 
 /* The layers' first searches, a layer per item; each counts its own work
@@ -463,15 +453,12 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         uint8_t *fz = frozen ? (uint8_t *)frozen + (size_t)bl * P : NULL;
         if (fz)
             fz[q] = 1;
-        g_best(d, weight + (size_t)bl * E, mask, was + (size_t)bl * M * E,
-               fz, left, gl, &work);
+        c->f_after = g_best(d, weight + (size_t)bl * E, mask,
+                            was + (size_t)bl * M * E, fz, left, gl, &work);
         for (int l = 0; l < L; l++)
             if (l != bl && !left[g] && gls[l].best_s >= 0 &&
                 gls[l].best_s / d->ppg == g)
                 gls[l].stale = 1;
-        int h;
-        c->f_after = plan_layer_loads(d, weight + (size_t)bl * E, gl->x,
-                                      gl->cnt, mask, gl->load, &h);
     }
     goto done;
 oom:
