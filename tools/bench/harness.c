@@ -140,20 +140,16 @@ double median(double *v, int n)
     return v[n / 2];
 }
 
-/* The median re-plan of w from the plan of w with each layer's experts
- * in the opposite order (cur: scratch), over as many runs as fit about
- * BENCH_MEASURE_US (one at least, `runs` at most; v [runs]). */
-static double time_from_reversed(eplb_context *ctx, const eplb_shape *s,
-                                 const float *w, plan_buf *cur, plan_buf *p,
-                                 int runs, double *v)
+/* The median re-plan of w from the plan of `from` (cur: scratch), over
+ * as many runs as fit about BENCH_MEASURE_US (one at least, `runs` at
+ * most; v [runs]). */
+static double time_replan_from(eplb_context *ctx, const eplb_shape *s,
+                               const float *w, const float *from,
+                               plan_buf *cur, plan_buf *p, int runs,
+                               double *v)
 {
-    int L = s->layers, E = s->experts;
-    float *rev = xmalloc((size_t)L * E * sizeof(float));
-    for (int l = 0; l < L; l++)
-        for (int e = 0; e < E; e++)
-            rev[(size_t)l * E + e] = w[(size_t)l * E + E - 1 - e];
     double one;
-    time_calls(ctx, s, rev, NULL, cur, 1, &one);
+    time_calls(ctx, s, from, NULL, cur, 1, &one);
     time_calls(ctx, s, w, cur->phy2log, p, 1, &one);
     int n = runs;
     if (one * n > BENCH_MEASURE_US)
@@ -161,7 +157,6 @@ static double time_from_reversed(eplb_context *ctx, const eplb_shape *s,
     if (n < 1)
         n = 1;
     time_calls(ctx, s, w, cur->phy2log, p, n, v);
-    free(rev);
     return median(v, n);
 }
 
@@ -184,27 +179,25 @@ static void time_engine(bench *b, const engine *en, const eplb_shape *s,
     t->warm_us = median(v, runs);
     t->warm_p99 = v[(int)((runs - 1) * 0.99)];
     /* The re-plan: the same loads from the plan of these loads with 1%
-     * noise (each expert's load scaled by up to +-1%), as many runs. */
-    size_t n = (size_t)s->layers * s->experts;
-    float *noisy = xmalloc(n * sizeof(float));
-    memcpy(noisy, w, n * sizeof(float));
-    workload_perturb(noisy, s->layers, s->experts, 0.01f, REPLAN_NOISE_SEED);
+     * noise (each expert's load scaled by up to +-1%), as many runs; and
+     * from the plan of each layer's loads in reverse expert order. */
+    int L = s->layers, E = s->experts;
+    size_t n = (size_t)L * E;
+    float *other = xmalloc(n * sizeof(float));
+    memcpy(other, w, n * sizeof(float));
+    workload_perturb(other, L, E, 0.01f, REPLAN_NOISE_SEED);
     plan_buf cur;
     plan_alloc(&cur, s);
-    time_calls(ctx, s, noisy, NULL, &cur, 1, &one);
-    time_calls(ctx, s, w, cur.phy2log, &p, 1, &one);
-    int rruns = runs;
-    if (one * rruns > BENCH_MEASURE_US)
-        rruns = (int)(BENCH_MEASURE_US / one);
-    if (rruns < 1)
-        rruns = 1;
-    time_calls(ctx, s, w, cur.phy2log, &p, rruns, v);
-    t->replan_us = median(v, rruns);
-    t->reversed_us = b->time_reversed
-                         ? time_from_reversed(ctx, s, w, &cur, &p, runs, v)
-                         : -1.0;
+    t->replan_us = time_replan_from(ctx, s, w, other, &cur, &p, runs, v);
+    t->reversed_us = -1.0;
+    if (b->time_reversed) {
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                other[(size_t)l * E + e] = w[(size_t)l * E + E - 1 - e];
+        t->reversed_us = time_replan_from(ctx, s, w, other, &cur, &p, runs, v);
+    }
     plan_free(&cur);
-    free(noisy);
+    free(other);
     t->floor_us = t->floor_p99 = 0.0;
     /* the floor is an OpenCL round trip: the host has none */
     if (strcmp(eplb_context_backend(ctx), "opencl") == 0 &&
