@@ -530,8 +530,17 @@ typedef enum eplb_tune {
     EPLB_TUNE_LOADS_IN_PLACE,  /* 1: read the caller's loads in place;
                                   0: upload them */
     EPLB_TUNE_WG,              /* widest work-group: a power of two */
-    EPLB_TUNE_GLOBAL_SCRATCH   /* 1: kernel state in global memory even
+    EPLB_TUNE_GLOBAL_SCRATCH,  /* 1: kernel state in global memory even
                                   where local memory would do */
+    EPLB_TUNE_REPLAN_FRESH_ON_HOST /* a re-plan's fresh plan (the target
+                                  and fallback of its search), made layer
+                                  by layer on the host threads beside
+                                  each layer's search (1) or by the
+                                  device first (0); AUTO: the host in the
+                                  deterministic mode on a CPU device or
+                                  with 8 or more host threads. Without a
+                                  current plan, a mask or
+                                  distinct_per_gpu it does not apply */
 } eplb_tune;
 EPLB_API int eplb_context_tune(eplb_context *ctx, eplb_tune key, int value);
 

@@ -31,6 +31,7 @@ struct eplb_context {
     plan_buf staged;      /* a schedule's plan (budget, stages, min_gain) */
     replan_pool replan; /* the re-plan's workspaces, one per thread */
     eplbi_threads threads; /* host threads, parked between calls */
+    int replan_fresh_on_host; /* EPLB_TUNE_REPLAN_FRESH_ON_HOST's value */
     forecast_state *forecast; /* the windows' estimate (forecast.c) */
     char note[EPLB_NOTE_MAX];  /* choices made at creation */
     char shown[2 * EPLB_NOTE_MAX]; /* the note and the kernel ways */
@@ -190,6 +191,7 @@ int eplb_context_create(eplb_context **out, const eplb_options *opts)
     ctx->requested = opts->backend;
     env_read(&ctx->env);
     tuning_default(&ctx->tuning);
+    ctx->replan_fresh_on_host = EPLB_TUNE_AUTO;
     /* The filter strings are borrowed during create only. */
     ctx->opts.platform = ctx->opts.device = ctx->opts.device_type = NULL;
     ctx->backend = EPLB_BACKEND_REFERENCE;
@@ -271,6 +273,19 @@ int eplb_context_tune(eplb_context *ctx, eplb_tune key, int value)
         return eplbi_fail(EPLB_ERR_BAD_OPTION, "kernel ways are the OpenCL "
                           "backend's; this context runs the reference "
                           "backend");
+    if (key == EPLB_TUNE_REPLAN_FRESH_ON_HOST) {
+        /* the host's work, not a kernel's: no program is built again */
+        if (value != EPLB_TUNE_AUTO && value != 0 && value != 1)
+            return eplbi_fail(EPLB_ERR_BAD_OPTION,
+                              "EPLB_TUNE_REPLAN_FRESH_ON_HOST takes 0, 1, "
+                              "or EPLB_TUNE_AUTO (-1), not %d", value);
+        int rc = enter(ctx);
+        if (rc == EPLB_OK) {
+            ctx->replan_fresh_on_host = value;
+            leave(ctx);
+        }
+        return rc;
+    }
     eplb_tuning t = ctx->tuning;
     int rc = tuning_set(&t, (int)key, value);
     if (rc == EPLB_OK && (rc = enter(ctx)) == EPLB_OK) {
@@ -402,7 +417,7 @@ static int migration_asked(const eplb_request *r)
  * a budget, stages, the schedule itself, or min_gain with dead GPUs
  * (where keeping a layer is the schedule's business: the changes the
  * mask forces). Otherwise min_gain is the schedule's rule applied to the
- * re-plan's layers, at no cost (replan_keep_small_gains). */
+ * re-plan's layers, at no cost (replan_limits' min_gain). */
 static int schedule_needed(const eplb_request *r)
 {
     return schedule_asked(r) || (r->min_gain > 0 && r->gpu_mask);
@@ -484,6 +499,30 @@ static void schedule_out(const plan_dims *d, const sched_out *o,
     memcpy(sc, &full, sc->struct_size);
 }
 
+/* Host threads at which a re-plan's deterministic fresh plan is made on
+ * the host, layer by layer beside each layer's search, rather than by a
+ * GPU first: one host core plans DeepSeek-V3's 58 layers in about 1 ms
+ * where an NVIDIA H100 takes 0.17 ms with its transfers (doc/
+ * performance.md), so from about 7 threads the host is the faster, and
+ * the search waits for no device. */
+#define REPLAN_FRESH_HOST_THREADS 8
+
+/* 1 when a re-plan's fresh plan is made layer by layer on the host
+ * (reference_plan_layer) beside the search; the plan is the same either
+ * way (every backend plans the same). */
+static int replan_fresh_on_host(const eplb_context *ctx, const plan_dims *d)
+{
+    if (ctx->backend != EPLB_BACKEND_OPENCL)
+        return 1;
+    if (ctx->replan_fresh_on_host != EPLB_TUNE_AUTO)
+        return ctx->replan_fresh_on_host;
+    if (ctx->opts.candidates != 1 || ctx->opts.swap_rounds != 0)
+        return 0; /* the device's candidates: far faster than the host's */
+    return ocl_engine_is_cpu(ctx->cl) ||
+           eplbi_host_threads(ctx->opts.host_threads, d->L) >=
+               REPLAN_FRESH_HOST_THREADS;
+}
+
 /* The plan of loads `weight` (the caller's, or the forecast of its
  * windows): the checks, the fresh plan, and the re-plan when the request
  * carries a current plan. r is complete (eplb_plan filled what an older
@@ -527,39 +566,41 @@ static int plan_loads(eplb_context *ctx, const eplb_shape *shape,
         return context_backend_plan(ctx, &d, weight, phy2log, log2phy,
                                     logcnt);
 
-    rc = fresh_plan(ctx, &d, weight, mask, &ctx->fresh, !current);
+    /* A re-plan's fresh plan: by the backend first, or (replan_fresh_on_
+     * host) each layer's on the worker that then searches it. */
+    int by_layer = current && !mask && !ctx->opts.distinct_per_gpu &&
+                   replan_fresh_on_host(ctx, &d);
+    rc = by_layer ? plan_buf_reserve(&ctx->fresh, &d)
+                  : fresh_plan(ctx, &d, weight, mask, &ctx->fresh, !current);
     if (rc)
         return rc;
     if (!current) {
         copy_plan_out(&d, &ctx->fresh, phy2log, log2phy, logcnt);
         return EPLB_OK;
     }
+    pack_params pp = {ctx->opts.candidates, ctx->opts.swap_rounds,
+                      ctx->opts.noise, ctx->opts.seed};
+    reference_run fresh_run = {&ctx->ref, &d, &pp, weight,
+                               ctx->fresh.phy2log, NULL, ctx->fresh.logcnt};
+    replan_limits lim = {ctx->opts.tolerance, r->deadline_us,
+                         ctx->opts.distinct_per_gpu, &ctx->threads,
+                         NULL, NULL, 0,
+                         schedule_needed(r) ? 0.0 : r->min_gain};
+    if (by_layer) {
+        lim.fresh_workers = reference_reserve(&ctx->ref, &ctx->threads, &d);
+        if (lim.fresh_workers < 0)
+            return lim.fresh_workers;
+        lim.fresh_layer = reference_plan_layer;
+        lim.fresh_arg = &fresh_run;
+    }
     rc = plan_buf_reserve(&ctx->next, &d);
-    if (rc == EPLB_OK) {
-        replan_limits lim = {ctx->opts.tolerance, r->deadline_us,
-                            ctx->opts.distinct_per_gpu,
-                            &ctx->threads};
+    if (rc == EPLB_OK)
         rc = replan_from_current(&ctx->replan, &d, weight, current, mask,
                                  ctx->fresh.phy2log, ctx->fresh.logcnt, &lim,
                                  ctx->next.phy2log, ctx->next.logcnt);
-    }
     if (rc)
         return rc;
     if (!schedule_needed(r)) {
-        if (r->min_gain > 0) {
-            int32_t *cnt = malloc((size_t)d.E * sizeof(int32_t));
-            double *load = malloc((size_t)d.M * sizeof(double));
-            if (cnt && load)
-                replan_keep_small_gains(&d, weight, current, r->min_gain,
-                                        ctx->opts.distinct_per_gpu,
-                                        ctx->next.phy2log, ctx->next.logcnt,
-                                        cnt, load);
-            free(cnt);
-            free(load);
-            if (!cnt || !load)
-                return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY,
-                                  "out of host memory");
-        }
         /* nothing fails from here: log2phy is made in the caller's array
          * (not made, then copied, as everywhere else) */
         size_t L = (size_t)d.L;

@@ -201,6 +201,21 @@ int reference_rebalance(reference_pool *pool, eplbi_threads *threads,
                         const plan_dims *d, const pack_params *pp,
                         const float *weight, int32_t *phy2log,
                         int32_t *log2phy, int32_t *logcnt);
+/* The same plan layer by layer, for a caller that runs the layers on its
+ * own workers (the re-plan: each layer's fresh plan beside its search):
+ * reference_reserve gives the workers whose workspaces are ready (or an
+ * error), and reference_plan_layer(run, worker, l) writes layer l's rows
+ * of run's outputs (log2phy may be NULL). */
+typedef struct reference_run {
+    reference_pool *pool;
+    const plan_dims *d;
+    const pack_params *pp;
+    const float *weight;
+    int32_t *phy2log, *log2phy, *logcnt;
+} reference_run;
+int reference_reserve(reference_pool *pool, const eplbi_threads *threads,
+                      const plan_dims *d);
+void reference_plan_layer(void *arg, int worker, int l);
 
 /* ---- the OpenCL backend (cl_engine.c) --------------------------------- */
 
@@ -210,6 +225,8 @@ int ocl_engine_create(ocl_engine **out, const eplb_options *opts,
                       char *note, size_t note_len);
 void ocl_engine_destroy(ocl_engine *e);
 const char *ocl_engine_device_name(const ocl_engine *e);
+/* 1 for a CPU device (PoCL): it shares the host's cores. */
+int ocl_engine_is_cpu(const ocl_engine *e);
 /* Takes the options (use_clblast, profile) and kernel ways of a live
  * context: what they change is made again on the next call. */
 int ocl_engine_configure(ocl_engine *e, const eplb_options *opts,
@@ -302,6 +319,18 @@ typedef struct replan_limits {
     double deadline_us;
     int distinct;
     eplbi_threads *threads; /* the context's host threads */
+    /* non-NULL: layer l's fresh plan is made by fresh_layer(fresh_arg,
+     * worker, l) before its search, on the same worker (at most
+     * fresh_workers of them), instead of before the re-plan */
+    void (*fresh_layer)(void *arg, int worker, int l);
+    void *fresh_arg;
+    int fresh_workers;
+    /* > 0: each layer whose re-plan lowers its largest GPU load by less
+     * than this share of the plan in service's takes the current
+     * placement back where it can be kept as it is (plan_layer_keepable):
+     * the schedule's min_gain rule, applied here when no schedule is
+     * made. No GPU may be dead. */
+    double min_gain;
 } replan_limits;
 
 /* The re-plan's workspaces, one per host thread, kept while the shape
@@ -319,17 +348,6 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
                         const uint8_t *mask, const int32_t *fresh_phy2log,
                         const int32_t *fresh_logcnt, const replan_limits *lim,
                         int32_t *phy2log, int32_t *logcnt);
-
-/* min_gain without a schedule: each layer of the re-plan phy2log/logcnt
- * whose largest GPU load is less than min_gain (a share) below the plan
- * in service's takes the current placement back, where it can be kept as
- * it is (plan_layer_keepable, distinct: distinct_per_gpu; else the
- * re-plan stays); the schedule's rule for its layers. No GPU may be
- * dead. cnt: [E], load: [M] scratch. */
-void replan_keep_small_gains(const plan_dims *d, const float *weight,
-                             const int32_t *current, double min_gain,
-                             int distinct, int32_t *phy2log,
-                             int32_t *logcnt, int32_t *cnt, double *load);
 
 /* ---- the migration schedule (replan/schedule.c) ----------------------- */
 

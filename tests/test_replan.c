@@ -1,6 +1,7 @@
 /* Re-planning from the current placement (eplb_rebalance_from with a
  * current plan): valid plans, every layer on its balance target, the same
  * plan on both backends, few copies, and every rule for the current plan. */
+#define EPLB_EXPERIMENTAL /* eplb_context_tune */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,19 +356,23 @@ static void test_current_is_fresh(void)
     }
 }
 
-/* Every rank computes its own plan: both backends must agree. */
+/* Every rank computes its own plan: both backends must agree, in both
+ * modes, with the OpenCL context's re-plan starting from the device's
+ * fresh plan or from the host's, layer by layer
+ * (EPLB_TUNE_REPLAN_FRESH_ON_HOST 0 and 1). */
 static void test_backends_agree(void)
 {
-    for (int i = 0; i < 3; i++) {
-        const eplb_shape *s = &shapes[i];
+    for (int i = 0; i < 6; i++) {
+        const eplb_shape *s = &shapes[i % 3];
+        int candidates = i < 3 ? 8 : 1;
         size_t n = (size_t)s->layers * s->experts;
         float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
         workload_generate(w0, s->layers, s->experts, 70 + i);
         memcpy(w1, w0, n * sizeof(float));
         workload_perturb(w1, s->layers, s->experts, 0.03f, 71 + i);
         test_plan cur, a, b;
-        eplb_context *ref = context(EPLB_BACKEND_REFERENCE, 8, 0.0f);
-        eplb_context *cl = context(EPLB_BACKEND_OPENCL, 8, 0.0f);
+        eplb_context *ref = context(EPLB_BACKEND_REFERENCE, candidates, 0.0f);
+        eplb_context *cl = context(EPLB_BACKEND_OPENCL, candidates, 0.0f);
         if (!cl) {
             printf("\n  no OpenCL device: comparison skipped\n");
             eplb_context_destroy(ref);
@@ -381,10 +386,18 @@ static void test_backends_agree(void)
         CU_ASSERT(eplb_rebalance_from(ref, s, w1, cur.phy2log, NULL,
                                       a.phy2log, a.log2phy,
                                       a.logcnt) == EPLB_OK);
-        CU_ASSERT(eplb_rebalance_from(cl, s, w1, cur.phy2log, NULL,
-                                      b.phy2log, b.log2phy,
-                                      b.logcnt) == EPLB_OK);
-        CU_ASSERT(test_plan_equal(&a, &b));
+        for (int on_host = 0; on_host < 2; on_host++) {
+            CU_ASSERT(eplb_context_tune(cl, EPLB_TUNE_REPLAN_FRESH_ON_HOST,
+                                        on_host) == EPLB_OK);
+            memset(b.phy2log, 0, b.n_p2l * sizeof(int32_t));
+            CU_ASSERT(eplb_rebalance_from(cl, s, w1, cur.phy2log, NULL,
+                                          b.phy2log, b.log2phy,
+                                          b.logcnt) == EPLB_OK);
+            CU_ASSERT(test_plan_equal(&a, &b));
+        }
+        CU_ASSERT(eplb_context_tune(cl, EPLB_TUNE_REPLAN_FRESH_ON_HOST, 2) ==
+                  EPLB_ERR_BAD_OPTION);
+        CU_ASSERT(strstr(eplb_last_error(), "REPLAN_FRESH_ON_HOST") != NULL);
         test_plan_free(&cur);
         test_plan_free(&a);
         test_plan_free(&b);

@@ -162,26 +162,17 @@ static void layer_plan(reference_state *st, const plan_dims *d, int layer,
     }
 }
 
-/* What every layer shares (read only), and the threads' workspaces. */
-typedef struct reference_run {
-    reference_pool *pool;
-    const plan_dims *d;
-    const pack_params *pp;
-    const float *weight;
-    int32_t *phy2log, *log2phy, *logcnt;
-} reference_run;
-
-/* Layer l in worker's workspace: writes only layer l's rows. */
-static void reference_layer(void *arg, int worker, int l)
+/* Layer l into phy2log/logcnt rows l (log2phy's too unless NULL), in the
+ * workspace st. */
+static void plan_one_layer(reference_state *st, const plan_dims *d,
+                           const pack_params *pp, const float *weight,
+                           int32_t *phy2log, int32_t *log2phy,
+                           int32_t *logcnt, int l)
 {
-    const reference_run *run = arg;
-    const plan_dims *d = run->d;
-    const pack_params *pp = run->pp;
-    reference_state *st = run->pool->st[worker];
     int deterministic = pp->candidates == 1 && pp->swap_rounds == 0;
-    const float *w = run->weight + (size_t)l * d->E;
-    int32_t *out_p2l = run->phy2log + (size_t)l * d->P;
-    int32_t *out_cnt = run->logcnt + (size_t)l * d->E;
+    const float *w = weight + (size_t)l * d->E;
+    int32_t *out_p2l = phy2log + (size_t)l * d->P;
+    int32_t *out_cnt = logcnt + (size_t)l * d->E;
     layer_plan(st, d, l, w, NULL, st->ref_phy2log, st->ref_phyrank,
                st->ref_logcnt);
     const int32_t *p2l = st->ref_phy2log, *rank = st->ref_phyrank,
@@ -201,9 +192,17 @@ static void reference_layer(void *arg, int worker, int l)
     }
     memcpy(out_p2l, p2l, (size_t)d->P * sizeof(int32_t));
     memcpy(out_cnt, cnt, (size_t)d->E * sizeof(int32_t));
-    if (run->log2phy)
+    if (log2phy)
         plan_fill_log2phy(d, p2l, rank,
-                          run->log2phy + (size_t)l * d->E * d->maxrep);
+                          log2phy + (size_t)l * d->E * d->maxrep);
+}
+
+/* Layer l of a run in worker's workspace: writes only layer l's rows. */
+void reference_plan_layer(void *arg, int worker, int l)
+{
+    const reference_run *run = arg;
+    plan_one_layer(run->pool->st[worker], run->d, run->pp, run->weight,
+                   run->phy2log, run->log2phy, run->logcnt, l);
 }
 
 /* Worker t's workspace (eplbi_reserve_workers). */
@@ -212,17 +211,22 @@ static int reserve_worker(void *pool, int t, const plan_dims *d)
     return state_reserve(&((reference_pool *)pool)->st[t], d);
 }
 
+int reference_reserve(reference_pool *pool, const eplbi_threads *threads,
+                      const plan_dims *d)
+{
+    return eplbi_reserve_workers(threads, d->L, reserve_worker, pool, d);
+}
+
 int reference_rebalance(reference_pool *pool, eplbi_threads *threads,
                         const plan_dims *d, const pack_params *pp,
                         const float *weight, int32_t *phy2log,
                         int32_t *log2phy, int32_t *logcnt)
 {
-    int workers = eplbi_reserve_workers(threads, d->L, reserve_worker, pool,
-                                        d);
+    int workers = reference_reserve(pool, threads, d);
     if (workers < 0)
         return workers;
     reference_run run = {pool, d, pp, weight, phy2log, log2phy, logcnt};
-    eplbi_parallel_items(&threads->pool, workers, d->L, reference_layer,
+    eplbi_parallel_items(&threads->pool, workers, d->L, reference_plan_layer,
                          &run);
     return EPLB_OK;
 }

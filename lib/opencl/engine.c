@@ -191,6 +191,11 @@ const char *ocl_engine_device_name(const ocl_engine *e)
     return e->name;
 }
 
+int ocl_engine_is_cpu(const ocl_engine *e)
+{
+    return (e->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 int ocl_engine_configure(ocl_engine *e, const eplb_options *opts,
                          const eplb_tuning *tuning)
 {

@@ -203,6 +203,7 @@ int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
         replan_index_current(st, cur);
         replan_relabel_fresh(&j, phy2log + (size_t)l * d.P);
         memcpy(out + (size_t)l * d.P, st->alt, (size_t)d.P * sizeof(int32_t));
+        replan_unindex_layer(st, cur);
     }
     replan_state_free(st);
     return rc;

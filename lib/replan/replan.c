@@ -87,12 +87,10 @@ typedef struct replan_run {
 
 /* Layer l of the run, in worker's workspace; writes only layer l's rows
  * of the outputs. */
-static void replan_layer(void *arg, int worker, int l)
+static void replan_layer_in(const replan_run *run, replan_state *st, int l)
 {
-    const replan_run *run = arg;
     const plan_dims *d = run->d;
     const uint8_t *mask = run->mask;
-    replan_state *st = run->pool->st[worker];
     double tolerance = run->lim->tolerance;
     const float *w = run->weight + (size_t)l * d->E;
     const int32_t *cur = run->current + (size_t)l * d->P;
@@ -132,7 +130,6 @@ static void replan_layer(void *arg, int worker, int l)
         st->cnt[e] = 0;
         st->node_of[e] = -1;
     }
-    memset(st->held, 0, (size_t)d->M * d->E * sizeof(uint32_t));
     for (int s = 0; s < d->P; s++) {
         int e = cur[s];
         st->slot[s] = -1;
@@ -221,6 +218,37 @@ static void replan_layer(void *arg, int worker, int l)
     }
 }
 
+/* min_gain (replan_limits): layer l's re-plan, or the plan in service
+ * back when the re-plan lowers the largest load too little. */
+static void keep_small_gain(const replan_run *run, replan_state *st, int l)
+{
+    const plan_dims *d = run->d;
+    const float *w = run->weight + (size_t)l * d->E;
+    const int32_t *cur = run->current + (size_t)l * d->P;
+    int32_t *out = run->phy2log + (size_t)l * d->P;
+    int32_t *ocnt = run->logcnt + (size_t)l * d->E, *cnt = st->keep_cnt;
+    if (!plan_layer_keepable(d, cur, run->lim->distinct, cnt))
+        return;
+    double now = plan_layer_loads(d, w, cur, cnt, NULL, st->load, NULL);
+    if (now - plan_layer_loads(d, w, out, ocnt, NULL, st->load, NULL) >=
+        run->lim->min_gain * now)
+        return;
+    memcpy(out, cur, (size_t)d->P * sizeof(int32_t));
+    memcpy(ocnt, cnt, (size_t)d->E * sizeof(int32_t));
+}
+
+static void replan_layer(void *arg, int worker, int l)
+{
+    const replan_run *run = arg;
+    replan_state *st = run->pool->st[worker];
+    if (run->lim->fresh_layer)
+        run->lim->fresh_layer(run->lim->fresh_arg, worker, l);
+    replan_layer_in(run, st, l);
+    replan_unindex_layer(st, run->current + (size_t)l * run->d->P);
+    if (run->lim->min_gain > 0)
+        keep_small_gain(run, st, l);
+}
+
 /* Worker t's workspace (eplbi_reserve_workers). */
 static int reserve_worker(void *pool, int t, const plan_dims *d)
 {
@@ -237,6 +265,8 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
                                         pool, d);
     if (workers < 0)
         return workers;
+    if (lim->fresh_layer && workers > lim->fresh_workers)
+        workers = lim->fresh_workers;
     replan_run run = {pool, d, weight, current, fresh_phy2log, fresh_logcnt,
                       mask, lim,
                       lim->deadline_us > 0 ? eplbi_now_us() + lim->deadline_us
@@ -250,26 +280,6 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
     return EPLB_OK;
 }
 
-void replan_keep_small_gains(const plan_dims *d, const float *weight,
-                             const int32_t *current, double min_gain,
-                             int distinct, int32_t *phy2log,
-                             int32_t *logcnt, int32_t *cnt, double *load)
-{
-    size_t P = (size_t)d->P, E = (size_t)d->E;
-    for (int l = 0; l < d->L; l++) {
-        const float *w = weight + l * E;
-        const int32_t *cur = current + l * P;
-        int32_t *out = phy2log + l * P, *ocnt = logcnt + l * E;
-        if (!plan_layer_keepable(d, cur, distinct, cnt))
-            continue;
-        double now = plan_layer_loads(d, w, cur, cnt, NULL, load, NULL);
-        if (now - plan_layer_loads(d, w, out, ocnt, NULL, load, NULL) >=
-            min_gain * now)
-            continue;
-        memcpy(out, cur, P * sizeof(int32_t));
-        memcpy(ocnt, cnt, E * sizeof(int32_t));
-    }
-}
 
 void replan_pool_free(replan_pool *pool)
 {

@@ -69,6 +69,7 @@ struct replan_state {
     int32_t *kout;     /* [ppg] replan_keep_slots' output */
     int *kavail, *kused; /* [E] replan_keep_slots' counts, zero between calls */
     int *seen;         /* [E] zero between uses */
+    int32_t *keep_cnt; /* [E] the min_gain rule's counts */
     struct reloc_cand *ycand; /* [E] the relocation's candidate experts */
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *node_map;     /* [N] fresh node -> current node */
@@ -211,6 +212,9 @@ void replan_index_replicas(const plan_dims *d, replan_state *st);
 
 /* The plan in service's indexes: WAS, each expert's current slots. */
 void replan_index_current(replan_state *st, const int32_t *cur);
+/* Zeroes the layer's WAS and HELD entries: both tables are zero between
+ * layers (cur: the plan in service the layer indexed). */
+void replan_unindex_layer(replan_state *st, const int32_t *cur);
 
 /* ---- moves.c ------------------------------------------------------------ */
 

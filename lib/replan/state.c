@@ -59,6 +59,7 @@ void replan_state_free(replan_state *st)
     free(st->kavail);
     free(st->kused);
     free(st->seen);
+    free(st->keep_cnt);
     free(st->ycand);
     free(st->yflag);
     free(st->node_map);
@@ -105,8 +106,9 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->gpu_list = malloc(M * sizeof(int));
     st->head = malloc(E * sizeof(int));
     st->next = malloc(P * sizeof(int));
-    st->held = malloc(M * E * sizeof(uint32_t));
-    st->was = malloc(M * E);
+    /* zero between layers (replan_unindex_layer) */
+    st->held = calloc(M * E, sizeof(uint32_t));
+    st->was = calloc(M * E, 1);
     st->cur_head = malloc(E * sizeof(int));
     st->cur_next = malloc(P * sizeof(int));
     st->cur_prev_gpu = malloc(P * sizeof(int));
@@ -116,6 +118,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->kavail = calloc(E, sizeof(int));
     st->kused = calloc(E, sizeof(int));
     st->seen = calloc(E, sizeof(int));
+    st->keep_cnt = malloc(E * sizeof(int32_t));
     st->ycand = malloc(E * sizeof(reloc_cand));
     st->yflag = calloc(E, 1);
     st->node_map = malloc((size_t)d->N * sizeof(int));
@@ -126,6 +129,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->gnode = malloc((size_t)d->G * sizeof(int));
     if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
+        !st->keep_cnt ||
         !st->ycand || !st->yflag ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
@@ -139,6 +143,9 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
         *stp = NULL;
         return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
     }
+    /* no layer yet: nothing for replan_unindex_layer to clear */
+    for (size_t s = 0; s < P; s++)
+        st->slot[s] = -1;
     return EPLB_OK;
 }
 
@@ -269,7 +276,6 @@ void replan_index_replicas(const plan_dims *d, replan_state *st)
 void replan_index_current(replan_state *st, const int32_t *cur)
 {
     const plan_dims *d = &st->dims;
-    memset(st->was, 0, (size_t)d->M * d->E);
     for (int e = 0; e < d->E; e++)
         st->cur_head[e] = -1;
     for (int s = d->P - 1; s >= 0; s--) {
@@ -287,3 +293,18 @@ void replan_index_current(replan_state *st, const int32_t *cur)
             st->cur_prev_gpu[t] = prev;
 }
 
+/* Zeroes what a layer left in the [M][E] tables: WAS from the plan in
+ * service, HELD from st->slot (set_slot keeps HELD equal to the slots'
+ * counts, and no slot is written otherwise). A pass over the slots, not
+ * the tables: under the global policy they are 100+ KB a layer. */
+void replan_unindex_layer(replan_state *st, const int32_t *cur)
+{
+    const plan_dims *d = &st->dims;
+    for (int s = 0; s < d->P; s++) {
+        int g = s / d->ppg;
+        if (cur[s] >= 0)
+            WAS(st, g, cur[s]) = 0;
+        if (st->slot[s] >= 0)
+            HELD(st, g, st->slot[s]) = 0;
+    }
+}
