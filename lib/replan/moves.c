@@ -426,12 +426,23 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
         return;
     int ppg = d->ppg;
     double T = j->target, Lh = st->load[h], exh = excess(Lh, T);
-    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h);
+    int g0 = DOM_LO(j, h), g1 = DOM_HI(j, h), others = 0;
+    /* Every move below gives a GPU b an expert it holds (b holds x) or
+     * h one (b's expert is one h holds): only the GPUs holding one of
+     * h's experts can take part. They are marked once; the others'
+     * share of the work is counted as if scanned. */
+    uint8_t *mark = st->gmark;
+    for (int g = g0; g < g1; g++)
+        others += g != h && live(j, g);
+    for (int r = 0; r < ppg; r++)
+        for (int e = st->slot[h * ppg + r], t = e >= 0 ? st->head[e] : -1;
+             t >= 0; t = st->next[t])
+            mark[t / ppg] = 1;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
-        if (spend(st, ppg + g1 - g0))
-            return;
+        if (spend(st, ppg + g1 - g0 + (long long)ppg * others))
+            break;
         /* h's slot to an expert y it holds (k replicas), where h ends
          * lighter: it loses x's share and y's k shares grow to k + 1
          * smaller ones. */
@@ -446,11 +457,9 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
             }
         double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
         for (int b = g0; b < g1; b++) {
-            if (b == h || !live(j, b))
+            if (b == h || !live(j, b) || !mark[b])
                 continue;
             double Lb = st->load[b], exb = excess(Lb, T);
-            if (spend(st, ppg))
-                return;
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 if (y == x)
@@ -483,6 +492,10 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
             }
         }
     }
+    for (int r = 0; r < ppg; r++)
+        for (int e = st->slot[h * ppg + r], t = e >= 0 ? st->head[e] : -1;
+             t >= 0; t = st->next[t])
+            mark[t / ppg] = 0;
 }
 
 /* Three GPUs pass one replica each round a cycle: x from the heaviest GPU
@@ -700,11 +713,10 @@ static void consider_relocate(const layer_job *j, int h, move *best)
             c->dy = ry1 - (double)j->w[y] / st->cnt[y];
             c->hl = st->load[h] - rx + ry1;
             c->h_part = excess(c->hl, T) - exh;
-            double shed = -c->dy * st->cnt[y];
-            c->shed = shed < ex_rest ? shed : ex_rest;
+            c->shed = -c->dy * st->cnt[y];
             c->h_cost = gain(j, h, y);
-            if (shed > max_shed)
-                max_shed = shed;
+            if (c->shed > max_shed)
+                max_shed = c->shed;
             is_cand[y] = 1;
             cnt_sum += st->cnt[y];
         }
@@ -744,8 +756,23 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                 int e = st->slot[g * ppg + r];
                 g_has |= e >= 0 && is_cand[e];
             }
-            if (!g_has && excess(g_least, T) - exh - exg -
-                                  (max_shed < ex_rest ? max_shed : ex_rest) >
+            /* z's other replicas grow by dz: what that adds to the
+             * excess of the GPUs other than h and g (on h and g the
+             * bounds leave it out, which only lowers them), and what
+             * y's replicas can shed is capped by the excess there is
+             * then (excess is monotone and 1-Lipschitz) */
+            double z_up = 0.0;
+            for (int q = st->head[z]; q >= 0;) {
+                int u = q / ppg, n = 0; /* z's slots on u come together */
+                for (; q >= 0 && q / ppg == u; q = st->next[q])
+                    n += q != t;
+                if (n > 0 && u != h && u != g)
+                    z_up += excess(st->load[u] + n * dz, T) -
+                            excess(st->load[u], T);
+            }
+            double cap = ex_rest + z_up;
+            if (!g_has && excess(g_least, T) - exh - exg + z_up -
+                                  (max_shed < cap ? max_shed : cap) >
                               1e-9 * T)
                 continue;
             for (int c = 0; c < nc; c++) {
@@ -760,8 +787,8 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                      beaten(best, g_cost + cand[c].h_cost,
                             hl > gl ? hl : gl)))
                     continue;
-                double bound = cand[c].h_part + excess(gl, T) - exg -
-                               cand[c].shed;
+                double bound = cand[c].h_part + excess(gl, T) - exg + z_up -
+                               (cand[c].shed < cap ? cand[c].shed : cap);
                 if (bound > 1e-9 * T)
                     continue;
                 TOUCH(h, ry1 - rx);

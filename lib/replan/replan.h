@@ -28,8 +28,8 @@ typedef struct reloc_cand {
     double ry1, dy;    /* y's share with one more replica, and the change */
     double hl;         /* h's load after the move */
     double h_part;     /* h's change of excess */
-    double shed;       /* the most y's other replicas can shed, capped by
-                          the other GPUs' excess */
+    double shed;       /* the most y's other replicas can shed (before the
+                          cap of the other GPUs' excess) */
 } reloc_cand;
 
 struct replan_state {
@@ -66,6 +66,7 @@ struct replan_state {
     int *cur_prev_gpu; /* [P] GPU of the previous slot in that list */
     uint64_t *pairs;   /* [max(N*N, gn*gn)] for the matching */
     uint8_t *tflag;    /* [M] 1 while a GPU is in `touched` */
+    uint8_t *gmark;    /* [M] a family's GPUs of interest, zero between uses */
     int32_t *kout;     /* [ppg] replan_keep_slots' output */
     int *kavail, *kused; /* [E] replan_keep_slots' counts, zero between calls */
     int *seen;         /* [E] zero between uses */

@@ -60,6 +60,7 @@ void replan_state_free(replan_state *st)
     free(st->kused);
     free(st->seen);
     free(st->keep_cnt);
+    free(st->gmark);
     free(st->ycand);
     free(st->yflag);
     free(st->node_map);
@@ -114,6 +115,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->cur_prev_gpu = malloc(P * sizeof(int));
     st->pairs = malloc(sq * sizeof(uint64_t));
     st->tflag = calloc(M, 1);
+    st->gmark = calloc(M, 1);
     st->kout = malloc((size_t)d->ppg * sizeof(int32_t));
     st->kavail = calloc(E, sizeof(int));
     st->kused = calloc(E, sizeof(int));
@@ -129,7 +131,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->gnode = malloc((size_t)d->G * sizeof(int));
     if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
-        !st->keep_cnt ||
+        !st->keep_cnt || !st->gmark ||
         !st->ycand || !st->yflag ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
