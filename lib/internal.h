@@ -459,6 +459,21 @@ int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
 double plan_layer_loads(const plan_dims *d, const float *w,
                         const int32_t *slots, const int *cnt,
                         const uint8_t *mask, double *load, int *heaviest);
+/* GPU g's load of plan_layer_loads, alone (the same sum): a search that
+ * changed a few GPUs sums those again and gets the loads a whole pass
+ * would. */
+static inline double plan_gpu_load(const plan_dims *d, const float *w,
+                                   const int32_t *slots, const int *cnt,
+                                   int g)
+{
+    double s = 0.0;
+    for (int r = 0; r < d->ppg; r++) {
+        int e = slots[g * d->ppg + r];
+        if (e >= 0 && cnt[e] > 0)
+            s += (double)w[e] / cnt[e];
+    }
+    return s;
+}
 /* 1 when layer row p2l [P] has a GPU holding an expert twice (empty
  * slots aside); seen_on: [E] scratch. */
 int plan_layer_holds_twice(const plan_dims *d, const int32_t *p2l,

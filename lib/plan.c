@@ -27,12 +27,7 @@ double plan_layer_loads(const plan_dims *d, const float *w,
     double peak = 0.0;
     int h = -1;
     for (int g = 0; g < d->M; g++) {
-        double s = 0.0;
-        for (int r = 0; r < d->ppg; r++) {
-            int e = slots[g * d->ppg + r];
-            if (e >= 0 && cnt[e] > 0)
-                s += (double)w[e] / cnt[e];
-        }
+        double s = plan_gpu_load(d, w, slots, cnt, g);
         load[g] = s;
         if ((!mask || mask[g]) && (h < 0 || s > peak)) {
             peak = s;

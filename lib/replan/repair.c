@@ -238,6 +238,92 @@ void replan_spill_orphans(const layer_job *j)
     }
 }
 
+/* Expert e's replica list (ascending slots, as replan_index_replicas
+ * makes it) without slot s, and with it. The lists share next[]: a slot
+ * leaves its list before it joins another. */
+static void list_drop(replan_state *st, int e, int s)
+{
+    int *p = &st->head[e];
+    while (*p != s)
+        p = &st->next[*p];
+    *p = st->next[s];
+}
+
+static void list_add(replan_state *st, int e, int s)
+{
+    int *p = &st->head[e];
+    while (*p >= 0 && *p < s)
+        p = &st->next[*p];
+    st->next[s] = *p;
+    *p = s;
+}
+
+/* GPU g's load summed again after a trial move (its value before kept
+ * once in la_gpu/la_load, the first n of them); returns the new n. */
+static int resum(const layer_job *j, int g, int n)
+{
+    replan_state *st = j->st;
+    int seen = 0;
+    for (int i = 0; i < n && !seen; i++)
+        seen = st->la_gpu[i] == g;
+    if (!seen) {
+        st->la_gpu[n] = g;
+        st->la_load[n++] = st->load[g];
+    }
+    st->load[g] = plan_gpu_load(j->d, j->w, st->slot, st->cnt, g);
+    return n;
+}
+
+/* A first move of the lookahead tried and taken back: the replica lists
+ * follow it, and only the GPUs whose load it changes are summed again
+ * (the loads and lists a whole pass would make). Returns the GPUs
+ * summed; trial_undo takes it back. */
+static int trial_apply(const layer_job *j, const move *f, int32_t x,
+                       int32_t y)
+{
+    replan_state *st = j->st;
+    int ppg = j->d->ppg, n = 0;
+    replan_apply_move(j, f);
+    if (f->kind == 1) {
+        /* x and y trade slots s and t */
+        list_drop(st, x, f->s);
+        list_drop(st, y, f->t);
+        list_add(st, x, f->t);
+        list_add(st, y, f->s);
+        n = resum(j, f->s / ppg, n);
+        return resum(j, f->t / ppg, n);
+    }
+    /* slot s from x to y: every GPU of either changes */
+    list_drop(st, x, f->s);
+    list_add(st, y, f->s);
+    for (int q = st->head[x]; q >= 0; q = st->next[q])
+        n = resum(j, q / ppg, n);
+    for (int q = st->head[y]; q >= 0; q = st->next[q])
+        n = resum(j, q / ppg, n);
+    return n;
+}
+
+static void trial_undo(const layer_job *j, const move *f, int32_t x,
+                       int32_t y, int cnt_x, int cnt_y, int n)
+{
+    replan_state *st = j->st;
+    set_slot(st, f->s, x);
+    if (f->kind == 1) {
+        set_slot(st, f->t, y);
+        list_drop(st, x, f->t);
+        list_drop(st, y, f->s);
+        list_add(st, x, f->s);
+        list_add(st, y, f->t);
+    } else {
+        st->cnt[x] = cnt_x;
+        st->cnt[f->t] = cnt_y;
+        list_drop(st, f->t, f->s);
+        list_add(st, x, f->s);
+    }
+    for (int i = 0; i < n; i++)
+        st->load[st->la_gpu[i]] = st->la_load[i];
+}
+
 /* Two moves: the first clears the heaviest GPU h and overloads one other
  * GPU k, the second clears k without overloading anything. Returns 1 and
  * applies the cheapest such pair, else 0. Only when nothing else helps:
@@ -279,17 +365,15 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
              * cheaper than a copy of the layer's [M][E] replica table per
              * try. */
             int32_t old_s = st->slot[f->s],
-                    old_t = f->kind == 1 ? st->slot[f->t] : 0;
+                    old_t = f->kind == 1 ? st->slot[f->t] : f->t;
             int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
             int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
-            replan_apply_move(j, f);
-            plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
+            int nsum = trial_apply(j, f, old_s, old_t);
             int k = heaviest(j, g0, g1), over = 0;
             for (int g = g0; g < g1; g++)
                 over += live(j, g) && st->load[g] > j->target;
             move second = {0};
             if (over == 1) {
-                replan_index_replicas(d, st);
                 st->clean_below =
                     best_i < 0 ? INT_MAX : best_cost - c + (i < best_i);
                 replan_best_move(j, MOVES_FIRST, &k, 1, &second);
@@ -305,13 +389,7 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
                 if (over == 0)
                     best_second.kind = 0;
             }
-            set_slot(st, f->s, old_s);
-            if (f->kind == 1) {
-                set_slot(st, f->t, old_t);
-            } else {
-                st->cnt[old_s] = cnt_x;
-                st->cnt[f->t] = cnt_y;
-            }
+            trial_undo(j, f, old_s, old_t, cnt_x, cnt_y, nsum);
         }
     }
     plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);

@@ -67,6 +67,8 @@ struct replan_state {
     uint64_t *pairs;   /* [max(N*N, gn*gn)] for the matching */
     uint8_t *tflag;    /* [M] 1 while a GPU is in `touched` */
     uint8_t *gmark;    /* [M] a family's GPUs of interest, zero between uses */
+    int *la_gpu;       /* [M] the lookahead's GPUs summed again, */
+    double *la_load;   /* [M] and their loads before */
     int32_t *kout;     /* [ppg] replan_keep_slots' output */
     int *kavail, *kused; /* [E] replan_keep_slots' counts, zero between calls */
     int *seen;         /* [E] zero between uses */

@@ -61,6 +61,8 @@ void replan_state_free(replan_state *st)
     free(st->seen);
     free(st->keep_cnt);
     free(st->gmark);
+    free(st->la_gpu);
+    free(st->la_load);
     free(st->ycand);
     free(st->yflag);
     free(st->node_map);
@@ -116,6 +118,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->pairs = malloc(sq * sizeof(uint64_t));
     st->tflag = calloc(M, 1);
     st->gmark = calloc(M, 1);
+    st->la_gpu = malloc(M * sizeof(int));
+    st->la_load = malloc(M * sizeof(double));
     st->kout = malloc((size_t)d->ppg * sizeof(int32_t));
     st->kavail = calloc(E, sizeof(int));
     st->kused = calloc(E, sizeof(int));
@@ -131,7 +135,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->gnode = malloc((size_t)d->G * sizeof(int));
     if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
-        !st->keep_cnt || !st->gmark ||
+        !st->keep_cnt || !st->gmark || !st->la_gpu || !st->la_load ||
         !st->ycand || !st->yflag ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
