@@ -173,11 +173,6 @@ static void swaps_from(const layer_job *j, int h, const double *share,
     }
 }
 
-static void consider_swaps(const layer_job *j, int h, move *best)
-{
-    swaps_from(j, h, fill_shares(j, DOM_LO(j, h), DOM_HI(j, h)), 0, best);
-}
-
 /* Slot si (expert x, several replicas) given to expert y: x's other
  * replicas and y's replicas change their load per replica too. */
 static void try_reassign(const layer_job *j, int h, int si, int y,
@@ -274,6 +269,13 @@ static double domain_excess(const layer_job *j, int g0, int g1, int skip)
 static inline int only_clean(const replan_state *st, const move *best)
 {
     return best_clean(st, best) || st->clean_below > 0;
+}
+
+/* The swaps from h; where only a clean move is of use, only clean ones. */
+static void consider_swaps(const layer_job *j, int h, move *best)
+{
+    swaps_from(j, h, fill_shares(j, DOM_LO(j, h), DOM_HI(j, h)),
+               only_clean(j->st, best), best);
 }
 
 /* A clean move of `cost` copies whose peak is at least `least` is of no
