@@ -12,6 +12,7 @@
  * GPUs, two swaps, a relocation in three parts. */
 #include "replan.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Better: clean fixes first, then cheaper, then more excess removed per
@@ -700,7 +701,9 @@ static void consider_relocate(const layer_job *j, int h, move *best)
          * most load those shed. */
         int nc = 0;
         long long cnt_sum = 0;
-        double max_shed = 0.0;
+        /* the least of h's part, and of h's part less y's shed, over
+         * the candidates: with the cap below, the least bound of any y */
+        double min_h = 0.0, min_hs = 0.0;
         for (int y = 0; y < d->E; y++) {
             if (y == x || st->cnt[y] == 0 ||
                 st->node_of[y] != st->node_of[x] || HELD(st, h, y))
@@ -717,8 +720,10 @@ static void consider_relocate(const layer_job *j, int h, move *best)
             c->h_part = excess(c->hl, T) - exh;
             c->shed = -c->dy * st->cnt[y];
             c->h_cost = gain(j, h, y);
-            if (c->shed > max_shed)
-                max_shed = c->shed;
+            if (nc == 1 || c->h_part < min_h)
+                min_h = c->h_part;
+            if (nc == 1 || c->h_part - c->shed < min_hs)
+                min_hs = c->h_part - c->shed;
             is_cand[y] = 1;
             cnt_sum += st->cnt[y];
         }
@@ -773,9 +778,15 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                             excess(st->load[u], T);
             }
             double cap = ex_rest + z_up;
-            if (!g_has && excess(g_least, T) - exh - exg + z_up -
-                                  (max_shed < cap ? max_shed : cap) >
-                              1e-9 * T)
+            /* Without a candidate on g every y's bound is h's part less
+             * the capped shed, plus g's part and z_up: at least
+             * max(min_hs, min_h - cap) plus those. Summed in another
+             * order than below, so with room for the rounding. */
+            double g_part = excess(g_least, T) - exg + z_up,
+                   least = min_hs > min_h - cap ? min_hs : min_h - cap;
+            if (!g_has && g_part + least >
+                              1e-9 * T + 1e-12 * (fabs(g_part) + fabs(min_h) +
+                                                  fabs(min_hs) + cap + T))
                 continue;
             for (int c = 0; c < nc; c++) {
                 int y = cand[c].y, n = 0;
