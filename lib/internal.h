@@ -337,6 +337,13 @@ typedef struct replan_limits {
  * stays the same. */
 typedef struct replan_pool {
     replan_state *st[EPLB_MAX_HOST_THREADS];
+    /* Each layer's search work on the last re-plan of this many layers:
+     * the next one hands out the layers that worked longest first, so a
+     * long layer does not start last (the plan is the same in any
+     * order). */
+    long long *last_work;
+    int *order;
+    int layers;
 } replan_pool;
 void replan_pool_free(replan_pool *pool);
 

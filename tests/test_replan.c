@@ -410,7 +410,9 @@ static void test_backends_agree(void)
 
 /* Host threads take the layers of the fresh plan (reference backend),
  * the re-plan and a masked re-plan one at a time: any number of threads
- * gives the plan of one, bit for bit, in both modes. */
+ * gives the plan of one, bit for bit, in both modes (the context's later
+ * re-plans hand the layers out longest first, by the last one's work:
+ * the order changes nothing either). */
 static void test_host_threads(void)
 {
     static const int threads[] = {2, 3, 16, 0};

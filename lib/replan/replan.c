@@ -18,10 +18,12 @@
  * plan. Everything runs on the host in a fixed order with ties to the
  * lowest index: the same inputs give the same plan on every backend.
  * Layers are independent: host threads take them one at a time, each in
- * its own workspace, so the number of threads changes nothing in the
- * plan. */
+ * its own workspace (the longest on the last re-plan first, so that it
+ * does not start last), and neither the number of threads nor the order
+ * changes anything in the plan. */
 #include "replan.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* 1 when every expert of the layer cur lives on one node (always under
@@ -83,6 +85,8 @@ typedef struct replan_run {
     const replan_limits *lim;
     double deadline;
     int32_t *phy2log, *logcnt;
+    const int *order;     /* the layers' order (NULL: 0..L-1) */
+    long long *last_work; /* each layer's work goes here (NULL: not kept) */
 } replan_run;
 
 /* Layer l of the run, in worker's workspace; writes only layer l's rows
@@ -237,16 +241,52 @@ static void keep_small_gain(const replan_run *run, replan_state *st, int l)
     memcpy(ocnt, cnt, (size_t)d->E * sizeof(int32_t));
 }
 
-static void replan_layer(void *arg, int worker, int l)
+static void replan_layer(void *arg, int worker, int item)
 {
     const replan_run *run = arg;
     replan_state *st = run->pool->st[worker];
+    int l = run->order ? run->order[item] : item;
     if (run->lim->fresh_layer)
         run->lim->fresh_layer(run->lim->fresh_arg, worker, l);
     replan_layer_in(run, st, l);
+    if (run->last_work)
+        run->last_work[l] = st->work;
     replan_unindex_layer(st, run->current + (size_t)l * run->d->P);
     if (run->lim->min_gain > 0)
         keep_small_gain(run, st, l);
+}
+
+/* The order the layers go out in: by the last re-plan's work, most
+ * first (ties to the lower layer), once there was one of as many layers;
+ * else in order. Without memory for it, in order (order NULL). */
+static int order_layers(replan_pool *pool, int L)
+{
+    if (pool->layers != L) {
+        free(pool->last_work);
+        free(pool->order);
+        pool->last_work = calloc((size_t)L, sizeof(long long));
+        pool->order = malloc((size_t)L * sizeof(int));
+        pool->layers = L;
+        if (!pool->last_work || !pool->order) {
+            free(pool->last_work);
+            free(pool->order);
+            pool->last_work = NULL;
+            pool->order = NULL;
+            pool->layers = 0;
+            return 0;
+        }
+    }
+    /* insertion sort: stable, and L is small beside the search */
+    for (int i = 0; i < L; i++) {
+        int at = i;
+        while (at > 0 &&
+               pool->last_work[pool->order[at - 1]] < pool->last_work[i]) {
+            pool->order[at] = pool->order[at - 1];
+            at--;
+        }
+        pool->order[at] = i;
+    }
+    return 1;
 }
 
 /* Worker t's workspace (eplbi_reserve_workers). */
@@ -271,7 +311,11 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
                       mask, lim,
                       lim->deadline_us > 0 ? eplbi_now_us() + lim->deadline_us
                                            : 0.0,
-                      phy2log, logcnt};
+                      phy2log, logcnt, NULL, NULL};
+    if (workers > 1 && order_layers(pool, d->L)) {
+        run.order = pool->order;
+        run.last_work = pool->last_work;
+    }
     /* the deadline passed: fallbacks from here on, thread by thread */
     for (int t = 0; t < workers; t++)
         pool->st[t]->late = 0;
@@ -283,6 +327,11 @@ int replan_from_current(replan_pool *pool, const plan_dims *d,
 
 void replan_pool_free(replan_pool *pool)
 {
+    free(pool->last_work);
+    free(pool->order);
+    pool->last_work = NULL;
+    pool->order = NULL;
+    pool->layers = 0;
     for (int t = 0; t < EPLB_MAX_HOST_THREADS; t++) {
         replan_state_free(pool->st[t]);
         pool->st[t] = NULL;
