@@ -353,9 +353,11 @@ typedef struct eplb_request {
     /* [M], as gpu_mask of eplb_rebalance_from; NULL: every GPU usable */
     const uint8_t *gpu_mask;
     /* With a current plan: microseconds the re-plan's search may take
-     * (from the start of its search); past it, the layers not yet searched
-     * take the fresh plan relabelled to keep what it can (which meets
-     * every target by construction). 0: no deadline. */
+     * (from the start of its search, which includes the layers' fresh
+     * plans where those are made on the host beside it:
+     * EPLB_TUNE_REPLAN_FRESH_ON_HOST); past it, the layers not yet
+     * searched take the fresh plan relabelled to keep what it can (which
+     * meets every target by construction). 0: no deadline. */
     double deadline_us;
 
     /* ---- the migration (with a current plan) ------------------------- */

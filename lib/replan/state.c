@@ -300,9 +300,11 @@ void replan_index_current(replan_state *st, const int32_t *cur)
 }
 
 /* Zeroes what a layer left in the [M][E] tables: WAS from the plan in
- * service, HELD from st->slot (set_slot keeps HELD equal to the slots'
- * counts, and no slot is written otherwise). A pass over the slots, not
- * the tables: under the global policy they are 100+ KB a layer. */
+ * service, HELD from st->slot (set_slot and swap_slots keep HELD equal
+ * to the slots' counts; the only other writes are a GPU's slots
+ * permuted, and the -1s a layer starts from while HELD is all zero). A
+ * pass over the slots, not the tables: under the global policy they are
+ * 100+ KB a layer. */
 void replan_unindex_layer(replan_state *st, const int32_t *cur)
 {
     const plan_dims *d = &st->dims;
