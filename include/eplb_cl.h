@@ -321,7 +321,10 @@ typedef enum eplb_forecast {
     /* per layer, the one of LAST, MEAN, EWMA and TREND whose plans would
      * have been the most balanced on the sample that followed them, over
      * the newest forecast_lookback samples (ties to the simplest, in that
-     * order); scored with the deterministic planner on the host */
+     * order); scored with the deterministic planner on the host. A layer
+     * whose traffic shifted (a sample far from the one before, against
+     * the steps before it) is estimated and scored from its newest shift
+     * on: the newest sample alone when that is the shift */
     EPLB_FORECAST_ADAPTIVE,
     /* per layer, of the plans of LAST, MEAN, EWMA and TREND (made by the
      * context's backend), the one whose largest GPU load, relative to the

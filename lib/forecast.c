@@ -31,6 +31,10 @@ struct forecast_state {
     double *score;
     double *spread;  /* [NEST][L] robust: each plan's ratio's range */
     int32_t *choice; /* [L] */
+    int32_t *start;  /* [L] adaptive: the sample a layer's estimates
+                        start from (its newest shift, else 0) */
+    double *steps;   /* [steps_cap] adaptive: one layer's steps */
+    size_t steps_cap;
     uint8_t *keep;   /* [L] robust: the layer keeps its current plan */
     double *gl;      /* [M] one layer's GPU loads */
     int32_t *p2l, *cnt; /* one plan of the whole shape (no log2phy) */
@@ -49,6 +53,8 @@ void forecast_state_free(forecast_state *st)
     free(st->score);
     free(st->spread);
     free(st->choice);
+    free(st->start);
+    free(st->steps);
     free(st->keep);
     free(st->gl);
     free(st->p2l);
@@ -95,6 +101,7 @@ static int state_reserve(forecast_state **stp, const plan_dims *d)
         c = l_cap; fail |= grow((void **)&st->score, &c, 2 * NEST * L,
                                 sizeof(double));
         c = l_cap; fail |= grow((void **)&st->choice, &c, L, sizeof(int32_t));
+        c = l_cap; fail |= grow((void **)&st->start, &c, L, sizeof(int32_t));
         c = l_cap; fail |= grow((void **)&st->keep, &c, L, 1);
         c = l_cap; fail |= grow((void **)&st->spread, &c, NEST * L,
                                 sizeof(double));
@@ -192,85 +199,119 @@ int forecast_check(const eplb_shape *shape, const eplb_request *r)
     return EPLB_OK;
 }
 
-/* The mean of samples n-k'..n-1 (k' = min(k, n)) into out: summed in
- * double, oldest first, so that k' equal samples give that sample
- * exactly. */
-static void estimate_mean(forecast_state *st, const float *w, size_t le,
-                          int n, int k, float *out)
+/* The first sample layer l's estimates may use (start [L], NULL: every
+ * sample from 0). */
+static inline int layer_start(const int32_t *start, int l)
 {
-    int first = n > k ? n - k : 0;
-    double *acc = st->acc;
-    const float *ws = w + (size_t)first * le;
-    for (size_t i = 0; i < le; i++)
-        acc[i] = ws[i];
-    for (int s = first + 1; s < n; s++) {
-        ws = w + (size_t)s * le;
-        for (size_t i = 0; i < le; i++)
-            acc[i] += ws[i];
-    }
-    double count = (double)(n - first);
-    for (size_t i = 0; i < le; i++)
-        out[i] = (float)(acc[i] / count);
+    return start ? start[l] : 0;
 }
 
-/* The least-squares line through samples n-k'..n-1 (k' = min(k, n)) at
+/* The first of the newest k of samples 0..n-1 that layer l uses: from
+ * its start on, and at least the newest. */
+static inline int layer_first(const int32_t *start, int l, int n, int k)
+{
+    int first = n > k ? n - k : 0, s0 = layer_start(start, l);
+    first = first > s0 ? first : s0;
+    return first < n ? first : n - 1;
+}
+
+/* The mean of samples n-k'..n-1 (k' = min(k, n), and from each layer's
+ * start on; n must be past it) into out: summed in double, oldest first,
+ * so that k' equal samples give that sample exactly. */
+static void estimate_mean(forecast_state *st, const float *w, int L, int E,
+                          const int32_t *start, int n, int k, float *out)
+{
+    size_t le = (size_t)L * E;
+    double *acc = st->acc;
+    for (int l = 0; l < L; l++) {
+        int first = layer_first(start, l, n, k);
+        size_t at = (size_t)l * E;
+        const float *ws = w + (size_t)first * le + at;
+        for (int e = 0; e < E; e++)
+            acc[at + e] = ws[e];
+        for (int s = first + 1; s < n; s++) {
+            ws = w + (size_t)s * le + at;
+            for (int e = 0; e < E; e++)
+                acc[at + e] += ws[e];
+        }
+        double count = (double)(n - first);
+        for (int e = 0; e < E; e++)
+            out[at + e] = (float)(acc[at + e] / count);
+    }
+}
+
+/* The least-squares line through samples n-k'..n-1 (as the mean's) at
  * sample n, clamped to [0, FLT_MAX]. Positions are centred, so that
  * equal samples give their value exactly (each deviation from the mean is
  * 0). */
-static void estimate_trend(forecast_state *st, const float *w, size_t le,
-                           int n, int k, float *out)
+static void estimate_trend(forecast_state *st, const float *w, int L, int E,
+                           const int32_t *start, int n, int k, float *out)
 {
-    int first = n > k ? n - k : 0, m = n - first;
-    estimate_mean(st, w, le, n, k, out);
-    if (m < 2)
-        return;
-    double centre = (m - 1) / 2.0, ss = 0.0;
-    for (int j = 0; j < m; j++)
-        ss += (j - centre) * (j - centre);
+    size_t le = (size_t)L * E;
+    estimate_mean(st, w, L, E, start, n, k, out);
     double *acc = st->acc; /* the slope's sums */
-    for (size_t i = 0; i < le; i++)
-        acc[i] = 0.0;
-    for (int j = 0; j < m; j++) {
-        const float *ws = w + (size_t)(first + j) * le;
-        double tj = j - centre;
-        for (size_t i = 0; i < le; i++)
-            acc[i] += tj * ((double)ws[i] - (double)out[i]);
-    }
-    double ahead = m - centre; /* sample n's position */
-    for (size_t i = 0; i < le; i++) {
-        double v = (double)out[i] + acc[i] / ss * ahead;
-        out[i] = v > 0.0 ? (v < 3.4028234e38 ? (float)v : 3.4028234e38f)
-                         : 0.0f;
+    for (int l = 0; l < L; l++) {
+        int first = layer_first(start, l, n, k);
+        int m = n - first;
+        if (m < 2)
+            continue;
+        double centre = (m - 1) / 2.0, ss = 0.0;
+        for (int j = 0; j < m; j++)
+            ss += (j - centre) * (j - centre);
+        size_t at = (size_t)l * E;
+        for (int e = 0; e < E; e++)
+            acc[at + e] = 0.0;
+        for (int j = 0; j < m; j++) {
+            const float *ws = w + (size_t)(first + j) * le + at;
+            double tj = j - centre;
+            for (int e = 0; e < E; e++)
+                acc[at + e] += tj * ((double)ws[e] - (double)out[at + e]);
+        }
+        double ahead = m - centre; /* sample n's position */
+        for (int e = 0; e < E; e++) {
+            double v = (double)out[at + e] + acc[at + e] / ss * ahead;
+            out[at + e] = v > 0.0 ? (v < 3.4028234e38 ? (float)v
+                                                      : 3.4028234e38f)
+                                  : 0.0f;
+        }
     }
 }
 
-/* The running weighted mean after sample s: m = x_0, then m += alpha (x_s
- * - m), which leaves m unchanged (exactly) when the sample equals it. */
-static void ewma_step(double *m, const float *ws, size_t le, int s,
-                      double alpha)
+/* The running weighted mean after sample s: m = x_0 (or the layer's
+ * start), then m += alpha (x_s - m), which leaves m unchanged (exactly)
+ * when the sample equals it. */
+static void ewma_step(double *m, const float *ws, int L, int E,
+                      const int32_t *start, int s, double alpha)
 {
-    if (s == 0) {
-        for (size_t i = 0; i < le; i++)
-            m[i] = ws[i];
-        return;
+    for (int l = 0; l < L; l++) {
+        size_t at = (size_t)l * E;
+        if (s <= layer_start(start, l)) {
+            for (int e = 0; e < E; e++)
+                m[at + e] = ws[at + e];
+            continue;
+        }
+        for (int e = 0; e < E; e++)
+            m[at + e] += alpha * ((double)ws[at + e] - m[at + e]);
     }
-    for (size_t i = 0; i < le; i++)
-        m[i] += alpha * ((double)ws[i] - m[i]);
 }
 
-/* Every estimator's loads for the samples 0..n-1 into st->cand; the
- * running weighted mean must have taken samples 0..n-1. */
-static void candidates(forecast_state *st, const eplb_request *r, size_t le,
-                       int n)
+/* Every estimator's loads for the samples 0..n-1 (each layer's from its
+ * start on) into st->cand; the running weighted mean must have taken
+ * samples 0..n-1. */
+static void candidates(forecast_state *st, const eplb_request *r, int L,
+                       int E, const int32_t *start, int n)
 {
+    size_t le = (size_t)L * E;
     const float *w = r->windows;
     memcpy(st->cand + EST_LAST * le, w + (size_t)(n - 1) * le,
            le * sizeof(float));
-    estimate_mean(st, w, le, n, r->forecast_k, st->cand + EST_MEAN * le);
+    estimate_mean(st, w, L, E, start, n, r->forecast_k,
+                  st->cand + EST_MEAN * le);
     float *ew = st->cand + EST_EWMA * le;
     for (size_t i = 0; i < le; i++)
         ew[i] = (float)st->ewma[i];
-    estimate_trend(st, w, le, n, r->forecast_k, st->cand + EST_TREND * le);
+    estimate_trend(st, w, L, E, start, n, r->forecast_k,
+                   st->cand + EST_TREND * le);
 }
 
 /* The index of an earlier candidate with the same loads as candidate k
@@ -318,28 +359,109 @@ static void choose(forecast_state *st, int L)
     }
 }
 
+/* A shift: a sample that moved at least SHIFT_MIN of a layer's traffic
+ * from the sample before, and SHIFT_RATIO times what the median of the
+ * SHIFT_PAST steps before it moved (a step: the L1 distance of two
+ * samples' shares, in [0, 2]). The samples before a shift belong to the
+ * regime it ended: the adaptive choice estimates and scores a layer from
+ * its newest shift on (the newest sample alone when the shift is the
+ * newest). Under 1-5% noise per window a step moves 0.5-4% of the
+ * traffic, a burst of four experts at ten times their load about 25%
+ * when it starts and again when it ends, and a drift or files in turn
+ * move alike from step to step. */
+#define SHIFT_MIN 0.10
+#define SHIFT_RATIO 4.0
+#define SHIFT_PAST 3
+
+/* The step from sample s - 1 to s of layer l: sum_e |a_e/A - b_e/B|, 0
+ * when either sample of the layer is all zero. */
+static double layer_step(const plan_dims *d, const eplb_request *r, int s,
+                         int l)
+{
+    size_t le = (size_t)d->L * d->E;
+    const float *a = r->windows + (size_t)(s - 1) * le + (size_t)l * d->E,
+                *b = r->windows + (size_t)s * le + (size_t)l * d->E;
+    double sa = 0.0, sb = 0.0, step = 0.0;
+    for (int e = 0; e < d->E; e++) {
+        sa += a[e];
+        sb += b[e];
+    }
+    if (!(sa > 0.0 && sb > 0.0))
+        return 0.0;
+    for (int e = 0; e < d->E; e++)
+        step += fabs(a[e] / sa - b[e] / sb);
+    return step;
+}
+
+/* The newest shift among layer l's newest `horizon` samples (s >= 1),
+ * else 0: the sample its estimates start from. steps: scratch of
+ * horizon + SHIFT_PAST doubles. */
+static int layer_shift(const plan_dims *d, const eplb_request *r, int l,
+                       int horizon, double *steps)
+{
+    int X = r->num_windows, lo = X - horizon;
+    if (lo < SHIFT_PAST + 1)
+        lo = SHIFT_PAST + 1;
+    if (lo > X - 1)
+        return 0;
+    /* steps[i]: the step into sample lo - SHIFT_PAST + i */
+    int first = lo - SHIFT_PAST, n = X - first;
+    for (int i = 0; i < n; i++)
+        steps[i] = layer_step(d, r, first + i, l);
+    for (int s = X - 1; s >= lo; s--) {
+        double newest = steps[s - first], past[SHIFT_PAST];
+        if (!(newest >= SHIFT_MIN))
+            continue;
+        for (int k = 0; k < SHIFT_PAST; k++) {
+            /* insertion sort of the steps before it */
+            double v = steps[s - first - 1 - k];
+            int at = k;
+            while (at > 0 && past[at - 1] > v) {
+                past[at] = past[at - 1];
+                at--;
+            }
+            past[at] = v;
+        }
+        if (newest > SHIFT_RATIO * past[SHIFT_PAST / 2])
+            return s;
+    }
+    return 0;
+}
+
 /* The adaptive choice: for each of the newest `lookback` samples s + 1
  * (s + 1 >= 1), each estimator's loads from samples 0..s planned by the
  * deterministic planner (DeepSeek's algorithm: a cheap stand-in for the
  * context's plan, the same on every backend), each layer scored by its
  * balancedness (mean / largest GPU load) on sample s + 1; the scores
- * summed over s. The running weighted mean is left after the last
- * sample. */
+ * summed over s. A layer's estimates and scores start at its newest
+ * shift (st->start) among the samples they read. The running weighted
+ * mean is left after the last sample. */
 static int adaptive(forecast_state *st, const plan_dims *d,
                     const eplb_request *r)
 {
-    int X = r->num_windows, L = d->L;
-    size_t le = (size_t)L * d->E;
+    int X = r->num_windows, L = d->L, E = d->E;
+    size_t le = (size_t)L * E;
     int S = r->forecast_lookback < X - 1 ? r->forecast_lookback : X - 1;
     const pack_params det = {1, 0, 0.0f, 0};
+    /* the samples the estimates and scores read: the newest K and the
+     * S scored after them */
+    int horizon = r->forecast_k > S + 1 ? r->forecast_k : S + 1;
+    if (horizon > X)
+        horizon = X;
+    if (grow((void **)&st->steps, &st->steps_cap,
+             (size_t)horizon + SHIFT_PAST, sizeof(double)))
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory for "
+                          "the forecast's %d samples", horizon);
+    for (int l = 0; l < L; l++)
+        st->start[l] = layer_shift(d, r, l, horizon, st->steps);
     memset(st->score, 0, (size_t)NEST * L * sizeof(double));
     for (int s = 0; s < X; s++) {
-        ewma_step(st->ewma, r->windows + (size_t)s * le, le, s,
+        ewma_step(st->ewma, r->windows + (size_t)s * le, L, E, st->start, s,
                   r->forecast_alpha);
         /* plans from samples 0..s, scored on sample s + 1 */
         if (s + 1 >= X || s + 1 < X - S)
             continue;
-        candidates(st, r, le, s + 1);
+        candidates(st, r, L, E, st->start, s + 1);
         const float *next = r->windows + (size_t)(s + 1) * le;
         for (int k = 0; k < NEST; k++) {
             double *round = st->score + (size_t)(NEST + k) * L;
@@ -357,14 +479,18 @@ static int adaptive(forecast_state *st, const plan_dims *d,
                 return rc;
             for (int l = 0; l < L; l++) {
                 double mx, mean;
-                layer_loads(st, d, next + (size_t)l * d->E,
+                layer_loads(st, d, next + (size_t)l * E,
                             st->p2l + (size_t)l * d->P,
-                            st->cnt + (size_t)l * d->E, &mx, &mean);
+                            st->cnt + (size_t)l * E, &mx, &mean);
                 round[l] = mx > 0.0 ? mean / mx : 1.0;
             }
         }
-        for (size_t i = 0; i < (size_t)NEST * L; i++)
-            st->score[i] += st->score[(size_t)NEST * L + i];
+        /* a round from before a layer's shift does not count */
+        for (int k = 0; k < NEST; k++)
+            for (int l = 0; l < L; l++)
+                if (s >= st->start[l])
+                    st->score[(size_t)k * L + l] +=
+                        st->score[(size_t)(NEST + k) * L + l];
     }
     choose(st, L);
     return EPLB_OK;
@@ -460,9 +586,10 @@ int forecast_run(forecast_state **stp, const plan_dims *d,
     if (mode == EPLB_FORECAST_LAST || mode == EPLB_FORECAST_MEAN ||
         mode == EPLB_FORECAST_TREND) {
         if (mode == EPLB_FORECAST_TREND)
-            estimate_trend(st, w, le, X, r->forecast_k, st->est);
+            estimate_trend(st, w, L, d->E, NULL, X, r->forecast_k,
+                           st->est);
         else
-            estimate_mean(st, w, le, X,
+            estimate_mean(st, w, L, d->E, NULL, X,
                           mode == EPLB_FORECAST_LAST ? 1 : r->forecast_k,
                           st->est);
         for (int l = 0; l < L; l++)
@@ -475,7 +602,7 @@ int forecast_run(forecast_state **stp, const plan_dims *d,
                 return rc;
         } else {
             for (int s = 0; s < X; s++)
-                ewma_step(st->ewma, w + (size_t)s * le, le, s,
+                ewma_step(st->ewma, w + (size_t)s * le, L, d->E, NULL, s,
                           r->forecast_alpha);
         }
         if (mode == EPLB_FORECAST_EWMA) {
@@ -484,7 +611,9 @@ int forecast_run(forecast_state **stp, const plan_dims *d,
             for (int l = 0; l < L; l++)
                 st->choice[l] = EST_EWMA;
         } else {
-            candidates(st, r, le, X);
+            candidates(st, r, L, d->E,
+                       mode == EPLB_FORECAST_ADAPTIVE ? st->start : NULL,
+                       X);
             if (mode == EPLB_FORECAST_ROBUST &&
                 (rc = robust(st, d, r, pl, may_keep)) != EPLB_OK)
                 return rc;

@@ -1,9 +1,10 @@
 /* The forecast of the next window (eplb_request's windows): each
- * estimator on hand-made windows whose answer is known, windows of equal
- * samples planned exactly as the one window, the window axis checked with
- * errors that name the sample, layer and expert (outputs untouched), the
- * robust estimator's kept layers, a request of the older size, and the
- * same plans on the reference and OpenCL backends. */
+ * estimator on hand-made windows whose answer is known, a shift in the
+ * samples, windows of equal samples planned exactly as the one window,
+ * the window axis checked with errors that name the sample, layer and
+ * expert (outputs untouched), the robust estimator's kept layers, a
+ * request of the older size, and the same plans on the reference and
+ * OpenCL backends. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -139,6 +140,54 @@ static void test_adaptive_choice(void)
                     EPLB_OK);
     CU_ASSERT(choice[0] == EPLB_FORECAST_LAST);
     CU_ASSERT(choice[1] == EPLB_FORECAST_LAST);
+    eplb_context_destroy(ctx);
+}
+
+/* A shift (a sample that moves much more of a layer's traffic than the
+ * steps before it did) starts the layer's regime: the adaptive choice
+ * estimates from it on. Two layers of 4 experts drifting as layer 0 of
+ * the test above (the line foresees them), until expert 3 jumps from 10
+ * to 5000: in layer 0 at the newest sample, in layer 1 three samples
+ * before the end. */
+static void test_adaptive_shift(void)
+{
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1);
+    CU_ASSERT_FATAL(ctx != NULL);
+    const eplb_shape s = {2, 4, 8, 1, 1, 8};
+    enum { X = 8 };
+    float w[X][2][4];
+    for (int t = 0; t < X; t++)
+        for (int l = 0; l < 2; l++)
+            for (int e = 0; e < 4; e++)
+                w[t][l][e] = e == 0   ? 10.0f + 30.0f * t
+                             : e == 1 ? 250.0f - 30.0f * t
+                             : e == 3 && t >= (l == 0 ? X - 1 : X - 3)
+                                 ? 5000.0f
+                                 : 10.0f;
+    eplb_request req;
+    eplb_request_default(&req);
+    req.windows = &w[0][0][0];
+    req.num_windows = X;
+    req.forecast = EPLB_FORECAST_ADAPTIVE;
+    req.forecast_lookback = 3;
+    float out[8];
+    int32_t choice[2];
+    CU_ASSERT_FATAL(eplb_forecast_loads(ctx, &s, &req, out, choice) ==
+                    EPLB_OK);
+    /* layer 0: the newest sample is the shift, and alone */
+    CU_ASSERT(choice[0] == EPLB_FORECAST_LAST);
+    for (int e = 0; e < 4; e++)
+        CU_ASSERT(out[e] == w[X - 1][0][e]);
+    /* layer 1: estimated from samples X-3.. only (the mean of the newest
+     * four, or a line through them, would put expert 3 far from 5000) */
+    CU_ASSERT_DOUBLE_EQUAL(out[7], 5000.0, 1e-3);
+    /* without the jump, the line as before */
+    for (int t = 0; t < X; t++)
+        w[t][0][3] = w[t][1][3] = 10.0f;
+    CU_ASSERT_FATAL(eplb_forecast_loads(ctx, &s, &req, out, choice) ==
+                    EPLB_OK);
+    CU_ASSERT(choice[0] == EPLB_FORECAST_TREND);
+    CU_ASSERT(choice[1] == EPLB_FORECAST_TREND);
     eplb_context_destroy(ctx);
 }
 
@@ -469,6 +518,7 @@ int main(void)
     CU_TestInfo tests[] = {
         {"estimators on hand-made windows", test_estimators},
         {"the adaptive choice", test_adaptive_choice},
+        {"a shift starts the adaptive choice's regime", test_adaptive_shift},
         {"equal samples plan as one window", test_identical_samples},
         {"the window axis checked", test_validation},
         {"a request of the older size", test_older_request},
