@@ -851,44 +851,69 @@ static void test_many_slots_per_gpu(void)
     eplb_context_destroy(ctx);
 }
 
-/* DeepSeek's shape from a plan made for the reversed loads (every layer
- * must change much), and a deadline so small that every layer takes its
- * fallback: valid plans, every layer on target. */
+/* Copies of the fresh plan fr relabelled against cur. */
+static long relabelled_copies(const eplb_shape *s, const int32_t *cur,
+                              const test_plan *fr)
+{
+    size_t n = (size_t)s->layers * s->num_replicas;
+    int32_t *rel = malloc(n * sizeof(int32_t));
+    long total = -1;
+    CU_ASSERT_FATAL(rel != NULL);
+    CU_ASSERT(eplb_relabel(s, EPLB_POLICY_AUTO, cur, fr->phy2log, rel) ==
+              EPLB_OK);
+    CU_ASSERT(eplb_copies(s, cur, rel, NULL, &total) == EPLB_OK);
+    free(rel);
+    return total;
+}
+
+/* DeepSeek's shapes (hierarchical and global) from a plan made for the
+ * reversed loads (every layer must change much; under the global policy
+ * the search starts from the fresh plan's replica counts), and a deadline
+ * so small that every layer takes its fallback: valid plans, every layer
+ * on target, no more copies than the fresh plan relabelled. */
 static void test_reversed_and_deadline(void)
 {
-    const eplb_shape s = {58, 256, 288, 8, 4, 32};
-    size_t n = (size_t)s.layers * s.experts;
-    float *w = malloc(n * sizeof(float)), *rev = malloc(n * sizeof(float));
-    workload_generate(w, s.layers, s.experts, 58);
-    for (int l = 0; l < s.layers; l++)
-        for (int e = 0; e < s.experts; e++)
-            rev[(size_t)l * s.experts + e] =
-                w[(size_t)l * s.experts + s.experts - 1 - e];
-    eplb_context *ctx = default_context();
-    test_plan cur, next;
-    fresh_into(ctx, &s, rev, &cur);
-    double t0 = now_ms();
-    test_plan fr;
-    fresh_into(ctx, &s, w, &fr);
-    double t1 = now_ms();
-    long copies =
-        check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0, 0.0f, &next);
-    double t2 = now_ms();
-    printf("\n  58x256 in 288 slots from reversed loads: fresh %.1f ms, "
-           "check+fresh+re-plan %.1f ms, %ld copies",
-           t1 - t0, t2 - t1, copies);
-    test_plan_free(&next);
-    /* Every layer past the deadline. */
-    long late =
-        check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 1e-3, 0.0f, &next);
-    printf("; deadline 1 ns: %ld copies\n", late);
-    CU_ASSERT(late >= 0);
-    test_plan_free(&next);
-    test_plan_free(&cur);
-    test_plan_free(&fr);
-    eplb_context_destroy(ctx);
-    free(w);
-    free(rev);
+    const eplb_shape shapes[2] = {{58, 256, 288, 8, 4, 32},
+                                  {58, 256, 288, 8, 18, 144}};
+    for (int k = 0; k < 2; k++) {
+        const eplb_shape s = shapes[k];
+        size_t n = (size_t)s.layers * s.experts;
+        float *w = malloc(n * sizeof(float)),
+              *rev = malloc(n * sizeof(float));
+        workload_generate(w, s.layers, s.experts, 58);
+        for (int l = 0; l < s.layers; l++)
+            for (int e = 0; e < s.experts; e++)
+                rev[(size_t)l * s.experts + e] =
+                    w[(size_t)l * s.experts + s.experts - 1 - e];
+        eplb_context *ctx = default_context();
+        test_plan cur, next;
+        fresh_into(ctx, &s, rev, &cur);
+        double t0 = now_ms();
+        test_plan fr;
+        fresh_into(ctx, &s, w, &fr);
+        double t1 = now_ms();
+        long copies = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0,
+                                       0.0f, &next);
+        double t2 = now_ms();
+        long rel = relabelled_copies(&s, cur.phy2log, &fr);
+        printf("\n  58x256 in 288 slots on %d GPUs from reversed loads: "
+               "fresh %.1f ms, check+fresh+re-plan %.1f ms, %ld copies "
+               "(relabelled fresh %ld)",
+               s.num_gpus, t1 - t0, t2 - t1, copies, rel);
+        CU_ASSERT(copies >= 0 && copies <= rel);
+        test_plan_free(&next);
+        /* Every layer past the deadline. */
+        long late = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 1e-3,
+                                     0.0f, &next);
+        printf("; deadline 1 ns: %ld copies\n", late);
+        CU_ASSERT(late >= 0 && late <= rel);
+        test_plan_free(&next);
+        test_plan_free(&cur);
+        test_plan_free(&fr);
+        eplb_context_destroy(ctx);
+        free(w);
+        free(rev);
+    }
 }
 
 /* eplb_relabel: its message when phy2log is bad, and outputs that alias

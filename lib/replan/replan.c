@@ -74,6 +74,33 @@ static int adds_duplicates(const layer_job *j)
     return added;
 }
 
+/* A layer searched as one domain (global policy) with at most
+ * REPLAN_FEW_SLOTS slots per GPU, whose replica counts are further than
+ * REPLAN_FAR_COUNTS a slot from the fresh plan's (the summed differences
+ * over the experts, and at least REPLAN_FAR_MIN of them: a repair of
+ * fewer count changes is quick whatever it ends in), starts its repair
+ * from the fresh plan's counts. With two slots per GPU (DeepSeek's 288
+ * slots on 144 GPUs) and a plan made for the loads in reverse expert
+ * order (about 0.2 a slot apart), a repair from the counts in service
+ * made each count change by a move of its own and got stuck in 56 of the
+ * 58 layers after 80-150 moves, and then the restart from the fresh
+ * counts ran anyway. With more slots per GPU (a node of 9 per GPU under
+ * the hierarchical policy, 1024 experts in 1280 slots on 64 GPUs) those
+ * repairs succeed and copy less than the restart: there it does not
+ * apply. Under 1% noise the counts differ by about 0.007 a slot. */
+#define REPLAN_FEW_SLOTS 4
+#define REPLAN_FAR_COUNTS 0.1
+#define REPLAN_FAR_MIN 32
+
+static int counts_far(const layer_job *j, const int32_t *fcnt)
+{
+    const plan_dims *d = j->d;
+    long diff = 0;
+    for (int e = 0; e < d->E; e++)
+        diff += labs((long)j->st->cnt[e] - fcnt[e]);
+    return diff > REPLAN_FAR_COUNTS * d->P && diff >= REPLAN_FAR_MIN;
+}
+
 /* What every layer's search shares (read only), and the workspaces of
  * the threads that run them. */
 typedef struct replan_run {
@@ -150,9 +177,11 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
     if (ok && j.dom_gpus < d->M)
         ok = replan_balance_nodes(&j);
     int domains = d->M / j.dom_gpus, gpd = j.dom_gpus;
+    int from_current = !(ok && domains == 1 && d->ppg <= REPLAN_FEW_SLOTS &&
+                         counts_far(&j, fcnt));
     for (int n = 0; n < domains && ok; n++) {
         int g0 = n * gpd, g1 = g0 + gpd;
-        if (replan_repair_node(&j, g0, g1, 0))
+        if (from_current && replan_repair_node(&j, g0, g1, 0))
             continue;
         if (exhausted(st)) {
             ok = 0; /* the layer takes its fallback */
