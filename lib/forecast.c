@@ -393,9 +393,10 @@ static double layer_step(const plan_dims *d, const eplb_request *r, int s,
     return step;
 }
 
-/* The newest shift among layer l's newest `horizon` samples (s >= 1),
- * else 0: the sample its estimates start from. steps: scratch of
- * horizon + SHIFT_PAST doubles. */
+/* The newest shift among layer l's newest `horizon` samples, else 0:
+ * the sample its estimates start from. A shift is a sample s >= SHIFT_PAST
+ * + 1 (it needs the steps before it), so X <= SHIFT_PAST + 1 samples have
+ * none. steps: scratch of horizon + SHIFT_PAST doubles. */
 static int layer_shift(const plan_dims *d, const eplb_request *r, int l,
                        int horizon, double *steps)
 {
@@ -443,11 +444,11 @@ static int adaptive(forecast_state *st, const plan_dims *d,
     size_t le = (size_t)L * E;
     int S = r->forecast_lookback < X - 1 ? r->forecast_lookback : X - 1;
     const pack_params det = {1, 0, 0.0f, 0};
-    /* the samples the estimates and scores read: the newest K and the
-     * S scored after them */
-    int horizon = r->forecast_k > S + 1 ? r->forecast_k : S + 1;
-    if (horizon > X)
-        horizon = X;
+    /* the samples the means, lines and scores read: the oldest scored
+     * round's newest K, and the S samples scored (the weighted mean
+     * reads every sample; what came before the horizon has faded in it) */
+    int horizon = r->forecast_k < X ? r->forecast_k : X;
+    horizon = horizon + S < X ? horizon + S : X;
     if (grow((void **)&st->steps, &st->steps_cap,
              (size_t)horizon + SHIFT_PAST, sizeof(double)))
         return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory for "

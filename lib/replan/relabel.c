@@ -148,11 +148,18 @@ void replan_relabel_fresh(const layer_job *j, const int32_t *fresh)
             replan_keep_slots(st, j->cur, g, st->alt);
 }
 
-/* Makes st->alt, the relabelled fresh layer: 1 when it is on target. */
+/* Makes st->alt, the relabelled fresh layer: 1 when it is on target.
+ * Without a mask it is the fresh layer with its nodes and GPUs renamed
+ * and each GPU's slots reordered: the same GPU loads, on target by
+ * construction (summed in another slot order, a load may round one ulp
+ * above the fresh plan's largest, which must not reject it). With one,
+ * its GPUs are matched among the live ones, and its loads are checked. */
 int replan_make_alt(const layer_job *j, const int32_t *fresh,
                     const int32_t *fcnt)
 {
     replan_relabel_fresh(j, fresh);
+    if (!j->mask)
+        return 1;
     return plan_layer_loads(j->d, j->w, j->st->alt, fcnt, NULL, j->st->load,
                             NULL) <= j->target
                ? 1

@@ -74,7 +74,8 @@ static int adds_duplicates(const layer_job *j)
     return added;
 }
 
-/* A layer searched as one domain (global policy) with at most
+/* A layer searched as one domain (the global policy, or a plan in
+ * service whose experts are not bound to nodes) with at most
  * REPLAN_FEW_SLOTS slots per GPU, whose replica counts are further than
  * REPLAN_FAR_COUNTS a slot from the fresh plan's (the summed differences
  * over the experts, and at least REPLAN_FAR_MIN of them: a repair of
@@ -153,7 +154,8 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
     }
 
     /* The repair: the current plan, node by node. A node the search
-     * cannot repair restarts from the fresh plan's replica counts; under
+     * cannot repair restarts from the fresh plan's replica counts (a
+     * layer of one domain far from them starts there: counts_far); under
      * the hierarchical policy a node that still fails takes the
      * relabelled fresh plan's node when that holds the same experts. */
     int alt_state = 0; /* 0 not made, 1 on target, -1 off target */
