@@ -7,8 +7,11 @@
  * plan of the newest counts does), the sum of all windows (vLLM's summed
  * expert_load_window), and the library's estimators (eplb_request's
  * forecast). Each way is planned fresh and re-planned from its own plan
- * of the window before (copies by eplb_copies). Then the estimators' own
- * time against a fresh plan's. The section measures; it checks nothing. */
+ * of the window before (copies by eplb_copies), every layer to its
+ * target (min_gain 0); on pure noise the last window and the default
+ * estimator again with min_gain at its default, as a user's defaults
+ * re-plan. Then the estimators' own time against a fresh plan's. The
+ * section measures; it checks nothing. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +42,17 @@ typedef struct fstats {
 enum { F_DECODE_1000 = 0, F_PREFILL_1000 = 4 };
 
 /* The plan of column c for windows 0..t of sr into p: from `current`
- * when not NULL. */
+ * when not NULL, under min_gain (0: every layer to its target, the
+ * estimators' own effect). */
 static void plan_column(eplb_context *ctx, const series *sr, int c, int t,
-                        float *sum, const int32_t *current, plan_buf *p)
+                        float *sum, const int32_t *current, float min_gain,
+                        plan_buf *p)
 {
     const eplb_shape *s = &sr->s;
     eplb_request req;
     eplb_request_default(&req);
     req.current_phy2log = current;
-    req.min_gain = 0.0f; /* every layer to its target: the estimators' own
-                            effect (the migration part has min_gain's) */
+    req.min_gain = min_gain;
     const float *w = NULL;
     if (c == C_LAST) {
         w = sr->w[t];
@@ -118,16 +122,16 @@ static void run_series(bench *b, const series *sr, const eplb_options *o,
     float *sum = xmalloc((size_t)s->layers * s->experts * sizeof(float));
     memset(st, 0, NC * sizeof *st);
     /* every column starts from the plan of window 0 */
-    plan_column(ctx, sr, C_LAST, 0, sum, NULL, &cur[0]);
+    plan_column(ctx, sr, C_LAST, 0, sum, NULL, 0.0f, &cur[0]);
     for (int c = 1; c < NC; c++)
         plan_copy(&cur[c], &cur[0], s);
     for (int t = 1; t + 1 < W; t++) {
         fprintf(stderr, "\rforecast: %-48.48s window %d/%d", sr->name, t,
                 W - 2);
         for (int c = 0; c < NC; c++) {
-            plan_column(ctx, sr, c, t, sum, NULL, &p);
+            plan_column(ctx, sr, c, t, sum, NULL, 0.0f, &p);
             st[c].fresh_next += balancedness(s, sr->w[t + 1], &p);
-            plan_column(ctx, sr, c, t, sum, cur[c].phy2log, &p);
+            plan_column(ctx, sr, c, t, sum, cur[c].phy2log, 0.0f, &p);
             st[c].copies += copies_between(s, cur[c].phy2log, p.phy2log);
             st[c].replan_next += balancedness(s, sr->w[t + 1], &p);
             st[c].n++;
@@ -160,6 +164,63 @@ static void run_series(bench *b, const series *sr, const eplb_options *o,
     free(sum);
     for (int c = 0; c < NC; c++)
         plan_free(&cur[c]);
+    plan_free(&p);
+    eplb_context_destroy(ctx);
+}
+
+/* The last window and the default estimator re-planned as a user's
+ * defaults do it, with min_gain at its default (a layer that would gain
+ * less keeps its placement), on series sr: copies in % of slots per
+ * window and next-window balancedness, each column from its own plan of
+ * the window before, as run_series does. */
+static void run_min_gain(bench *b, const series *sr, const eplb_options *o,
+                         const char *policy)
+{
+    const eplb_shape *s = &sr->s;
+    int W = sr->windows;
+    const int cols[2] = {C_LAST, C_ADAPT};
+    eplb_context *ctx;
+    if (eplb_context_create(&ctx, o))
+        die("context");
+    plan_buf cur[2], p;
+    for (int i = 0; i < 2; i++)
+        plan_alloc(&cur[i], s);
+    plan_alloc(&p, s);
+    float *sum = xmalloc((size_t)s->layers * s->experts * sizeof(float));
+    double copies[2] = {0, 0}, next[2] = {0, 0};
+    int n = 0;
+    plan_column(ctx, sr, C_LAST, 0, sum, NULL, 0.0f, &cur[0]);
+    plan_copy(&cur[1], &cur[0], s);
+    for (int t = 1; t + 1 < W; t++, n++)
+        for (int i = 0; i < 2; i++) {
+            plan_column(ctx, sr, cols[i], t, sum, cur[i].phy2log,
+                        EPLB_MIN_GAIN_DEFAULT, &p);
+            copies[i] += copies_between(s, cur[i].phy2log, p.phy2log);
+            next[i] += balancedness(s, sr->w[t + 1], &p);
+            plan_buf tmp = cur[i];
+            cur[i] = p;
+            p = tmp;
+        }
+    long slots = (long)s->layers * s->num_replicas;
+    printf("%s with min_gain at its default (%.2f): copies%% last %.2f, "
+           "adaptive %.2f (%.2fx); next-window balancedness last %.4f, "
+           "adaptive %.4f\n", sr->kind, (double)EPLB_MIN_GAIN_DEFAULT,
+           100.0 * copies[0] / ((double)slots * n),
+           100.0 * copies[1] / ((double)slots * n),
+           copies[0] > 0 ? copies[1] / copies[0] : 0.0, next[0] / n,
+           next[1] / n);
+    json_record(b, "{\"kind\":\"forecast_min_gain\",\"series\":\"%s\","
+                "\"policy\":\"%s\",\"min_gain\":%.3f,"
+                "\"copies_pct_last\":%.4f,\"copies_pct_adaptive\":%.4f,"
+                "\"balancedness_next_last\":%.6f,"
+                "\"balancedness_next_adaptive\":%.6f}",
+                sr->name, policy, (double)EPLB_MIN_GAIN_DEFAULT,
+                100.0 * copies[0] / ((double)slots * n),
+                100.0 * copies[1] / ((double)slots * n), next[0] / n,
+                next[1] / n);
+    free(sum);
+    for (int i = 0; i < 2; i++)
+        plan_free(&cur[i]);
     plan_free(&p);
     eplb_context_destroy(ctx);
 }
@@ -281,6 +342,8 @@ void forecast_section(bench *b, const eplb_options *o)
                 break;
             }
             run_series(b, &sr, o, policies[pi], all[k]);
+            if (k == 3)
+                run_min_gain(b, &sr, o, policies[pi]);
             if (k == 0)
                 time_estimators(b, &sr, o, policies[pi]);
             series_free(&sr);
