@@ -243,15 +243,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(sc.stage_of_slot);
     free(stages);
 
-    /* The same loads as recent windows (the plan in service's loads,
-     * then the new ones, as often as the bytes say) under an estimator
-     * from the bytes: a valid plan or a status, nothing written on a
-     * failure. */
-    unsigned fc = next(&b);
-    int X = 1 + (int)(fc % 4);
+    /* The same loads as recent windows (1-8 samples, each the plan in
+     * service's loads or the new ones as the bytes say, so that the
+     * adaptive choice meets shifts too) under an estimator from the
+     * bytes: a valid plan or a status, nothing written on a failure. */
+    unsigned fc = next(&b), fx = next(&b), pat = next(&b);
+    int X = 1 + (int)(fx % 8);
     float *win = malloc((size_t)X * L * E * sizeof(float));
     for (int x = 0; x < X; x++)
-        memcpy(win + (size_t)x * L * E, x % 2 ? w0 : w,
+        memcpy(win + (size_t)x * L * E, (pat >> x) & 1 ? w0 : w,
                L * E * sizeof(float));
     eplb_request fr;
     eplb_request_default(&fr);
