@@ -321,23 +321,36 @@ static void consider_reassign(const layer_job *j, int h, move *best)
      * best, on the GPU that takes the slot) is above T are not summed.
      * Their work is counted as if they were, so the layer's budget runs
      * out where it did without the test, and the plan is the same. */
+    /* The experts that may take a slot of h, in expert order, with their
+     * share after one more replica: those of one node (node_of; the
+     * list is made again when a slot's expert lives on another) that
+     * have a replica and none on h (a second move that must copy nothing
+     * takes only an expert h had in the plan in service). Nothing they
+     * read changes while the family scores. */
+    int *ys = st->rlist, n_ys = 0, ys_node = -1;
+    double *ys_r1 = st->rshare;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
         /* This slot to another expert, lighter per replica than x is. */
         if (spend(st, d->E + g1 - g0))
             return;
+        if (st->cnt[x] >= 2 && st->node_of[x] != ys_node) {
+            ys_node = st->node_of[x];
+            n_ys = 0;
+            for (int y = 0; y < d->E; y++)
+                if (st->node_of[y] == ys_node && st->cnt[y] != 0 &&
+                    !HELD(st, h, y) &&
+                    (st->clean_below != 1 || WAS(st, h, y))) {
+                    ys[n_ys] = y;
+                    ys_r1[n_ys++] = (double)j->w[y] / (st->cnt[y] + 1);
+                }
+        }
         if (st->cnt[x] >= 2)
-            for (int y = 0; y < d->E; y++) {
-                /* (a second move that must copy nothing: only an expert
-                 * h had in the plan in service) */
-                if (st->clean_below == 1 && !WAS(st, h, y))
-                    continue;
-                if (y == x || st->node_of[y] != st->node_of[x] ||
-                    st->cnt[y] == 0 || HELD(st, h, y))
-                    continue;
-                double ry1 = (double)j->w[y] / (st->cnt[y] + 1);
-                if (!(ry1 < rx))
+            for (int k = 0; k < n_ys; k++) {
+                int y = ys[k];
+                double ry1 = ys_r1[k];
+                if (y == x || !(ry1 < rx))
                     continue;
                 /* h ends at Lh - rx + ry1 or above (x's other replicas on
                  * h only grow); a clean move beats a clean best only by
