@@ -104,6 +104,22 @@ static void plan_copy(plan_buf *d, const plan_buf *p, const eplb_shape *s)
     memcpy(d->logcnt, p->logcnt, c * 4);
 }
 
+/* Column c for windows 0..t of sr re-planned from its plan of the window
+ * before, *cur, under min_gain: the copies added to *copies, the
+ * balancedness on window t + 1 to *next; the new plan becomes *cur (p is
+ * scratch, swapped with it). */
+static void replan_column(eplb_context *ctx, const series *sr, int c, int t,
+                          float *sum, float min_gain, plan_buf *cur,
+                          plan_buf *p, double *copies, double *next)
+{
+    plan_column(ctx, sr, c, t, sum, cur->phy2log, min_gain, p);
+    *copies += copies_between(&sr->s, cur->phy2log, p->phy2log);
+    *next += balancedness(&sr->s, sr->w[t + 1], p);
+    plan_buf tmp = *cur;
+    *cur = *p;
+    *p = tmp;
+}
+
 /* One series under one policy: the table's rows, and each column's mean
  * next-window balancedness (fresh and re-planned) and copies for the
  * summary. */
@@ -131,13 +147,9 @@ static void run_series(bench *b, const series *sr, const eplb_options *o,
         for (int c = 0; c < NC; c++) {
             plan_column(ctx, sr, c, t, sum, NULL, 0.0f, &p);
             st[c].fresh_next += balancedness(s, sr->w[t + 1], &p);
-            plan_column(ctx, sr, c, t, sum, cur[c].phy2log, 0.0f, &p);
-            st[c].copies += copies_between(s, cur[c].phy2log, p.phy2log);
-            st[c].replan_next += balancedness(s, sr->w[t + 1], &p);
+            replan_column(ctx, sr, c, t, sum, 0.0f, &cur[c], &p,
+                          &st[c].copies, &st[c].replan_next);
             st[c].n++;
-            plan_buf tmp = cur[c];
-            cur[c] = p;
-            p = tmp;
         }
     }
     progress_clear();
@@ -192,15 +204,9 @@ static void run_min_gain(bench *b, const series *sr, const eplb_options *o,
     plan_column(ctx, sr, C_LAST, 0, sum, NULL, 0.0f, &cur[0]);
     plan_copy(&cur[1], &cur[0], s);
     for (int t = 1; t + 1 < W; t++, n++)
-        for (int i = 0; i < 2; i++) {
-            plan_column(ctx, sr, cols[i], t, sum, cur[i].phy2log,
-                        EPLB_MIN_GAIN_DEFAULT, &p);
-            copies[i] += copies_between(s, cur[i].phy2log, p.phy2log);
-            next[i] += balancedness(s, sr->w[t + 1], &p);
-            plan_buf tmp = cur[i];
-            cur[i] = p;
-            p = tmp;
-        }
+        for (int i = 0; i < 2; i++)
+            replan_column(ctx, sr, cols[i], t, sum, EPLB_MIN_GAIN_DEFAULT,
+                          &cur[i], &p, &copies[i], &next[i]);
     long slots = (long)s->layers * s->num_replicas;
     printf("%s with min_gain at its default (%.2f): copies%% last %.2f, "
            "adaptive %.2f (%.2fx); next-window balancedness last %.4f, "
