@@ -34,7 +34,7 @@ static eplb_context *context(eplb_backend backend, int candidates)
 /* eplb_forecast_loads of `windows` under one estimator into out [L][E]. */
 static int forecast(eplb_context *ctx, const eplb_shape *s,
                     const float *windows, int X, eplb_forecast mode, int k,
-                    float alpha, float *out, int32_t *choice)
+                    float alpha, int lookback, float *out, int32_t *choice)
 {
     eplb_request req;
     eplb_request_default(&req);
@@ -43,7 +43,18 @@ static int forecast(eplb_context *ctx, const eplb_shape *s,
     req.forecast = mode;
     req.forecast_k = k;
     req.forecast_alpha = alpha;
+    req.forecast_lookback = lookback;
     return eplb_forecast_loads(ctx, s, &req, out, choice);
+}
+
+/* The adaptive choice with its defaults but the lookback. */
+static int adaptive(eplb_context *ctx, const eplb_shape *s,
+                    const float *windows, int X, int lookback, float *out,
+                    int32_t *choice)
+{
+    return forecast(ctx, s, windows, X, EPLB_FORECAST_ADAPTIVE,
+                    EPLB_FORECAST_K_DEFAULT, EPLB_FORECAST_ALPHA_DEFAULT,
+                    lookback, out, choice);
 }
 
 /* Two layers of 4 experts, three samples; layer 1 is layer 0 times 10.
@@ -83,7 +94,8 @@ static void test_estimators(void)
         float out[8];
         int32_t choice[2] = {-7, -7};
         int rc = forecast(ctx, &s, &w[0][0][0], 3, cases[i].mode, cases[i].k,
-                          cases[i].alpha, out, choice);
+                          cases[i].alpha, EPLB_FORECAST_LOOKBACK_DEFAULT,
+                          out, choice);
         CU_ASSERT_FATAL(rc == EPLB_OK);
         for (int e = 0; e < 4; e++) {
             CU_ASSERT_DOUBLE_EQUAL(out[e], cases[i].want[e], 1e-6);
@@ -116,15 +128,9 @@ static void test_adaptive_choice(void)
                                   : 10.0f;
             w[t][1][e] = e == t % 2 ? 90.0f : 10.0f;
         }
-    eplb_request req;
-    eplb_request_default(&req);
-    req.windows = &w[0][0][0];
-    req.num_windows = X;
-    req.forecast = EPLB_FORECAST_ADAPTIVE;
-    req.forecast_lookback = 3;
     float out[8];
     int32_t choice[2];
-    CU_ASSERT_FATAL(eplb_forecast_loads(ctx, &s, &req, out, choice) ==
+    CU_ASSERT_FATAL(adaptive(ctx, &s, &w[0][0][0], X, 3, out, choice) ==
                     EPLB_OK);
     CU_ASSERT(choice[0] == EPLB_FORECAST_TREND);
     CU_ASSERT(choice[1] == EPLB_FORECAST_MEAN);
@@ -135,8 +141,7 @@ static void test_adaptive_choice(void)
     CU_ASSERT_DOUBLE_EQUAL(out[4], 50.0, 1e-6);
     CU_ASSERT_DOUBLE_EQUAL(out[5], 50.0, 1e-6);
     /* one sample: nothing to score, every layer takes the newest */
-    req.num_windows = 1;
-    CU_ASSERT_FATAL(eplb_forecast_loads(ctx, &s, &req, out, choice) ==
+    CU_ASSERT_FATAL(adaptive(ctx, &s, &w[0][0][0], 1, 3, out, choice) ==
                     EPLB_OK);
     CU_ASSERT(choice[0] == EPLB_FORECAST_LAST);
     CU_ASSERT(choice[1] == EPLB_FORECAST_LAST);
@@ -164,15 +169,9 @@ static void test_adaptive_shift(void)
                              : e == 3 && t >= (l == 0 ? X - 1 : X - 3)
                                  ? 5000.0f
                                  : 10.0f;
-    eplb_request req;
-    eplb_request_default(&req);
-    req.windows = &w[0][0][0];
-    req.num_windows = X;
-    req.forecast = EPLB_FORECAST_ADAPTIVE;
-    req.forecast_lookback = 3;
     float out[8];
     int32_t choice[2];
-    CU_ASSERT_FATAL(eplb_forecast_loads(ctx, &s, &req, out, choice) ==
+    CU_ASSERT_FATAL(adaptive(ctx, &s, &w[0][0][0], X, 3, out, choice) ==
                     EPLB_OK);
     /* layer 0: the newest sample is the shift, and alone */
     CU_ASSERT(choice[0] == EPLB_FORECAST_LAST);
@@ -184,7 +183,7 @@ static void test_adaptive_shift(void)
     /* without the jump, the line as before */
     for (int t = 0; t < X; t++)
         w[t][0][3] = w[t][1][3] = 10.0f;
-    CU_ASSERT_FATAL(eplb_forecast_loads(ctx, &s, &req, out, choice) ==
+    CU_ASSERT_FATAL(adaptive(ctx, &s, &w[0][0][0], X, 3, out, choice) ==
                     EPLB_OK);
     CU_ASSERT(choice[0] == EPLB_FORECAST_TREND);
     CU_ASSERT(choice[1] == EPLB_FORECAST_TREND);
