@@ -8,7 +8,9 @@
  * case of their plans over the newest samples (robust). Every loop runs in
  * a fixed order, ties go to the simplest estimator, and the work is
  * bounded: O(X L E) to read the samples, plus at most 4 x lookback
- * deterministic plans (adaptive) or 4 backend plans (robust). */
+ * deterministic plans (adaptive) or 4 backend plans (robust). The
+ * adaptive choice runs each layer whole (its samples, estimates, plans
+ * and scores) on one of the context's host threads. */
 #include "internal.h"
 
 #include <math.h>
@@ -206,116 +208,128 @@ static inline int layer_start(const int32_t *start, int l)
     return start ? start[l] : 0;
 }
 
-/* The first of the newest k of samples 0..n-1 that layer l uses: from
- * its start on, and at least the newest. */
-static inline int layer_first(const int32_t *start, int l, int n, int k)
+/* The first of the newest k of samples 0..n-1 that a layer starting at
+ * sample s0 uses: from s0 on, and at least the newest. */
+static inline int first_sample(int s0, int n, int k)
 {
-    int first = n > k ? n - k : 0, s0 = layer_start(start, l);
+    int first = n > k ? n - k : 0;
     first = first > s0 ? first : s0;
     return first < n ? first : n - 1;
 }
 
-/* The mean of samples n-k'..n-1 (k' = min(k, n), and from each layer's
- * start on; n must be past it) into out: summed in double, oldest first,
- * so that k' equal samples give that sample exactly. */
-static void estimate_mean(forecast_state *st, const float *w, int L, int E,
-                          const int32_t *start, int n, int k, float *out)
+static inline int layer_first(const int32_t *start, int l, int n, int k)
+{
+    return first_sample(layer_start(start, l), n, k);
+}
+
+/* Layer l's mean of samples first..n-1 (w [X][L][E], le = L E, at = l E)
+ * into out's row l, acc's row l its sums: in double, oldest first, so
+ * that equal samples give that sample exactly. */
+static void mean_row(const float *w, size_t le, size_t at, int E, int first,
+                     int n, double *acc, float *out)
+{
+    const float *ws = w + (size_t)first * le + at;
+    for (int e = 0; e < E; e++)
+        acc[at + e] = ws[e];
+    for (int s = first + 1; s < n; s++) {
+        ws = w + (size_t)s * le + at;
+        for (int e = 0; e < E; e++)
+            acc[at + e] += ws[e];
+    }
+    double count = (double)(n - first);
+    for (int e = 0; e < E; e++)
+        out[at + e] = (float)(acc[at + e] / count);
+}
+
+/* Layer l's least-squares line through samples first..n-1 at sample n,
+ * clamped to [0, FLT_MAX]. Positions are centred, so that equal samples
+ * give their value exactly (each deviation from the mean is 0). */
+static void trend_row(const float *w, size_t le, size_t at, int E, int first,
+                      int n, double *acc, float *out)
+{
+    mean_row(w, le, at, E, first, n, acc, out);
+    int m = n - first;
+    if (m < 2)
+        return;
+    double centre = (m - 1) / 2.0, ss = 0.0;
+    for (int j = 0; j < m; j++)
+        ss += (j - centre) * (j - centre);
+    for (int e = 0; e < E; e++)
+        acc[at + e] = 0.0; /* now the slope's sums */
+    for (int j = 0; j < m; j++) {
+        const float *ws = w + (size_t)(first + j) * le + at;
+        double tj = j - centre;
+        for (int e = 0; e < E; e++)
+            acc[at + e] += tj * ((double)ws[e] - (double)out[at + e]);
+    }
+    double ahead = m - centre; /* sample n's position */
+    for (int e = 0; e < E; e++) {
+        double v = (double)out[at + e] + acc[at + e] / ss * ahead;
+        out[at + e] = v > 0.0 ? (v < 3.4028234e38 ? (float)v : 3.4028234e38f)
+                              : 0.0f;
+    }
+}
+
+/* The mean (trend 0) or the line (trend 1) of the newest k of samples
+ * 0..n-1, each layer from its start on, into out [L][E]. */
+static void estimate_all(forecast_state *st, const float *w, int L, int E,
+                         const int32_t *start, int n, int k, int trend,
+                         float *out)
 {
     size_t le = (size_t)L * E;
-    double *acc = st->acc;
     for (int l = 0; l < L; l++) {
         int first = layer_first(start, l, n, k);
-        size_t at = (size_t)l * E;
-        const float *ws = w + (size_t)first * le + at;
-        for (int e = 0; e < E; e++)
-            acc[at + e] = ws[e];
-        for (int s = first + 1; s < n; s++) {
-            ws = w + (size_t)s * le + at;
-            for (int e = 0; e < E; e++)
-                acc[at + e] += ws[e];
-        }
-        double count = (double)(n - first);
-        for (int e = 0; e < E; e++)
-            out[at + e] = (float)(acc[at + e] / count);
+        (trend ? trend_row : mean_row)(w, le, (size_t)l * E, E, first, n,
+                                       st->acc, out);
     }
 }
 
-/* The least-squares line through samples n-k'..n-1 (as the mean's) at
- * sample n, clamped to [0, FLT_MAX]. Positions are centred, so that
- * equal samples give their value exactly (each deviation from the mean is
- * 0). */
-static void estimate_trend(forecast_state *st, const float *w, int L, int E,
-                           const int32_t *start, int n, int k, float *out)
+/* The running weighted mean of one layer (m, ws: its rows) after a
+ * sample: m = the sample at the layer's first (restart), then
+ * m += alpha (x_s - m), which leaves m unchanged (exactly) when the
+ * sample equals it. */
+static void ewma_row(double *m, const float *ws, int E, int restart,
+                     double alpha)
 {
-    size_t le = (size_t)L * E;
-    estimate_mean(st, w, L, E, start, n, k, out);
-    double *acc = st->acc; /* the slope's sums */
-    for (int l = 0; l < L; l++) {
-        int first = layer_first(start, l, n, k);
-        int m = n - first;
-        if (m < 2)
-            continue;
-        double centre = (m - 1) / 2.0, ss = 0.0;
-        for (int j = 0; j < m; j++)
-            ss += (j - centre) * (j - centre);
-        size_t at = (size_t)l * E;
+    if (restart) {
         for (int e = 0; e < E; e++)
-            acc[at + e] = 0.0;
-        for (int j = 0; j < m; j++) {
-            const float *ws = w + (size_t)(first + j) * le + at;
-            double tj = j - centre;
-            for (int e = 0; e < E; e++)
-                acc[at + e] += tj * ((double)ws[e] - (double)out[at + e]);
-        }
-        double ahead = m - centre; /* sample n's position */
-        for (int e = 0; e < E; e++) {
-            double v = (double)out[at + e] + acc[at + e] / ss * ahead;
-            out[at + e] = v > 0.0 ? (v < 3.4028234e38 ? (float)v
-                                                      : 3.4028234e38f)
-                                  : 0.0f;
-        }
+            m[e] = ws[e];
+        return;
     }
+    for (int e = 0; e < E; e++)
+        m[e] += alpha * ((double)ws[e] - m[e]);
 }
 
-/* The running weighted mean after sample s: m = x_0 (or the layer's
- * start), then m += alpha (x_s - m), which leaves m unchanged (exactly)
- * when the sample equals it. */
-static void ewma_step(double *m, const float *ws, int L, int E,
-                      const int32_t *start, int s, double alpha)
+/* Every estimator's loads of layer l for the samples 0..n-1 (from sample
+ * start on) into st->cand's rows l; the running weighted mean must have
+ * taken samples 0..n-1. */
+static void candidates_row(forecast_state *st, const eplb_request *r, int L,
+                           int E, int l, int start, int n)
 {
-    for (int l = 0; l < L; l++) {
-        size_t at = (size_t)l * E;
-        if (s <= layer_start(start, l)) {
-            for (int e = 0; e < E; e++)
-                m[at + e] = ws[at + e];
-            continue;
-        }
-        for (int e = 0; e < E; e++)
-            m[at + e] += alpha * ((double)ws[at + e] - m[at + e]);
-    }
-}
-
-/* Every estimator's loads for the samples 0..n-1 (each layer's from its
- * start on) into st->cand; the running weighted mean must have taken
- * samples 0..n-1. */
-static void candidates(forecast_state *st, const eplb_request *r, int L,
-                       int E, const int32_t *start, int n)
-{
-    size_t le = (size_t)L * E;
+    size_t le = (size_t)L * E, at = (size_t)l * E;
     const float *w = r->windows;
-    memcpy(st->cand + EST_LAST * le, w + (size_t)(n - 1) * le,
-           le * sizeof(float));
-    estimate_mean(st, w, L, E, start, n, r->forecast_k,
-                  st->cand + EST_MEAN * le);
-    float *ew = st->cand + EST_EWMA * le;
-    for (size_t i = 0; i < le; i++)
-        ew[i] = (float)st->ewma[i];
-    estimate_trend(st, w, L, E, start, n, r->forecast_k,
-                   st->cand + EST_TREND * le);
+    int first = first_sample(start, n, r->forecast_k);
+    memcpy(st->cand + EST_LAST * le + at, w + (size_t)(n - 1) * le + at,
+           (size_t)E * sizeof(float));
+    mean_row(w, le, at, E, first, n, st->acc, st->cand + EST_MEAN * le);
+    float *ew = st->cand + EST_EWMA * le + at;
+    for (int e = 0; e < E; e++)
+        ew[e] = (float)st->ewma[at + e];
+    trend_row(w, le, at, E, first, n, st->acc, st->cand + EST_TREND * le);
+}
+
+/* Whether candidate k's row at (E loads) equals candidate j's (whose
+ * plans are then the same). */
+static int same_row(const forecast_state *st, size_t le, size_t at, int E,
+                    int j, int k)
+{
+    return memcmp(st->cand + (size_t)j * le + at,
+                  st->cand + (size_t)k * le + at, (size_t)E * sizeof(float)) ==
+           0;
 }
 
 /* The index of an earlier candidate with the same loads as candidate k
- * (whose plans are then the same), or -1. */
+ * in every layer (whose plans are then the same), or -1. */
 static int same_as_earlier(const forecast_state *st, size_t le, int k)
 {
     for (int j = 0; j < k; j++)
@@ -434,66 +448,93 @@ static int layer_shift(const plan_dims *d, const eplb_request *r, int l,
  * deterministic planner (DeepSeek's algorithm: a cheap stand-in for the
  * context's plan, the same on every backend), each layer scored by its
  * balancedness (mean / largest GPU load) on sample s + 1; the scores
- * summed over s. A layer's estimates and scores start at its newest
- * shift (st->start) among the samples they read. The running weighted
- * mean is left after the last sample. */
-static int adaptive(forecast_state *st, const plan_dims *d,
-                    const eplb_request *r)
+ * summed over s, the best estimator's loads from every sample taken. A
+ * layer's estimates and scores start at its newest shift (st->start)
+ * among the samples they read. Layers are independent: the context's
+ * host threads take them one at a time, each layer planned in its
+ * worker's workspace. */
+typedef struct adaptive_run {
+    forecast_state *st;
+    const plan_dims *d;
+    const eplb_request *r;
+    int lookback; /* the rounds scored: min(lookback, X - 1) */
+    int horizon;  /* the newest samples the estimates and scores read */
+} adaptive_run;
+
+static void adaptive_layer(void *arg, int worker, int l)
 {
-    int X = r->num_windows, L = d->L, E = d->E;
-    size_t le = (size_t)L * E;
-    int S = r->forecast_lookback < X - 1 ? r->forecast_lookback : X - 1;
+    const adaptive_run *a = arg;
+    forecast_state *st = a->st;
+    const plan_dims *d = a->d;
+    const eplb_request *r = a->r;
+    int X = r->num_windows, L = d->L, E = d->E, S = a->lookback;
+    size_t le = (size_t)L * E, at = (size_t)l * E;
     const pack_params det = {1, 0, 0.0f, 0};
-    /* the samples the means, lines and scores read: the oldest scored
-     * round's newest K, and the S samples scored (the weighted mean
-     * reads every sample; what came before the horizon has faded in it) */
-    int horizon = r->forecast_k < X ? r->forecast_k : X;
-    horizon = horizon + S < X ? horizon + S : X;
-    if (grow((void **)&st->steps, &st->steps_cap,
-             (size_t)horizon + SHIFT_PAST, sizeof(double)))
-        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory for "
-                          "the forecast's %d samples", horizon);
-    for (int l = 0; l < L; l++)
-        st->start[l] = layer_shift(d, r, l, horizon, st->steps);
-    memset(st->score, 0, (size_t)NEST * L * sizeof(double));
+    reference_run plan = {&st->ref, d, &det, NULL, st->p2l, NULL, st->cnt};
+    int start = layer_shift(d, r, l, a->horizon,
+                            st->steps + (size_t)l * (a->horizon + SHIFT_PAST));
+    double score[NEST] = {0.0}, round[NEST];
+    st->start[l] = start;
     for (int s = 0; s < X; s++) {
-        ewma_step(st->ewma, r->windows + (size_t)s * le, L, E, st->start, s,
-                  r->forecast_alpha);
+        ewma_row(st->ewma + at, r->windows + (size_t)s * le + at, E,
+                 s <= start, r->forecast_alpha);
         /* plans from samples 0..s, scored on sample s + 1 */
         if (s + 1 >= X || s + 1 < X - S)
             continue;
-        candidates(st, r, L, E, st->start, s + 1);
-        const float *next = r->windows + (size_t)(s + 1) * le;
+        candidates_row(st, r, L, E, l, start, s + 1);
+        const float *next = r->windows + (size_t)(s + 1) * le + at;
         for (int k = 0; k < NEST; k++) {
-            double *round = st->score + (size_t)(NEST + k) * L;
-            int j = same_as_earlier(st, le, k);
-            if (j >= 0) {
-                /* the same loads plan the same: the same round's score */
-                memcpy(round, st->score + (size_t)(NEST + j) * L,
-                       (size_t)L * sizeof(double));
+            int j = 0;
+            while (j < k && !same_row(st, le, at, E, j, k))
+                j++;
+            if (j < k) {
+                /* the same loads plan the same: the same score */
+                round[k] = round[j];
                 continue;
             }
-            int rc = reference_rebalance(&st->ref, st->threads, d,
-                                         &det, st->cand + (size_t)k * le,
-                                         st->p2l, NULL, st->cnt);
-            if (rc)
-                return rc;
-            for (int l = 0; l < L; l++) {
-                double mx, mean;
-                layer_loads(st, d, next + (size_t)l * E,
-                            st->p2l + (size_t)l * d->P,
-                            st->cnt + (size_t)l * E, &mx, &mean);
-                round[l] = mx > 0.0 ? mean / mx : 1.0;
-            }
+            plan.weight = st->cand + (size_t)k * le;
+            reference_plan_layer(&plan, worker, l);
+            double mx, mean;
+            layer_loads(st, d, next, st->p2l + (size_t)l * d->P,
+                        st->cnt + at, &mx, &mean);
+            round[k] = mx > 0.0 ? mean / mx : 1.0;
         }
-        /* a round from before a layer's shift does not count */
-        for (int k = 0; k < NEST; k++)
-            for (int l = 0; l < L; l++)
-                if (s >= st->start[l])
-                    st->score[(size_t)k * L + l] +=
-                        st->score[(size_t)(NEST + k) * L + l];
+        /* a round from before the layer's shift does not count */
+        if (s >= start)
+            for (int k = 0; k < NEST; k++)
+                score[k] += round[k];
     }
-    choose(st, L);
+    /* the highest score, ties to the simplest estimator */
+    int best = EST_LAST;
+    for (int k = EST_LAST + 1; k < NEST; k++)
+        if (score[k] > score[best])
+            best = k;
+    st->choice[l] = best;
+    candidates_row(st, r, L, E, l, start, X);
+    memcpy(st->est + at, st->cand + (size_t)best * le + at,
+           (size_t)E * sizeof(float));
+}
+
+static int adaptive(forecast_state *st, const plan_dims *d,
+                    const eplb_request *r)
+{
+    int X = r->num_windows;
+    adaptive_run a = {st, d, r, 0, 0};
+    a.lookback = r->forecast_lookback < X - 1 ? r->forecast_lookback : X - 1;
+    /* the samples the means, lines and scores read: the oldest scored
+     * round's newest K, and the samples scored (the weighted mean reads
+     * every sample; what came before the horizon has faded in it) */
+    a.horizon = r->forecast_k < X ? r->forecast_k : X;
+    a.horizon = a.horizon + a.lookback < X ? a.horizon + a.lookback : X;
+    if (grow((void **)&st->steps, &st->steps_cap,
+             (size_t)d->L * (a.horizon + SHIFT_PAST), sizeof(double)))
+        return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory for "
+                          "the forecast's %d samples", a.horizon);
+    int workers = reference_reserve(&st->ref, st->threads, d);
+    if (workers < 0)
+        return workers;
+    eplbi_parallel_items(&st->threads->pool, workers, d->L, adaptive_layer,
+                         &a);
     return EPLB_OK;
 }
 
@@ -553,8 +594,7 @@ static int robust(forecast_state *st, const plan_dims *d,
                                  st->spread + (size_t)k * L + l);
     }
     choose(st, L);
-    memset(st->keep, 0, (size_t)L);
-    if (!may_keep)
+    if (!may_keep) /* st->keep: cleared by forecast_run */
         return EPLB_OK;
     for (int l = 0; l < L; l++) {
         const int32_t *cur = r->current_phy2log + (size_t)l * d->P;
@@ -578,51 +618,44 @@ int forecast_run(forecast_state **stp, const plan_dims *d,
         return rc;
     forecast_state *st = *stp;
     st->threads = threads;
-    int X = r->num_windows, L = d->L;
-    size_t le = (size_t)L * d->E;
+    int X = r->num_windows, L = d->L, E = d->E;
+    size_t le = (size_t)L * E;
     int mode = r->forecast == EPLB_FORECAST_AUTO ? EPLB_FORECAST_DEFAULT
                                                  : r->forecast;
     const float *w = r->windows;
     memset(st->keep, 0, (size_t)L);
     if (mode == EPLB_FORECAST_LAST || mode == EPLB_FORECAST_MEAN ||
         mode == EPLB_FORECAST_TREND) {
-        if (mode == EPLB_FORECAST_TREND)
-            estimate_trend(st, w, L, d->E, NULL, X, r->forecast_k,
-                           st->est);
-        else
-            estimate_mean(st, w, L, d->E, NULL, X,
-                          mode == EPLB_FORECAST_LAST ? 1 : r->forecast_k,
-                          st->est);
+        estimate_all(st, w, L, E, NULL, X,
+                     mode == EPLB_FORECAST_LAST ? 1 : r->forecast_k,
+                     mode == EPLB_FORECAST_TREND, st->est);
         for (int l = 0; l < L; l++)
             st->choice[l] = mode - EPLB_FORECAST_LAST;
+    } else if (mode == EPLB_FORECAST_ADAPTIVE) {
+        /* est and choice, layer by layer */
+        if ((rc = adaptive(st, d, r)) != EPLB_OK)
+            return rc;
     } else {
-        /* the weighted mean runs over every sample (the adaptive choice
-         * runs it while it scores) */
-        if (mode == EPLB_FORECAST_ADAPTIVE) {
-            if ((rc = adaptive(st, d, r)) != EPLB_OK)
-                return rc;
-        } else {
+        /* the weighted mean runs over every sample */
+        for (int l = 0; l < L; l++)
             for (int s = 0; s < X; s++)
-                ewma_step(st->ewma, w + (size_t)s * le, L, d->E, NULL, s,
-                          r->forecast_alpha);
-        }
+                ewma_row(st->ewma + (size_t)l * E,
+                         w + (size_t)s * le + (size_t)l * E, E, s == 0,
+                         r->forecast_alpha);
         if (mode == EPLB_FORECAST_EWMA) {
             for (size_t i = 0; i < le; i++)
                 st->est[i] = (float)st->ewma[i];
             for (int l = 0; l < L; l++)
                 st->choice[l] = EST_EWMA;
         } else {
-            candidates(st, r, L, d->E,
-                       mode == EPLB_FORECAST_ADAPTIVE ? st->start : NULL,
-                       X);
-            if (mode == EPLB_FORECAST_ROBUST &&
-                (rc = robust(st, d, r, pl, may_keep)) != EPLB_OK)
+            for (int l = 0; l < L; l++)
+                candidates_row(st, r, L, E, l, 0, X);
+            if ((rc = robust(st, d, r, pl, may_keep)) != EPLB_OK)
                 return rc;
             for (int l = 0; l < L; l++)
-                memcpy(st->est + (size_t)l * d->E,
-                       st->cand + (size_t)st->choice[l] * le +
-                           (size_t)l * d->E,
-                       (size_t)d->E * sizeof(float));
+                memcpy(st->est + (size_t)l * E,
+                       st->cand + (size_t)st->choice[l] * le + (size_t)l * E,
+                       (size_t)E * sizeof(float));
         }
     }
     /* the caller sees the API's estimator ids */

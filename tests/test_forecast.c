@@ -4,7 +4,7 @@
  * the window axis checked with errors that name the sample, layer and
  * expert (outputs untouched), the robust estimator's kept layers, a
  * request of the older size, and the same plans on the reference and
- * OpenCL backends. */
+ * OpenCL backends and on any number of host threads. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -512,6 +512,48 @@ static void test_backends_agree(void)
     eplb_context_destroy(cl);
 }
 
+/* The adaptive choice takes its layers on the context's host threads:
+ * every estimator gives the same loads and choices on 1 to 16 threads. */
+static void test_threads_agree(void)
+{
+    const eplb_shape *s = &small;
+    size_t n = (size_t)s->layers * s->experts;
+    enum { X = 7 };
+    float *win = malloc(X * n * sizeof(float));
+    float *one = malloc(n * sizeof(float)), *many = malloc(n * sizeof(float));
+    CU_ASSERT_FATAL(win && one && many);
+    for (int k = 0; k < X; k++) {
+        workload_generate(win + k * n, s->layers, s->experts, 31);
+        workload_perturb(win + k * n, s->layers, s->experts, 0.15f * k,
+                         40 + k);
+    }
+    static const int threads[] = {2, 3, 16};
+    for (int m = EPLB_FORECAST_LAST; m <= EPLB_FORECAST_ROBUST; m++) {
+        eplb_options o;
+        eplb_options_default(&o);
+        o.backend = EPLB_BACKEND_REFERENCE;
+        o.host_threads = 1;
+        eplb_context *ctx = NULL;
+        CU_ASSERT_FATAL(test_context_create(&ctx, &o) == EPLB_OK);
+        int32_t c1[6], cm[6];
+        CU_ASSERT_FATAL(forecast(ctx, s, win, X, (eplb_forecast)m, 3, 0.4f,
+                                 3, one, c1) == EPLB_OK);
+        eplb_context_destroy(ctx);
+        for (size_t t = 0; t < sizeof threads / sizeof *threads; t++) {
+            o.host_threads = threads[t];
+            CU_ASSERT_FATAL(test_context_create(&ctx, &o) == EPLB_OK);
+            CU_ASSERT_FATAL(forecast(ctx, s, win, X, (eplb_forecast)m, 3,
+                                     0.4f, 3, many, cm) == EPLB_OK);
+            CU_ASSERT(memcmp(one, many, n * sizeof(float)) == 0);
+            CU_ASSERT(memcmp(c1, cm, sizeof c1) == 0);
+            eplb_context_destroy(ctx);
+        }
+    }
+    free(win);
+    free(one);
+    free(many);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -523,6 +565,7 @@ int main(void)
         {"a request of the older size", test_older_request},
         {"robust keeps layers", test_robust_keeps},
         {"reference and OpenCL agree", test_backends_agree},
+        {"the same on 1 to 16 host threads", test_threads_agree},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {
