@@ -261,7 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fr.num_windows = X;
     fr.forecast = (eplb_forecast)((fc >> 3) % 8);
     fr.forecast_k = 1 + (int32_t)((fc >> 6) % 5);
-    fr.forecast_lookback = 1 + (int32_t)(fc % 3);
+    fr.forecast_lookback = (int32_t)(fc % 4); /* 0: the default */
     int32_t *choice = malloc(L * sizeof(int32_t));
     for (size_t l = 0; l < L; l++)
         choice[l] = -7;

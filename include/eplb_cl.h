@@ -398,7 +398,9 @@ typedef struct eplb_request {
                                than num_windows: all) */
     float forecast_alpha;   /* EWMA: the newest sample's weight, (0, 1] */
     int32_t forecast_lookback; /* ADAPTIVE, ROBUST: samples scored,
-                                  1..EPLB_MAX_LOOKBACK */
+                                  1..EPLB_MAX_LOOKBACK; 0 (the default):
+                                  the estimator's own (adaptive 1,
+                                  robust 2). Since 0.2.0 */
     /* [L] (may be NULL): the estimator each layer's loads came from
      * (EPLB_FORECAST_LAST, _MEAN, _EWMA or _TREND; _KEPT: see ROBUST),
      * written on success only */
@@ -410,7 +412,9 @@ typedef struct eplb_request {
 #define EPLB_FORECAST_DEFAULT EPLB_FORECAST_ADAPTIVE
 #define EPLB_FORECAST_K_DEFAULT 4
 #define EPLB_FORECAST_ALPHA_DEFAULT 0.5f
-#define EPLB_FORECAST_LOOKBACK_DEFAULT 2
+#define EPLB_FORECAST_LOOKBACK_DEFAULT 0 /* each estimator's own: */
+#define EPLB_ADAPTIVE_LOOKBACK_DEFAULT 1
+#define EPLB_ROBUST_LOOKBACK_DEFAULT 2
 #define EPLB_MAX_WINDOWS 65536
 #define EPLB_MAX_LOOKBACK 16
 

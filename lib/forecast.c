@@ -144,11 +144,13 @@ int forecast_check(const eplb_shape *shape, const eplb_request *r)
                           "req->forecast_alpha is %g: use a weight in (0, 1] "
                           "(default %g)", (double)r->forecast_alpha,
                           (double)EPLB_FORECAST_ALPHA_DEFAULT);
-    if (r->forecast_lookback < 1 || r->forecast_lookback > EPLB_MAX_LOOKBACK)
+    if (r->forecast_lookback < 0 || r->forecast_lookback > EPLB_MAX_LOOKBACK)
         return eplbi_fail(EPLB_ERR_BAD_OPTION,
-                          "req->forecast_lookback is %d: use 1..%d samples "
-                          "(default %d)", (int)r->forecast_lookback,
-                          EPLB_MAX_LOOKBACK, EPLB_FORECAST_LOOKBACK_DEFAULT);
+                          "req->forecast_lookback is %d: use 1..%d samples, "
+                          "or 0 for the estimator's default (adaptive %d, "
+                          "robust %d)", (int)r->forecast_lookback,
+                          EPLB_MAX_LOOKBACK, EPLB_ADAPTIVE_LOOKBACK_DEFAULT,
+                          EPLB_ROBUST_LOOKBACK_DEFAULT);
     int X = r->num_windows;
     if (X < 1 || X > EPLB_MAX_WINDOWS)
         return eplbi_fail(EPLB_ERR_BAD_OPTION,
@@ -199,6 +201,16 @@ int forecast_check(const eplb_shape *shape, const eplb_request *r)
                               X);
     }
     return EPLB_OK;
+}
+
+/* The samples the adaptive (robust 0) or robust (1) choice scores: the
+ * request's, or the estimator's default for 0. */
+static int lookback(const eplb_request *r, int robust)
+{
+    if (r->forecast_lookback > 0)
+        return r->forecast_lookback;
+    return robust ? EPLB_ROBUST_LOOKBACK_DEFAULT
+                  : EPLB_ADAPTIVE_LOOKBACK_DEFAULT;
 }
 
 /* The first sample layer l's estimates may use (start [L], NULL: every
@@ -520,7 +532,7 @@ static int adaptive(forecast_state *st, const plan_dims *d,
 {
     int X = r->num_windows;
     adaptive_run a = {st, d, r, 0, 0};
-    a.lookback = r->forecast_lookback < X - 1 ? r->forecast_lookback : X - 1;
+    a.lookback = lookback(r, 0) < X - 1 ? lookback(r, 0) : X - 1;
     /* the samples the means, lines and scores read: the oldest scored
      * round's newest K, and the samples scored (the weighted mean reads
      * every sample; what came before the horizon has faded in it) */
@@ -573,7 +585,7 @@ static int robust(forecast_state *st, const plan_dims *d,
 {
     int X = r->num_windows, L = d->L;
     size_t le = (size_t)L * d->E;
-    int R = r->forecast_lookback < X ? r->forecast_lookback : X;
+    int R = lookback(r, 1) < X ? lookback(r, 1) : X;
     for (int k = 0; k < NEST; k++) {
         double *sc = st->score + (size_t)k * L;
         int j = same_as_earlier(st, le, k);

@@ -327,7 +327,7 @@ static void test_validation(void)
         {2, EPLB_FORECAST_EWMA, 4, 2, 0.0f, 0, "forecast_alpha"},
         {2, EPLB_FORECAST_EWMA, 4, 2, 1.5f, 0, "forecast_alpha"},
         {2, EPLB_FORECAST_EWMA, 4, 2, NAN, 0, "forecast_alpha"},
-        {2, EPLB_FORECAST_ADAPTIVE, 4, 0, 0.5f, 0, "forecast_lookback"},
+        {2, EPLB_FORECAST_ADAPTIVE, 4, -1, 0.5f, 0, "forecast_lookback"},
         {2, EPLB_FORECAST_ADAPTIVE, 4, EPLB_MAX_LOOKBACK + 1, 0.5f, 0,
          "forecast_lookback"},
         {2, 0, 4, 2, 0.5f, 1, "both given"},
@@ -512,6 +512,28 @@ static void test_backends_agree(void)
     eplb_context_destroy(cl);
 }
 
+/* X samples of shape s: one generated load, each sample perturbed by
+ * 15% more than the one before (NULL when out of memory). */
+static float *noisy_windows(const eplb_shape *s, int X, int seed)
+{
+    size_t n = (size_t)s->layers * s->experts;
+    float *win = malloc((size_t)X * n * sizeof(float));
+    for (int k = 0; win && k < X; k++) {
+        workload_generate(win + k * n, s->layers, s->experts, seed);
+        workload_perturb(win + k * n, s->layers, s->experts, 0.15f * k,
+                         40 + seed + k);
+    }
+    return win;
+}
+
+/* Two forecasts' loads (n) and choices (L) are the same. */
+static void assert_same(const float *a, const float *b, size_t n,
+                        const int32_t *ca, const int32_t *cb, int L)
+{
+    CU_ASSERT(memcmp(a, b, n * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(ca, cb, (size_t)L * sizeof(int32_t)) == 0);
+}
+
 /* The adaptive choice takes its layers on the context's host threads:
  * every estimator gives the same loads and choices on 1 to 16 threads. */
 static void test_threads_agree(void)
@@ -519,14 +541,9 @@ static void test_threads_agree(void)
     const eplb_shape *s = &small;
     size_t n = (size_t)s->layers * s->experts;
     enum { X = 7 };
-    float *win = malloc(X * n * sizeof(float));
+    float *win = noisy_windows(s, X, 31);
     float *one = malloc(n * sizeof(float)), *many = malloc(n * sizeof(float));
     CU_ASSERT_FATAL(win && one && many);
-    for (int k = 0; k < X; k++) {
-        workload_generate(win + k * n, s->layers, s->experts, 31);
-        workload_perturb(win + k * n, s->layers, s->experts, 0.15f * k,
-                         40 + k);
-    }
     static const int threads[] = {2, 3, 16};
     for (int m = EPLB_FORECAST_LAST; m <= EPLB_FORECAST_ROBUST; m++) {
         eplb_options o;
@@ -544,14 +561,48 @@ static void test_threads_agree(void)
             CU_ASSERT_FATAL(test_context_create(&ctx, &o) == EPLB_OK);
             CU_ASSERT_FATAL(forecast(ctx, s, win, X, (eplb_forecast)m, 3,
                                      0.4f, 3, many, cm) == EPLB_OK);
-            CU_ASSERT(memcmp(one, many, n * sizeof(float)) == 0);
-            CU_ASSERT(memcmp(c1, cm, sizeof c1) == 0);
+            assert_same(one, many, n, c1, cm, 6);
             eplb_context_destroy(ctx);
         }
     }
     free(win);
     free(one);
     free(many);
+}
+
+/* forecast_lookback 0 (the request's default) is each estimator's own:
+ * the adaptive choice scores EPLB_ADAPTIVE_LOOKBACK_DEFAULT samples, the
+ * robust one EPLB_ROBUST_LOOKBACK_DEFAULT. */
+static void test_lookback_defaults(void)
+{
+    eplb_request req;
+    eplb_request_default(&req);
+    CU_ASSERT(req.forecast_lookback == 0);
+    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 8);
+    CU_ASSERT_FATAL(ctx != NULL);
+    const eplb_shape *s = &small;
+    size_t n = (size_t)s->layers * s->experts;
+    enum { X = 6 };
+    float *win = noisy_windows(s, X, 7);
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    CU_ASSERT_FATAL(win && a && b);
+    const struct {
+        eplb_forecast mode;
+        int lookback;
+    } cases[] = {{EPLB_FORECAST_ADAPTIVE, EPLB_ADAPTIVE_LOOKBACK_DEFAULT},
+                 {EPLB_FORECAST_ROBUST, EPLB_ROBUST_LOOKBACK_DEFAULT}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int32_t ca[6], cb[6];
+        CU_ASSERT_FATAL(forecast(ctx, s, win, X, cases[i].mode, 4, 0.5f, 0,
+                                 a, ca) == EPLB_OK);
+        CU_ASSERT_FATAL(forecast(ctx, s, win, X, cases[i].mode, 4, 0.5f,
+                                 cases[i].lookback, b, cb) == EPLB_OK);
+        assert_same(a, b, n, ca, cb, 6);
+    }
+    free(win);
+    free(a);
+    free(b);
+    eplb_context_destroy(ctx);
 }
 
 int main(void)
@@ -566,6 +617,7 @@ int main(void)
         {"robust keeps layers", test_robust_keeps},
         {"reference and OpenCL agree", test_backends_agree},
         {"the same on 1 to 16 host threads", test_threads_agree},
+        {"each estimator's default lookback", test_lookback_defaults},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {

@@ -46,7 +46,8 @@ static void usage(FILE *f)
 "                         the library's default, adaptive)\n"
 "  --forecast-k K         mean, trend: the newest K samples (default 4)\n"
 "  --forecast-alpha A     ewma: the newest sample's weight, (0, 1] (0.5)\n"
-"  --forecast-lookback N  adaptive, robust: samples scored (default 2)\n"
+"  --forecast-lookback N  adaptive, robust: samples scored (default:\n"
+"                         adaptive 1, robust 2)\n"
 "  --next LOADS           print the plan's balancedness on these loads (the\n"
 "                         window that came; [layers][experts] of LOADS' size)\n"
 "  --num-replicas P       physical slots per layer (default 288)\n"
@@ -744,11 +745,16 @@ int main(int argc, char **argv)
                     used[fchoice[l]]++;
             int mode = req.forecast ? (int)req.forecast
                                     : (int)EPLB_FORECAST_DEFAULT;
+            int lookback = req.forecast_lookback
+                               ? (int)req.forecast_lookback
+                           : mode == EPLB_FORECAST_ROBUST
+                               ? EPLB_ROBUST_LOOKBACK_DEFAULT
+                               : EPLB_ADAPTIVE_LOOKBACK_DEFAULT;
             fprintf(stderr, "  forecast:     %s of %d sample%s (k %d, alpha "
                     "%g, lookback %d); layers from", forecasts[mode],
                     m.samples, m.samples == 1 ? "" : "s",
                     (int)req.forecast_k, (double)req.forecast_alpha,
-                    (int)req.forecast_lookback);
+                    lookback);
             for (int k = EPLB_FORECAST_LAST; k <= EPLB_FORECAST_KEPT; k++)
                 if (k <= EPLB_FORECAST_TREND || k == EPLB_FORECAST_KEPT)
                     fprintf(stderr, " %s %d", k == EPLB_FORECAST_KEPT

@@ -84,7 +84,7 @@ FORECASTS = {"auto": 0, "last": 1, "mean": 2, "ewma": 3, "trend": 4,
 FORECAST_KEPT = 7
 FORECAST_K_DEFAULT = 4
 FORECAST_ALPHA_DEFAULT = 0.5
-FORECAST_LOOKBACK_DEFAULT = 2
+FORECAST_LOOKBACK_DEFAULT = 0  # each estimator's own: adaptive 1, robust 2
 MAX_WINDOWS = 65536
 MAX_LOOKBACK = 16
 

@@ -389,7 +389,8 @@ class Context:
         the library's default "adaptive"; "last", "mean", "ewma",
         "trend", "robust"), forecast_k (mean, trend: the newest K),
         forecast_alpha (ewma: the newest sample's weight in (0, 1]) and
-        forecast_lookback (adaptive, robust: samples scored). No sample
+        forecast_lookback (adaptive, robust: samples scored; default
+        adaptive 1, robust 2). No sample
         may be all zero. self.last_forecast then holds each layer's
         estimator (a list of names; "kept": the robust estimator kept the
         layer's current placement).
