@@ -400,7 +400,7 @@ typedef struct eplb_request {
     int32_t forecast_lookback; /* ADAPTIVE, ROBUST: samples scored,
                                   1..EPLB_MAX_LOOKBACK; 0 (the default):
                                   the estimator's own (adaptive 1,
-                                  robust 2). Since 0.2.0 */
+                                  robust 2) */
     /* [L] (may be NULL): the estimator each layer's loads came from
      * (EPLB_FORECAST_LAST, _MEAN, _EWMA or _TREND; _KEPT: see ROBUST),
      * written on success only */

@@ -29,13 +29,13 @@ struct forecast_state {
     float *cand;     /* [NEST][L][E] each estimator's loads */
     double *ewma;    /* [L][E] the running weighted mean */
     double *acc;     /* [L][E] the mean's sums */
-    /* [2][NEST][L] higher is better: the scores, then one round's */
-    double *score;
+    double *score;   /* [NEST][L] robust: higher is better */
     double *spread;  /* [NEST][L] robust: each plan's ratio's range */
     int32_t *choice; /* [L] */
     int32_t *start;  /* [L] adaptive: the sample a layer's estimates
                         start from (its newest shift, else 0) */
-    double *steps;   /* [steps_cap] adaptive: one layer's steps */
+    double *steps;   /* [L][horizon + SHIFT_PAST] adaptive: each layer's
+                        steps between samples */
     size_t steps_cap;
     uint8_t *keep;   /* [L] robust: the layer keeps its current plan */
     double *gl;      /* [M] one layer's GPU loads */
@@ -100,7 +100,7 @@ static int state_reserve(forecast_state **stp, const plan_dims *d)
     }
     if (!fail && l_cap < L) {
         size_t c;
-        c = l_cap; fail |= grow((void **)&st->score, &c, 2 * NEST * L,
+        c = l_cap; fail |= grow((void **)&st->score, &c, NEST * L,
                                 sizeof(double));
         c = l_cap; fail |= grow((void **)&st->choice, &c, L, sizeof(int32_t));
         c = l_cap; fail |= grow((void **)&st->start, &c, L, sizeof(int32_t));
@@ -125,6 +125,36 @@ static int state_reserve(forecast_state **stp, const plan_dims *d)
                           "the forecast of %d layers x %d experts", d->L,
                           d->E);
     return EPLB_OK;
+}
+
+/* Over n loads: *bad != 0 when one is negative (but -0), NaN or
+ * infinite, *any != 0 when one is above 0; from the bit patterns, in
+ * blocks of a fixed length the compiler turns into vector code (a check
+ * of every sample on one thread is the forecast's only serial pass). */
+#define SCAN_BLOCK 16
+static void scan_sample(const float *w, size_t n, uint32_t *any,
+                        uint32_t *bad)
+{
+    uint32_t a = 0, b = 0;
+    size_t i = 0;
+    for (; i + SCAN_BLOCK <= n; i += SCAN_BLOCK) {
+        uint32_t bits[SCAN_BLOCK];
+        memcpy(bits, w + i, sizeof bits);
+        for (int k = 0; k < SCAN_BLOCK; k++) {
+            /* finite and >= 0: at most FLT_MAX's pattern, or -0 */
+            b |= (uint32_t)(bits[k] > 0x7F7FFFFFu) &
+                 (uint32_t)(bits[k] != 0x80000000u);
+            a |= bits[k] & 0x7FFFFFFFu;
+        }
+    }
+    for (; i < n; i++) {
+        uint32_t v;
+        memcpy(&v, w + i, sizeof v);
+        b |= (uint32_t)(v > 0x7F7FFFFFu) & (uint32_t)(v != 0x80000000u);
+        a |= v & 0x7FFFFFFFu;
+    }
+    *any = a;
+    *bad = b;
 }
 
 int forecast_check(const eplb_shape *shape, const eplb_request *r)
@@ -165,13 +195,13 @@ int forecast_check(const eplb_shape *shape, const eplb_request *r)
     const float *w = r->windows;
     for (int s = 0; s < X; s++) {
         const float *ws = w + (size_t)s * le;
-        int any = 0;
-        for (size_t i = 0; i < le; i++) {
+        uint32_t any = 0, bad = 0;
+        scan_sample(ws, le, &any, &bad);
+        /* the first bad value named, only when there is one */
+        for (size_t i = 0; bad && i < le; i++) {
             float v = ws[i];
-            if (v >= 0.0f && v <= 3.4028235e38f) {
-                any |= v > 0.0f;
+            if (v >= 0.0f && v <= 3.4028235e38f)
                 continue;
-            }
             int layer = (int)(i / (size_t)shape->experts);
             int expert = (int)(i % (size_t)shape->experts);
             if (isnan(v))

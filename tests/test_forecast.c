@@ -538,7 +538,8 @@ static void assert_same(const float *a, const float *b, size_t n,
  * every estimator gives the same loads and choices on 1 to 16 threads. */
 static void test_threads_agree(void)
 {
-    const eplb_shape *s = &small;
+    /* (workers: at most one a layer) */
+    const eplb_shape layers20 = {20, 32, 40, 4, 2, 8}, *s = &layers20;
     size_t n = (size_t)s->layers * s->experts;
     enum { X = 7 };
     float *win = noisy_windows(s, X, 31);
@@ -552,7 +553,7 @@ static void test_threads_agree(void)
         o.host_threads = 1;
         eplb_context *ctx = NULL;
         CU_ASSERT_FATAL(test_context_create(&ctx, &o) == EPLB_OK);
-        int32_t c1[6], cm[6];
+        int32_t c1[20], cm[20];
         CU_ASSERT_FATAL(forecast(ctx, s, win, X, (eplb_forecast)m, 3, 0.4f,
                                  3, one, c1) == EPLB_OK);
         eplb_context_destroy(ctx);
@@ -561,7 +562,7 @@ static void test_threads_agree(void)
             CU_ASSERT_FATAL(test_context_create(&ctx, &o) == EPLB_OK);
             CU_ASSERT_FATAL(forecast(ctx, s, win, X, (eplb_forecast)m, 3,
                                      0.4f, 3, many, cm) == EPLB_OK);
-            assert_same(one, many, n, c1, cm, 6);
+            assert_same(one, many, n, c1, cm, 20);
             eplb_context_destroy(ctx);
         }
     }

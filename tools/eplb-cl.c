@@ -745,16 +745,20 @@ int main(int argc, char **argv)
                     used[fchoice[l]]++;
             int mode = req.forecast ? (int)req.forecast
                                     : (int)EPLB_FORECAST_DEFAULT;
+            /* the lookback: what the choice scored (0: its default) */
             int lookback = req.forecast_lookback
                                ? (int)req.forecast_lookback
                            : mode == EPLB_FORECAST_ROBUST
                                ? EPLB_ROBUST_LOOKBACK_DEFAULT
                                : EPLB_ADAPTIVE_LOOKBACK_DEFAULT;
             fprintf(stderr, "  forecast:     %s of %d sample%s (k %d, alpha "
-                    "%g, lookback %d); layers from", forecasts[mode],
-                    m.samples, m.samples == 1 ? "" : "s",
-                    (int)req.forecast_k, (double)req.forecast_alpha,
-                    lookback);
+                    "%g", forecasts[mode], m.samples,
+                    m.samples == 1 ? "" : "s", (int)req.forecast_k,
+                    (double)req.forecast_alpha);
+            if (mode == EPLB_FORECAST_ADAPTIVE ||
+                mode == EPLB_FORECAST_ROBUST)
+                fprintf(stderr, ", lookback %d", lookback);
+            fprintf(stderr, "); layers from");
             for (int k = EPLB_FORECAST_LAST; k <= EPLB_FORECAST_KEPT; k++)
                 if (k <= EPLB_FORECAST_TREND || k == EPLB_FORECAST_KEPT)
                     fprintf(stderr, " %s %d", k == EPLB_FORECAST_KEPT
