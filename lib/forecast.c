@@ -284,12 +284,13 @@ static void mean_row(const float *w, size_t le, size_t at, int E, int first,
 }
 
 /* Layer l's least-squares line through samples first..n-1 at sample n,
- * clamped to [0, FLT_MAX]. Positions are centred, so that equal samples
- * give their value exactly (each deviation from the mean is 0). */
-static void trend_row(const float *w, size_t le, size_t at, int E, int first,
-                      int n, double *acc, float *out)
+ * from out's row l holding their mean (mean_row's, acc's row l its
+ * scratch), clamped to [0, FLT_MAX]. Positions are centred, so that
+ * equal samples give their value exactly (each deviation from the mean is
+ * 0). */
+static void line_from_mean(const float *w, size_t le, size_t at, int E,
+                           int first, int n, double *acc, float *out)
 {
-    mean_row(w, le, at, E, first, n, acc, out);
     int m = n - first;
     if (m < 2)
         return;
@@ -310,6 +311,13 @@ static void trend_row(const float *w, size_t le, size_t at, int E, int first,
         out[at + e] = v > 0.0 ? (v < 3.4028234e38 ? (float)v : 3.4028234e38f)
                               : 0.0f;
     }
+}
+
+static void trend_row(const float *w, size_t le, size_t at, int E, int first,
+                      int n, double *acc, float *out)
+{
+    mean_row(w, le, at, E, first, n, acc, out);
+    line_from_mean(w, le, at, E, first, n, acc, out);
 }
 
 /* The mean (trend 0) or the line (trend 1) of the newest k of samples
@@ -357,7 +365,11 @@ static void candidates_row(forecast_state *st, const eplb_request *r, int L,
     float *ew = st->cand + EST_EWMA * le + at;
     for (int e = 0; e < E; e++)
         ew[e] = (float)st->ewma[at + e];
-    trend_row(w, le, at, E, first, n, st->acc, st->cand + EST_TREND * le);
+    /* the line starts from the same mean */
+    memcpy(st->cand + EST_TREND * le + at, st->cand + EST_MEAN * le + at,
+           (size_t)E * sizeof(float));
+    line_from_mean(w, le, at, E, first, n, st->acc,
+                   st->cand + EST_TREND * le);
 }
 
 /* Whether candidate k's row at (E loads) equals candidate j's (whose
@@ -429,32 +441,48 @@ static void choose(forecast_state *st, int L)
 #define SHIFT_RATIO 4.0
 #define SHIFT_PAST 3
 
-/* The step from sample s - 1 to s of layer l: sum_e |a_e/A - b_e/B|, 0
- * when either sample of the layer is all zero. */
-static double layer_step(const plan_dims *d, const eplb_request *r, int s,
-                         int l)
+/* Layer l's steps into samples first..X-1 (steps[i]: into sample
+ * first + i): the step from sample s - 1 to s is sum_e |a_e/A - b_e/B|,
+ * 0 when either sample of the layer is all zero. Each sample's shares
+ * are divided once, kept in share [E] for the step after. */
+static void layer_steps(const plan_dims *d, const eplb_request *r, int l,
+                        int first, double *steps, double *share)
 {
-    size_t le = (size_t)d->L * d->E;
-    const float *a = r->windows + (size_t)(s - 1) * le + (size_t)l * d->E,
-                *b = r->windows + (size_t)s * le + (size_t)l * d->E;
-    double sa = 0.0, sb = 0.0, step = 0.0;
-    for (int e = 0; e < d->E; e++) {
+    int X = r->num_windows, E = d->E;
+    size_t le = (size_t)d->L * E, at = (size_t)l * E;
+    const float *a = r->windows + (size_t)(first - 1) * le + at;
+    double sa = 0.0;
+    for (int e = 0; e < E; e++)
         sa += a[e];
-        sb += b[e];
+    if (sa > 0.0)
+        for (int e = 0; e < E; e++)
+            share[e] = a[e] / sa;
+    for (int s = first; s < X; s++) {
+        const float *b = r->windows + (size_t)s * le + at;
+        double sb = 0.0, step = 0.0;
+        for (int e = 0; e < E; e++)
+            sb += b[e];
+        if (sa > 0.0 && sb > 0.0) {
+            for (int e = 0; e < E; e++) {
+                double q = b[e] / sb;
+                step += fabs(share[e] - q);
+                share[e] = q;
+            }
+        } else if (sb > 0.0) {
+            for (int e = 0; e < E; e++)
+                share[e] = b[e] / sb;
+        }
+        steps[s - first] = step;
+        sa = sb;
     }
-    if (!(sa > 0.0 && sb > 0.0))
-        return 0.0;
-    for (int e = 0; e < d->E; e++)
-        step += fabs(a[e] / sa - b[e] / sb);
-    return step;
 }
 
 /* The newest shift among layer l's newest `horizon` samples, else 0:
  * the sample its estimates start from. A shift is a sample s >= SHIFT_PAST
  * + 1 (it needs the steps before it), so X <= SHIFT_PAST + 1 samples have
- * none. steps: scratch of horizon + SHIFT_PAST doubles. */
+ * none. steps: scratch of horizon + SHIFT_PAST doubles, share of E. */
 static int layer_shift(const plan_dims *d, const eplb_request *r, int l,
-                       int horizon, double *steps)
+                       int horizon, double *steps, double *share)
 {
     int X = r->num_windows, lo = X - horizon;
     if (lo < SHIFT_PAST + 1)
@@ -462,9 +490,8 @@ static int layer_shift(const plan_dims *d, const eplb_request *r, int l,
     if (lo > X - 1)
         return 0;
     /* steps[i]: the step into sample lo - SHIFT_PAST + i */
-    int first = lo - SHIFT_PAST, n = X - first;
-    for (int i = 0; i < n; i++)
-        steps[i] = layer_step(d, r, first + i, l);
+    int first = lo - SHIFT_PAST;
+    layer_steps(d, r, l, first, steps, share);
     for (int s = X - 1; s >= lo; s--) {
         double newest = steps[s - first], past[SHIFT_PAST];
         if (!(newest >= SHIFT_MIN))
@@ -513,8 +540,10 @@ static void adaptive_layer(void *arg, int worker, int l)
     size_t le = (size_t)L * E, at = (size_t)l * E;
     const pack_params det = {1, 0, 0.0f, 0};
     reference_run plan = {&st->ref, d, &det, NULL, st->p2l, NULL, st->cnt};
+    /* (acc's row: the shares' scratch, before the estimates use it) */
     int start = layer_shift(d, r, l, a->horizon,
-                            st->steps + (size_t)l * (a->horizon + SHIFT_PAST));
+                            st->steps + (size_t)l * (a->horizon + SHIFT_PAST),
+                            st->acc + at);
     double score[NEST] = {0.0}, round[NEST];
     st->start[l] = start;
     for (int s = 0; s < X; s++) {
