@@ -243,13 +243,6 @@ static int lookback(const eplb_request *r, int robust)
                   : EPLB_ADAPTIVE_LOOKBACK_DEFAULT;
 }
 
-/* The first sample layer l's estimates may use (start [L], NULL: every
- * sample from 0). */
-static inline int layer_start(const int32_t *start, int l)
-{
-    return start ? start[l] : 0;
-}
-
 /* The first of the newest k of samples 0..n-1 that a layer starting at
  * sample s0 uses: from s0 on, and at least the newest. */
 static inline int first_sample(int s0, int n, int k)
@@ -257,11 +250,6 @@ static inline int first_sample(int s0, int n, int k)
     int first = n > k ? n - k : 0;
     first = first > s0 ? first : s0;
     return first < n ? first : n - 1;
-}
-
-static inline int layer_first(const int32_t *start, int l, int n, int k)
-{
-    return first_sample(layer_start(start, l), n, k);
 }
 
 /* Layer l's mean of samples first..n-1 (w [X][L][E], le = L E, at = l E)
@@ -321,17 +309,15 @@ static void trend_row(const float *w, size_t le, size_t at, int E, int first,
 }
 
 /* The mean (trend 0) or the line (trend 1) of the newest k of samples
- * 0..n-1, each layer from its start on, into out [L][E]. */
+ * 0..n-1 of every layer into out [L][E]. */
 static void estimate_all(forecast_state *st, const float *w, int L, int E,
-                         const int32_t *start, int n, int k, int trend,
-                         float *out)
+                         int n, int k, int trend, float *out)
 {
     size_t le = (size_t)L * E;
-    for (int l = 0; l < L; l++) {
-        int first = layer_first(start, l, n, k);
+    int first = first_sample(0, n, k);
+    for (int l = 0; l < L; l++)
         (trend ? trend_row : mean_row)(w, le, (size_t)l * E, E, first, n,
                                        st->acc, out);
-    }
 }
 
 /* The running weighted mean of one layer (m, ws: its rows) after a
@@ -414,17 +400,22 @@ static void layer_loads(forecast_state *st, const plan_dims *d,
     *mean = sum / d->M;
 }
 
-/* Per layer, the estimator with the highest score, ties to the lowest
- * index. */
+/* The estimator with the highest of score[k * stride], ties to the
+ * lowest index (the simplest). */
+static int best_estimator(const double *score, size_t stride)
+{
+    int best = EST_LAST;
+    for (int k = EST_LAST + 1; k < NEST; k++)
+        if (score[(size_t)k * stride] > score[(size_t)best * stride])
+            best = k;
+    return best;
+}
+
+/* Per layer, the estimator with the highest st->score. */
 static void choose(forecast_state *st, int L)
 {
-    for (int l = 0; l < L; l++) {
-        int best = EST_LAST;
-        for (int k = EST_LAST + 1; k < NEST; k++)
-            if (st->score[(size_t)k * L + l] > st->score[(size_t)best * L + l])
-                best = k;
-        st->choice[l] = best;
-    }
+    for (int l = 0; l < L; l++)
+        st->choice[l] = best_estimator(st->score + l, (size_t)L);
 }
 
 /* A shift: a sample that moved at least SHIFT_MIN of a layer's traffic
@@ -575,11 +566,7 @@ static void adaptive_layer(void *arg, int worker, int l)
             for (int k = 0; k < NEST; k++)
                 score[k] += round[k];
     }
-    /* the highest score, ties to the simplest estimator */
-    int best = EST_LAST;
-    for (int k = EST_LAST + 1; k < NEST; k++)
-        if (score[k] > score[best])
-            best = k;
+    int best = best_estimator(score, 1);
     st->choice[l] = best;
     candidates_row(st, r, L, E, l, start, X);
     memcpy(st->est + at, st->cand + (size_t)best * le + at,
@@ -697,7 +684,7 @@ int forecast_run(forecast_state **stp, const plan_dims *d,
     memset(st->keep, 0, (size_t)L);
     if (mode == EPLB_FORECAST_LAST || mode == EPLB_FORECAST_MEAN ||
         mode == EPLB_FORECAST_TREND) {
-        estimate_all(st, w, L, E, NULL, X,
+        estimate_all(st, w, L, E, X,
                      mode == EPLB_FORECAST_LAST ? 1 : r->forecast_k,
                      mode == EPLB_FORECAST_TREND, st->est);
         for (int l = 0; l < L; l++)
