@@ -53,6 +53,22 @@ static inline int unwanted(const replan_state *st, const move *m)
     return st->clean_below > 0 && (!m->clean || m->cost >= st->clean_below);
 }
 
+/* The best so far is a clean move (and the search is not gathering first
+ * moves): only a clean move can beat it. */
+static inline int best_clean(const replan_state *st, const move *best)
+{
+    return !st->collect && best && best->kind && best->clean;
+}
+
+/* 1 when a clean move of `cost` copies whose peak is at least `least`
+ * cannot beat the clean move `best` (more copies, or as many and a peak
+ * surely no lower). */
+static inline int beaten(const move *best, int cost, double least)
+{
+    return cost > best->cost ||
+           (cost == best->cost && eplbi_surely_above(least, best->peak));
+}
+
 /* st->share[s] = w/cnt of slot s's expert, for the slots of GPUs g0..g1-1,
  * and the largest and smallest on each GPU: the families below read each
  * many times (the same quotient as summed inline, so the same moves). */
@@ -142,18 +158,28 @@ static void swaps_from(const layer_job *j, int h, const double *share,
                 return;
             /* (no share on b below x's: no swap; clean, b ends at T or
              * below, at least at Lb + rx less its largest share, and h
-             * at least at Lh - rx plus b's smallest, rounded as below) */
-            if (!(rx > st->share_min[b]) ||
-                (clean_only && (Lb + rx - st->share_max[b] > T ||
-                                Lh - rx + st->share_min[b] > T)))
+             * at least at Lh - rx plus b's smallest, rounded as below;
+             * once the best is clean, only a clean swap of no more
+             * copies, the first of them at least, and as many and a
+             * lower peak than it can beat it) */
+            if (!(rx > st->share_min[b]))
                 continue;
+            int bc = best_clean(st, best), clean = clean_only || bc;
+            if (clean) {
+                double b_least = Lb + rx - st->share_max[b],
+                       h_least = Lh - rx + st->share_min[b];
+                if (b_least > T || h_least > T ||
+                    (bc && beaten(best, gain(j, b, x),
+                                  b_least > h_least ? b_least : h_least)))
+                    continue;
+            }
             for (int q = 0; q < ppg; q++) {
                 int sj = b * ppg + q, y = st->slot[sj];
                 double ry = share[sj];
                 if (!(rx > ry) || HELD(st, h, y))
                     continue;
                 double nh = Lh - rx + ry, nb = Lb + rx - ry;
-                if (clean_only && !(nh <= T && nb <= T))
+                if (clean && !(nh <= T && nb <= T))
                     continue;
                 double delta = excess(nh, T) + excess(nb, T) - exh - exb;
                 if (!st->collect && !(delta < 0.0))
@@ -238,22 +264,6 @@ static void try_reassign(const layer_job *j, int h, int si, int y,
         *best = m;
 }
 
-/* The best so far is a clean move (and the search is not gathering first
- * moves): only a clean move can beat it. */
-static inline int best_clean(const replan_state *st, const move *best)
-{
-    return !st->collect && best && best->kind && best->clean;
-}
-
-/* 1 when a clean move of `cost` copies whose peak is at least `least`
- * cannot beat the clean move `best` (more copies, or as many and a peak
- * surely no lower). */
-static inline int beaten(const move *best, int cost, double least)
-{
-    return cost > best->cost ||
-           (cost == best->cost && eplbi_surely_above(least, best->peak));
-}
-
 /* The summed excess over the target of the live GPUs g0..g1-1 other than
  * `skip` (-1: none): the most any move can remove from them. */
 static double domain_excess(const layer_job *j, int g0, int g1, int skip)
@@ -302,6 +312,29 @@ static inline int ratio_beaten(const replan_state *st, const move *best,
                -best->delta / (best->cost + 0.5);
 }
 
+/* The largest load among expert e's GPUs once each of its replicas
+ * there changes by de (the change of one more or one fewer replica):
+ * where e's replicas change by de, the move in hand changes a GPU by that
+ * and by its other experts' changes, none below zero for an expert that
+ * loses a replica, so the move's peak is at least this when its other
+ * changes only add (the callers' case). */
+static double least_after(const layer_job *j, int e, double de)
+{
+    const replan_state *st = j->st;
+    int ppg = j->d->ppg;
+    double least = 0.0;
+    for (int t = st->head[e], last = -1; t >= 0; t = st->next[t]) {
+        int g = t / ppg;
+        if (g == last)
+            continue;
+        last = g;
+        double v = st->load[g] + HELD(st, g, e) * de;
+        if (v > least)
+            least = v;
+    }
+    return least;
+}
+
 /* Replica counts follow the loads: a slot on the heaviest GPU goes to
  * another expert of the node, or a slot elsewhere goes to an expert the
  * heaviest GPU holds. */
@@ -328,7 +361,7 @@ static void consider_reassign(const layer_job *j, int h, move *best)
      * takes only an expert h had in the plan in service). Nothing they
      * read changes while the family scores. */
     int *ys = st->rlist, n_ys = 0, ys_node = -1;
-    double *ys_r1 = st->rshare;
+    double *ys_r1 = st->rshare, *ys_least = st->rleast;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -342,9 +375,33 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                 if (st->node_of[y] == ys_node && st->cnt[y] != 0 &&
                     !HELD(st, h, y) &&
                     (st->clean_below != 1 || WAS(st, h, y))) {
+                    double r1 = (double)j->w[y] / (st->cnt[y] + 1);
                     ys[n_ys] = y;
-                    ys_r1[n_ys++] = (double)j->w[y] / (st->cnt[y] + 1);
+                    ys_r1[n_ys] = r1;
+                    ys_least[n_ys++] =
+                        least_after(j, y, r1 - (double)j->w[y] / st->cnt[y]);
                 }
+        }
+        /* x's other GPUs that its lost replica pushes over T from at or
+         * below it (each of its replicas there grows by dx; only a
+         * replica of the expert taking the slot, on the same GPU, could
+         * make up for it): a move is not clean unless that expert is on
+         * all of them (the first two kept; more are rare) */
+        int n_cross = 0, cross[2] = {-1, -1};
+        if (st->cnt[x] >= 2) {
+            double dx = (double)j->w[x] / (st->cnt[x] - 1) - rx;
+            for (int t = st->head[x], last = -1; t >= 0; t = st->next[t]) {
+                int g = t / ppg;
+                if (g == h || g == last)
+                    continue;
+                last = g;
+                if (st->load[g] <= T &&
+                    eplbi_surely_above(st->load[g] + HELD(st, g, x) * dx, T)) {
+                    if (n_cross < 2)
+                        cross[n_cross] = g;
+                    n_cross++;
+                }
+            }
         }
         if (st->cnt[x] >= 2)
             for (int k = 0; k < n_ys; k++) {
@@ -354,11 +411,21 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     continue;
                 /* h ends at Lh - rx + ry1 or above (x's other replicas on
                  * h only grow); a clean move beats a clean best only by
-                 * fewer copies, or as many and a lower peak */
+                 * fewer copies, or as many and a lower peak; y's GPUs
+                 * end at ys_least or above, and a GPU x pushes over T
+                 * without a replica of y leaves the move not clean */
                 double h_new = Lh - rx + ry1;
                 if ((st->collect || only_clean(st, best)) &&
                     (eplbi_surely_above(h_new, T) ||
                      out_of_reach(st, best, !WAS(st, h, y), h_new))) {
+                    spend(st, 1 + st->cnt[x] + st->cnt[y]);
+                    continue;
+                }
+                if (best_clean(st, best) &&
+                    ((n_cross > 0 && (!HELD(st, cross[0], y) ||
+                                      (n_cross > 1 &&
+                                       !HELD(st, cross[1], y)))) ||
+                     beaten(best, !WAS(st, h, y), ys_least[k]))) {
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
                 }
@@ -381,6 +448,8 @@ static void consider_reassign(const layer_job *j, int h, move *best)
          * of x loses rx - rx1, and h ends no lower than that. */
         double rx1 = (double)j->w[x] / (st->cnt[x] + 1);
         int h_stays = eplbi_surely_above(Lh - HELD(st, h, x) * (rx - rx1), T);
+        /* x's GPUs, h among them, end at x_least or above */
+        double x_least = least_after(j, x, rx1 - rx);
         int cursor = -2;
         for (int g = next_receiver(st, x, g0 - 1, g0, g1, &cursor); g >= 0;
              g = next_receiver(st, x, g, g0, g1, &cursor)) {
@@ -401,7 +470,9 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                 if (((st->collect || only_clean(st, best)) && h_stays) ||
                     (only_clean(st, best) &&
                      ((Lg <= T && eplbi_surely_above(ng, T)) ||
-                      out_of_reach(st, best, !WAS(st, g, x), ng)))) {
+                      out_of_reach(st, best, !WAS(st, g, x), ng))) ||
+                    (best_clean(st, best) &&
+                     beaten(best, !WAS(st, g, x), x_least))) {
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }

@@ -413,7 +413,11 @@ int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
             st->late = 1;
         if (exhausted(st) || spend(st, 2LL * d->P))
             return 0;
-        plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
+        /* Only the domain's loads can have changed: its experts have no
+         * replica outside it (the work is counted as the whole layer's,
+         * as it was summed) */
+        for (int g = g0; g < g1; g++)
+            st->load[g] = plan_gpu_load(d, j->w, st->slot, st->cnt, g);
         /* GPUs above the target, heaviest first (ties to the lowest). */
         int n_over = 0;
         for (int g = g0; g < g1; g++) {

@@ -75,7 +75,8 @@ struct replan_state {
     int32_t *keep_cnt; /* [E] the min_gain rule's counts */
     struct reloc_cand *ycand; /* [E] the relocation's candidate experts */
     int *rlist;        /* [E] the reassign family's experts that may take */
-    double *rshare;    /* [E] a slot of h, and w/(cnt+1) of each */
+    double *rshare;    /* [E] a slot of h, and w/(cnt+1) of each, */
+    double *rleast;    /* [E] and the least peak their GPUs leave */
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */

@@ -66,6 +66,7 @@ void replan_state_free(replan_state *st)
     free(st->ycand);
     free(st->rlist);
     free(st->rshare);
+    free(st->rleast);
     free(st->yflag);
     free(st->node_map);
     free(st->usable);
@@ -130,6 +131,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->ycand = malloc(E * sizeof(reloc_cand));
     st->rlist = malloc(E * sizeof(int));
     st->rshare = malloc(E * sizeof(double));
+    st->rleast = malloc(E * sizeof(double));
     st->yflag = calloc(E, 1);
     st->node_map = malloc((size_t)d->N * sizeof(int));
     st->usable = malloc((size_t)d->gn * sizeof(int));
@@ -140,7 +142,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     if (!st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
         !st->keep_cnt || !st->gmark || !st->la_gpu || !st->la_load ||
-        !st->ycand || !st->yflag || !st->rlist || !st->rshare ||
+        !st->ycand || !st->yflag || !st->rlist || !st->rshare || !st->rleast ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
         !st->gdelta || !st->share || !st->share_max || !st->share_min ||
