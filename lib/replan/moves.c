@@ -85,18 +85,43 @@ static void share_bounds(replan_state *st, int g, int ppg)
     st->share_min[g] = low;
 }
 
-static const double *fill_shares(const layer_job *j, int g0, int g1)
+static void fill_gpu_shares(const layer_job *j, int g)
 {
     replan_state *st = j->st;
     int ppg = j->d->ppg;
-    for (int g = g0; g < g1; g++) {
-        for (int s = g * ppg; s < (g + 1) * ppg; s++) {
-            int e = st->slot[s];
-            st->share[s] = e >= 0 ? (double)j->w[e] / st->cnt[e] : 0.0;
-        }
-        share_bounds(st, g, ppg);
+    for (int s = g * ppg; s < (g + 1) * ppg; s++) {
+        int e = st->slot[s];
+        st->share[s] = e >= 0 ? (double)j->w[e] / st->cnt[e] : 0.0;
+    }
+    share_bounds(st, g, ppg);
+}
+
+/* The domain's shares, filled unless they are there already (the
+ * families of one step, and the lookahead's trials, read them again). */
+static const double *fill_shares(const layer_job *j, int g0, int g1)
+{
+    replan_state *st = j->st;
+    if (st->share_lo != g0 || st->share_hi != g1) {
+        for (int g = g0; g < g1; g++)
+            fill_gpu_shares(j, g);
+        st->share_lo = g0;
+        st->share_hi = g1;
     }
     return st->share;
+}
+
+void replan_refresh_shares(const layer_job *j, const int *gpus, int n,
+                           int g0, int g1, int valid_before)
+{
+    replan_state *st = j->st;
+    st->share_hi = st->share_lo;
+    if (!valid_before)
+        return;
+    for (int i = 0; i < n; i++)
+        if (gpus[i] >= g0 && gpus[i] < g1)
+            fill_gpu_shares(j, gpus[i]);
+    st->share_lo = g0;
+    st->share_hi = g1;
 }
 
 /* The next GPU of the domain g0..g1-1 after g to try as a receiver of

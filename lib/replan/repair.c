@@ -368,7 +368,9 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
                     old_t = f->kind == 1 ? st->slot[f->t] : f->t;
             int cnt_x = f->kind == 2 ? st->cnt[old_s] : 0;
             int cnt_y = f->kind == 2 ? st->cnt[f->t] : 0;
+            int shares = st->share_lo == g0 && st->share_hi == g1;
             int nsum = trial_apply(j, f, old_s, old_t);
+            replan_refresh_shares(j, st->la_gpu, nsum, g0, g1, shares);
             int k = heaviest(j, g0, g1), over = 0;
             for (int g = g0; g < g1; g++)
                 over += live(j, g) && st->load[g] > j->target;
@@ -390,6 +392,7 @@ static int lookahead(const layer_job *j, int h, int g0, int g1)
                     best_second.kind = 0;
             }
             trial_undo(j, f, old_s, old_t, cnt_x, cnt_y, nsum);
+            replan_refresh_shares(j, st->la_gpu, nsum, g0, g1, shares);
         }
     }
     plan_layer_loads(d, j->w, st->slot, st->cnt, NULL, st->load, NULL);
@@ -411,6 +414,7 @@ int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
     for (int moves = 0;; moves++) {
         if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
             st->late = 1;
+        st->share_hi = st->share_lo; /* a new step: shares made again */
         if (exhausted(st) || spend(st, 2LL * d->P))
             return 0;
         /* Only the domain's loads can have changed: its experts have no

@@ -48,6 +48,9 @@ struct replan_state {
     double *gdelta;    /* [M] load change of a move being tried, else 0 */
     double *share;     /* [P] w/cnt of each slot's expert (a family's
                           scratch, filled for its domain) */
+    int share_lo, share_hi; /* share[] and its bounds hold GPUs
+                          share_lo..share_hi-1 of the layer as it stands:
+                          set_slot and each repair step empty the range */
     double *share_max; /* [M] the largest and smallest share on each */
     double *share_min; /* GPU (filled with share) */
     int *touched;      /* [M] GPUs with a nonzero gdelta */
@@ -121,6 +124,7 @@ typedef struct layer_job {
 static inline void set_slot(replan_state *st, int s, int e)
 {
     int g = s / st->dims.ppg, old = st->slot[s];
+    st->share_hi = st->share_lo;
     if (old >= 0)
         HELD(st, g, old)--;
     st->slot[s] = e;
@@ -223,6 +227,12 @@ void replan_index_current(replan_state *st, const int32_t *cur);
 void replan_unindex_layer(replan_state *st, const int32_t *cur);
 
 /* ---- moves.c ------------------------------------------------------------ */
+
+/* share[] and its bounds for the GPUs gpus[0..n) of domain g0..g1-1,
+ * whose shares a move changed, when the rest of the domain's are as the
+ * layer stands (valid_before); else the range stays empty. */
+void replan_refresh_shares(const layer_job *j, const int *gpus, int n,
+                           int g0, int g1, int valid_before);
 
 /* Which families the shared loop tries (move_family.scope). */
 #define MOVES_GPU 1   /* a repair's moves from the GPUs above the target */
