@@ -61,16 +61,19 @@ int plan_layer_holds_twice(const plan_dims *d, const int32_t *p2l,
 int plan_layer_keepable(const plan_dims *d, const int32_t *p2l, int distinct,
                         int32_t *cnt)
 {
-    for (int g = 0; g < d->G; g++)
-        cnt[g] = -1;
-    for (int p = 0; p < d->P; p++) {
+    for (int p = 0; p < d->P; p++)
         if (p2l[p] < 0)
             return 0;
-        int g = p2l[p] / d->gs, n = p / d->ppn;
-        if (d->N > 1 && cnt[g] >= 0 && cnt[g] != n)
-            return 0;
-        cnt[g] = n;
-    }
+    /* (cnt holds each group's node meanwhile) */
+    for (int g = 0; d->N > 1 && g < d->G; g++)
+        cnt[g] = -1;
+    for (int n = 0; d->N > 1 && n < d->N; n++)
+        for (int p = n * d->ppn; p < (n + 1) * d->ppn; p++) {
+            int g = p2l[p] / d->gs;
+            if (cnt[g] >= 0 && cnt[g] != n)
+                return 0;
+            cnt[g] = n;
+        }
     if (distinct && plan_layer_holds_twice(d, p2l, cnt))
         return 0;
     memset(cnt, 0, (size_t)d->E * sizeof(int32_t));

@@ -35,13 +35,14 @@ static int node_bound(const plan_dims *d, const int32_t *cur,
     int *node = st->mark, ok = 1;
     for (int e = 0; e < d->E; e++)
         node[e] = -1;
-    for (int s = 0; s < d->P && ok; s++) {
-        int e = cur[s];
-        if (e >= 0 && node[e] >= 0 && node[e] != s / d->ppn)
-            ok = 0;
-        else if (e >= 0)
-            node[e] = s / d->ppn;
-    }
+    for (int n = 0; n < d->N && ok; n++)
+        for (int s = n * d->ppn; s < (n + 1) * d->ppn && ok; s++) {
+            int e = cur[s];
+            if (e >= 0 && node[e] >= 0 && node[e] != n)
+                ok = 0;
+            else if (e >= 0)
+                node[e] = n;
+        }
     for (int e = 0; e < d->E; e++)
         node[e] = 0;
     return ok;
@@ -137,6 +138,7 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
                    run->lim->distinct};
 
     replan_index_current(st, cur);
+    st->out_peak = -1.0;
     st->work = 0;
     st->budget = replan_work_budget(d);
     st->deadline = run->deadline;
@@ -163,14 +165,17 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
         st->cnt[e] = 0;
         st->node_of[e] = -1;
     }
-    for (int s = 0; s < d->P; s++) {
-        int e = cur[s];
-        st->slot[s] = -1;
-        if (e >= 0 && st->node_of[e] < 0)
-            st->node_of[e] = DOM_OF_SLOT(&j, s);
-        if (e >= 0 && live(&j, s / d->ppg)) {
-            set_slot(st, s, e);
-            st->cnt[e]++;
+    for (int g = 0; g < d->M; g++) {
+        int dom = g / j.dom_gpus, on = live(&j, g);
+        for (int s = g * d->ppg; s < (g + 1) * d->ppg; s++) {
+            int e = cur[s];
+            st->slot[s] = -1;
+            if (e >= 0 && st->node_of[e] < 0)
+                st->node_of[e] = dom;
+            if (e >= 0 && on) {
+                set_slot_on(st, g, s, e);
+                st->cnt[e]++;
+            }
         }
     }
     if (mask && j.dom_gpus < d->M)
@@ -216,6 +221,7 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
         }
     }
     long copies = -1;
+    double peak = -1.0;
     if (ok) {
         for (int g = 0; g < d->M; g++)
             if (live(&j, g) && memcmp(st->slot + (size_t)g * d->ppg,
@@ -223,8 +229,8 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
                                       (size_t)d->ppg * sizeof(int32_t)))
                 replan_keep_slots(st, cur, g, st->slot);
         if (!(j.distinct && adds_duplicates(&j)) &&
-            plan_layer_loads(d, w, st->slot, st->cnt, NULL, st->load, NULL) <=
-                j.target)
+            (peak = plan_layer_loads(d, w, st->slot, st->cnt, NULL, st->load,
+                                     NULL)) <= j.target)
             copies = replan_layer_copies(st, st->slot);
     }
 
@@ -234,6 +240,7 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
     if (copies >= 0 && copies <= d->ppg) {
         memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
         memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
+        st->out_peak = peak;
         return;
     }
     if (alt_state == 0)
@@ -244,6 +251,7 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
         copies <= fresh_copies) {
         memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
         memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
+        st->out_peak = peak;
     } else if (alt_copies >= 0 && alt_copies < fresh_copies) {
         memcpy(out, st->alt, (size_t)d->P * sizeof(int32_t));
         memcpy(ocnt, fcnt, (size_t)d->E * sizeof(int32_t));
@@ -264,9 +272,14 @@ static void keep_small_gain(const replan_run *run, replan_state *st, int l)
     int32_t *ocnt = run->logcnt + (size_t)l * d->E, *cnt = st->keep_cnt;
     if (!plan_layer_keepable(d, cur, run->lim->distinct, cnt))
         return;
+    /* (the re-plan's largest load as the layer's search summed it, when
+     * the output is the repaired layer: the same sums) */
     double now = plan_layer_loads(d, w, cur, cnt, NULL, st->load, NULL);
-    if (now - plan_layer_loads(d, w, out, ocnt, NULL, st->load, NULL) >=
-        run->lim->min_gain * now)
+    double after = st->out_peak >= 0.0
+                       ? st->out_peak
+                       : plan_layer_loads(d, w, out, ocnt, NULL, st->load,
+                                          NULL);
+    if (now - after >= run->lim->min_gain * now)
         return;
     memcpy(out, cur, (size_t)d->P * sizeof(int32_t));
     memcpy(ocnt, cnt, (size_t)d->E * sizeof(int32_t));

@@ -93,6 +93,8 @@ struct replan_state {
      * its fallback. */
     long long work, budget;
     double deadline;   /* clock time in us after which the search stops; 0 none */
+    double out_peak;   /* the layer's output's largest load when the
+                          search summed it (the repaired layer), else -1 */
     int late;          /* the deadline passed */
 };
 typedef struct layer_job {
@@ -120,16 +122,22 @@ typedef struct layer_job {
 #define HELD(st, g, e) ((st)->held[(size_t)(g) * (st)->dims.E + (e)])
 #define WAS(st, g, e) ((st)->was[(size_t)(g) * (st)->dims.E + (e)])
 
-/* Writes slot s, keeping the replica counts per GPU. */
-static inline void set_slot(replan_state *st, int s, int e)
+/* Writes slot s of GPU g, keeping the replica counts per GPU. */
+static inline void set_slot_on(replan_state *st, int g, int s, int e)
 {
-    int g = s / st->dims.ppg, old = st->slot[s];
+    int old = st->slot[s];
     st->share_hi = st->share_lo;
     if (old >= 0)
         HELD(st, g, old)--;
     st->slot[s] = e;
     if (e >= 0)
         HELD(st, g, e)++;
+}
+
+/* Writes slot s, keeping the replica counts per GPU. */
+static inline void set_slot(replan_state *st, int s, int e)
+{
+    set_slot_on(st, s / st->dims.ppg, s, e);
 }
 
 static inline int live(const layer_job *j, int g)

@@ -290,14 +290,15 @@ void replan_index_current(replan_state *st, const int32_t *cur)
     const plan_dims *d = &st->dims;
     for (int e = 0; e < d->E; e++)
         st->cur_head[e] = -1;
-    for (int s = d->P - 1; s >= 0; s--) {
-        int e = cur[s];
-        if (e < 0)
-            continue;
-        WAS(st, s / d->ppg, e) = 1;
-        st->cur_next[s] = st->cur_head[e];
-        st->cur_head[e] = s;
-    }
+    for (int g = d->M - 1; g >= 0; g--)
+        for (int s = (g + 1) * d->ppg - 1; s >= g * d->ppg; s--) {
+            int e = cur[s];
+            if (e < 0)
+                continue;
+            WAS(st, g, e) = 1;
+            st->cur_next[s] = st->cur_head[e];
+            st->cur_head[e] = s;
+        }
     /* Slots in a list ascend, so one GPU's replicas are adjacent. */
     for (int e = 0; e < d->E; e++)
         for (int t = st->cur_head[e], prev = -1; t >= 0;
@@ -314,11 +315,11 @@ void replan_index_current(replan_state *st, const int32_t *cur)
 void replan_unindex_layer(replan_state *st, const int32_t *cur)
 {
     const plan_dims *d = &st->dims;
-    for (int s = 0; s < d->P; s++) {
-        int g = s / d->ppg;
-        if (cur[s] >= 0)
-            WAS(st, g, cur[s]) = 0;
-        if (st->slot[s] >= 0)
-            HELD(st, g, st->slot[s]) = 0;
-    }
+    for (int g = 0; g < d->M; g++)
+        for (int s = g * d->ppg; s < (g + 1) * d->ppg; s++) {
+            if (cur[s] >= 0)
+                WAS(st, g, cur[s]) = 0;
+            if (st->slot[s] >= 0)
+                HELD(st, g, st->slot[s]) = 0;
+        }
 }
