@@ -360,6 +360,36 @@ static double least_after(const layer_job *j, int e, double de)
     return least;
 }
 
+/* A clean move that takes a replica of z from GPU g (z's other replicas
+ * grow by dz each) and gives one to x, at `cost` copies: 1 when it cannot
+ * beat the clean best, judged from z's GPUs that do not hold x (x's
+ * replicas only shrink a GPU): one pushed from at or below T surely over
+ * it leaves the move not clean; else its peak is at least theirs. */
+static int z_side_beaten(const layer_job *j, const move *best, int z, int g,
+                         int x, int cost)
+{
+    const replan_state *st = j->st;
+    int ppg = j->d->ppg;
+    double T = j->target,
+           dz = (double)j->w[z] / (st->cnt[z] - 1) -
+                (double)j->w[z] / st->cnt[z],
+           least = 0.0;
+    for (int t = st->head[z], last = -1; t >= 0; t = st->next[t]) {
+        int u = t / ppg;
+        if (u == last || u == g)
+            continue;
+        last = u;
+        if (HELD(st, u, x))
+            continue;
+        double v = st->load[u] + HELD(st, u, z) * dz;
+        if (st->load[u] <= T && eplbi_surely_above(v, T))
+            return 1;
+        if (v > least)
+            least = v;
+    }
+    return beaten(best, cost, least);
+}
+
 /* Replica counts follow the loads: a slot on the heaviest GPU goes to
  * another expert of the node, or a slot elsewhere goes to an expert the
  * heaviest GPU holds. */
@@ -512,6 +542,15 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                                  (rx1 < ex_all ? rx1 : ex_all) +
                                      (g_shed > 0.0 ? g_shed : 0.0),
                                  T)) {
+                    spend(st, 1 + st->cnt[z] + st->cnt[x]);
+                    continue;
+                }
+                /* Against a clean best: z's other GPUs grow (where x is
+                 * not there to shrink them), so the move is not clean if
+                 * one goes over T from at or below it, and its peak is at
+                 * least the largest of them */
+                if (best_clean(st, best) &&
+                    z_side_beaten(j, best, z, g, x, !WAS(st, g, x))) {
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }
