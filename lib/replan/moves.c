@@ -360,13 +360,14 @@ static double least_after(const layer_job *j, int e, double de)
     return least;
 }
 
-/* A clean move that takes a replica of z from GPU g (z's other replicas
- * grow by dz each) and gives one to x, at `cost` copies: 1 when it cannot
- * beat the clean best, judged from z's GPUs that do not hold x (x's
- * replicas only shrink a GPU): one pushed from at or below T surely over
- * it leaves the move not clean; else its peak is at least theirs. */
-static int z_side_beaten(const layer_job *j, const move *best, int z, int g,
-                         int x, int cost)
+/* A move that takes a replica of z from GPU g (z's other replicas grow
+ * by dz each) and gives one to x, judged from z's GPUs that do not hold
+ * x (x's replicas only shrink a GPU): 1 when it is of no use where only a
+ * clean move is (one of them goes from at or below T surely over it) or,
+ * against a clean best at `cost` copies, when their largest new load
+ * cannot beat the best's peak. */
+static int z_side_useless(const layer_job *j, const move *best, int z, int g,
+                          int x, int cost)
 {
     const replan_state *st = j->st;
     int ppg = j->d->ppg;
@@ -387,7 +388,7 @@ static int z_side_beaten(const layer_job *j, const move *best, int z, int g,
         if (v > least)
             least = v;
     }
-    return beaten(best, cost, least);
+    return best_clean(st, best) && beaten(best, cost, least);
 }
 
 /* Replica counts follow the loads: a slot on the heaviest GPU goes to
@@ -476,10 +477,10 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
                 }
-                if (best_clean(st, best) &&
-                    ((n_cross > 0 && (!HELD(st, cross[0], y) ||
-                                      (n_cross > 1 &&
-                                       !HELD(st, cross[1], y)))) ||
+                if ((only_clean(st, best) && n_cross > 0 &&
+                     (!HELD(st, cross[0], y) ||
+                      (n_cross > 1 && !HELD(st, cross[1], y)))) ||
+                    (best_clean(st, best) &&
                      beaten(best, !WAS(st, h, y), ys_least[k]))) {
                     spend(st, 1 + st->cnt[x] + st->cnt[y]);
                     continue;
@@ -545,12 +546,12 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }
-                /* Against a clean best: z's other GPUs grow (where x is
-                 * not there to shrink them), so the move is not clean if
-                 * one goes over T from at or below it, and its peak is at
-                 * least the largest of them */
-                if (best_clean(st, best) &&
-                    z_side_beaten(j, best, z, g, x, !WAS(st, g, x))) {
+                /* Where only a clean move is of use: z's other GPUs grow
+                 * (where x is not there to shrink them), so the move is
+                 * not clean if one goes over T from at or below it, and
+                 * its peak is at least the largest of them */
+                if (only_clean(st, best) &&
+                    z_side_useless(j, best, z, g, x, !WAS(st, g, x))) {
                     spend(st, 1 + st->cnt[z] + st->cnt[x]);
                     continue;
                 }
