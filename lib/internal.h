@@ -400,13 +400,17 @@ typedef struct greedy_copy {
  * while the budgets allow (left [M] per GPU, -1 each: none; left_total,
  * -1: none) and work_cap lasts, the copy that lowers the sum over layers
  * of the largest GPU load most; slots where frozen [L][P] is 1 are not
- * rewritten (those taken are frozen too). The copies, in order, into out
- * (room for L*P), their number into *nout. Each layer's first search runs
- * on the host threads; the copies are the same for any number. */
+ * rewritten, and neither are those taken unless `rewrite` (then a slot
+ * may take another copy later, each counted against the budgets, and
+ * every copy must gain more than a rounding-sized share). The copies, in
+ * order, into out (room for L*P; with rewrite the walk stops there),
+ * their number into *nout. Each layer's first search runs on the host
+ * threads; the copies are the same for any number. */
 int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *mask,
                 const int32_t *cur, int32_t *plan, const uint8_t *frozen,
-                int *left, long long left_total, long long work_cap,
-                eplbi_threads *threads, greedy_copy *out, int *nout);
+                int rewrite, int *left, long long left_total,
+                long long work_cap, eplbi_threads *threads,
+                greedy_copy *out, int *nout);
 
 /* The re-plan `target` (a valid plan of the request) cut into units and
  * stages from `current` under o; the plan after the last stage into

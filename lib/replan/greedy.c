@@ -45,6 +45,7 @@ typedef struct glayer {
     g_keyed *keyed;  /* [2E] the sort's scratch */
     double best_gain;
     int best_s, best_e;
+    double floor;    /* a copy must gain more than this times the peak */
 } glayer;
 
 static int g_live(const uint8_t *mask, int g)
@@ -173,7 +174,7 @@ static void consider(glayer *gl, double peak, double pk, int q, int e,
                      double *best_peak)
 {
     double gain = peak - pk;
-    if (!(gain > 0.0))
+    if (!(gain > gl->floor * peak))
         return;
     if (gain > gl->best_gain ||
         (gain == gl->best_gain && gl->best_s >= 0 &&
@@ -356,10 +357,16 @@ static void g_first_one(void *arg, int worker, int l)
            &r->gls[l], &r->work[l]);
 }
 
+/* A copy into a slot copied into before gains at least this share of the
+ * layer's largest load: gains of the order of rounding could otherwise
+ * pass a slot back and forth between two experts. */
+#define GREEDY_REWRITE_FLOOR 1e-9
+
 int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *mask,
                 const int32_t *cur, int32_t *plan, const uint8_t *frozen,
-                int *left, long long left_total, long long work_cap,
-                eplbi_threads *threads, greedy_copy *out, int *nout)
+                int rewrite, int *left, long long left_total,
+                long long work_cap, eplbi_threads *threads,
+                greedy_copy *out, int *nout)
 {
     int L = d->L, E = d->E, P = d->P, M = d->M;
     glayer *gls = calloc((size_t)L, sizeof *gls);
@@ -371,6 +378,7 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
     for (int l = 0; l < L; l++) {
         glayer *gl = &gls[l];
         gl->x = plan + (size_t)l * P;
+        gl->floor = rewrite ? GREEDY_REWRITE_FLOOR : 0.0;
         gl->cnt = calloc((size_t)E, sizeof(int));
         gl->held = calloc((size_t)M * E, sizeof(int));
         gl->load = malloc((size_t)M * sizeof(double));
@@ -409,7 +417,8 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
             work += lwork[l];
         free(lwork);
     }
-    while (left_total != 0 && work <= work_cap) {
+    while (left_total != 0 && work <= work_cap &&
+           (!rewrite || *nout < L * P)) {
         int bl = -1;
         for (int l = 0; l < L; l++)
             if (gls[l].best_s >= 0 &&
@@ -448,10 +457,11 @@ int greedy_copies_fill(const plan_dims *d, const float *weight, const uint8_t *m
         c->slot = q;
         c->expert = e;
         c->gain = gl->best_gain;
-        /* the slot is taken now; a GPU out of budget changes the choice
-         * of every layer that wanted it */
+        /* the slot is taken now (unless slots may be copied into again);
+         * a GPU out of budget changes the choice of every layer that
+         * wanted it */
         uint8_t *fz = frozen ? (uint8_t *)frozen + (size_t)bl * P : NULL;
-        if (fz)
+        if (fz && !rewrite)
             fz[q] = 1;
         c->f_after = g_best(d, weight + (size_t)bl * E, mask,
                             was + (size_t)bl * M * E, fz, left, gl, &work);

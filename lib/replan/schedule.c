@@ -806,7 +806,8 @@ static int walk_greedy(const plan_dims *d, const float *weight,
                        const sched_opts *o, sched_build *b, walk *k,
                        int *taken, int *last_stage, int32_t *gplan,
                        uint8_t *gfrozen, greedy_copy *gcopies,
-                       const int *still, eplbi_threads *threads)
+                       const int *still, int rewrite,
+                       eplbi_threads *threads)
 {
     size_t LP = (size_t)d->L * d->P;
     memcpy(gplan, current, LP * sizeof(int32_t));
@@ -834,14 +835,35 @@ static int walk_greedy(const plan_dims *d, const float *weight,
         left[g] = o->max_per_gpu > 0 ? o->max_per_gpu - k->per_gpu[g] : -1;
     long long lt = o->max_total > 0 ? o->max_total - k->total : -1;
     int n = 0;
-    int rc = greedy_copies_fill(d, weight, mask, current, gplan, gfrozen, left,
-                                lt, GREEDY_WORK_PER_SLOT * (long long)LP,
+    int rc = greedy_copies_fill(d, weight, mask, current, gplan, gfrozen,
+                                rewrite, left, lt,
+                                GREEDY_WORK_PER_SLOT * (long long)LP,
                                 threads, gcopies, &n);
     free(left);
     if (rc)
         return rc;
+    /* With rewrites, a slot's last copy is its one change (an earlier one
+     * never reaches the engine): the earlier ones are dropped. Each
+     * layer's last copy stays, with the layer's final largest load; the
+     * copies in between carry loads of a plan that is not staged, which
+     * only a schedule of one stage leaves unread (the caller's rule). */
+    uint8_t *later = NULL;
+    if (rewrite) {
+        later = calloc(LP, 1);
+        if (!later)
+            return eplbi_fail(EPLB_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    for (int i = n - 1; rewrite && i >= 0; i--) {
+        size_t q = (size_t)gcopies[i].layer * d->P + gcopies[i].slot;
+        if (later[q])
+            gcopies[i].layer = -1;
+        later[q] = 1;
+    }
+    free(later);
     for (int i = 0; i < n; i++) {
         const greedy_copy *gc = &gcopies[i];
+        if (gc->layer < 0)
+            continue;
         int ui = b->nunits, l = gc->layer;
         unit *u = &b->units[b->nunits++];
         u->layer = l;
@@ -1149,11 +1171,16 @@ int sched_build_plan(const plan_dims *d, const float *weight,
     int budgeted = (o->max_per_gpu > 0 || o->max_total > 0) &&
                    o->max_per_gpu != 0 && o->max_total != 0;
     int base_units = b.nunits, base_ch = b.nch;
-    double obj_chains = 0.0;
-    /* pass 0: the chains; pass 1 (budgets): the greedy copies alone, kept
-     * when they do better, else pass 0's walk comes back (snap) */
+    double obj_best = 0.0;
+    /* pass 0: the chains; pass 1 (budgets): the greedy copies alone; pass
+     * 2 (budgets in one stage): the greedy copies alone where a slot may
+     * take a copy again (its last one stays: the plan has one change a
+     * slot, and in one stage no plan in between is read). A pass is kept
+     * when it does better than every one before it, else the best walk
+     * so far comes back (snap). */
     walk_snap snap = {0};
-    for (int pass = 0; pass < (budgeted ? 2 : 1); pass++) {
+    int passes = !budgeted ? 1 : o->stage_per_gpu > 0 ? 2 : 3;
+    for (int pass = 0; pass < passes; pass++) {
         int chains = pass == 0;
         k.nst = 0;
         k.total = 0;
@@ -1206,7 +1233,7 @@ int sched_build_plan(const plan_dims *d, const float *weight,
         if (budgeted) {
             rc = walk_greedy(d, weight, current, mask, o, &b, &k, taken,
                              last_stage, gplan, gfrozen, gcopies, still,
-                             threads);
+                             pass == 2, threads);
             if (rc)
                 goto done;
         }
@@ -1220,16 +1247,18 @@ int sched_build_plan(const plan_dims *d, const float *weight,
                     f = b.units[ui].f_after;
             obj += f;
         }
-        if (pass == 0 && budgeted) {
-            obj_chains = obj;
-            if (!snap_take(&snap, &b, &k, taken, last_stage, base_units,
+        if (passes == 1)
+            break;
+        if (pass == 0 || obj < obj_best) {
+            obj_best = obj;
+            if (pass + 1 < passes &&
+                !snap_take(&snap, &b, &k, taken, last_stage, base_units,
                            base_ch, L))
                 goto oom;
+        } else if (!snap_restore(&snap, &b, &k, taken, last_stage,
+                                 base_units, base_ch, L)) {
+            goto oom; /* the best walk so far stays */
         }
-        if (pass == 1 && !(obj < obj_chains) &&
-            !snap_restore(&snap, &b, &k, taken, last_stage, base_units,
-                          base_ch, L))
-            goto oom; /* the chains' walk stays */
     }
     snap_free(&snap);
 
