@@ -66,6 +66,20 @@ static double gain_at(const double *copies, const double *gain, int n,
     return best;
 }
 
+/* A row of the budget table: gains (summed shares, printed in % of n
+ * windows) or, with gain NULL, window counts. */
+static void budget_row(const char *label, const double *gain,
+                       const int *count, int n)
+{
+    printf("%-19s", label);
+    for (int k = 0; k < NBUD; k++)
+        if (gain)
+            printf(" %7.1f", 100 * gain[k] / n);
+        else
+            printf(" %7d", count[k]);
+    printf("\n");
+}
+
 /* ---- the series ------------------------------------------------------- */
 
 typedef struct mig_stats {
@@ -258,22 +272,11 @@ static void migration_series(bench *b, const series *sr,
                "%.1f%%\n", 100 * st.worst25);
         printf("budget per GPU          1       2       4       8   "
                "(gain in %% of the whole re-plan's)\n");
-        printf("eplb_plan          ");
-        for (int k = 0; k < NBUD; k++)
-            printf(" %7.1f", 100 * st.ours[k] / st.n);
-        printf("\ngreedy baseline    ");
-        for (int k = 0; k < NBUD; k++)
-            printf(" %7.1f", 100 * st.greedy[k] / st.n);
-        printf("\nwindows greedy won ");
-        for (int k = 0; k < NBUD; k++)
-            printf(" %7d", st.ours_worse[k]);
-        printf("\ngreedy, slot once  ");
-        for (int k = 0; k < NBUD; k++)
-            printf(" %7.1f", 100 * st.greedy1[k] / st.n);
-        printf("\nwindows it won     ");
-        for (int k = 0; k < NBUD; k++)
-            printf(" %7d", st.ours_worse1[k]);
-        printf("\n");
+        budget_row("eplb_plan", st.ours, NULL, st.n);
+        budget_row("greedy baseline", st.greedy, NULL, st.n);
+        budget_row("windows greedy won", NULL, st.ours_worse, 0);
+        budget_row("greedy, slot once", st.greedy1, NULL, st.n);
+        budget_row("windows it won", NULL, st.ours_worse1, 0);
     }
     double mf = nw ? median(t_full, nw) : NAN,
            mb = nw ? median(t_bud, nw) : NAN;
