@@ -144,17 +144,27 @@ static inline int next_receiver(const replan_state *st, int x, int g,
     return t >= 0 && t / ppg < g1 ? t / ppg : -1;
 }
 
-/* Live GPUs of g0..g1-1 other than h and b that hold expert y (its
- * replica list is in slot order, so one GPU's slots come together). */
+/* Expert e's replica list visited a GPU at a time: the list is in slot
+ * order, so one GPU's slots come together; from the first slot (t =
+ * head[e]) to the first slot of the next GPU, -1 at the end. */
+static inline int next_gpu_slot(const replan_state *st, int t)
+{
+    int ppg = st->dims.ppg, g = t / ppg;
+    do
+        t = st->next[t];
+    while (t >= 0 && t / ppg == g);
+    return t;
+}
+
+/* Live GPUs of g0..g1-1 other than h and b that hold expert y. */
 static int gpus_holding(const layer_job *j, int y, int g0, int g1, int h,
                         int b)
 {
     const replan_state *st = j->st;
-    int ppg = j->d->ppg, n = 0, last = -1;
-    for (int s = st->head[y]; s >= 0; s = st->next[s]) {
+    int ppg = j->d->ppg, n = 0;
+    for (int s = st->head[y]; s >= 0; s = next_gpu_slot(st, s)) {
         int g = s / ppg;
-        n += g != last && g >= g0 && g < g1 && g != h && g != b && live(j, g);
-        last = g;
+        n += g >= g0 && g < g1 && g != h && g != b && live(j, g);
     }
     return n;
 }
@@ -348,11 +358,8 @@ static double least_after(const layer_job *j, int e, double de)
     const replan_state *st = j->st;
     int ppg = j->d->ppg;
     double least = 0.0;
-    for (int t = st->head[e], last = -1; t >= 0; t = st->next[t]) {
+    for (int t = st->head[e]; t >= 0; t = next_gpu_slot(st, t)) {
         int g = t / ppg;
-        if (g == last)
-            continue;
-        last = g;
         double v = st->load[g] + HELD(st, g, e) * de;
         if (v > least)
             least = v;
@@ -375,12 +382,9 @@ static int z_side_useless(const layer_job *j, const move *best, int z, int g,
            dz = (double)j->w[z] / (st->cnt[z] - 1) -
                 (double)j->w[z] / st->cnt[z],
            least = 0.0;
-    for (int t = st->head[z], last = -1; t >= 0; t = st->next[t]) {
+    for (int t = st->head[z]; t >= 0; t = next_gpu_slot(st, t)) {
         int u = t / ppg;
-        if (u == last || u == g)
-            continue;
-        last = u;
-        if (HELD(st, u, x))
+        if (u == g || HELD(st, u, x))
             continue;
         double v = st->load[u] + HELD(st, u, z) * dz;
         if (st->load[u] <= T && eplbi_surely_above(v, T))
@@ -446,11 +450,10 @@ static void consider_reassign(const layer_job *j, int h, move *best)
         int n_cross = 0, cross[2] = {-1, -1};
         if (st->cnt[x] >= 2) {
             double dx = (double)j->w[x] / (st->cnt[x] - 1) - rx;
-            for (int t = st->head[x], last = -1; t >= 0; t = st->next[t]) {
+            for (int t = st->head[x]; t >= 0; t = next_gpu_slot(st, t)) {
                 int g = t / ppg;
-                if (g == h || g == last)
+                if (g == h)
                     continue;
-                last = g;
                 if (st->load[g] <= T &&
                     eplbi_surely_above(st->load[g] + HELD(st, g, x) * dx, T)) {
                     if (n_cross < 2)
