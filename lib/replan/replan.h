@@ -3,6 +3,7 @@
  *   moves.c   the move families (one table) and the loop that tries them
  *   repair.c  a domain's repair, its restart from new replica counts, the
  *             placement of experts left without a slot
+ *   pairs.c   two slots per GPU: the layer re-paired (a fallback)
  *   relabel.c the fresh plan relabelled (the fallback), eplb_relabel
  *   replan.c  replan_from_current: per layer, repair or fallback
  * and, apart from the search (internal.h declares them):
@@ -31,6 +32,16 @@ typedef struct reloc_cand {
     double shed;       /* the most y's other replicas can shed (before the
                           cap of the other GPUs' excess) */
 } reloc_cand;
+
+/* The re-pairing's replicas and GPUs (pairs.c). */
+typedef struct pair_item {
+    double share; /* w / cnt */
+    int e;
+} pair_item;
+typedef struct pair_gpu {
+    double key, key2;
+    int g;
+} pair_gpu;
 
 struct replan_state {
     plan_dims dims;
@@ -83,6 +94,17 @@ struct replan_state {
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */
+    /* the re-pairing (pairs.c) */
+    pair_item *pr_items; /* [P] replicas to pair, sorted */
+    pair_gpu *pr_gpus; /* [M] GPUs that may keep their pair */
+    int *pr_rem, *pr_cnt; /* [E] replicas left to place; counts in service */
+    int *pr_bg, *pr_at; /* [M] GPUs broken up, and each GPU's place there */
+    int *pr_px, *pr_py, *pr_gpu_pair, *pr_pair_gpu, *pr_from, *pr_queue;
+                       /* [M] the new pairs and their matching to GPUs */
+    double *pr_sums;   /* [5][P] shifted pair sums, */
+    double *pr_bmax;   /* [5][P/16+1] and their blocks' largest */
+    double *pr_pre;    /* [P] the running largest of the pairs as they are */
+    int32_t *pr_out[3]; /* [P] a re-paired layer per count vector */
     double *gload;     /* [G] load of each group (group moves) */
     double *nload;     /* [N] load of each node */
     int *nexp;         /* [N] experts on each node */
@@ -283,6 +305,15 @@ int replan_balance_nodes(const layer_job *j);
 /* Restarts domain n from the replica counts fcnt [E]; 0 on failure. */
 int replan_restart_with_counts(const layer_job *j, int n, int g0, int g1,
                                const int32_t *fcnt);
+
+/* ---- pairs.c ------------------------------------------------------------ */
+
+/* Two slots per GPU, one domain: the plan in service re-paired on target
+ * with replica counts cnt [E] (sum: two per live GPU), breaking up the
+ * fewest GPUs, into out [P]; returns its copies, or -1 when the counts do
+ * not fit or no re-pairing is found within the layer's work budget. */
+long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
+                         int32_t *out);
 
 /* ---- relabel.c ---------------------------------------------------------- */
 

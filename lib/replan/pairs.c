@@ -1,0 +1,404 @@
+/* Two slots per GPU in one domain (the global policy with twice as many
+ * slots as GPUs: DeepSeek-V3's 288 slots on 144 GPUs): where the repair
+ * from the plan in service fails, the plan in service re-paired.
+ *
+ * With two slots a GPU a layer is a pairing of its replicas, and pairing
+ * the sorted replicas lightest with heaviest gives the smallest largest
+ * pair of all pairings (an exchange argument: two pairs a+d and b+c with
+ * a <= b <= c <= d never have a larger maximum than a+c and b+d), so
+ * whether the replicas of some set of GPUs can be paired on target is one
+ * pass over them sorted. And re-pairing k GPUs among themselves costs k
+ * copies whatever the new pairs are (old and new pairs form alternating
+ * cycles; each new pair goes to the GPU of one of its replicas). So the
+ * fewest copies are those of the fewest GPUs broken up: every GPU on
+ * target whose experts the counts leave room for keeps its pair, the
+ * others are broken up, and while their replicas cannot be paired on
+ * target the kept GPU whose two replicas, joined, leave the largest pair
+ * lowest joins them (a greedy choice: the fewest GPUs is not promised).
+ *
+ * The local search fails there because a few GPUs above the target can
+ * need a long chain of exchanges through GPUs that are on target, which
+ * no move or pair of moves makes; its fallback, the fresh plan relabelled,
+ * then copies about a third of the slots where a handful of GPUs
+ * re-paired would do. */
+#include "replan.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static int item_cmp(const void *a, const void *b)
+{
+    const pair_item *x = a, *y = b;
+    if (x->share != y->share)
+        return x->share < y->share ? -1 : 1;
+    return (x->e > y->e) - (x->e < y->e);
+}
+
+static int gpu_cmp(const void *a, const void *b)
+{
+    const pair_gpu *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    if (x->key2 != y->key2)
+        return x->key2 < y->key2 ? -1 : 1;
+    return (x->g > y->g) - (x->g < y->g);
+}
+
+/* 1 when items[0..n) (sorted) paired lightest with heaviest meet the
+ * target, with no expert twice on a GPU where that is not allowed. The
+ * pair sums are the loads plan_gpu_load makes (a sum of two shares is
+ * the same in either order). */
+static int pairs_fit(const pair_item *it, int n, double target,
+                     int distinct)
+{
+    for (int i = 0; i < n / 2; i++) {
+        const pair_item *a = &it[i], *b = &it[n - 1 - i];
+        if (!(a->share + b->share <= target) || (distinct && a->e == b->e))
+            return 0;
+    }
+    return 1;
+}
+
+/* Inserts expert e's replica into the sorted items[0..n). */
+static void insert_item(pair_item *it, int n, double share, int e)
+{
+    pair_item x = {share, e};
+    int at = n;
+    while (at > 0 && item_cmp(&it[at - 1], &x) > 0) {
+        it[at] = it[at - 1];
+        at--;
+    }
+    it[at] = x;
+}
+
+/* Pair sums of the sorted items shifted against each other, for the
+ * largest pair after two replicas join (largest_pair_with): sums[sg][a]
+ * = items[a] + items[n + 1 - sg - a] (-1 where that is no item), sg =
+ * 0..4 the places the two new replicas take below the pair's two ends,
+ * and the largest of each block of PAIR_BLOCK. */
+#define PAIR_BLOCK 16
+#define PAIR_SHIFTS 5
+
+static void pair_sums(replan_state *st, const pair_item *it, int n)
+{
+    int nb = (n + PAIR_BLOCK - 1) / PAIR_BLOCK;
+    for (int sg = 0; sg < PAIR_SHIFTS; sg++) {
+        double *v = st->pr_sums + (size_t)sg * st->dims.P;
+        double *bm = st->pr_bmax + (size_t)sg * (st->dims.P / PAIR_BLOCK + 1);
+        for (int a = 0; a < n; a++) {
+            int b = n + 1 - sg - a;
+            v[a] = b >= 0 && b < n ? it[a].share + it[b].share : -1.0;
+        }
+        if (sg == 2) /* the pairs as they are: their running largest */
+            for (int a = 0; a < n / 2; a++)
+                st->pr_pre[a] = a ? (v[a] > st->pr_pre[a - 1]
+                                         ? v[a]
+                                         : st->pr_pre[a - 1])
+                                  : v[a];
+        for (int k = 0; k < nb; k++) {
+            double m = -1.0;
+            for (int a = k * PAIR_BLOCK; a < n && a < (k + 1) * PAIR_BLOCK; a++)
+                if (v[a] > m)
+                    m = v[a];
+            bm[k] = m;
+        }
+    }
+}
+
+/* The largest of sums[sg][lo..hi] (pair_sums). */
+static double sums_max(const replan_state *st, int sg, int lo, int hi)
+{
+    const double *v = st->pr_sums + (size_t)sg * st->dims.P;
+    const double *bm =
+        st->pr_bmax + (size_t)sg * (st->dims.P / PAIR_BLOCK + 1);
+    double m = -1.0;
+    while (lo <= hi && lo % PAIR_BLOCK)
+        m = v[lo] > m ? v[lo] : m, lo++;
+    while (lo + PAIR_BLOCK - 1 <= hi) {
+        m = bm[lo / PAIR_BLOCK] > m ? bm[lo / PAIR_BLOCK] : m;
+        lo += PAIR_BLOCK;
+    }
+    while (lo <= hi)
+        m = v[lo] > m ? v[lo] : m, lo++;
+    return m;
+}
+
+/* The first item not below x in the sorted items[lo..n). */
+static int rank_of(const pair_item *it, int lo, int n, const pair_item *x)
+{
+    int hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (item_cmp(&it[mid], x) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Item q of the merged list items[0..i), x, items[i..k), y, items[k..n). */
+static double merged(const pair_item *it, int i, int k, double x, double y,
+                     int q)
+{
+    return q < i ? it[q].share : q == i ? x : q <= k ? it[q - 1].share
+           : q == k + 1 ? y : it[q - 2].share;
+}
+
+static int shift_of(int i, int k, int q)
+{
+    return q < i ? 0 : q <= k ? 1 : 2;
+}
+
+/* The largest pair of the sorted items[0..n) with GPU g's two replicas
+ * (counts cnt) added, paired lightest with heaviest; items unchanged.
+ * Between the places where the merged list's pairs change which old
+ * items they join, the largest pair is a block query of pair_sums. */
+static double largest_pair_with(const replan_state *st, const pair_item *it,
+                                int n, const layer_job *j, const int *cnt,
+                                int g, double bound)
+{
+    int a = j->cur[2 * g], b = j->cur[2 * g + 1];
+    pair_item x = {(double)j->w[a] / cnt[a], a},
+              y = {(double)j->w[b] / cnt[b], b};
+    if (item_cmp(&y, &x) < 0) {
+        pair_item t = x;
+        x = y;
+        y = t;
+    }
+    int i = rank_of(it, 0, n, &x), k = rank_of(it, i, n, &y);
+    int m = n + 2, half = m / 2;
+    /* the pairs below both new replicas' places are the old pairs 0 ..
+     * min(i, n - k) - 1: a value no lower than the bound cannot win */
+    int same = i < n - k ? i : n - k;
+    if (same > 0 && st->pr_pre[same - 1] >= bound)
+        return st->pr_pre[same - 1];
+    /* q (the light end) changes its source at i, i + 1, k + 1, k + 2;
+     * r = m - 1 - q at the same places, so q at m - 1 - i, m - i,
+     * m - 2 - k, m - 1 - k; x and y sit alone at i and k + 1 */
+    int cut[10] = {0, half, i, i + 1, k + 1, k + 2, m - 1 - i, m - i,
+                   m - 2 - k, m - 1 - k};
+    for (int u = 1; u < 10; u++)
+        for (int w = u; w > 0 && cut[w - 1] > cut[w]; w--) {
+            int t = cut[w];
+            cut[w] = cut[w - 1];
+            cut[w - 1] = t;
+        }
+    double v = 0.0;
+    for (int u = 0; u + 1 < 10; u++) {
+        int lo = cut[u] < 0 ? 0 : cut[u], hi = cut[u + 1] > half ? half
+                                                               : cut[u + 1];
+        if (lo >= hi)
+            continue;
+        int r = m - 1 - lo;
+        if (lo == i || lo == k + 1 || r == i || r == k + 1) {
+            /* a place of x or y: alone in its interval */
+            double p = merged(it, i, k, x.share, y.share, lo) +
+                       merged(it, i, k, x.share, y.share, r);
+            v = p > v ? p : v;
+            lo++;
+            if (lo >= hi)
+                continue;
+        }
+        int oq = shift_of(i, k, lo), orr = shift_of(i, k, m - 1 - lo);
+        double p = sums_max(st, oq + orr, lo - oq, hi - 1 - oq);
+        v = p > v ? p : v;
+        if (v >= bound)
+            break;
+    }
+    return v;
+}
+
+/* Assigns the new pairs (pair i: experts px[i], py[i]) to the m broken
+ * GPUs (st->pr_at: each GPU's place k among them, else -1) so that most
+ * pairs land on a GPU that held one of their experts: a maximum matching
+ * by augmenting paths, breadth first (no recursion), pairs in order.
+ * Writes gpu_pair[k], the pair of the k-th broken GPU. */
+static void assign_pairs(const layer_job *j, int m,
+                         const int *px, const int *py, int *gpu_pair)
+{
+    replan_state *st = j->st;
+    const plan_dims *d = j->d;
+    int *pair_gpu = st->pr_pair_gpu, *from = st->pr_from,
+        *queue = st->pr_queue, *at_k = st->pr_at;
+    for (int k = 0; k < m; k++) {
+        gpu_pair[k] = -1;
+        pair_gpu[k] = -1;
+    }
+    for (int i = 0; i < m; i++) {
+        /* BFS over pairs; from[k]: the pair that reached GPU k */
+        for (int k = 0; k < m; k++)
+            from[k] = -2;
+        int head = 0, tail = 0, found = -1;
+        queue[tail++] = i;
+        while (head < tail && found < 0) {
+            int p = queue[head++];
+            for (int side = 0; side < 2 && found < 0; side++) {
+                int e = side ? py[p] : px[p];
+                for (int s = st->cur_head[e]; s >= 0 && found < 0;
+                     s = st->cur_next[s]) {
+                    int k = at_k[s / d->ppg];
+                    if (k < 0 || from[k] != -2)
+                        continue;
+                    from[k] = p;
+                    if (gpu_pair[k] < 0)
+                        found = k;
+                    else
+                        queue[tail++] = gpu_pair[k];
+                }
+            }
+        }
+        /* flip the path back to pair i */
+        while (found >= 0) {
+            int p = from[found], prev = pair_gpu[p];
+            gpu_pair[found] = p;
+            pair_gpu[p] = found;
+            found = p == i ? -1 : prev;
+        }
+    }
+    /* the pairs left go to the GPUs left, in order */
+    for (int i = 0, k = 0; i < m; i++) {
+        if (pair_gpu[i] >= 0)
+            continue;
+        while (gpu_pair[k] >= 0)
+            k++;
+        gpu_pair[k] = i;
+        pair_gpu[i] = k;
+    }
+}
+
+long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
+                         int32_t *out)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    const int32_t *cur = j->cur;
+    int *rem = st->pr_rem, *bg = st->pr_bg, *at_k = st->pr_at;
+    pair_item *it = st->pr_items;
+    pair_gpu *kg = st->pr_gpus;
+    long long work = 0, budget = replan_work_budget(d);
+    int live_gpus = 0;
+    long slots = 0;
+    for (int e = 0; e < d->E; e++) {
+        if (cnt[e] < 1)
+            return -1;
+        rem[e] = cnt[e];
+        slots += cnt[e];
+    }
+    for (int g = 0; g < d->M; g++)
+        live_gpus += live(j, g);
+    if (slots != 2L * live_gpus)
+        return -1;
+    /* no pairing of all the replicas meets the target: none of some */
+    int n = 0;
+    for (int e = 0; e < d->E; e++)
+        for (int r = 0; r < cnt[e]; r++)
+            it[n++] = (pair_item){(double)j->w[e] / cnt[e], e};
+    qsort(it, (size_t)n, sizeof *it, item_cmp);
+    work += n;
+    if (!pairs_fit(it, n, j->target, j->distinct)) {
+        st->work += work;
+        return -1;
+    }
+
+    /* GPUs on target, lightest first, keep their pair while the counts
+     * leave room for it */
+    int nk = 0;
+    for (int g = 0; g < d->M; g++) {
+        int a = cur[2 * g], b = cur[2 * g + 1];
+        at_k[g] = -1;
+        if (!live(j, g) || a < 0 || b < 0 || (a == b && j->distinct))
+            continue;
+        double sa = (double)j->w[a] / cnt[a], sb = (double)j->w[b] / cnt[b];
+        if (sa + sb <= j->target)
+            kg[nk++] = (pair_gpu){sa + sb, 0.0, g};
+    }
+    qsort(kg, (size_t)nk, sizeof *kg, gpu_cmp);
+    int kept = 0;
+    for (int i = 0; i < nk; i++) {
+        int g = kg[i].g, a = cur[2 * g], b = cur[2 * g + 1];
+        if (rem[a] < 1 + (a == b) || rem[b] < 1)
+            continue;
+        rem[a]--;
+        rem[b]--;
+        at_k[g] = -2; /* kept */
+        double sa = (double)j->w[a] / cnt[a], sb = (double)j->w[b] / cnt[b];
+        /* the order in which kept GPUs join: lightest heavier replica */
+        kg[kept++] = (pair_gpu){sa > sb ? sa : sb, sa + sb, g};
+    }
+    qsort(kg, (size_t)kept, sizeof *kg, gpu_cmp);
+
+    /* the replicas left, sorted */
+    n = 0;
+    for (int e = 0; e < d->E; e++)
+        for (int r = 0; r < rem[e]; r++)
+            it[n++] = (pair_item){(double)j->w[e] / cnt[e], e};
+    if (n != 2 * (live_gpus - kept))
+        return -1;
+    qsort(it, (size_t)n, sizeof *it, item_cmp);
+    work += n;
+
+    int joined = 0;
+    while (!pairs_fit(it, n, j->target, j->distinct)) {
+        if (joined == kept || n / 2 >= max_broken || work > budget) {
+            st->work += work;
+            return -1;
+        }
+        /* the kept GPU whose replicas, joined, leave the largest pair
+         * lowest (ties to the first in kg's order) */
+        pair_sums(st, it, n);
+        work += PAIR_SHIFTS * (long long)n;
+        int bi = joined;
+        double bv = 0.0;
+        for (int i = joined; i < kept; i++) {
+            double v = largest_pair_with(st, it, n, j, cnt, kg[i].g,
+                                         i == joined ? HUGE_VAL : bv);
+            if (i == joined || v < bv) {
+                bi = i;
+                bv = v;
+            }
+            work += 16;
+        }
+        pair_gpu t = kg[joined];
+        kg[joined] = kg[bi];
+        kg[bi] = t;
+        int g = kg[joined++].g, a = cur[2 * g], b = cur[2 * g + 1];
+        insert_item(it, n++, (double)j->w[a] / cnt[a], a);
+        insert_item(it, n++, (double)j->w[b] / cnt[b], b);
+        at_k[g] = -1;
+    }
+    st->work += work;
+
+    /* the broken GPUs, and the new pairs onto them */
+    int m = 0;
+    for (int g = 0; g < d->M; g++) {
+        if (live(j, g) && at_k[g] == -1)
+            bg[m++] = g;
+    }
+    int *px = st->pr_px, *py = st->pr_py, *gpu_pair = st->pr_gpu_pair;
+    for (int i = 0; i < m; i++) {
+        px[i] = it[i].e;
+        py[i] = it[n - 1 - i].e;
+    }
+    for (int g = 0; g < d->M; g++)
+        at_k[g] = -1;
+    for (int k = 0; k < m; k++)
+        at_k[bg[k]] = k;
+    assign_pairs(j, m, px, py, gpu_pair);
+    for (int g = 0; g < d->M; g++) {
+        int k = at_k[g];
+        if (!live(j, g)) {
+            out[2 * g] = out[2 * g + 1] = -1;
+        } else if (k < 0) {
+            out[2 * g] = cur[2 * g];
+            out[2 * g + 1] = cur[2 * g + 1];
+        } else {
+            int x = px[gpu_pair[k]], y = py[gpu_pair[k]];
+            /* an expert the GPU held keeps its slot */
+            int flip = x == cur[2 * g + 1] || y == cur[2 * g];
+            out[2 * g] = flip ? y : x;
+            out[2 * g + 1] = flip ? x : y;
+        }
+    }
+    return replan_layer_copies(st, out);
+}
