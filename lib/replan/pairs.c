@@ -359,6 +359,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
             }
             work += 16;
         }
+        /* the GPU taken trades places with the first one not taken */
         pair_gpu t = kg[joined];
         kg[joined] = kg[bi];
         kg[bi] = t;
