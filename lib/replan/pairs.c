@@ -156,7 +156,7 @@ static int shift_of(int i, int k, int q)
  * items they join, the largest pair is a block query of pair_sums. */
 static double largest_pair_with(const replan_state *st, const pair_item *it,
                                 int n, const layer_job *j, const int *cnt,
-                                int g, double bound)
+                                int g, double bound, int tie_wins)
 {
     int a = j->cur[2 * g], b = j->cur[2 * g + 1];
     pair_item x = {(double)j->w[a] / cnt[a], a},
@@ -169,21 +169,24 @@ static double largest_pair_with(const replan_state *st, const pair_item *it,
     int i = rank_of(it, 0, n, &x), k = rank_of(it, i, n, &y);
     int m = n + 2, half = m / 2;
     /* the pairs below both new replicas' places are the old pairs 0 ..
-     * min(i, n - k) - 1: a value no lower than the bound cannot win */
+     * min(i, n - k) - 1: a value above the bound (or at it, where a tie
+     * does not win) cannot win, and its part is returned */
     int same = i < n - k ? i : n - k;
-    if (same > 0 && st->pr_pre[same - 1] >= bound)
+    if (same > 0 && (st->pr_pre[same - 1] > bound ||
+                     (st->pr_pre[same - 1] >= bound && !tie_wins)))
         return st->pr_pre[same - 1];
     /* q (the light end) changes its source at i, i + 1, k + 1, k + 2;
      * r = m - 1 - q at the same places, so q at m - 1 - i, m - i,
      * m - 2 - k, m - 1 - k; x and y sit alone at i and k + 1 */
-    int cut[10] = {0, half, i, i + 1, k + 1, k + 2, m - 1 - i, m - i,
-                   m - 2 - k, m - 1 - k};
-    for (int u = 1; u < 10; u++)
-        for (int w = u; w > 0 && cut[w - 1] > cut[w]; w--) {
-            int t = cut[w];
-            cut[w] = cut[w - 1];
-            cut[w - 1] = t;
-        }
+    const int lo_cut[4] = {i, i + 1, k + 1, k + 2},
+              hi_cut[4] = {m - 2 - k, m - 1 - k, m - 1 - i, m - i};
+    int cut[10], nc = 0;
+    cut[nc++] = 0;
+    for (int a = 0, b = 0; a < 4 || b < 4;) /* both ascend: merge */
+        cut[nc++] = b == 4 || (a < 4 && lo_cut[a] <= hi_cut[b])
+                        ? lo_cut[a++]
+                        : hi_cut[b++];
+    cut[nc++] = half;
     double v = 0.0;
     for (int u = 0; u + 1 < 10; u++) {
         int lo = cut[u] < 0 ? 0 : cut[u], hi = cut[u + 1] > half ? half
@@ -203,7 +206,7 @@ static double largest_pair_with(const replan_state *st, const pair_item *it,
         int oq = shift_of(i, k, lo), orr = shift_of(i, k, m - 1 - lo);
         double p = sums_max(st, oq + orr, lo - oq, hi - 1 - oq);
         v = p > v ? p : v;
-        if (v >= bound)
+        if (v > bound || (v >= bound && !tie_wins))
             break;
     }
     return v;
@@ -348,22 +351,21 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
          * lowest (ties to the first in kg's order) */
         pair_sums(st, it, n);
         work += PAIR_SHIFTS * (long long)n;
-        int bi = joined;
-        double bv = 0.0;
-        for (int i = joined; i < kept; i++) {
-            double v = largest_pair_with(st, it, n, j, cnt, kg[i].g,
-                                         i == joined ? HUGE_VAL : bv);
-            if (i == joined || v < bv) {
-                bi = i;
+        int bi = -1;
+        double bv = HUGE_VAL;
+        for (int p = 0; p < kept; p++) {
+            int g = kg[p].g;
+            if (at_k[g] != -2)
+                continue;
+            double v = largest_pair_with(st, it, n, j, cnt, g, bv, bi < 0);
+            if (bi < 0 || v < bv) {
+                bi = p;
                 bv = v;
             }
             work += 16;
         }
-        /* the GPU taken trades places with the first one not taken */
-        pair_gpu t = kg[joined];
-        kg[joined] = kg[bi];
-        kg[bi] = t;
-        int g = kg[joined++].g, a = cur[2 * g], b = cur[2 * g + 1];
+        int g = kg[bi].g, a = cur[2 * g], b = cur[2 * g + 1];
+        joined++;
         insert_item(it, n++, (double)j->w[a] / cnt[a], a);
         insert_item(it, n++, (double)j->w[b] / cnt[b], b);
         at_k[g] = -1;
