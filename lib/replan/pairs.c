@@ -12,9 +12,12 @@
  * cycles; each new pair goes to the GPU of one of its replicas). So the
  * fewest copies are those of the fewest GPUs broken up: every GPU on
  * target whose experts the counts leave room for keeps its pair, the
- * others are broken up, and while their replicas cannot be paired on
- * target the kept GPU whose two replicas, joined, leave the largest pair
- * lowest joins them (a greedy choice: the fewest GPUs is not promised).
+ * others are broken up, and kept GPUs join them until their replicas pair
+ * on target: first a cover of Hall's condition for pairs (cover_join),
+ * then, where that falls short, one at a time the kept GPU whose two
+ * replicas leave the largest pair lowest. (The fewest GPUs is not
+ * promised: the cover's greedy is exact for intervals, and a light pair
+ * covers twice.)
  *
  * The local search fails there because a few GPUs above the target can
  * need a long chain of exchanges through GPUs that are on target, which
@@ -270,6 +273,112 @@ static void assign_pairs(const layer_job *j, int m,
     }
 }
 
+/* The kept GPUs that join first, chosen as a cover (Hall's condition for
+ * pairs): the replicas pair on target exactly when, at every heavy
+ * replica h (h + h > T), the heavy replicas of at least h number no more
+ * than the light ones (l + l <= T) with l + h <= T. A kept pair (x <= y)
+ * that joins changes that count by -1 where y < h and x + h <= T (y
+ * heavy), or by -[x + h <= T] - [y + h <= T] (y light). Sweeping the
+ * heavy replicas from the heaviest, where the broken GPUs' replicas fall
+ * short a kept pair joins that covers the point and reaches furthest
+ * down the sweep (a light pair, smaller y first; else the smallest y;
+ * ties to the first in kg) - the greedy that is optimal for covering
+ * points with intervals. At most max_join join, within the work budget;
+ * they are marked in at_k (-1) and listed in out[], their number
+ * returned. The pairing is checked after: the greedy below goes on where
+ * the cover falls short (no expert twice on a GPU where that is not
+ * allowed is the one rule it does not see). */
+static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
+                      int n, const pair_gpu *kg, int kept, int *at_k,
+                      int max_join, int *out, long long *work,
+                      long long budget)
+{
+    const int32_t *cur = j->cur;
+    double T = j->target;
+    int nj = 0;
+    /* heavy replicas of the broken GPUs are it[nl..n), lights it[0..nl) */
+    int nl = 0;
+    while (nl < n && it[nl].share + it[nl].share <= T)
+        nl++;
+    /* the check points: the broken GPUs' heavy replicas from the top, and
+     * the heavy replicas of the pairs that joined (chosen y's, which lie
+     * below the point that chose them) */
+    int hb = n - 1, lf = 0, hp = n - 1;
+    double *ys = j->st->pr_sums; /* scratch: joined heavy y's, descending */
+    int ny = 0, yi = 0;
+    for (;;) {
+        double h;
+        int from_b = hb >= nl && (yi >= ny || it[hb].share >= ys[yi]);
+        if (from_b)
+            h = it[hb].share;
+        else if (yi < ny)
+            h = ys[yi];
+        else
+            break;
+        /* lights of the broken GPUs that fit h (h only falls) */
+        while (lf < nl && it[lf].share + h <= T)
+            lf++;
+        /* heavy ones at least h (h only falls) */
+        while (hp >= nl && it[hp].share >= h)
+            hp--;
+        int deficit = n - 1 - hp - lf;
+        for (int c = 0; c < nj; c++) {
+            int g = out[c], a = cur[2 * g], b = cur[2 * g + 1];
+            double sa = (double)j->w[a] / cnt[a], sb = (double)j->w[b] / cnt[b];
+            double x = sa < sb ? sa : sb, y = sa < sb ? sb : sa;
+            if (y + y > T)
+                deficit -= y < h && x + h <= T;
+            else
+                deficit -= (x + h <= T) + (y + h <= T);
+        }
+        *work += nj + 8;
+        while (deficit > 0) {
+            if (nj >= max_join || *work > budget)
+                return nj;
+            int bp = -1, b_light = 0;
+            double b_y = 0.0;
+            for (int p = 0; p < kept; p++) {
+                int g = kg[p].g;
+                if (at_k[g] != -2)
+                    continue;
+                int a = cur[2 * g], b = cur[2 * g + 1];
+                double sa = (double)j->w[a] / cnt[a],
+                       sb = (double)j->w[b] / cnt[b];
+                double x = sa < sb ? sa : sb, y = sa < sb ? sb : sa;
+                int light = y + y <= T;
+                if (!(x + h <= T) || (!light && !(y < h)))
+                    continue; /* does not cover h */
+                if (bp < 0 || (light && !b_light) ||
+                    (light == b_light && y < b_y)) {
+                    bp = p;
+                    b_light = light;
+                    b_y = y;
+                }
+            }
+            *work += kept;
+            if (bp < 0)
+                return nj; /* nothing covers h: the greedy takes over */
+            int g = kg[bp].g;
+            at_k[g] = -1;
+            out[nj++] = g;
+            deficit -= b_light ? 1 + (b_y + h <= T) : 1;
+            if (!b_light) { /* its heavy y is a check point further down */
+                int at = ny++;
+                while (at > yi && ys[at - 1] < b_y) {
+                    ys[at] = ys[at - 1];
+                    at--;
+                }
+                ys[at] = b_y;
+            }
+        }
+        if (from_b)
+            hb--;
+        else
+            yi++;
+    }
+    return nj;
+}
+
 long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
                          int32_t *out)
 {
@@ -342,6 +451,17 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
     work += n;
 
     int joined = 0;
+    if (!pairs_fit(it, n, j->target, j->distinct)) {
+        int room = max_broken - n / 2;
+        int *out = st->pr_bg;
+        joined = cover_join(j, cnt, it, n, kg, kept, at_k,
+                            room > 0 ? room : 0, out, &work, budget);
+        for (int c = 0; c < joined; c++) {
+            int g = out[c], a = cur[2 * g], b = cur[2 * g + 1];
+            insert_item(it, n++, (double)j->w[a] / cnt[a], a);
+            insert_item(it, n++, (double)j->w[b] / cnt[b], b);
+        }
+    }
     while (!pairs_fit(it, n, j->target, j->distinct)) {
         if (joined == kept || n / 2 >= max_broken || work > budget) {
             st->work += work;
