@@ -79,6 +79,9 @@ typedef struct layer_ws {
     int *thead, *tnext;  /* [E], [P]: the layer's first pending slots of
                             each target expert, in slot order (those with
                             x == t since then are skipped where read) */
+    int *xhead, *xnext;  /* [E], [P]: the same by the expert in service
+                            (pending slots keep it until they change) */
+    int best_cycle;      /* scan_units' pick is a cycle (build_cycle) */
     int *bundle, nb;     /* the unit being built */
     int *grow, *gsave;   /* [P] a unit grown from several (slots, old ids) */
     int *gcop;           /* [M] the grown unit's copies per GPU so far */
@@ -193,6 +196,38 @@ static void build_bundle(layer_ws *z, int s)
     z->stamp++;
     z->nb = 0;
     add_closure(z, s);
+}
+
+/* The unit led by pending slot s that leaves every replica count as it
+ * is: s's change, then a pending slot that gives up a replica of the
+ * expert s brings (the lowest), and so on until the expert s gave up comes
+ * back. Such a unit changes the loads of its own GPUs only: where the
+ * target re-pairs GPUs (alternating cycles), a cycle that clears the
+ * heaviest GPU gains alone where each of its slots alone would raise an
+ * expert's other GPUs. 0 when the chain does not close. */
+static int build_cycle(layer_ws *z, int s)
+{
+    z->stamp++;
+    z->nb = 0;
+    int back = z->x[s], at = s;
+    while (back >= 0) {
+        z->bundle[z->nb++] = at;
+        z->inb[at] = z->stamp;
+        int in = z->t[at];
+        if (in == back)
+            return 1;
+        at = -1;
+        for (int q = in >= 0 ? z->xhead[in] : -1; q >= 0; q = z->xnext[q]) {
+            z->work++;
+            if (z->inb[q] != z->stamp && z->x[q] == in && z->t[q] != in) {
+                at = q;
+                break;
+            }
+        }
+        if (at < 0)
+            return 0;
+    }
+    return 0;
 }
 
 /* What applying the bundle would do: the layer's new largest load and the
@@ -360,6 +395,16 @@ static int scan_units(layer_ws *z, double f, double goal, int32_t *saved,
          * left for a grown unit, in mode 1 one within the cap comes
          * first */
         int within = !z->cap || z->most <= z->cap, take;
+        int cycle = 0;
+        if (mode == 0 && !(within && peak <= f) && build_cycle(z, s)) {
+            /* the plain unit raises the largest load: the cycle instead */
+            for (int k = 0; k < z->nb; k++)
+                saved[k] = z->x[z->bundle[k]];
+            peak = try_bundle(z, goal, &prog, &c);
+            undo_bundle(z, saved);
+            within = !z->cap || z->most <= z->cap;
+            cycle = 1;
+        }
         if (mode == 0)
             take = within && peak <= f &&
                    (best < 0 || better(f - peak, prog, c, best_g, best_p,
@@ -372,6 +417,7 @@ static int scan_units(layer_ws *z, double f, double goal, int32_t *saved,
                       (c < best_c || (c == best_c && prog > best_p)))));
         if (take) {
             best = s;
+            z->best_cycle = cycle;
             best_in = within;
             best_g = f - peak;
             best_p = prog;
@@ -410,12 +456,16 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
      * comes back to it, as it was in this list): the index by target
      * expert is made once. */
     for (int e = 0; e < d->E; e++)
-        z->thead[e] = -1;
+        z->thead[e] = z->xhead[e] = -1;
     for (int i = z->npend - 1; i >= 0; i--) {
         int q = z->pend[i];
         if (z->t[q] >= 0) {
             z->tnext[q] = z->thead[z->t[q]];
             z->thead[z->t[q]] = q;
+        }
+        if (z->x[q] >= 0) {
+            z->xnext[q] = z->xhead[z->x[q]];
+            z->xhead[z->x[q]] = q;
         }
     }
     double f = exact_loads(z);
@@ -480,7 +530,8 @@ static double order_layer(layer_ws *z, sched_build *b, int layer,
     while (z->npend > 0) {
         int best = z->work <= budget ? scan_units(z, f, goal, saved, 0) : -1;
         if (best >= 0) {
-            build_bundle(z, best);
+            if (!z->best_cycle || !build_cycle(z, best))
+                build_bundle(z, best);
             for (int k = 0; k < z->nb; k++)
                 saved[k] = z->x[z->bundle[k]];
             commit_bundle(z, b, layer, 0, f);
@@ -910,6 +961,8 @@ static int layer_ws_init(layer_ws *z, const plan_dims *d,
     z->pend = malloc((size_t)P * sizeof(int));
     z->thead = malloc((size_t)E * sizeof(int));
     z->tnext = malloc((size_t)P * sizeof(int));
+    z->xhead = malloc((size_t)E * sizeof(int));
+    z->xnext = malloc((size_t)P * sizeof(int));
     z->bundle = malloc((size_t)P * sizeof(int));
     z->grow = malloc((size_t)P * sizeof(int));
     z->gcop = calloc((size_t)M, sizeof(int));
@@ -923,7 +976,8 @@ static int layer_ws_init(layer_ws *z, const plan_dims *d,
     z->inaff = calloc((size_t)E, sizeof(int));
     z->saved = malloc((size_t)P * sizeof(int32_t));
     return z->x && z->cnt && z->held && z->hbits && z->was && z->load && z->trial &&
-           z->pend && z->thead && z->tnext && z->bundle && z->grow && z->gsave && z->gcop &&
+           z->pend && z->thead && z->tnext && z->xhead && z->xnext &&
+           z->bundle && z->grow && z->gsave && z->gcop &&
            z->ucop && z->gstamp && z->hot && z->hotexp && z->inb &&
            z->aff && z->inaff && z->saved;
 }
@@ -940,6 +994,8 @@ static void layer_ws_free(layer_ws *z)
     free(z->pend);
     free(z->thead);
     free(z->tnext);
+    free(z->xhead);
+    free(z->xnext);
     free(z->bundle);
     free(z->grow);
     free(z->gsave);
