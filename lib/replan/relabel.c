@@ -215,3 +215,45 @@ int eplb_relabel(const eplb_shape *shape, eplb_policy policy,
     replan_state_free(st);
     return rc;
 }
+
+/* The fewest copies any renaming of plan's GPUs can cost: per GPU of
+ * plan, its distinct experts less the most that one GPU of the plan in
+ * service held (every GPU's experts go to some GPU whole). The
+ * relabelled fresh plan and the fresh plan are such renamings. */
+long replan_copies_floor(replan_state *st, const int32_t *plan)
+{
+    const plan_dims *d = &st->dims;
+    int *ov = st->la_gpu, *list = st->gpu_list, *seen = st->seen;
+    long floor = 0;
+    for (int g = 0; g < d->M; g++)
+        ov[g] = 0;
+    for (int f = 0; f < d->M; f++) {
+        const int32_t *gs = plan + (size_t)f * d->ppg;
+        int distinct = 0, n = 0, most = 0;
+        for (int r = 0; r < d->ppg; r++) {
+            int e = gs[r];
+            if (e < 0 || seen[e])
+                continue;
+            seen[e] = 1;
+            distinct++;
+            /* the GPUs of the plan in service that held e (a GPU's
+             * replicas are adjacent in the list: once each) */
+            for (int q = st->cur_head[e]; q >= 0; q = st->cur_next[q]) {
+                int c = q / d->ppg;
+                if (st->cur_prev_gpu[q] == c)
+                    continue;
+                if (ov[c]++ == 0)
+                    list[n++] = c;
+                if (ov[c] > most)
+                    most = ov[c];
+            }
+        }
+        for (int r = 0; r < d->ppg; r++)
+            if (gs[r] >= 0)
+                seen[gs[r]] = 0;
+        for (int i = 0; i < n; i++)
+            ov[list[i]] = 0;
+        floor += distinct - most;
+    }
+    return floor;
+}

@@ -309,7 +309,11 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
     /* The fallbacks, made when the repair failed or moved more than
      * one GPU's worth of experts: the fresh plan relabelled, and the
      * fresh plan as it is (on target by definition). */
-    if (copies >= 0 && copies <= d->ppg) {
+    if (copies >= 0 &&
+        (copies <= d->ppg ||
+         (alt_state == 0 && copies <= replan_copies_floor(st, fresh)))) {
+        /* (no renaming of the fresh plan copies less: the fallbacks
+         * would keep the repaired layer) */
         memcpy(out, st->slot, (size_t)d->P * sizeof(int32_t));
         memcpy(ocnt, st->cnt, (size_t)d->E * sizeof(int32_t));
         st->out_peak = peak;

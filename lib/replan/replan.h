@@ -325,6 +325,10 @@ int replan_same_node_experts(replan_state *st, const int32_t *a,
  * st->alt. */
 void replan_relabel_fresh(const layer_job *j, const int32_t *fresh);
 
+/* The fewest copies any renaming of plan's GPUs costs (a lower bound of
+ * the relabelled plan's copies and of plan's own). */
+long replan_copies_floor(replan_state *st, const int32_t *plan);
+
 /* Makes st->alt: 1 when it is on target, else -1. */
 int replan_make_alt(const layer_job *j, const int32_t *fresh,
                     const int32_t *fcnt);
