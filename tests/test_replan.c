@@ -929,22 +929,38 @@ static void test_two_slots_per_gpu(void)
     const long most[2] = {300, 1200};
     size_t n = (size_t)s.layers * s.experts;
     float *w0 = malloc(n * sizeof(float)), *w1 = malloc(n * sizeof(float));
-    eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
-    CU_ASSERT_FATAL(ctx != NULL);
-    for (int k = 0; k < 2; k++) {
-        workload_generate(w0, s.layers, s.experts, 58);
-        memcpy(w1, w0, n * sizeof(float));
-        workload_perturb(w0, s.layers, s.experts, amount[k], 99);
-        test_plan cur, next;
-        fresh_into(ctx, &s, w0, &cur);
-        long copies = check_replan(ctx, &s, w1, &cur, 0.0f, &next);
-        printf("\n  %.0f%% moved: %ld copies (at most %ld)", amount[k] * 100,
-               copies, most[k]);
-        CU_ASSERT(copies >= 0 && copies <= most[k]);
-        test_plan_free(&cur);
-        test_plan_free(&next);
+    for (int distinct = 0; distinct < 2; distinct++) {
+        eplb_options o;
+        eplb_options_default(&o);
+        o.backend = EPLB_BACKEND_REFERENCE;
+        o.candidates = 1;
+        o.swap_rounds = 0;
+        o.distinct_per_gpu = distinct;
+        eplb_context *ctx = NULL;
+        CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+        for (int k = 0; k < 2; k++) {
+            workload_generate(w0, s.layers, s.experts, 58);
+            memcpy(w1, w0, n * sizeof(float));
+            workload_perturb(w0, s.layers, s.experts, amount[k], 99);
+            test_plan cur, next;
+            fresh_into(ctx, &s, w0, &cur);
+            long copies = check_replan(ctx, &s, w1, &cur, 0.0f, &next);
+            printf("\n  %s%.0f%% moved: %ld copies (at most %ld)",
+                   distinct ? "distinct_per_gpu, " : "", amount[k] * 100,
+                   copies, most[k]);
+            CU_ASSERT(copies >= 0 && copies <= most[k]);
+            /* distinct_per_gpu: no GPU holds an expert twice (the
+             * plan in service held none) */
+            int twice = 0;
+            for (size_t g = 0; distinct && g < (size_t)s.layers * s.num_gpus;
+                 g++)
+                twice += next.phy2log[2 * g] == next.phy2log[2 * g + 1];
+            CU_ASSERT(twice == 0);
+            test_plan_free(&cur);
+            test_plan_free(&next);
+        }
+        eplb_context_destroy(ctx);
     }
-    eplb_context_destroy(ctx);
     free(w0);
     free(w1);
 }
