@@ -97,6 +97,8 @@ struct replan_state {
     /* the re-pairing (pairs.c) */
     pair_item *pr_items; /* [P] replicas to pair, sorted */
     pair_gpu *pr_gpus; /* [M] GPUs that may keep their pair */
+    pair_item *pr_tmp; /* [P] and the sorts' scratch */
+    pair_gpu *pr_gtmp; /* [M] */
     int *pr_rem, *pr_cnt; /* [E] replicas left to place; counts in service */
     int *pr_bg, *pr_at; /* [M] GPUs broken up, and each GPU's place there */
     int *pr_px, *pr_py, *pr_gpu_pair, *pr_pair_gpu, *pr_from, *pr_queue;

@@ -72,6 +72,8 @@ void replan_state_free(replan_state *st)
     free(st->usable);
     free(st->pr_items);
     free(st->pr_gpus);
+    free(st->pr_tmp);
+    free(st->pr_gtmp);
     free(st->pr_rem);
     free(st->pr_cnt);
     free(st->pr_bg);
@@ -155,6 +157,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->usable = malloc((size_t)d->gn * sizeof(int));
     st->pr_items = malloc(P * sizeof(pair_item));
     st->pr_gpus = malloc(M * sizeof(pair_gpu));
+    st->pr_tmp = malloc(P * sizeof(pair_item));
+    st->pr_gtmp = malloc(M * sizeof(pair_gpu));
     st->pr_rem = malloc(E * sizeof(int));
     st->pr_cnt = malloc(E * sizeof(int));
     st->pr_bg = malloc(M * sizeof(int));
@@ -175,7 +179,7 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->nload = malloc((size_t)d->N * sizeof(double));
     st->nexp = malloc((size_t)d->N * sizeof(int));
     st->gnode = malloc((size_t)d->G * sizeof(int));
-    if (!st->pr_items || !st->pr_gpus || !st->pr_rem || !st->pr_cnt ||
+    if (!st->pr_items || !st->pr_gpus || !st->pr_tmp || !st->pr_gtmp || !st->pr_rem || !st->pr_cnt ||
         !st->pr_bg || !st->pr_at || !st->pr_px || !st->pr_py ||
         !st->pr_gpu_pair || !st->pr_pair_gpu || !st->pr_from ||
         !st->pr_queue || !st->pr_sums || !st->pr_bmax || !st->pr_pre || !st->pr_out[0] || !st->pr_out[1] || !st->pr_out[2] ||
