@@ -239,34 +239,54 @@ static double largest_pair_with(const replan_state *st, const pair_item *it,
     return v;
 }
 
+/* 1 once the re-plan's deadline has passed (as the search checks it). */
+static int pairs_late(replan_state *st)
+{
+    if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
+        st->late = 1;
+    return st->late;
+}
+
 /* Assigns the new pairs (pair i: experts px[i], py[i]) to the m broken
  * GPUs (st->pr_at: each GPU's place k among them, else -1) so that most
  * pairs land on a GPU that held one of their experts: a maximum matching
- * by augmenting paths, breadth first (no recursion), pairs in order.
- * Writes gpu_pair[k], the pair of the k-th broken GPU. */
-static void assign_pairs(const layer_job *j, int m,
-                         const int *px, const int *py, int *gpu_pair)
+ * by augmenting paths, breadth first (no recursion), pairs in order; an
+ * expert's GPUs are scanned once a search (all of them are reached then).
+ * Past the work budget or the deadline the pairs not yet matched go, as
+ * the unmatched ones do, to the GPUs left in order. Writes gpu_pair[k],
+ * the pair of the k-th broken GPU. */
+static void assign_pairs(const layer_job *j, int m, const int *px,
+                         const int *py, int *gpu_pair, long long *work,
+                         long long budget)
 {
     replan_state *st = j->st;
     const plan_dims *d = j->d;
     int *pair_gpu = st->pr_pair_gpu, *from = st->pr_from,
-        *queue = st->pr_queue, *at_k = st->pr_at;
+        *queue = st->pr_queue, *at_k = st->pr_at, *scanned = st->pr_rem;
     for (int k = 0; k < m; k++) {
         gpu_pair[k] = -1;
         pair_gpu[k] = -1;
     }
-    for (int i = 0; i < m; i++) {
+    for (int e = 0; e < d->E; e++)
+        scanned[e] = -1;
+    *work += d->E;
+    for (int i = 0; i < m && *work <= budget && !pairs_late(st); i++) {
         /* BFS over pairs; from[k]: the pair that reached GPU k */
         for (int k = 0; k < m; k++)
             from[k] = -2;
+        *work += m;
         int head = 0, tail = 0, found = -1;
         queue[tail++] = i;
         while (head < tail && found < 0) {
             int p = queue[head++];
             for (int side = 0; side < 2 && found < 0; side++) {
                 int e = side ? py[p] : px[p];
+                if (scanned[e] == i)
+                    continue;
+                scanned[e] = i;
                 for (int s = st->cur_head[e]; s >= 0 && found < 0;
                      s = st->cur_next[s]) {
+                    (*work)++;
                     int k = at_k[s / d->ppg];
                     if (k < 0 || from[k] != -2)
                         continue;
@@ -357,7 +377,7 @@ static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
         }
         *work += nj + 8;
         while (deficit > 0) {
-            if (nj >= max_join || *work > budget)
+            if (nj >= max_join || *work > budget || pairs_late(j->st))
                 return nj;
             int bp = -1, b_light = 0;
             double b_y = 0.0;
@@ -412,7 +432,8 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
     int *rem = st->pr_rem, *bg = st->pr_bg, *at_k = st->pr_at;
     pair_item *it = st->pr_items;
     pair_gpu *kg = st->pr_gpus;
-    long long work = 0, budget = replan_work_budget(d);
+    /* what the layer's budget has left */
+    long long work = 0, budget = st->budget - st->work;
     int live_gpus = 0;
     long slots = 0;
     for (int e = 0; e < d->E; e++) {
@@ -487,7 +508,8 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         }
     }
     while (!pairs_fit(it, n, j->target, j->distinct)) {
-        if (joined == kept || n / 2 >= max_broken || work > budget) {
+        if (joined == kept || n / 2 >= max_broken || work > budget ||
+            pairs_late(st)) {
             st->work += work;
             return -1;
         }
@@ -506,7 +528,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
                 bi = p;
                 bv = v;
             }
-            work += 16;
+            work += 16 + n / PAIR_BLOCK;
         }
         int g = kg[bi].g, a = cur[2 * g], b = cur[2 * g + 1];
         joined++;
@@ -514,7 +536,6 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         insert_item(it, n++, (double)j->w[b] / cnt[b], b);
         at_k[g] = -1;
     }
-    st->work += work;
 
     /* the broken GPUs, and the new pairs onto them */
     int m = 0;
@@ -531,7 +552,9 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         at_k[g] = -1;
     for (int k = 0; k < m; k++)
         at_k[bg[k]] = k;
-    assign_pairs(j, m, px, py, gpu_pair);
+    /* (rem is free again: the matching's scratch) */
+    assign_pairs(j, m, px, py, gpu_pair, &work, budget);
+    st->work += work;
     for (int g = 0; g < d->M; g++) {
         int k = at_k[g];
         if (!live(j, g)) {

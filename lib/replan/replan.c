@@ -164,7 +164,7 @@ static int repair_capped(const layer_job *j, int g0, int g1, int domains)
     const plan_dims *d = j->d;
     replan_state *st = j->st;
     long long saved = st->budget,
-              cap = st->work + REPLAN_PAIRS_SEARCH_WORK * (long long)(d->P + d->E);
+              cap = st->work + REPLAN_PAIRS_SEARCH_WORK * ((long long)d->P + d->E);
     if (domains == 1 && d->ppg == 2 && cap < saved)
         st->budget = cap;
     int ok = replan_repair_node(j, g0, g1, 0);
