@@ -94,7 +94,7 @@ struct replan_state {
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */
-    /* the re-pairing (pairs.c) */
+    /* the re-pairing (pairs.c); reserved for two slots per GPU only */
     pair_item *pr_items; /* [P] replicas to pair, sorted */
     pair_gpu *pr_gpus; /* [M] GPUs that may keep their pair */
     pair_item *pr_tmp; /* [P] and the sorts' scratch */

@@ -97,6 +97,37 @@ void replan_state_free(replan_state *st)
     free(st);
 }
 
+/* The re-pairing's workspace (pairs.c): layers of two slots per GPU
+ * only. 1 when it could be had. */
+static int reserve_pairs(replan_state *st, size_t E, size_t P, size_t M)
+{
+    st->pr_items = malloc(P * sizeof(pair_item));
+    st->pr_gpus = malloc(M * sizeof(pair_gpu));
+    st->pr_tmp = malloc(P * sizeof(pair_item));
+    st->pr_gtmp = malloc(M * sizeof(pair_gpu));
+    st->pr_rem = malloc(E * sizeof(int));
+    st->pr_cnt = malloc(E * sizeof(int));
+    st->pr_bg = malloc(M * sizeof(int));
+    st->pr_at = malloc(M * sizeof(int));
+    st->pr_px = malloc(M * sizeof(int));
+    st->pr_py = malloc(M * sizeof(int));
+    st->pr_gpu_pair = malloc(M * sizeof(int));
+    st->pr_pair_gpu = malloc(M * sizeof(int));
+    st->pr_from = malloc(M * sizeof(int));
+    st->pr_queue = malloc(M * sizeof(int));
+    st->pr_sums = malloc(5 * P * sizeof(double));
+    st->pr_bmax = malloc(5 * (P / 16 + 1) * sizeof(double));
+    st->pr_pre = malloc(P * sizeof(double));
+    st->pr_out[0] = malloc(P * sizeof(int32_t));
+    st->pr_out[1] = malloc(P * sizeof(int32_t));
+    st->pr_out[2] = malloc(P * sizeof(int32_t));
+    return st->pr_items && st->pr_gpus && st->pr_tmp && st->pr_gtmp &&
+           st->pr_rem && st->pr_cnt && st->pr_bg && st->pr_at &&
+           st->pr_px && st->pr_py && st->pr_gpu_pair && st->pr_pair_gpu &&
+           st->pr_from && st->pr_queue && st->pr_sums && st->pr_bmax &&
+           st->pr_pre && st->pr_out[0] && st->pr_out[1] && st->pr_out[2];
+}
+
 int replan_state_reserve(replan_state **stp, const plan_dims *d)
 {
     replan_state *st = *stp;
@@ -155,35 +186,12 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->yflag = calloc(E, 1);
     st->node_map = malloc((size_t)d->N * sizeof(int));
     st->usable = malloc((size_t)d->gn * sizeof(int));
-    st->pr_items = malloc(P * sizeof(pair_item));
-    st->pr_gpus = malloc(M * sizeof(pair_gpu));
-    st->pr_tmp = malloc(P * sizeof(pair_item));
-    st->pr_gtmp = malloc(M * sizeof(pair_gpu));
-    st->pr_rem = malloc(E * sizeof(int));
-    st->pr_cnt = malloc(E * sizeof(int));
-    st->pr_bg = malloc(M * sizeof(int));
-    st->pr_at = malloc(M * sizeof(int));
-    st->pr_px = malloc(M * sizeof(int));
-    st->pr_py = malloc(M * sizeof(int));
-    st->pr_gpu_pair = malloc(M * sizeof(int));
-    st->pr_pair_gpu = malloc(M * sizeof(int));
-    st->pr_from = malloc(M * sizeof(int));
-    st->pr_queue = malloc(M * sizeof(int));
-    st->pr_sums = malloc(5 * P * sizeof(double));
-    st->pr_bmax = malloc(5 * (P / 16 + 1) * sizeof(double));
-    st->pr_pre = malloc(P * sizeof(double));
-    st->pr_out[0] = malloc(P * sizeof(int32_t));
-    st->pr_out[1] = malloc(P * sizeof(int32_t));
-    st->pr_out[2] = malloc(P * sizeof(int32_t));
     st->gload = malloc((size_t)d->G * sizeof(double));
     st->nload = malloc((size_t)d->N * sizeof(double));
     st->nexp = malloc((size_t)d->N * sizeof(int));
     st->gnode = malloc((size_t)d->G * sizeof(int));
-    if (!st->pr_items || !st->pr_gpus || !st->pr_tmp || !st->pr_gtmp || !st->pr_rem || !st->pr_cnt ||
-        !st->pr_bg || !st->pr_at || !st->pr_px || !st->pr_py ||
-        !st->pr_gpu_pair || !st->pr_pair_gpu || !st->pr_from ||
-        !st->pr_queue || !st->pr_sums || !st->pr_bmax || !st->pr_pre || !st->pr_out[0] || !st->pr_out[1] || !st->pr_out[2] ||
-        !st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
+    int pairs_ok = d->ppg != 2 || reserve_pairs(st, E, P, M);
+    if (!pairs_ok || !st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
         !st->keep_cnt || !st->gmark || !st->la_gpu || !st->la_load ||
         !st->ycand || !st->yflag || !st->rlist || !st->rshare || !st->rleast ||
