@@ -441,7 +441,9 @@ typedef struct eplb_stage {
  * rewritten at most once, the objective does not rise from one stage to
  * the next (from stage 1 on: with dead GPUs, stage 1 also puts their
  * experts back), no stage copies more than stage_copies_per_gpu experts
- * to one GPU, and the stages that gain most per copy come first. With
+ * to one GPU (but stage 1, which also fills the current plan's empty
+ * live slots and puts dead GPUs' experts back whatever the stage size),
+ * and the stages that gain most per copy come first. With
  * no budget the last stage is the re-plan less the changes that no
  * longer lower a layer's largest GPU load (doc/api.md). */
 typedef struct eplb_schedule {

@@ -397,7 +397,8 @@ static int scan_units(layer_ws *z, double f, double goal, int32_t *saved,
         int within = !z->cap || z->most <= z->cap, take;
         int cycle = 0;
         if (mode == 0 && !(within && peak <= f) && build_cycle(z, s)) {
-            /* the plain unit raises the largest load: the cycle instead */
+            /* the plain unit raises the largest load or copies past
+             * the cap: the cycle instead */
             for (int k = 0; k < z->nb; k++)
                 saved[k] = z->x[z->bundle[k]];
             peak = try_bundle(z, goal, &prog, &c);
