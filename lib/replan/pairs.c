@@ -1,6 +1,7 @@
 /* Two slots per GPU in one domain (the global policy with twice as many
  * slots as GPUs: DeepSeek-V3's 288 slots on 144 GPUs): where the repair
- * from the plan in service fails, the plan in service re-paired.
+ * from the plan in service fails or runs past its cap (replan.c), the
+ * plan in service re-paired.
  *
  * With two slots a GPU a layer is a pairing of its replicas, and pairing
  * the sorted replicas lightest with heaviest gives the smallest largest
