@@ -429,7 +429,8 @@ void sched_out_free(sched_out *o);
  * passes over a [n], sorted in runs of `width` items, with b [n] as
  * scratch; returns the one of a and b that holds all n sorted. Stable:
  * an item of the right run goes first only when before(&right, &left).
- * The fresh plan's sort (pack.c) and the greedy copies' (greedy.c). */
+ * The fresh plan's sort (pack.c), the greedy copies' (greedy.c) and the
+ * re-pairing's (pairs.c). */
 #define EPLBI_DEFINE_MERGE_PASSES(name, T, before)                           \
     static T *name(T *a, T *b, int n, int width)                             \
     {                                                                        \

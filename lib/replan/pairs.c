@@ -28,34 +28,7 @@
 #include "replan.h"
 
 #include <math.h>
-
-/* A stable bottom-up merge sort of n elements of type T by LESS, with
- * scratch tmp [n]: the comparisons inline, where qsort calls through a
- * pointer (the sorts were a fifth of a re-pairing's time). */
-#define DEFINE_MERGE_SORT(name, T, LESS)                                     \
-    static void name(T *a, int n, T *tmp)                                   \
-    {                                                                       \
-        T *src = a, *dst = tmp;                                             \
-        for (int w = 1; w < n; w *= 2) {                                    \
-            for (int lo = 0; lo < n; lo += 2 * w) {                         \
-                int mid = lo + w < n ? lo + w : n;                          \
-                int hi = lo + 2 * w < n ? lo + 2 * w : n;                   \
-                int i = lo, j = mid, k = lo;                                \
-                while (i < mid && j < hi)                                   \
-                    dst[k++] = LESS(&src[j], &src[i]) ? src[j++] : src[i++]; \
-                while (i < mid)                                             \
-                    dst[k++] = src[i++];                                    \
-                while (j < hi)                                              \
-                    dst[k++] = src[j++];                                    \
-            }                                                               \
-            T *t = src;                                                     \
-            src = dst;                                                      \
-            dst = t;                                                        \
-        }                                                                   \
-        if (src != a)                                                       \
-            for (int i = 0; i < n; i++)                                     \
-                a[i] = src[i];                                              \
-    }
+#include <string.h>
 
 static inline int item_less(const pair_item *x, const pair_item *y)
 {
@@ -69,8 +42,25 @@ static inline int gpu_less(const pair_gpu *x, const pair_gpu *y)
             (x->key2 < y->key2 || (x->key2 == y->key2 && x->g < y->g)));
 }
 
-DEFINE_MERGE_SORT(sort_items, pair_item, item_less)
-DEFINE_MERGE_SORT(sort_gpus, pair_gpu, gpu_less)
+/* Stable merge sorts with the comparison inline (qsort's calls through a
+ * pointer were a fifth of a re-pairing's time), the shared passes of
+ * internal.h; the result is copied back where it ends in the scratch. */
+EPLBI_DEFINE_MERGE_PASSES(item_passes, pair_item, item_less)
+EPLBI_DEFINE_MERGE_PASSES(gpu_passes, pair_gpu, gpu_less)
+
+static void sort_items(pair_item *a, int n, pair_item *tmp)
+{
+    pair_item *r = item_passes(a, tmp, n, 1);
+    if (r != a)
+        memcpy(a, r, (size_t)n * sizeof *a);
+}
+
+static void sort_gpus(pair_gpu *a, int n, pair_gpu *tmp)
+{
+    pair_gpu *r = gpu_passes(a, tmp, n, 1);
+    if (r != a)
+        memcpy(a, r, (size_t)n * sizeof *a);
+}
 
 /* 1 when items[0..n) (sorted) paired lightest with heaviest meet the
  * target, with no expert twice on a GPU where that is not allowed. The

@@ -159,13 +159,15 @@ static int repair_pairs(const layer_job *j, const int32_t *fcnt)
  * fail ran on to 250,000-780,000 units (460-1430 a slot and expert). */
 #define REPLAN_PAIRS_SEARCH_WORK 32
 
-static int repair_capped(const layer_job *j, int g0, int g1, int domains)
+/* The repair of GPUs g0..g1-1 from the plan in service; with `pairable`
+ * (the re-pairing can take the layer over), within that cap. */
+static int repair_capped(const layer_job *j, int g0, int g1, int pairable)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
     long long saved = st->budget,
               cap = st->work + REPLAN_PAIRS_SEARCH_WORK * ((long long)d->P + d->E);
-    if (domains == 1 && d->ppg == 2 && cap < saved)
+    if (pairable && cap < saved)
         st->budget = cap;
     int ok = replan_repair_node(j, g0, g1, 0);
     st->budget = saved;
@@ -255,12 +257,13 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
     int domains = d->M / j.dom_gpus, gpd = j.dom_gpus;
     int from_current = !(ok && domains == 1 && d->ppg <= REPLAN_FEW_SLOTS &&
                          counts_far(&j, fcnt));
+    /* (two slots per GPU, one domain: pairs.c) */
+    int pairable = domains == 1 && d->ppg == 2;
     for (int n = 0; n < domains && ok; n++) {
         int g0 = n * gpd, g1 = g0 + gpd;
-        if (from_current && repair_capped(&j, g0, g1, domains))
+        if (from_current && repair_capped(&j, g0, g1, pairable))
             continue;
-        if (domains == 1 && d->ppg == 2 && !exhausted(st) &&
-            repair_pairs(&j, fcnt))
+        if (pairable && !exhausted(st) && repair_pairs(&j, fcnt))
             continue;
         if (exhausted(st)) {
             ok = 0; /* the layer takes its fallback */
