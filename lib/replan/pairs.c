@@ -89,6 +89,35 @@ static void insert_item(pair_item *it, int n, double share, int e)
     it[at] = x;
 }
 
+/* Expert e's replica with counts cnt. */
+static inline pair_item replica(const layer_job *j, const int *cnt, int e)
+{
+    return (pair_item){(double)j->w[e] / cnt[e], e};
+}
+
+/* GPU g's two replicas in the plan in service, lighter first. */
+static void gpu_replicas(const layer_job *j, const int *cnt, int g,
+                         pair_item *x, pair_item *y)
+{
+    *x = replica(j, cnt, j->cur[2 * g]);
+    *y = replica(j, cnt, j->cur[2 * g + 1]);
+    if (item_less(y, x)) {
+        pair_item t = *x;
+        *x = *y;
+        *y = t;
+    }
+}
+
+/* GPU g's two replicas join the sorted items[0..*n). */
+static void join_gpu(pair_item *it, int *n, const layer_job *j,
+                     const int *cnt, int g)
+{
+    pair_item x, y;
+    gpu_replicas(j, cnt, g, &x, &y);
+    insert_item(it, (*n)++, x.share, x.e);
+    insert_item(it, (*n)++, y.share, y.e);
+}
+
 /* Pair sums of the sorted items shifted against each other, for the
  * largest pair after two replicas join (largest_pair_with): sums[sg][a]
  * = items[a] + items[n + 1 - sg - a] (-1 where that is no item), sg =
@@ -176,14 +205,8 @@ static double largest_pair_with(const replan_state *st, const pair_item *it,
                                 int n, const layer_job *j, const int *cnt,
                                 int g, double bound, int tie_wins)
 {
-    int a = j->cur[2 * g], b = j->cur[2 * g + 1];
-    pair_item x = {(double)j->w[a] / cnt[a], a},
-              y = {(double)j->w[b] / cnt[b], b};
-    if (item_less(&y, &x)) {
-        pair_item t = x;
-        x = y;
-        y = t;
-    }
+    pair_item x, y;
+    gpu_replicas(j, cnt, g, &x, &y);
     int i = rank_of(it, 0, n, &x), k = rank_of(it, i, n, &y);
     int m = n + 2, half = m / 2;
     /* the pairs below both new replicas' places are the old pairs 0 ..
@@ -206,7 +229,7 @@ static double largest_pair_with(const replan_state *st, const pair_item *it,
                         : hi_cut[b++];
     cut[nc++] = half;
     double v = 0.0;
-    for (int u = 0; u + 1 < 10; u++) {
+    for (int u = 0; u + 1 < nc; u++) {
         int lo = cut[u] < 0 ? 0 : cut[u], hi = cut[u + 1] > half ? half
                                                                : cut[u + 1];
         if (lo >= hi)
@@ -228,14 +251,6 @@ static double largest_pair_with(const replan_state *st, const pair_item *it,
             break;
     }
     return v;
-}
-
-/* 1 once the re-plan's deadline has passed (as the search checks it). */
-static int pairs_late(replan_state *st)
-{
-    if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
-        st->late = 1;
-    return st->late;
 }
 
 /* Assigns the new pairs (pair i: experts px[i], py[i]) to the m broken
@@ -261,7 +276,7 @@ static void assign_pairs(const layer_job *j, int m, const int *px,
     for (int e = 0; e < d->E; e++)
         scanned[e] = -1;
     *work += d->E;
-    for (int i = 0; i < m && *work <= budget && !pairs_late(st); i++) {
+    for (int i = 0; i < m && *work <= budget && !replan_late(st); i++) {
         /* BFS over pairs; from[k]: the pair that reached GPU k */
         for (int k = 0; k < m; k++)
             from[k] = -2;
@@ -328,7 +343,6 @@ static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
                       int max_join, int *out, long long *work,
                       long long budget)
 {
-    const int32_t *cur = j->cur;
     double T = j->target;
     int nj = 0;
     /* heavy replicas of the broken GPUs are it[nl..n), lights it[0..nl) */
@@ -358,9 +372,9 @@ static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
             hp--;
         int deficit = n - 1 - hp - lf;
         for (int c = 0; c < nj; c++) {
-            int g = out[c], a = cur[2 * g], b = cur[2 * g + 1];
-            double sa = (double)j->w[a] / cnt[a], sb = (double)j->w[b] / cnt[b];
-            double x = sa < sb ? sa : sb, y = sa < sb ? sb : sa;
+            pair_item px, py;
+            gpu_replicas(j, cnt, out[c], &px, &py);
+            double x = px.share, y = py.share;
             if (y + y > T)
                 deficit -= y < h && x + h <= T;
             else
@@ -368,7 +382,7 @@ static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
         }
         *work += nj + 8;
         while (deficit > 0) {
-            if (nj >= max_join || *work > budget || pairs_late(j->st))
+            if (nj >= max_join || *work > budget || replan_late(j->st))
                 return nj;
             int bp = -1, b_light = 0;
             double b_y = 0.0;
@@ -376,10 +390,9 @@ static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
                 int g = kg[p].g;
                 if (at_k[g] != -2)
                     continue;
-                int a = cur[2 * g], b = cur[2 * g + 1];
-                double sa = (double)j->w[a] / cnt[a],
-                       sb = (double)j->w[b] / cnt[b];
-                double x = sa < sb ? sa : sb, y = sa < sb ? sb : sa;
+                pair_item px, py;
+                gpu_replicas(j, cnt, g, &px, &py);
+                double x = px.share, y = py.share;
                 int light = y + y <= T;
                 if (!(x + h <= T) || (!light && !(y < h)))
                     continue; /* does not cover h */
@@ -441,7 +454,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
     int n = 0;
     for (int e = 0; e < d->E; e++)
         for (int r = 0; r < cnt[e]; r++)
-            it[n++] = (pair_item){(double)j->w[e] / cnt[e], e};
+            it[n++] = replica(j, cnt, e);
     sort_items(it, n, st->pr_tmp);
     work += n;
     if (!pairs_fit(it, n, j->target, j->distinct)) {
@@ -457,7 +470,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         at_k[g] = -1;
         if (!live(j, g) || a < 0 || b < 0 || (a == b && j->distinct))
             continue;
-        double sa = (double)j->w[a] / cnt[a], sb = (double)j->w[b] / cnt[b];
+        double sa = replica(j, cnt, a).share, sb = replica(j, cnt, b).share;
         if (sa + sb <= j->target)
             kg[nk++] = (pair_gpu){sa + sb, 0.0, g};
     }
@@ -470,9 +483,10 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         rem[a]--;
         rem[b]--;
         at_k[g] = -2; /* kept */
-        double sa = (double)j->w[a] / cnt[a], sb = (double)j->w[b] / cnt[b];
+        pair_item x, y;
+        gpu_replicas(j, cnt, g, &x, &y);
         /* the order in which kept GPUs join: lightest heavier replica */
-        kg[kept++] = (pair_gpu){sa > sb ? sa : sb, sa + sb, g};
+        kg[kept++] = (pair_gpu){y.share, x.share + y.share, g};
     }
     sort_gpus(kg, kept, st->pr_gtmp);
 
@@ -480,7 +494,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
     n = 0;
     for (int e = 0; e < d->E; e++)
         for (int r = 0; r < rem[e]; r++)
-            it[n++] = (pair_item){(double)j->w[e] / cnt[e], e};
+            it[n++] = replica(j, cnt, e);
     if (n != 2 * (live_gpus - kept))
         return -1;
     sort_items(it, n, st->pr_tmp);
@@ -492,15 +506,12 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         int *out = st->pr_bg;
         joined = cover_join(j, cnt, it, n, kg, kept, at_k,
                             room > 0 ? room : 0, out, &work, budget);
-        for (int c = 0; c < joined; c++) {
-            int g = out[c], a = cur[2 * g], b = cur[2 * g + 1];
-            insert_item(it, n++, (double)j->w[a] / cnt[a], a);
-            insert_item(it, n++, (double)j->w[b] / cnt[b], b);
-        }
+        for (int c = 0; c < joined; c++)
+            join_gpu(it, &n, j, cnt, out[c]);
     }
     while (!pairs_fit(it, n, j->target, j->distinct)) {
         if (joined == kept || n / 2 >= max_broken || work > budget ||
-            pairs_late(st)) {
+            replan_late(st)) {
             st->work += work;
             return -1;
         }
@@ -521,11 +532,9 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
             }
             work += 16 + n / PAIR_BLOCK;
         }
-        int g = kg[bi].g, a = cur[2 * g], b = cur[2 * g + 1];
         joined++;
-        insert_item(it, n++, (double)j->w[a] / cnt[a], a);
-        insert_item(it, n++, (double)j->w[b] / cnt[b], b);
-        at_k[g] = -1;
+        join_gpu(it, &n, j, cnt, kg[bi].g);
+        at_k[kg[bi].g] = -1;
     }
 
     /* the broken GPUs, and the new pairs onto them */

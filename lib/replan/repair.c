@@ -412,8 +412,7 @@ int replan_repair_node(const layer_job *j, int g0, int g1, int lookahead_ok)
     replan_state *st = j->st;
     int *over = st->order;
     for (int moves = 0;; moves++) {
-        if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
-            st->late = 1;
+        replan_late(st);
         st->share_hi = st->share_lo; /* a new step: shares made again */
         if (exhausted(st) || spend(st, 2LL * d->P))
             return 0;

@@ -210,6 +210,14 @@ static inline int spend(replan_state *st, long long n)
     return st->work > st->budget;
 }
 
+/* 1 once the re-plan's deadline has passed (st->late from then on). */
+static inline int replan_late(replan_state *st)
+{
+    if (st->deadline > 0 && !st->late && eplbi_now_us() > st->deadline)
+        st->late = 1;
+    return st->late;
+}
+
 static inline int exhausted(const replan_state *st)
 {
     return st->late || st->work > st->budget;
