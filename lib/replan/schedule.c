@@ -351,6 +351,19 @@ static void undo_bundle(layer_ws *z, const int32_t *before)
         change(z, z->bundle[i], before[i]);
 }
 
+/* try_bundle on the bundle built, undone (saved: scratch); *within: 1
+ * when it keeps to the copies per GPU a unit may take (z->cap). */
+static double try_unit(layer_ws *z, double goal, int32_t *saved,
+                       double *progress, int *copies, int *within)
+{
+    for (int k = 0; k < z->nb; k++)
+        saved[k] = z->x[z->bundle[k]];
+    double peak = try_bundle(z, goal, progress, copies);
+    undo_bundle(z, saved);
+    *within = !z->cap || z->most <= z->cap;
+    return peak;
+}
+
 /* The pending unit to take next (its leading slot), or -1. mode 0: the
  * best gain per copy among those that do not raise the layer's largest
  * load f; mode 1: the one that leaves the largest load lowest (ties:
@@ -385,25 +398,16 @@ static int scan_units(layer_ws *z, double f, double goal, int32_t *saved,
             !(z->t[s] >= 0 && z->hotexp[z->t[s]]))
             continue;
         build_bundle(z, s);
-        for (int k = 0; k < z->nb; k++)
-            saved[k] = z->x[z->bundle[k]];
         double prog;
-        int c;
-        double peak = try_bundle(z, goal, &prog, &c);
-        undo_bundle(z, saved);
+        int c, within, take, cycle = 0;
+        double peak = try_unit(z, goal, saved, &prog, &c, &within);
         /* a unit over the cap could never be staged: in mode 0 it is
          * left for a grown unit, in mode 1 one within the cap comes
          * first */
-        int within = !z->cap || z->most <= z->cap, take;
-        int cycle = 0;
         if (mode == 0 && !(within && peak <= f) && build_cycle(z, s)) {
             /* the plain unit raises the largest load or copies past
              * the cap: the cycle instead */
-            for (int k = 0; k < z->nb; k++)
-                saved[k] = z->x[z->bundle[k]];
-            peak = try_bundle(z, goal, &prog, &c);
-            undo_bundle(z, saved);
-            within = !z->cap || z->most <= z->cap;
+            peak = try_unit(z, goal, saved, &prog, &c, &within);
             cycle = 1;
         }
         if (mode == 0)
