@@ -422,6 +422,23 @@ static void consider_reassign(const layer_job *j, int h, move *best)
      * read changes while the family scores. */
     int *ys = st->rlist, n_ys = 0, ys_node = -1;
     double *ys_r1 = st->rshare, *ys_least = st->rleast;
+    /* The domain's slots whose expert has another replica (the only ones
+     * a slot can be taken from for x below), per GPU in slot order, with
+     * their share (the quotient summed inline elsewhere): the receivers'
+     * loop visits only these, once made for every x of h. */
+    int *mslot = st->mslot, *mat = st->mslot_at, nm = 0;
+    double *mshare = st->mslot_share;
+    for (int g = g0; g < g1; g++) {
+        mat[g - g0] = nm;
+        for (int s = g * ppg; s < (g + 1) * ppg; s++) {
+            int z = st->slot[s];
+            if (z >= 0 && st->cnt[z] >= 2) {
+                mslot[nm] = s;
+                mshare[nm++] = (double)j->w[z] / st->cnt[z];
+            }
+        }
+    }
+    mat[g1 - g0] = nm;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -517,11 +534,9 @@ static void consider_reassign(const layer_job *j, int h, move *best)
             if (spend(st, ppg))
                 return;
             double Lg = st->load[g];
-            for (int r = 0; r < ppg; r++) {
-                int s = g * ppg + r, z = st->slot[s];
-                if (st->cnt[z] < 2)
-                    continue;
-                double ng = Lg - (double)j->w[z] / st->cnt[z] + rx1;
+            for (int q = mat[g - g0]; q < mat[g - g0 + 1]; q++) {
+                int s = mslot[q], z = st->slot[s];
+                double rz = mshare[q], ng = Lg - rz + rx1;
                 if (!(ng < Lh))
                     continue;
                 /* h not cleared, or g pushed over T (it ends at ng or
@@ -538,8 +553,7 @@ static void consider_reassign(const layer_job *j, int h, move *best)
                 /* Not clean (h stays above T), it removes at most what
                  * x's replicas shed, rx1 in all, and what g sheds if z's
                  * share is above x's new one. */
-                double rz = (double)j->w[z] / st->cnt[z],
-                       exg = excess(Lg, T),
+                double exg = excess(Lg, T),
                        g_shed = rz - rx1 < exg ? rz - rx1 : exg;
                 if (h_stays &&
                     ratio_beaten(st, best, !WAS(st, g, x),
@@ -593,6 +607,19 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
         for (int e = st->slot[h * ppg + r], t = e >= 0 ? st->head[e] : -1;
              t >= 0; t = st->next[t])
             mark[t / ppg] = 1;
+    /* Each marked GPU's slots of an expert h holds, in slot order (the
+     * reassign family's scratch): from a GPU without x, only a swap for
+     * one of these gives a GPU an expert it holds. */
+    int *hslot = st->mslot, *hat = st->mslot_at, nh_slots = 0;
+    for (int b = g0; b < g1; b++) {
+        hat[b - g0] = nh_slots;
+        if (b == h || !live(j, b) || !mark[b])
+            continue;
+        for (int s = b * ppg; s < (b + 1) * ppg; s++)
+            if (st->slot[s] >= 0 && HELD(st, h, st->slot[s]))
+                hslot[nh_slots++] = s;
+    }
+    hat[g1 - g0] = nh_slots;
     for (int i = 0; i < ppg; i++) {
         int si = h * ppg + i, x = st->slot[si];
         double rx = (double)j->w[x] / st->cnt[x];
@@ -615,8 +642,11 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
             if (b == h || !live(j, b) || !mark[b])
                 continue;
             double Lb = st->load[b], exb = excess(Lb, T);
-            for (int q = 0; q < ppg; q++) {
-                int sj = b * ppg + q, y = st->slot[sj];
+            int b_has_x = HELD(st, b, x) != 0;
+            int q_end = b_has_x ? ppg : hat[b - g0 + 1] - hat[b - g0];
+            for (int q = 0; q < q_end; q++) {
+                int sj = b_has_x ? b * ppg + q : hslot[hat[b - g0] + q],
+                    y = st->slot[sj];
                 if (y == x)
                     continue;
                 /* b's slot to x, which b holds already. */

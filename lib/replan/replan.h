@@ -92,6 +92,9 @@ struct replan_state {
     double *rshare;    /* [E] a slot of h, and w/(cnt+1) of each, */
     double *rleast;    /* [E] and the least peak their GPUs leave */
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
+    int *mslot;        /* [P] the reassign family's slots that may be */
+    double *mslot_share; /* [P] taken (expert with another replica), */
+    int *mslot_at;     /* [M + 1] and where each GPU's start */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */
     /* the re-pairing (pairs.c); reserved for two slots per GPU only */

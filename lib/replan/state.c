@@ -67,6 +67,9 @@ void replan_state_free(replan_state *st)
     free(st->rlist);
     free(st->rshare);
     free(st->rleast);
+    free(st->mslot);
+    free(st->mslot_share);
+    free(st->mslot_at);
     free(st->yflag);
     free(st->node_map);
     free(st->usable);
@@ -183,6 +186,9 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->rlist = malloc(E * sizeof(int));
     st->rshare = malloc(E * sizeof(double));
     st->rleast = malloc(E * sizeof(double));
+    st->mslot = malloc(P * sizeof(int));
+    st->mslot_share = malloc(P * sizeof(double));
+    st->mslot_at = malloc((M + 1) * sizeof(int));
     st->yflag = calloc(E, 1);
     st->node_map = malloc((size_t)d->N * sizeof(int));
     st->usable = malloc((size_t)d->gn * sizeof(int));
@@ -194,7 +200,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     if (!pairs_ok || !st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
         !st->keep_cnt || !st->gmark || !st->la_gpu || !st->la_load ||
-        !st->ycand || !st->yflag || !st->rlist || !st->rshare || !st->rleast ||
+        !st->ycand || !st->yflag || !st->rlist || !st->rshare || !st->rleast || !st->mslot ||
+        !st->mslot_share || !st->mslot_at ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
         !st->gdelta || !st->share || !st->share_max || !st->share_min ||
