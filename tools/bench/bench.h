@@ -87,6 +87,10 @@ double median(double *v, int n);
  * prints its row of the speed table. */
 void time_row(bench *b, const engine *en, const char *config,
               const char *workload, const eplb_shape *s, const float *w);
+/* time_row, its figures kept in *t. */
+void time_row_timed(bench *b, const engine *en, const char *config,
+                    const char *workload, const eplb_shape *s,
+                    const float *w, timing *t);
 /* The header of the tables time_row prints rows of. */
 void speed_header(void);
 

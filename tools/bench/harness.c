@@ -244,8 +244,15 @@ void time_row(bench *b, const engine *en, const char *config,
               const char *workload, const eplb_shape *s, const float *w)
 {
     timing t;
-    time_engine(b, en, s, w, &t);
-    print_timing_row(b, en, config, workload, s, &t);
+    time_row_timed(b, en, config, workload, s, w, &t);
+}
+
+void time_row_timed(bench *b, const engine *en, const char *config,
+                    const char *workload, const eplb_shape *s,
+                    const float *w, timing *t)
+{
+    time_engine(b, en, s, w, t);
+    print_timing_row(b, en, config, workload, s, t);
 }
 
 void speed_header(void)
