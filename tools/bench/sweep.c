@@ -80,8 +80,8 @@ void sweep_section(bench *b, const engine *all, int n_all)
                     over++;
                     size_t at = strlen(over_list);
                     snprintf(over_list + at, sizeof over_list - at,
-                             "  %s %s: %.1fx, %.1fx\n", e.label, config,
-                             t.replan_us / t.warm_us,
+                             "  %s %s, %s: %.1fx, %.1fx\n", e.label,
+                             config, wl, t.replan_us / t.warm_us,
                              t.reversed_us / t.warm_us);
                 }
             }
