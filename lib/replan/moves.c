@@ -204,7 +204,8 @@ static void swaps_from(const layer_job *j, int h, const double *share,
                 double b_least = Lb + rx - st->share_max[b],
                        h_least = Lh - rx + st->share_min[b];
                 if (b_least > T || h_least > T ||
-                    (bc && beaten(best, gain(j, b, x),
+                    (bc && beaten(best, net_cost(gain(j, b, x),
+                                                 refund(j, h, x) + 1),
                                   b_least > h_least ? b_least : h_least)))
                     continue;
             }
@@ -219,8 +220,10 @@ static void swaps_from(const layer_job *j, int h, const double *share,
                 double delta = excess(nh, T) + excess(nb, T) - exh - exb;
                 if (!st->collect && !(delta < 0.0))
                     continue;
-                move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
-                          nh > nb ? nh : nb, nh <= T && nb <= T};
+                move m = {1, si, sj, 0, 0,
+                          net_cost(gain(j, b, x) + gain(j, h, y),
+                                   refund(j, h, x) + refund(j, b, y)),
+                          delta, nh > nb ? nh : nb, nh <= T && nb <= T};
                 if (unwanted(st, &m))
                     continue;
                 if (st->collect) {
@@ -236,7 +239,10 @@ static void swaps_from(const layer_job *j, int h, const double *share,
 }
 
 /* Slot si (expert x, several replicas) given to expert y: x's other
- * replicas and y's replicas change their load per replica too. */
+ * replicas and y's replicas change their load per replica too. Priced by
+ * what gs gains only, with no refund for x (unlike the swaps, cycles and
+ * relocations): with it the 1024-expert drift of the benchmark copied
+ * 0.30% of slots against 0.29%, and no series copied less. */
 static void try_reassign(const layer_job *j, int h, int si, int y,
                          move *best)
 {
@@ -661,8 +667,10 @@ static void consider_duplicates(const layer_job *j, int h, move *best)
                     continue;
                 double nh = Lh - rx + ry, nb = Lb + rx - ry;
                 double delta = excess(nh, T) + excess(nb, T) - exh - exb;
-                move m = {1, si, sj, 0, 0, gain(j, b, x) + gain(j, h, y), delta,
-                          nh > nb ? nh : nb, nh <= T && nb <= T};
+                move m = {1, si, sj, 0, 0,
+                          net_cost(gain(j, b, x) + gain(j, h, y),
+                                   refund(j, h, x) + refund(j, b, y)),
+                          delta, nh > nb ? nh : nb, nh <= T && nb <= T};
                 if (unwanted(st, &m))
                     continue;
                 if (st->collect) {
@@ -752,8 +760,10 @@ static void consider_cycles(const layer_job *j, int h, move *best)
                             continue;
                         double pk = nh > nb ? nh : nb;
                         move m = {3, si, sj, sk, 0,
-                                  gain(j, b, x) + gain(j, c, y) +
-                                      gain(j, h, z),
+                                  net_cost(gain(j, b, x) + gain(j, c, y) +
+                                               gain(j, h, z),
+                                           refund(j, h, x) + refund(j, b, y) +
+                                               refund(j, c, z)),
                                   delta, pk > nc ? pk : nc, nh <= T};
                         if (better(&m, best))
                             *best = m;
@@ -822,7 +832,8 @@ static void consider_swap_pairs(const layer_job *j, int h, move *best)
     for (int k = 0; k < nbeam && !exhausted(st); k++) {
         int si = beam[k].si, sj = beam[k].sj, b = sj / ppg;
         int x = st->slot[si], y = st->slot[sj];
-        int c1 = gain(j, b, x) + gain(j, h, y);
+        int c1 = net_cost(gain(j, b, x) + gain(j, h, y),
+                          refund(j, h, x) + refund(j, b, y));
         if (best->kind && best->clean && best->cost <= c1)
             continue;
         double rx = (double)j->w[x] / st->cnt[x];
@@ -875,7 +886,7 @@ static void consider_relocate(const layer_job *j, int h, move *best)
            ex_rest = domain_excess(j, g0, g1, h);
     int done = 0;
     for (int i = 0; i < ppg && !done; i++) {
-        int si = h * ppg + i, x = st->slot[si];
+        int si = h * ppg + i, x = st->slot[si], h_refund = refund(j, h, x);
         double rx = (double)j->w[x] / st->cnt[x];
         /* The experts that may take x's slot on h, whichever slot x
          * takes (of x's node, not on h, lighter per replica than x even
@@ -940,7 +951,10 @@ static void consider_relocate(const layer_job *j, int h, move *best)
              * every y. */
             double g_least = st->load[g] - rz + rx,
                    exg = excess(st->load[g], T);
-            int g_cost = gain(j, g, x), g_has = 0;
+            /* (g's copy, less what g gives back for z and h for x: the
+             * move's net, never under 0, is net_cost(g_cost + h_cost)) */
+            int g_cost = gain(j, g, x) - refund(j, g, z) - h_refund,
+                g_has = 0;
             for (int r = 0; r < ppg; r++) {
                 int e = st->slot[g * ppg + r];
                 g_has |= e >= 0 && is_cand[e];
@@ -979,7 +993,7 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                 if (best_clean(st, best) &&
                     (eplbi_surely_above(hl, T) ||
                      eplbi_surely_above(gl, T) ||
-                     beaten(best, g_cost + cand[c].h_cost,
+                     beaten(best, net_cost(g_cost + cand[c].h_cost, 0),
                             hl > gl ? hl : gl)))
                     continue;
                 double bound = cand[c].h_part + excess(gl, T) - exg + z_up -
@@ -1009,7 +1023,7 @@ static void consider_relocate(const layer_job *j, int h, move *best)
                 }
                 if (!(delta < 0.0))
                     continue;
-                move m = {5, si, t, y, 0, g_cost + cand[c].h_cost,
+                move m = {5, si, t, y, 0, net_cost(g_cost + cand[c].h_cost, 0),
                           delta, peak, clean};
                 if (better(&m, best))
                     *best = m;

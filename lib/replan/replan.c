@@ -371,10 +371,36 @@ static void replan_layer(void *arg, int worker, int item)
     int l = run->order ? run->order[item] : item;
     if (run->lim->fresh_layer)
         run->lim->fresh_layer(run->lim->fresh_arg, worker, l);
+    const plan_dims *d = run->d;
+    const int32_t *cur = run->current + (size_t)l * d->P;
+    int32_t *out = run->phy2log + (size_t)l * d->P;
+    int32_t *ocnt = run->logcnt + (size_t)l * d->E;
+    st->plain_price = 0;
     replan_layer_in(run, st, l);
+    long long work = st->work;
+    /* A layer that ends in a fallback (the relabelled or the fresh plan)
+     * is searched again with moves priced as before refunds: pricing a
+     * move that takes back an earlier copy as free sends some repairs
+     * down a path of free moves that ends with no move (DeepSeek-V3 in
+     * the candidate mode, a burst of hot experts: two layers of 85-90
+     * copies became fallbacks of 224-240). The cheaper of the two. */
+    if (st->out_peak < 0.0 && !st->late) {
+        long first = replan_layer_copies(st, out);
+        memcpy(st->try_out, out, (size_t)d->P * sizeof(int32_t));
+        memcpy(st->try_cnt, ocnt, (size_t)d->E * sizeof(int32_t));
+        replan_unindex_layer(st, cur);
+        st->plain_price = 1;
+        replan_layer_in(run, st, l);
+        st->plain_price = 0;
+        work += st->work;
+        if (!(replan_layer_copies(st, out) < first)) {
+            memcpy(out, st->try_out, (size_t)d->P * sizeof(int32_t));
+            memcpy(ocnt, st->try_cnt, (size_t)d->E * sizeof(int32_t));
+        }
+    }
     if (run->last_work)
-        run->last_work[l] = st->work;
-    replan_unindex_layer(st, run->current + (size_t)l * run->d->P);
+        run->last_work[l] = work;
+    replan_unindex_layer(st, cur);
     if (run->lim->min_gain > 0)
         keep_small_gain(run, st, l);
 }

@@ -123,6 +123,10 @@ struct replan_state {
     double out_peak;   /* the layer's output's largest load when the
                           search summed it (the repaired layer), else -1 */
     int late;          /* the deadline passed */
+    int plain_price;   /* 1: moves priced by what GPUs gain only (no
+                          refund), the search's second try at a layer */
+    int32_t *try_out;  /* [P] the first try's layer, */
+    int32_t *try_cnt;  /* [E] and its counts */
 };
 typedef struct layer_job {
     const plan_dims *d;
@@ -189,6 +193,22 @@ static inline double excess(double load, double target)
 static inline int gain(const layer_job *j, int g, int e)
 {
     return !WAS(j->st, g, e) && !HELD(j->st, g, e);
+}
+/* Copies a GPU gives back when a move takes a replica of e from it: one
+ * when that was its only replica and the plan in service did not have e
+ * there (e was copied onto g earlier in this search: a group that came
+ * from another node, an earlier move's expert). Moving such an expert on
+ * costs nothing on net, which the move's price must say, or the search
+ * pays two copies for a swap of two experts that are new on both GPUs. */
+static inline int refund(const layer_job *j, int g, int e)
+{
+    return !j->st->plain_price && !WAS(j->st, g, e) && HELD(j->st, g, e) == 1;
+}
+/* A move's copies: what the GPUs gain less what they give back, at
+ * least 0 (the ratio of excess removed per copy wants no negative). */
+static inline int net_cost(int gains, int refunds)
+{
+    return gains > refunds ? gains - refunds : 0;
 }
 
 /* A move and what it does to the total excess over the target. */

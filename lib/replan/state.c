@@ -71,6 +71,8 @@ void replan_state_free(replan_state *st)
     free(st->mslot_share);
     free(st->mslot_at);
     free(st->yflag);
+    free(st->try_out);
+    free(st->try_cnt);
     free(st->node_map);
     free(st->usable);
     free(st->pr_items);
@@ -190,6 +192,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     st->mslot_share = malloc(P * sizeof(double));
     st->mslot_at = malloc((M + 1) * sizeof(int));
     st->yflag = calloc(E, 1);
+    st->try_out = malloc(P * sizeof(int32_t));
+    st->try_cnt = malloc(E * sizeof(int32_t));
     st->node_map = malloc((size_t)d->N * sizeof(int));
     st->usable = malloc((size_t)d->gn * sizeof(int));
     st->gload = malloc((size_t)d->G * sizeof(double));
@@ -200,7 +204,8 @@ int replan_state_reserve(replan_state **stp, const plan_dims *d)
     if (!pairs_ok || !st->gload || !st->nload || !st->nexp || !st->gnode || !st->tflag ||
         !st->kout || !st->kavail || !st->kused || !st->seen ||
         !st->keep_cnt || !st->gmark || !st->la_gpu || !st->la_load ||
-        !st->ycand || !st->yflag || !st->rlist || !st->rshare || !st->rleast || !st->mslot ||
+        !st->ycand || !st->yflag || !st->try_out || !st->try_cnt ||
+        !st->rlist || !st->rshare || !st->rleast || !st->mslot ||
         !st->mslot_share || !st->mslot_at ||
         !st->node_map || !st->usable || !st->cur_head || !st->cur_next ||
         !st->cur_prev_gpu || !st->pairs || !st->held || !st->was ||
