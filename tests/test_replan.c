@@ -901,6 +901,11 @@ static void test_reversed_and_deadline(void)
                "(relabelled fresh %ld)",
                s.num_gpus, t1 - t0, t2 - t1, copies, rel);
         CU_ASSERT(copies >= 0 && copies <= rel);
+        /* global: the re-pairing keeps first the GPUs of an expert whose
+         * count falls, heaviest partner first (it copied 5140 here when
+         * it kept the lightest pairs first) */
+        if (k == 1)
+            CU_ASSERT(copies <= 5000);
         test_plan_free(&next);
         /* Every layer past the deadline. */
         long late = check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 1e-3,
