@@ -114,6 +114,10 @@ void reference_name(char name[CONFIG_NAME_LEN], int c);
 /* o in the deterministic mode (DeepSeek's algorithm: one candidate, no
  * swap rounds). */
 eplb_options deterministic(const eplb_options *o);
+/* Engine en in the deterministic mode, labelled "<its label>-det" in
+ * label [DET_LABEL_LEN] (the timing tables' twin rows). */
+#define DET_LABEL_LEN 40
+engine deterministic_engine(const engine *en, char label[DET_LABEL_LEN]);
 
 /* Allocates the three outputs of a plan of shape s; exits on failure. */
 void plan_alloc(plan_buf *p, const eplb_shape *s);

@@ -44,6 +44,15 @@ eplb_options deterministic(const eplb_options *o)
     return d;
 }
 
+engine deterministic_engine(const engine *en, char label[DET_LABEL_LEN])
+{
+    engine d = *en;
+    snprintf(label, DET_LABEL_LEN, "%s-det", en->label);
+    d.label = label;
+    d.opts = deterministic(&en->opts);
+    return d;
+}
+
 void plan_alloc(plan_buf *p, const eplb_shape *s)
 {
     size_t a, b, c;

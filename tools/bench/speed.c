@@ -38,11 +38,8 @@ void speed_section(bench *b, const engine *en, int n_en)
                 continue;
             /* the deterministic mode too: DeepSeek's algorithm's own
              * cost, and the re-plan's in that mode */
-            char label[40];
-            snprintf(label, sizeof label, "%s-det", en[i].label);
-            engine d = en[i];
-            d.label = label;
-            d.opts = deterministic(&en[i].opts);
+            char label[DET_LABEL_LEN];
+            engine d = deterministic_engine(&en[i], label);
             time_row(b, &d, config, workload, &s, w);
         }
     }

@@ -63,13 +63,8 @@ void sweep_section(bench *b, const engine *all, int n_all)
         snprintf(wl, sizeof wl, "gen %dx%d", s.layers, s.experts);
         for (int i = 0; i < n_en; i++) {
             for (int det = 0; det < 2; det++) {
-                char label[40];
-                engine e = en[i];
-                if (det) {
-                    snprintf(label, sizeof label, "%s-det", en[i].label);
-                    e.label = label;
-                    e.opts = deterministic(&en[i].opts);
-                }
+                char label[DET_LABEL_LEN];
+                engine e = det ? deterministic_engine(&en[i], label) : en[i];
                 fprintf(stderr, "\rscaling %d/%d (%s)   ", r + 1, nrows,
                         e.label);
                 timing t;
