@@ -866,6 +866,19 @@ static long relabelled_copies(const eplb_shape *s, const int32_t *cur,
     return total;
 }
 
+/* Generated loads of shape s (seed) into w [L][E], and into rev the same
+ * loads with each layer's experts in reverse order: a plan made for rev is
+ * far from w. */
+static void reversed_loads(const eplb_shape *s, uint64_t seed, float *w,
+                           float *rev)
+{
+    workload_generate(w, s->layers, s->experts, seed);
+    for (int l = 0; l < s->layers; l++)
+        for (int e = 0; e < s->experts; e++)
+            rev[(size_t)l * s->experts + e] =
+                w[(size_t)l * s->experts + s->experts - 1 - e];
+}
+
 /* DeepSeek's shapes (hierarchical and global) from a plan made for the
  * reversed loads (every layer must change much; under the global policy
  * the search starts from the fresh plan's replica counts), and a deadline
@@ -880,11 +893,7 @@ static void test_reversed_and_deadline(void)
         size_t n = (size_t)s.layers * s.experts;
         float *w = malloc(n * sizeof(float)),
               *rev = malloc(n * sizeof(float));
-        workload_generate(w, s.layers, s.experts, 58);
-        for (int l = 0; l < s.layers; l++)
-            for (int e = 0; e < s.experts; e++)
-                rev[(size_t)l * s.experts + e] =
-                    w[(size_t)l * s.experts + s.experts - 1 - e];
+        reversed_loads(&s, 58, w, rev);
         eplb_context *ctx = default_context();
         test_plan cur, next;
         fresh_into(ctx, &s, rev, &cur);
@@ -987,18 +996,9 @@ static void test_moves_priced_net(void)
         size_t n = (size_t)s.layers * s.experts;
         float *w = malloc(n * sizeof(float)), *rev = malloc(n * sizeof(float));
         CU_ASSERT_FATAL(w != NULL && rev != NULL);
-        workload_generate(w, s.layers, s.experts, 58);
-        for (int l = 0; l < s.layers; l++)
-            for (int e = 0; e < s.experts; e++)
-                rev[(size_t)l * s.experts + e] =
-                    w[(size_t)l * s.experts + s.experts - 1 - e];
-        eplb_options o;
-        eplb_options_default(&o);
-        o.backend = EPLB_BACKEND_REFERENCE;
-        o.candidates = 1;
-        o.swap_rounds = 0;
-        eplb_context *ctx = NULL;
-        CU_ASSERT_FATAL(eplb_context_create(&ctx, &o) == EPLB_OK);
+        reversed_loads(&s, 58, w, rev);
+        eplb_context *ctx = context(EPLB_BACKEND_REFERENCE, 1, 0.0f);
+        CU_ASSERT_FATAL(ctx != NULL);
         test_plan cur, next;
         fresh_into(ctx, &s, rev, &cur);
         long copies = check_replan(ctx, &s, w, &cur, 0.0f, &next);
