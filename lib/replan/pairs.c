@@ -427,8 +427,8 @@ static int cover_join(const layer_job *j, const int *cnt, const pair_item *it,
     return nj;
 }
 
-long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
-                         int32_t *out)
+long replan_repair_pairs(const layer_job *j, const int *cnt,
+                         const int *in_service, int max_broken, int32_t *out)
 {
     const plan_dims *d = j->d;
     replan_state *st = j->st;
@@ -464,7 +464,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
 
     /* GPUs on target, lightest first, keep their pair while the counts
      * leave room for it. Those of an expert the counts take a replica
-     * from (below its count in service, st->pr_cnt: repair_pairs) go
+     * from (below its count in service, in_service) go
      * first, the heaviest partner first: the holder broken up for it
      * then adds its lightest partner to the replicas to pair, where the
      * lightest-first order broke the holder of the heaviest pair and
@@ -480,7 +480,7 @@ long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
         double sa = replica(j, cnt, a).share, sb = replica(j, cnt, b).share;
         if (!(sa + sb <= j->target))
             continue;
-        int da = cnt[a] < st->pr_cnt[a], db = cnt[b] < st->pr_cnt[b];
+        int da = cnt[a] < in_service[a], db = cnt[b] < in_service[b];
         double key = sa + sb;
         if (da || db) /* (both: no partner to keep, after those with one) */
             key = -(da && db ? 0.0 : da ? sb : sa);

@@ -128,7 +128,7 @@ static int repair_pairs(const layer_job *j, const int32_t *fcnt)
     long best_copies = -1;
     for (int v = 0; v < 3; v++) {
         int cap = best_copies >= 0 ? (int)best_copies : d->M;
-        long c = replan_repair_pairs(j, cnts[v], cap, st->pr_out[v]);
+        long c = replan_repair_pairs(j, cnts[v], ccnt, cap, st->pr_out[v]);
         if (c < 0 || (best_copies >= 0 && c >= best_copies) ||
             plan_layer_loads(d, j->w, st->pr_out[v], cnts[v], NULL, st->load,
                              NULL) > j->target)

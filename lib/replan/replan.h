@@ -94,7 +94,8 @@ struct replan_state {
     uint8_t *yflag;    /* [E] 1 for those, zero between uses */
     int *mslot;        /* [P] the reassign family's slots that may be */
     double *mslot_share; /* [P] taken (expert with another replica), */
-    int *mslot_at;     /* [M + 1] and where each GPU's start */
+    int *mslot_at;     /* [M + 1] and where each GPU's start (mslot and
+                          mslot_at: the duplicate family's list too) */
     int *node_map;     /* [N] fresh node -> current node */
     int *usable;       /* [gn] */
     /* the re-pairing (pairs.c); reserved for two slots per GPU only */
@@ -342,11 +343,12 @@ int replan_restart_with_counts(const layer_job *j, int n, int g0, int g1,
 /* ---- pairs.c ------------------------------------------------------------ */
 
 /* Two slots per GPU, one domain: the plan in service re-paired on target
- * with replica counts cnt [E] (sum: two per live GPU), breaking up the
- * fewest GPUs, into out [P]; returns its copies, or -1 when the counts do
- * not fit or no re-pairing is found within the layer's work budget. */
-long replan_repair_pairs(const layer_job *j, const int *cnt, int max_broken,
-                         int32_t *out);
+ * with replica counts cnt [E] (sum: two per live GPU; in_service [E]: the
+ * plan in service's), breaking up the fewest GPUs, into out [P]; returns
+ * its copies, or -1 when the counts do not fit or no re-pairing is found
+ * within the layer's work budget. */
+long replan_repair_pairs(const layer_job *j, const int *cnt,
+                         const int *in_service, int max_broken, int32_t *out);
 
 /* ---- relabel.c ---------------------------------------------------------- */
 
