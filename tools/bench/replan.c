@@ -236,6 +236,11 @@ typedef struct vstats {
     int off[MAXW];        /* layers the plan in service misses the target */
     long miss;            /* layer-windows below the column's target */
     long over;            /* layer-windows whose copies are below the bound */
+    /* layer-windows with a bound above 0 (groups that must change node):
+     * their number, their copies and bounds summed, the largest ratio of
+     * copies to bound, and how many are above 1.5x it */
+    long forced, forced_over;
+    double forced_copies, forced_bound, forced_worst;
 } vstats;
 
 static void plan_copy(plan_buf *d, const plan_buf *p, const eplb_shape *s)
@@ -309,6 +314,66 @@ static int fewest_out(double base, const double *h, int nh, const double *lo,
     return kmax;
 }
 
+/* The exact count behind copies_bound's (4): the fewest groups that
+ * change node in a placement of whole groups on nodes where every node's
+ * groups weigh at most cap and need at most `slots` replicas (need[g]:
+ * the least replicas group g's experts take at the target), searched
+ * depth first with at most k moves for k = lo, lo + 1, ... The search
+ * counts the placements it visits; past MOVES_SEARCH_NODES it gives up
+ * and returns -1 (the caller keeps its count). */
+#define MOVES_SEARCH_NODES 2000000L
+
+typedef struct moves_search {
+    int G, N, slots, k;
+    const int *home, *need;
+    const double *gload;
+    double cap;
+    double *nload; /* [N] */
+    long *nneed;   /* [N] */
+    long visited;
+} moves_search;
+
+static int place_groups(moves_search *ms, int g, int moved)
+{
+    if (++ms->visited > MOVES_SEARCH_NODES)
+        return 0;
+    if (g == ms->G)
+        return 1;
+    /* home first: the placements of fewer moves come first */
+    for (int i = 0; i < ms->N; i++) {
+        int n = i == 0 ? ms->home[g] : i <= ms->home[g] ? i - 1 : i;
+        int m = moved + (n != ms->home[g]);
+        if (m > ms->k || ms->nload[n] + ms->gload[g] > ms->cap ||
+            ms->nneed[n] + ms->need[g] > ms->slots)
+            continue;
+        ms->nload[n] += ms->gload[g];
+        ms->nneed[n] += ms->need[g];
+        int ok = place_groups(ms, g + 1, m);
+        ms->nload[n] -= ms->gload[g];
+        ms->nneed[n] -= ms->need[g];
+        if (ok || ms->visited > MOVES_SEARCH_NODES)
+            return ok;
+    }
+    return 0;
+}
+
+static long fewest_moves(moves_search *ms, int lo)
+{
+    ms->visited = 0;
+    for (int k = lo; k <= ms->G; k++) {
+        for (int n = 0; n < ms->N; n++) {
+            ms->nload[n] = 0.0;
+            ms->nneed[n] = 0;
+        }
+        ms->k = k;
+        if (place_groups(ms, 0, 0))
+            return k;
+        if (ms->visited > MOVES_SEARCH_NODES)
+            return -1;
+    }
+    return -1;
+}
+
 /* A lower bound of the expert copies any plan meeting the targets needs,
  * from the plan in service `cur` (each window's figure in the tables).
  *
@@ -345,8 +410,18 @@ static int fewest_out(double base, const double *h, int nh, const double *lo,
  * so x is at least the fewest exchanges of O's heaviest groups for the
  * lightest groups elsewhere that drop it that much. The groups leaving O
  * (at least max(R, x)) and those entering O from elsewhere (x) are
- * distinct, so at least max(R, x) + x groups change node. A relative
- * slack of 1e-6 on cap keeps float rounding on the safe side. */
+ * distinct, so at least max(R, x) + x groups change node. (4) Exactly:
+ * in the new plan each node's groups weigh at most its capacity and their
+ * replicas fit its slots, an expert of load w taking at least
+ * ceil(w / (cap / (M/N))) of them (no replica's share may exceed a GPU's
+ * largest load); the fewest groups that change node in any placement of
+ * whole groups meeting both (fewest_moves, searched from the count of (2)
+ * and (3) up, which stands where the search gives up) is a bound as
+ * well, and the larger counts. With 160 slots on 2 nodes for 8 groups of
+ * 16 (the Qwen-like shape) a group can leave alone by (2), but the node
+ * it joins then has a slot for each of its 80 experts and none for the
+ * replicas its hot ones need: two groups change node. A relative slack of
+ * 1e-6 on cap keeps float rounding on the safe side. */
 static long copies_bound(const eplb_shape *s, int policy, const float *w,
                          const int32_t *cur, const uint8_t *mask,
                          const double *target, long *layer_bound)
@@ -363,6 +438,8 @@ static long copies_bound(const eplb_shape *s, int policy, const float *w,
     double *gload = xmalloc(sizeof(double) * G);
     double *nload = xmalloc(sizeof(double) * N);
     double *in = xmalloc(sizeof(double) * G), *out = xmalloc(sizeof(double) * G);
+    int *need = xmalloc(sizeof(int) * G);
+    long *nneed = xmalloc(sizeof(long) * N);
     long total = 0;
     for (int l = 0; l < L; l++) {
         if (target[l] <= 0)
@@ -413,10 +490,8 @@ static long copies_bound(const eplb_shape *s, int policy, const float *w,
             qsort(out, no, sizeof *out, timing_cmp_double);
             R += fewest_out(nload[n], in, ni, fixed ? out : NULL, no, cap);
         }
-        if (!n_over)
-            continue;
         long groups = R;
-        if (fixed) {
+        if (fixed && n_over) {
             /* x: exchanges between the overloaded nodes and the others */
             int ni = 0, no = 0;
             for (int g = 0; g < G; g++) {
@@ -430,6 +505,21 @@ static long copies_bound(const eplb_shape *s, int policy, const float *w,
             int x = fewest_out(excess, in, ni, out, no, 0.0);
             groups = (R > x ? R : x) + x;
         }
+        /* (4): the placements of whole groups themselves */
+        double gpu_cap = cap / (M / N);
+        for (int g = 0; g < G; g++) {
+            long nd = 0;
+            for (int e = g * per_group; e < (g + 1) * per_group; e++) {
+                double c = ceil(wl[e] / gpu_cap);
+                nd += c > slots_node ? slots_node + 1 : c > 1 ? (long)c : 1;
+            }
+            need[g] = nd > slots_node ? slots_node + 1 : (int)nd;
+        }
+        moves_search ms = {G, N, slots_node, 0, gnode, need, gload, cap,
+                           nload, nneed, 0};
+        long exact = fewest_moves(&ms, (int)groups);
+        if (exact > groups)
+            groups = exact;
         layer_bound[l] = groups * per_group;
         total += groups * per_group;
     }
@@ -438,6 +528,8 @@ static long copies_bound(const eplb_shape *s, int policy, const float *w,
     free(nload);
     free(in);
     free(out);
+    free(need);
+    free(nneed);
     return total;
 }
 
@@ -580,6 +672,25 @@ static void series_print(bench *b, const series *sr, const char *mode,
             printf(" %d", x->off[i]);
         printf(")\n");
     }
+    /* the layers with a bound: groups that must change node */
+    for (int k = 0; k < NSTOL; k++) {
+        const vstats *x = &st[V_TOL0 + k];
+        if (!x->forced)
+            continue;
+        printf("%s, the %ld layer-windows whose groups must change node: "
+               "copies %.2fx the bound (worst layer %.2fx; %ld above "
+               "1.5x)\n",
+               vnames[V_TOL0 + k], x->forced,
+               x->forced_copies / x->forced_bound, x->forced_worst,
+               x->forced_over);
+        json_record(b, "{\"kind\":\"replan_forced\",\"series\":\"%s\","
+                    "\"mode\":\"%s\",\"plan\":\"%s\",\"layers\":%ld,"
+                    "\"copies_over_bound\":%.4f,\"worst\":%.4f,"
+                    "\"above_1_5\":%ld}",
+                    sr->name, mode, vnames[V_TOL0 + k], x->forced,
+                    x->forced_copies / x->forced_bound, x->forced_worst,
+                    x->forced_over);
+    }
     if (sr->mask)
         printf("(not moving: none from window %d, where a dead GPU holds "
                "experts)\n", sr->mask_from);
@@ -626,7 +737,8 @@ static void run_series(bench *b, const series *sr, const eplb_options *mode,
             st[v].copies[i] = st[v].changed[i] = st[v].bal[i] =
                 st[v].next[i] = st[v].bound[i] = st[v].us[i] = NAN;
         memset(st[v].off, 0, sizeof st[v].off);
-        st[v].miss = st[v].over = 0;
+        st[v].miss = st[v].over = st[v].forced = st[v].forced_over = 0;
+        st[v].forced_copies = st[v].forced_bound = st[v].forced_worst = 0.0;
     }
     if (eplb_rebalance_from(ctx, s, sr->w[0], NULL, series_mask(sr, 0),
                             fresh.phy2log, fresh.log2phy, fresh.logcnt))
@@ -694,9 +806,17 @@ static void run_series(bench *b, const series *sr, const eplb_options *mode,
                 if (!lbound[l])
                     continue;
                 size_t off = (size_t)l * s->num_replicas;
-                if (copies_between(&one, c->phy2log + off,
-                                   res.phy2log + off) < lbound[l])
+                long lc = copies_between(&one, c->phy2log + off,
+                                         res.phy2log + off);
+                if (lc < lbound[l])
                     x->over++;
+                double ratio = (double)lc / lbound[l];
+                x->forced++;
+                x->forced_copies += lc;
+                x->forced_bound += lbound[l];
+                x->forced_over += ratio > 1.5;
+                if (ratio > x->forced_worst)
+                    x->forced_worst = ratio;
             }
             plan_buf tmp = *c;
             *c = res;

@@ -1,9 +1,9 @@
 /* eplb-bench's scaling sweep: speed over a range of shapes (experts,
  * layers, slots, nodes and GPUs each varied alone from DeepSeek's, 1024
- * experts in 1280 slots on 64 GPUs, and DeepSeek's under the global
- * policy with two to four slots per GPU), on generated loads, each OpenCL
- * device once (or the host when none), in its mode and the deterministic
- * one; the fresh plan, the re-plan from 1% noise and the re-plan from the
+ * experts in 1280 slots on 64 GPUs, DeepSeek's on one node of 8 GPUs and
+ * under the global policy with two to four slots per GPU), on generated
+ * loads, each OpenCL device once (or the host when none), in its mode and
+ * the deterministic one; the fresh plan, the re-plan from 1% noise and the re-plan from the
  * plan of the loads reversed, as in the speed table. Then the rows whose
  * re-plan takes more than 5x the fresh plan plus 5 ms (the re-plan's time
  * bound aimed at on one CPU core, from any plan in service). */
@@ -23,6 +23,9 @@ static const int full[][6] = {
     {512, 58, 640, 8, 8, 64},   {512, 58, 640, 8, 16, 128},
     {512, 58, 640, 8, 40, 320}, {1024, 58, 4096, 8, 8, 256},
     {1024, 58, 1280, 8, 8, 64},
+    /* DeepSeek's on one node of 8 GPUs (expert parallelism 8): 36 slots
+     * a GPU */
+    {256, 58, 288, 8, 1, 8},
     /* the global policy (8 groups do not divide the nodes), nodes of 8
      * GPUs: 2, 3, 4 and 3 slots per GPU */
     {256, 58, 288, 8, 18, 144}, {256, 58, 288, 8, 12, 96},
