@@ -320,7 +320,8 @@ static int fewest_out(double base, const double *h, int nh, const double *lo,
  * the least replicas group g's experts take at the target), searched
  * depth first with at most k moves for k = lo, lo + 1, ... The search
  * counts the placements it visits; past MOVES_SEARCH_NODES it gives up
- * and returns -1 (the caller keeps its count). */
+ * and returns the k it was trying (every smaller count was ruled out),
+ * or -1 at lo (the caller keeps its count). */
 #define MOVES_SEARCH_NODES 2000000L
 
 typedef struct moves_search {
@@ -368,8 +369,9 @@ static long fewest_moves(moves_search *ms, int lo)
         ms->k = k;
         if (place_groups(ms, 0, 0))
             return k;
+        /* given up within k: every count below k was ruled out whole */
         if (ms->visited > MOVES_SEARCH_NODES)
-            return -1;
+            return k > lo ? k : -1;
     }
     return -1;
 }
@@ -810,6 +812,10 @@ static void run_series(bench *b, const series *sr, const eplb_options *mode,
                                          res.phy2log + off);
                 if (lc < lbound[l])
                     x->over++;
+                /* (the ratio only where the bound applies: the plan on
+                 * target, its copies not below it) */
+                if (lc < lbound[l] || bl[l] < target[l] * (1 - 1e-6))
+                    continue;
                 double ratio = (double)lc / lbound[l];
                 x->forced++;
                 x->forced_copies += lc;
