@@ -762,6 +762,56 @@ static void test_replica_to_holder(void)
     }
 }
 
+/* A node that keeps groups the fresh plan moves elsewhere, and whose
+ * repair from the plan in service fails, repairs from counts made for its
+ * own experts instead of giving the layer the relabelled fresh plan: 2
+ * layers of 4 groups of 3 experts on 2 nodes of 4 GPUs with 3 slots
+ * each, no expert twice on a GPU, the plan in service the fresh plan of
+ * other loads (a case the random re-plans found: layer 0 took the
+ * relabelled fresh plan, 15 copies, before the rule, and is repaired
+ * with 5 now; 19 copies in all before, 9 now). */
+static void test_node_own_counts(void)
+{
+    const eplb_shape s = {2, 12, 24, 4, 2, 8};
+    const float w[24] = {745.739f, 121.113f, 503.228f, 818.501f, 10.993f,
+                         295.2f,   950.896f, 412.922f, 611.912f, 726.286f,
+                         837.02f,  643.595f, 251.992f, 278.11f,  952.268f,
+                         932.271f, 573.257f, 875.223f, 610.459f, 90.467f,
+                         523.382f, 829.638f, 497.947f, 377.956f};
+    const float o[24] = {23, 69, 21, 99, 10.993f, 295.2f, 73, 412.922f,
+                         40, 73, 837.02f, 89, 251.992f, 63, 59, 81, 89,
+                         875.223f, 37, 90.467f, 523.382f, 829.638f, 19,
+                         377.956f};
+    eplb_options opt;
+    eplb_options_default(&opt);
+    opt.backend = EPLB_BACKEND_REFERENCE;
+    opt.candidates = 1;
+    opt.swap_rounds = 0;
+    opt.distinct_per_gpu = 1;
+    eplb_context *ctx = NULL;
+    CU_ASSERT_FATAL(eplb_context_create(&ctx, &opt) == EPLB_OK);
+    test_plan cur, fresh, next;
+    fresh_into(ctx, &s, o, &cur);
+    fresh_into(ctx, &s, w, &fresh);
+    long copies =
+        check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0, 0.0f, &next);
+    int32_t rel[48];
+    CU_ASSERT_FATAL(eplb_relabel(&s, EPLB_POLICY_AUTO, cur.phy2log,
+                                 fresh.phy2log, rel) == EPLB_OK);
+    const eplb_shape one = {1, 12, 24, 4, 2, 8};
+    long layer0 = -1, relabelled0 = -1;
+    CU_ASSERT_FATAL(eplb_copies(&one, cur.phy2log, next.phy2log, NULL,
+                                &layer0) == EPLB_OK);
+    CU_ASSERT_FATAL(eplb_copies(&one, cur.phy2log, rel, NULL,
+                                &relabelled0) == EPLB_OK);
+    CU_ASSERT(layer0 >= 0 && layer0 < relabelled0);
+    CU_ASSERT(copies <= 9);
+    test_plan_free(&cur);
+    test_plan_free(&fresh);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+}
+
 /* Every load equal, default options: sums that cancel exactly once let a
  * GPU into the touched list twice. */
 static void test_all_loads_equal(void)
@@ -1077,6 +1127,8 @@ int main(void)
         {"all loads equal", test_all_loads_equal},
         {"groups that must change node", test_groups_change_node},
         {"a replica to a GPU that holds it", test_replica_to_holder},
+        {"a node repaired from counts for its own experts",
+         test_node_own_counts},
         {"a million slots per GPU", test_million_slots_per_gpu},
         {"thousands of slots per GPU", test_many_slots_per_gpu},
         {"reversed loads, and a deadline", test_reversed_and_deadline},

@@ -174,6 +174,39 @@ static int repair_capped(const layer_job *j, int g0, int g1, int pairable)
     return ok;
 }
 
+/* Counts for the experts of node n (GPUs g0..g1-1) that fit its live
+ * slots, the way the hierarchical plan replicates within a node: one
+ * replica each, and each slot past that to the expert with the largest
+ * load per replica (ties to the lower expert); into cnt [E] (node n's
+ * entries). 0 when the node has fewer live slots than experts or the
+ * layer's budget is spent (doc/ALGORITHM.md section 9, step 4). */
+static int node_counts(const layer_job *j, int n, int g0, int g1,
+                       int32_t *cnt)
+{
+    const plan_dims *d = j->d;
+    replan_state *st = j->st;
+    int slots = 0, experts = 0;
+    for (int g = g0; g < g1; g++)
+        slots += live(j, g) * d->ppg;
+    for (int e = 0; e < d->E; e++)
+        if (st->node_of[e] == n) {
+            cnt[e] = 1;
+            experts++;
+        }
+    if (experts > slots ||
+        spend(st, (long long)(slots - experts + 1) * d->E))
+        return 0;
+    for (int k = experts; k < slots; k++) {
+        int b = -1;
+        for (int e = 0; e < d->E; e++)
+            if (st->node_of[e] == n &&
+                (b < 0 || (double)j->w[e] / cnt[e] > (double)j->w[b] / cnt[b]))
+                b = e;
+        cnt[b]++;
+    }
+    return 1;
+}
+
 /* What every layer's search shares (read only), and the workspaces of
  * the threads that run them. */
 typedef struct replan_run {
@@ -210,6 +243,7 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
 
     replan_index_current(st, cur);
     st->out_peak = -1.0;
+    st->node_restart = 0;
     st->work = 0;
     st->budget = replan_work_budget(d);
     st->deadline = run->deadline;
@@ -281,6 +315,24 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
                 replan_repair_node(&j, g0, g1, 1))
                 continue;
         } else if (replan_repair_node(&j, g0, g1, 1)) {
+            continue;
+        }
+        /* A node whose experts are not the fresh plan's node's (it kept
+         * groups the fresh plan moved) restarts from counts made for its
+         * own experts, before the layer takes its fallback: on
+         * DeepSeek-V3's drifting and burst series such layers took the
+         * relabelled fresh plan, 220-235 copies, where no group had to
+         * move. The repair there needs no lookahead (the same plans in
+         * the benchmark without it, and failing ones end sooner), and the
+         * search with gross prices that follows (replan_layer) does not
+         * try it: that search is the one such a layer is compared with.
+         * (The min_gain rule's counts are free here: keep_cnt as
+         * scratch.) */
+        if (!same && !mask && !st->plain_price && !exhausted(st) &&
+            node_counts(&j, n, g0, g1, st->keep_cnt) &&
+            replan_restart_with_counts(&j, n, g0, g1, st->keep_cnt) &&
+            replan_repair_node(&j, g0, g1, 0)) {
+            st->node_restart = 1;
             continue;
         }
         if (domains == 1 || !same || exhausted(st)) {
@@ -383,8 +435,10 @@ static void replan_layer(void *arg, int worker, int item)
      * move that takes back an earlier copy as free sends some repairs
      * down a path of free moves that ends with no move (DeepSeek-V3 in
      * the candidate mode, a burst of hot experts: two layers of 85-90
-     * copies became fallbacks of 224-240). The cheaper of the two. */
-    if (st->out_peak < 0.0 && !st->late) {
+     * copies became fallbacks of 224-240). So is a layer that a node's
+     * restart from its own counts saved from the fallback (the search
+     * it replaced). The cheaper of the two. */
+    if ((st->out_peak < 0.0 || st->node_restart) && !st->late) {
         long first = replan_layer_copies(st, out);
         memcpy(st->try_out, out, (size_t)d->P * sizeof(int32_t));
         memcpy(st->try_cnt, ocnt, (size_t)d->E * sizeof(int32_t));

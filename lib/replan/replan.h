@@ -124,6 +124,8 @@ struct replan_state {
     double out_peak;   /* the layer's output's largest load when the
                           search summed it (the repaired layer), else -1 */
     int late;          /* the deadline passed */
+    int node_restart;  /* 1: a node of the layer in hand was repaired
+                          from counts made for its own experts (replan.c) */
     int plain_price;   /* 1: moves priced by what GPUs gain only (no
                           refund), the search's second try at a layer */
     int32_t *try_out;  /* [P] the first try's layer, */
