@@ -929,6 +929,42 @@ static void reversed_loads(const eplb_shape *s, uint64_t seed, float *w,
                 w[(size_t)l * s->experts + s->experts - 1 - e];
 }
 
+/* min_gain reads the largest load of the layer it returns: where the
+ * search with gross prices ran after the first and the first result
+ * stays, the first one's (it once read the second's: from the reversed
+ * loads' plan, layer 24 moved with a gain 0.9 below min_gain's share).
+ * Every layer that moves gains at least min_gain of its largest load. */
+static void test_min_gain_after_retry(void)
+{
+    const eplb_shape s = {58, 256, 288, 8, 4, 32};
+    const float min_gain = 0.510225f;
+    size_t n = (size_t)s.layers * s.experts;
+    float *w = malloc(n * sizeof(float)), *rev = malloc(n * sizeof(float));
+    reversed_loads(&s, 58, w, rev);
+    eplb_context *ctx = default_context();
+    test_plan cur, next;
+    fresh_into(ctx, &s, rev, &cur);
+    check_replan_req(ctx, &s, w, cur.phy2log, 0.0f, 0.0, min_gain, &next);
+    double *pn = malloc(2 * s.layers * sizeof(double)), *pa = pn + s.layers;
+    layer_peaks(&s, w, &cur, pn);
+    layer_peaks(&s, w, &next, pa);
+    int moved = 0, short_gain = 0;
+    for (int l = 0; l < s.layers; l++) {
+        if (!memcmp(next.phy2log + l * 288, cur.phy2log + l * 288, 288 * 4))
+            continue;
+        moved++;
+        short_gain += pn[l] - pa[l] < min_gain * pn[l] * (1.0 - 1e-9);
+    }
+    CU_ASSERT(moved > 0);
+    CU_ASSERT(short_gain == 0);
+    free(pn);
+    free(w);
+    free(rev);
+    test_plan_free(&cur);
+    test_plan_free(&next);
+    eplb_context_destroy(ctx);
+}
+
 /* DeepSeek's shapes (hierarchical and global) from a plan made for the
  * reversed loads (every layer must change much; under the global policy
  * the search starts from the fresh plan's replica counts), and a deadline
@@ -1132,6 +1168,8 @@ int main(void)
         {"a million slots per GPU", test_million_slots_per_gpu},
         {"thousands of slots per GPU", test_many_slots_per_gpu},
         {"reversed loads, and a deadline", test_reversed_and_deadline},
+        {"min_gain after the search with gross prices",
+         test_min_gain_after_retry},
         {"two slots per GPU: the plan in service re-paired",
          test_two_slots_per_gpu},
         {"moves priced net of the copies they give back",

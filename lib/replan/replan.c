@@ -178,8 +178,9 @@ static int repair_capped(const layer_job *j, int g0, int g1, int pairable)
  * slots, the way the hierarchical plan replicates within a node: one
  * replica each, and each slot past that to the expert with the largest
  * load per replica (ties to the lower expert); into cnt [E] (node n's
- * entries). 0 when the node has fewer live slots than experts or the
- * layer's budget is spent (doc/ALGORITHM.md section 9, step 4). */
+ * entries). 0 when the node has no expert or fewer live slots than
+ * experts, or the layer's budget is spent (doc/ALGORITHM.md section 9,
+ * step 4). */
 static int node_counts(const layer_job *j, int n, int g0, int g1,
                        int32_t *cnt)
 {
@@ -193,7 +194,7 @@ static int node_counts(const layer_job *j, int n, int g0, int g1,
             cnt[e] = 1;
             experts++;
         }
-    if (experts > slots ||
+    if (experts == 0 || experts > slots ||
         spend(st, (long long)(slots - experts + 1) * d->E))
         return 0;
     for (int k = experts; k < slots; k++) {
@@ -440,6 +441,7 @@ static void replan_layer(void *arg, int worker, int item)
      * it replaced). The cheaper of the two. */
     if ((st->out_peak < 0.0 || st->node_restart) && !st->late) {
         long first = replan_layer_copies(st, out);
+        double first_peak = st->out_peak; /* (what min_gain reads) */
         memcpy(st->try_out, out, (size_t)d->P * sizeof(int32_t));
         memcpy(st->try_cnt, ocnt, (size_t)d->E * sizeof(int32_t));
         replan_unindex_layer(st, cur);
@@ -450,6 +452,7 @@ static void replan_layer(void *arg, int worker, int item)
         if (!(replan_layer_copies(st, out) < first)) {
             memcpy(out, st->try_out, (size_t)d->P * sizeof(int32_t));
             memcpy(ocnt, st->try_cnt, (size_t)d->E * sizeof(int32_t));
+            st->out_peak = first_peak;
         }
     }
     if (run->last_work)
