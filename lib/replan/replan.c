@@ -321,10 +321,11 @@ static void replan_layer_in(const replan_run *run, replan_state *st, int l)
         /* A node whose experts are not the fresh plan's node's (it kept
          * groups the fresh plan moved) restarts from counts made for its
          * own experts, before the layer takes its fallback: on
-         * DeepSeek-V3's drifting and burst series such layers took the
-         * relabelled fresh plan, 220-235 copies, where no group had to
-         * move. The repair there needs no lookahead (the same plans in
-         * the benchmark without it, and failing ones end sooner), and the
+         * DeepSeek-V3's drifting series a layer with 4-5 GPUs 2-3% above
+         * the target, no group having to move, took the relabelled fresh
+         * plan's 220-235 copies (one of them is repaired this way). The
+         * repair there needs no lookahead (the same plans in the
+         * benchmark without it, and failing ones end sooner), and the
          * search with gross prices that follows (replan_layer) does not
          * try it: that search is the one such a layer is compared with.
          * (The min_gain rule's counts are free here: keep_cnt as
