@@ -1,8 +1,9 @@
 #!/bin/sh
 # The benchmark's quick mode runs end to end (a smoke test, not a timing
-# test: no time it prints is asserted; the copies bound is checked). make check leaves out the
-# quality section (every real file planned twice on the host); make
-# check-full (EPLB_BENCH_SMOKE_FULL=1) runs every section.
+# test: no time it prints is asserted; the copies bound is checked). make
+# check leaves out the quality section (every real file planned twice on
+# the host); make check-full (EPLB_BENCH_SMOKE_FULL=1) runs every
+# section.
 set -e
 sections=speed,replan,failure,duplicates,sweep
 [ "${EPLB_BENCH_SMOKE_FULL:-0}" = 1 ] && sections=$sections,quality

@@ -950,7 +950,9 @@ static void test_min_gain_after_retry(void)
     layer_peaks(&s, w, &next, pa);
     int moved = 0, short_gain = 0;
     for (int l = 0; l < s.layers; l++) {
-        if (!memcmp(next.phy2log + l * 288, cur.phy2log + l * 288, 288 * 4))
+        size_t off = (size_t)l * s.num_replicas;
+        if (!memcmp(next.phy2log + off, cur.phy2log + off,
+                    (size_t)s.num_replicas * sizeof(int32_t)))
             continue;
         moved++;
         short_gain += pn[l] - pa[l] < min_gain * pn[l] * (1.0 - 1e-9);

@@ -3,10 +3,11 @@
  * experts in 1280 slots on 64 GPUs, DeepSeek's on one node of 8 GPUs and
  * under the global policy with two to four slots per GPU), on generated
  * loads, each OpenCL device once (or the host when none), in its mode and
- * the deterministic one; the fresh plan, the re-plan from 1% noise and the re-plan from the
- * plan of the loads reversed, as in the speed table. Then the rows whose
- * re-plan takes more than 5x the fresh plan plus 5 ms (the re-plan's time
- * bound aimed at on one CPU core, from any plan in service). */
+ * the deterministic one; the fresh plan, the re-plan from 1% noise and
+ * the re-plan from the plan of the loads reversed, as in the speed table.
+ * Then the rows whose re-plan takes more than 5x the fresh plan plus 5 ms
+ * (the re-plan's time bound aimed at on one CPU core, from any plan in
+ * service). */
 #include <stdlib.h>
 #include <string.h>
 
